@@ -1,0 +1,44 @@
+"""The one exception tree of livetok.
+
+Every error the package raises on purpose derives from :class:`LivetokError`; third-party
+errors (PyAV, safetensors, OSError) are translated at the boundary with ``raise ... from err``
+so that the command line can print one clear line and exit non-zero.
+
+    LivetokError
+    ├── ConfigError        bad configuration (key, value, line)          exit 78
+    ├── MediaError         a media file or stream cannot be opened/decoded exit 66
+    ├── CodebookError      missing, corrupt or mismatched codebooks      exit 65
+    └── DecodeError        bad bytes in a wire packet or a .ltk file     exit 65
+"""
+
+from __future__ import annotations
+
+
+class LivetokError(Exception):
+    """Base of every error livetok raises on purpose; ``exit_code`` is the CLI's exit status."""
+
+    exit_code = 1
+
+
+class ConfigError(LivetokError):
+    """The configuration is invalid: the message names the key and, when known, its line."""
+
+    exit_code = 78  # EX_CONFIG
+
+
+class MediaError(LivetokError):
+    """A media input cannot be opened or decoded: the message names the file or URL."""
+
+    exit_code = 66  # EX_NOINPUT
+
+
+class CodebookError(LivetokError):
+    """Codebooks are missing, corrupt, or do not match the configured front end."""
+
+    exit_code = 65  # EX_DATAERR
+
+
+class DecodeError(LivetokError):
+    """Bytes are not a valid wire-format packet or token file (see docs/wire-format.md)."""
+
+    exit_code = 65  # EX_DATAERR
