@@ -1,0 +1,160 @@
+"""The ``livetok`` command line. Every expected failure prints one line on stderr and exits non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from livetok import __version__
+from livetok.errors import LivetokError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_tokenize(args: argparse.Namespace) -> int:
+    from livetok.config import load_config
+    from livetok.tokenize_file import tokenize_files
+    from livetok.tokenizers import Tokenizers
+
+    toks = Tokenizers.from_config(load_config(args.config).tokenizer)
+    report = tokenize_files([Path(p) for p in args.inputs], toks, Path(args.output))
+    total = sum(report.packets.values())
+    print(f"wrote {total} packets to {args.output}", file=sys.stderr)
+    for (source, modality, scale), n in sorted(report.packets.items()):
+        print(f"  {source} {modality} {scale}: {n}", file=sys.stderr)
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from livetok import probe
+
+    path = Path(args.file)
+    if args.tokens:
+        errors = probe.print_tokens(path, sys.stdout)
+        for e in errors:
+            print(f"livetok: warning: {e}", file=sys.stderr)
+        return 0 if not errors else 65
+    result = probe.probe_file(path)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        probe.print_table(result, sys.stdout)
+    return 0 if not result.errors else 65
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from livetok.config import load_config
+    from livetok.tokenizers.codebooks import load_codebooks, save_codebooks
+    from livetok.tokenizers.fit import FitOptions, fit, media_files
+
+    cfg = load_config(args.config).tokenizer
+    files = media_files([Path(p) for p in args.inputs])
+    base = None if args.no_base else load_codebooks(cfg.codebooks)
+    cbs = fit(files, cfg, FitOptions(iters=args.iters, seed=args.seed), base)
+    save_codebooks(cbs, Path(args.output), {"fitted_on": ",".join(sorted({f.parent.name for f in files}))})
+    print(f"wrote codebooks {cbs.codebook_id} to {args.output} ({len(files)} files)", file=sys.stderr)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from livetok.config import load_config
+    from livetok.quality import evaluate
+    from livetok.tokenizers import Tokenizers
+
+    toks = Tokenizers.from_config(load_config(args.config).tokenizer)
+    report = evaluate(Path(args.input), toks, compare=not args.no_compare)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        from livetok.quality import format_report
+
+        print(format_report(report))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from livetok.config import load_config
+    from livetok.inspect_picture import inspect
+    from livetok.tokenizers import Tokenizers
+
+    toks = Tokenizers.from_config(load_config(args.config).tokenizer)
+    inspect(Path(args.file), Path(args.output), toks, Path(args.source) if args.source else None)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from livetok.demo import run_demo
+
+    return run_demo(Path(args.out_dir), args.seconds)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="livetok", description="Streaming real-time media tokenizer.")
+    p.add_argument("--version", action="version", version=f"livetok {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    def config_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-c", "--config", help="config.yaml (default: embedded defaults)")
+
+    sp = add("demo", _cmd_demo, "make a short A/V clip, tokenize it, report quality, draw the inspection picture")
+    sp.add_argument("--out-dir", default="livetok-demo", help="where the clip, tokens and picture go")
+    sp.add_argument("--seconds", type=float, default=4.0, help="clip length (s)")
+
+    sp = add("tokenize", _cmd_tokenize, "tokenize media files into a .ltk token file")
+    sp.add_argument("inputs", nargs="+", metavar="INPUT", help="any file FFmpeg opens: video, audio, still image")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT.ltk")
+    config_arg(sp)
+
+    sp = add("probe", _cmd_probe, "summarise a .ltk token file")
+    sp.add_argument("file", metavar="FILE.ltk")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="one JSON summary")
+    g.add_argument("--tokens", action="store_true", help="one JSON object per packet per line")
+
+    sp = add("eval", _cmd_eval, "tokenize, decode and report quality (PSNR, log-mel SNR, bits, perplexity)")
+    sp.add_argument("input", metavar="INPUT")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--no-compare", action="store_true", help="skip the JPEG/WebP/Opus comparison")
+    config_arg(sp)
+
+    sp = add("inspect", _cmd_inspect, "draw reconstructions per scale and depth beside the originals")
+    sp.add_argument("file", metavar="FILE.ltk")
+    sp.add_argument("-o", "--output", required=True, metavar="PICTURE.png")
+    sp.add_argument("--source", metavar="MEDIA", help="the media the tokens came from, drawn beside them")
+    config_arg(sp)
+
+    sp = add("fit", _cmd_fit, "learn projections and RVQ codebooks from media files or folders")
+    sp.add_argument("inputs", nargs="+", metavar="INPUT")
+    sp.add_argument("-o", "--output", required=True, metavar="CODEBOOKS.safetensors")
+    sp.add_argument("--iters", type=int, default=20, help="Lloyd iterations per level")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--no-base", action="store_true", help="do not take unfitted modalities from the current codebooks")
+    config_arg(sp)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except LivetokError as err:
+        print(f"livetok: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("livetok: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

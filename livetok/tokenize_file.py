@@ -1,0 +1,109 @@
+"""``livetok tokenize``: media files -> a .ltk token file, through the streaming tokenizer.
+
+Decoding and frame scaling run in a reader thread that hands frames to the tokenizer through a
+bounded queue; a full queue blocks the reader (files are never dropped from), so decode and
+tokenization overlap and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from livetok.errors import LivetokError
+from livetok.media import MediaFrame, decode
+from livetok.tokenizers.session import MediaTokenizer, PreparedVideo, Tokenizers
+from livetok.wire import LtkWriter, TokenPacket
+
+QUEUE_FRAMES = 32
+_END = object()
+
+
+@dataclass
+class TokenizeReport:
+    """What was written: packets per (source, modality, scale), and frames read per kind."""
+
+    packets: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    frames: Counter[str] = field(default_factory=Counter)
+
+
+def source_name(path: Path, taken: set[str]) -> str:
+    """A file's stem, made unique among the inputs of one run."""
+    name, n = path.stem or "input", 1
+    while name in taken:
+        n += 1
+        name = f"{path.stem}-{n}"
+    taken.add(name)
+    return name
+
+
+def prepared_frames(path: Path, tok: MediaTokenizer) -> Iterator[MediaFrame | PreparedVideo]:
+    """Decode and scale in a background thread; yield in order on the caller's thread."""
+    q: queue.Queue[object] = queue.Queue(maxsize=QUEUE_FRAMES)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for mf in decode(path):
+                item = tok.prepare(mf)
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            q.put(err)
+
+    thread = threading.Thread(target=reader, name=f"decode:{path.name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def tokenize_file(path: Path, toks: Tokenizers, source: str, sink: LtkWriter | None, report: TokenizeReport) -> list[TokenPacket]:
+    """Tokenize one file; packets go to ``sink`` when given, else are returned."""
+    mt = MediaTokenizer(toks, source)
+    kept: list[TokenPacket] = []
+
+    def emit(packets: list[TokenPacket]) -> None:
+        for p in packets:
+            report.packets[(p.source, p.modality.name.lower(), p.scale.name.lower())] += 1
+            if sink is not None:
+                sink.write(p)
+            else:
+                kept.append(p)
+
+    for item in prepared_frames(path, mt):
+        report.frames["video" if isinstance(item, PreparedVideo) else "audio"] += 1
+        emit(mt.feed(item))
+    emit(mt.flush())
+    return kept
+
+
+def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path) -> TokenizeReport:
+    report = TokenizeReport()
+    taken: set[str] = set()
+    try:
+        with LtkWriter(out) as sink:
+            for path in paths:
+                tokenize_file(path, toks, source_name(path, taken), sink, report)
+    except OSError as err:
+        raise LivetokError(f"{out}: cannot write ({err.strerror or err})") from err
+    return report

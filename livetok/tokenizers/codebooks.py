@@ -1,0 +1,158 @@
+"""Codebook files: projections and RVQ codebooks for every (modality, scale) in one safetensors file.
+
+Tensors are named ``{modality}.{scale}.{mean|proj|codebooks}``; the metadata records the front-end
+parameters they were fitted with (so a mismatched configuration is refused), and ``codebook_id``:
+the first 16 hex digits of a SHA-256 over the tensors and front-end parameters. Packets carry that id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from livetok.errors import CodebookError
+from livetok.tokenizers.config import AudioConfig, TokenizerConfig, VideoConfig
+
+FORMAT = "livetok-codebooks/1"
+SCALES = ("fine", "coarse")
+MODALITIES = ("audio", "video")
+
+
+def default_codebook_path() -> Path:
+    """The codebooks packaged with livetok (fitted by ``scripts/fit-default-codebooks.sh``)."""
+    return Path(str(resources.files("livetok") / "codebooks" / "default.safetensors"))
+
+
+def audio_frontend(cfg: AudioConfig) -> dict[str, Any]:
+    """The audio parameters that codebooks depend on."""
+    return {
+        "sample_rate": cfg.sample_rate, "win_length": cfg.win_length, "hop_length": cfg.hop_length,
+        "n_fft": cfg.n_fft, "n_mels": cfg.n_mels, "f_min": cfg.f_min,
+        "f_max": cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2,
+        "fine_frames": cfg.fine_frames, "coarse_frames": cfg.coarse_frames,
+    }
+
+
+def video_frontend(cfg: VideoConfig) -> dict[str, Any]:
+    """The video parameters that codebooks depend on."""
+    return {"size": cfg.size, "fine_patch": cfg.fine_patch, "coarse_patch": cfg.coarse_patch}
+
+
+@dataclass(frozen=True)
+class ScaleArrays:
+    """Fitted arrays of one scale: ``mean [D]``, ``proj [D, d]``, ``codebooks [L, K, d]`` (float32)."""
+
+    mean: np.ndarray
+    proj: np.ndarray
+    codebooks: np.ndarray
+
+
+@dataclass(frozen=True)
+class CodebookSet:
+    """Everything a tokenizer needs, as loaded from (or about to be saved to) one file."""
+
+    frontend: dict[str, dict[str, Any]]  # {"audio": {...}, "video": {...}}
+    scales: dict[str, ScaleArrays]  # key "audio.fine", "video.coarse", ...
+    codebook_id: str
+    source: str = "<memory>"
+
+    def scale(self, modality: str, scale: str) -> ScaleArrays:
+        return self.scales[f"{modality}.{scale}"]
+
+    def check(self, cfg: TokenizerConfig) -> None:
+        """Raise CodebookError naming both values when the configuration does not match."""
+        wanted = {"audio": audio_frontend(cfg.audio), "video": video_frontend(cfg.video)}
+        for modality, params in wanted.items():
+            for key, value in params.items():
+                have = self.frontend.get(modality, {}).get(key)
+                if have != value:
+                    raise CodebookError(
+                        f"codebooks {self.source} were fitted with {modality}.{key}={have!r} "
+                        f"but the configuration has tokenizer.{modality}.{key}={value!r}"
+                    )
+            for scale in SCALES:
+                arr = self.scale(modality, scale)
+                rvq = getattr(getattr(cfg, modality), scale)
+                if arr.codebooks.shape[1] != rvq.codebook_size:
+                    raise CodebookError(
+                        f"codebooks {self.source} have {arr.codebooks.shape[1]} codes per level for "
+                        f"{modality}.{scale} but the configuration has "
+                        f"tokenizer.{modality}.{scale}.codebook_size={rvq.codebook_size}"
+                    )
+                if rvq.levels > arr.codebooks.shape[0]:
+                    raise CodebookError(
+                        f"codebooks {self.source} have {arr.codebooks.shape[0]} levels for "
+                        f"{modality}.{scale} but the configuration asks for "
+                        f"tokenizer.{modality}.{scale}.levels={rvq.levels}"
+                    )
+
+
+def compute_id(frontend: dict[str, dict[str, Any]], scales: dict[str, ScaleArrays]) -> str:
+    h = hashlib.sha256(json.dumps(frontend, sort_keys=True).encode())
+    for key in sorted(scales):
+        for arr in (scales[key].mean, scales[key].proj, scales[key].codebooks):
+            h.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def make_set(frontend: dict[str, dict[str, Any]], scales: dict[str, ScaleArrays]) -> CodebookSet:
+    scales = {
+        k: ScaleArrays(*(np.ascontiguousarray(a, dtype=np.float32) for a in (v.mean, v.proj, v.codebooks)))
+        for k, v in scales.items()
+    }
+    return CodebookSet(frontend=frontend, scales=scales, codebook_id=compute_id(frontend, scales))
+
+
+def save_codebooks(cbs: CodebookSet, path: Path, extra: dict[str, str] | None = None) -> None:
+    tensors = {}
+    for key, arr in cbs.scales.items():
+        tensors[f"{key}.mean"] = arr.mean
+        tensors[f"{key}.proj"] = arr.proj
+        tensors[f"{key}.codebooks"] = arr.codebooks
+    meta = {"format": FORMAT, "codebook_id": cbs.codebook_id, "frontend": json.dumps(cbs.frontend, sort_keys=True)}
+    meta["shapes"] = json.dumps({k: list(v.shape) for k, v in tensors.items()}, sort_keys=True)
+    meta.update(extra or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_codebooks(path: Path | None = None) -> CodebookSet:
+    """Load and verify a codebook file; every failure is a one-line CodebookError naming the file."""
+    path = default_codebook_path() if path is None else Path(path)
+    if not path.is_file():
+        raise CodebookError(f"codebook file not found: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CodebookError(f"{path}: not a readable safetensors codebook file ({err})") from err
+    if meta.get("format") != FORMAT:
+        raise CodebookError(f"{path}: not a livetok codebook file (format {meta.get('format')!r}, want {FORMAT!r})")
+    try:
+        frontend = json.loads(meta["frontend"])
+        scales = {
+            f"{m}.{s}": ScaleArrays(
+                tensors[f"{m}.{s}.mean"], tensors[f"{m}.{s}.proj"], tensors[f"{m}.{s}.codebooks"]
+            )
+            for m in MODALITIES
+            for s in SCALES
+        }
+    except (KeyError, json.JSONDecodeError) as err:
+        raise CodebookError(f"{path}: codebook file is missing {err}") from err
+    cbs = CodebookSet(frontend=frontend, scales=scales, codebook_id=compute_id(frontend, scales), source=str(path))
+    if cbs.codebook_id != meta.get("codebook_id"):
+        raise CodebookError(
+            f"{path}: content hash {cbs.codebook_id} does not match the recorded codebook_id {meta.get('codebook_id')}"
+        )
+    return cbs

@@ -1,0 +1,167 @@
+"""Video tokenizer: model-resolution RGB images -> ViT-style patches -> projection -> RVQ codes.
+
+With the defaults (224 x 224): fine patches 16 x 16 px (14 x 14 = 196 per frame, 4 x 1024 codes
+each), coarse patches 32 x 32 px (7 x 7 = 49 per frame, 2 x 1024 codes each). A patch vector is
+the patch's pixels in row-major (y, x, RGB) order scaled to [0, 1].
+
+:class:`VideoTokenizer` is stateless and batched (frames from many sources in one call);
+:class:`VideoStream` holds one source's incremental (delta) state and sequence numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from livetok.tokenizers.codebooks import CodebookSet
+from livetok.tokenizers.config import VideoConfig
+from livetok.tokenizers.patch_delta import patch_change
+from livetok.tokenizers.rvq import ScaleQuantizer
+from livetok.wire import Clock, Flag, Modality, Scale, TokenPacket
+
+SCALES = ("fine", "coarse")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when torch sees a GPU, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """``[B, S, S, 3]`` uint8 -> ``[B * g * g, patch * patch * 3]`` float32 in [0, 1], g = S // patch."""
+    b, s, _, c = images.shape
+    g = s // patch
+    x = images.reshape(b, g, patch, g, patch, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b * g * g, patch * patch * c).to(torch.float32).mul_(1.0 / 255.0)
+
+
+def unpatchify(vectors: np.ndarray, patch: int) -> np.ndarray:
+    """``[g * g, patch * patch * 3]`` in [0, 1] -> ``[S, S, 3]`` uint8 image."""
+    g = round((vectors.shape[0]) ** 0.5)
+    x = vectors.reshape(g, g, patch, patch, 3).transpose(0, 2, 1, 3, 4).reshape(g * patch, g * patch, 3)
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class BatchCodes:
+    """Codes of a batch: ``codes[scale] [B, P, L] uint16``; ``vectors[scale] [B, P, d] float16`` or None."""
+
+    codes: dict[str, np.ndarray]
+    vectors: dict[str, np.ndarray | None]
+
+
+class VideoTokenizer:
+    """Shared, stateless video tokenizer on one torch device."""
+
+    def __init__(self, cfg: VideoConfig, codebooks: CodebookSet, device: str = "auto") -> None:
+        self.cfg = cfg
+        self.codebook_id = codebooks.codebook_id
+        self.device = resolve_device(device)
+        self.patch = {"fine": cfg.fine_patch, "coarse": cfg.coarse_patch}
+        self.grid = {s: cfg.size // p for s, p in self.patch.items()}
+        self.quantizers = {
+            s: ScaleQuantizer(arr.mean, arr.proj, arr.codebooks, getattr(cfg, s).levels)
+            for s in SCALES
+            for arr in [codebooks.scale("video", s)]
+        }
+
+    @torch.inference_mode()
+    def encode(self, images: np.ndarray, vectors: bool = False) -> BatchCodes:
+        """``images [B, S, S, 3] uint8`` -> codes for every patch of every frame, both scales."""
+        batch = torch.from_numpy(images).to(self.device, non_blocking=True)
+        codes: dict[str, np.ndarray] = {}
+        vecs: dict[str, np.ndarray | None] = {}
+        for scale in SCALES:
+            c, z = self.quantizers[scale].encode_torch(patchify(batch, self.patch[scale]))
+            n = images.shape[0]
+            codes[scale] = c.to(torch.int32).cpu().numpy().astype(np.uint16).reshape(n, -1, c.shape[1])
+            vecs[scale] = z.to(torch.float16).cpu().numpy().reshape(n, -1, z.shape[1]) if vectors else None
+        return BatchCodes(codes=codes, vectors=vecs)
+
+    def reconstruct(self, codes: np.ndarray, scale: str, depth: int | None = None) -> np.ndarray:
+        """``codes [P, L]`` for a full grid -> ``[S, S, 3]`` uint8 image using ``depth`` levels."""
+        return unpatchify(self.quantizers[scale].decode(codes, depth), self.patch[scale])
+
+    def stream(self, source: str, clock: Clock = Clock.MEDIA) -> VideoStream:
+        return VideoStream(self, source, clock)
+
+
+@dataclass
+class DeltaState:
+    """Per scale: the pixels each patch had when last sent, and when the last keyframe was."""
+
+    reference: dict[str, np.ndarray] = field(default_factory=dict)  # scale -> [S, S, 3] uint8
+    last_keyframe_ns: int | None = None
+
+
+@dataclass
+class VideoStreamState:
+    seq: int = 0
+    pending: Flag = Flag.NONE
+    delta: DeltaState = field(default_factory=DeltaState)
+
+
+class VideoStream:
+    """One source's video token stream: sequence numbers, gap flags and the delta-mode reference."""
+
+    def __init__(self, tok: VideoTokenizer, source: str, clock: Clock) -> None:
+        self.tok = tok
+        self.source = source
+        self.clock = clock
+        self.state = VideoStreamState()
+
+    def reset(self) -> None:
+        self.state = VideoStreamState(pending=Flag.DISCONTINUITY)
+
+    def mark_gap(self) -> None:
+        self.state.pending |= Flag.GAP
+
+    def packets(self, image: np.ndarray, codes: BatchCodes, index: int, start_ns: int, end_ns: int) -> list[TokenPacket]:
+        """Packets (fine, coarse) for frame ``index`` of an encoded batch; ``image [S, S, 3]``."""
+        st = self.state
+        cfg = self.tok.cfg.delta
+        keyframe = True
+        if cfg.enabled:
+            last = st.delta.last_keyframe_ns
+            keyframe = last is None or start_ns - last >= round(cfg.keyframe_interval_s * 1e9) or bool(st.pending)
+            if keyframe:
+                st.delta.last_keyframe_ns = start_ns
+        flags = st.pending | (Flag.KEYFRAME if keyframe else Flag.DELTA)
+        out = []
+        for scale in SCALES:
+            c = codes.codes[scale][index]
+            v = codes.vectors[scale]
+            vec = None if v is None else v[index]
+            positions = None
+            if not keyframe:
+                changed = patch_change(image, st.delta.reference[scale], self.tok.patch[scale]) > cfg.threshold
+                positions = np.flatnonzero(changed.reshape(-1)).astype(np.uint16)
+                c = c[positions]
+                vec = None if vec is None else vec[positions]
+            if cfg.enabled:
+                self._update_reference(scale, image, positions)
+            g = self.tok.grid[scale]
+            out.append(
+                TokenPacket(
+                    source=self.source, modality=Modality.VIDEO, scale=Scale[scale.upper()], seq=st.seq,
+                    start_ns=start_ns, end_ns=end_ns, clock=self.clock, codebook_id=self.tok.codebook_id,
+                    flags=flags, grid=(g, g), codes=np.ascontiguousarray(c), positions=positions, vectors=vec,
+                )
+            )
+        st.seq += 1
+        st.pending = Flag.NONE
+        return out
+
+    def _update_reference(self, scale: str, image: np.ndarray, positions: np.ndarray | None) -> None:
+        ref = self.state.delta.reference
+        if positions is None or scale not in ref:
+            ref[scale] = image.copy()
+            return
+        p, g = self.tok.patch[scale], self.tok.grid[scale]
+        for pos in positions.tolist():
+            y, x = divmod(pos, g)
+            ref[scale][y * p : (y + 1) * p, x * p : (x + 1) * p] = image[y * p : (y + 1) * p, x * p : (x + 1) * p]
