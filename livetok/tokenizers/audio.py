@@ -119,11 +119,17 @@ class AudioStream:
         st = self.state
         tail = self.resampler.flush()
         packets = self.push_samples(tail) if tail.size else []
+        received = st.samples_in
         coarse = self.tok.step_samples["coarse"]
-        covered_to = -(-st.samples_in // coarse) * coarse  # round up to a whole coarse step
-        if st.samples_in and covered_to + self.tok.latency_samples > st.samples_in:
-            pad = covered_to + self.tok.latency_samples - st.samples_in
-            packets += self.push_samples(np.zeros(pad))
+        covered_to = -(-received // coarse) * coarse  # round up to a whole coarse step
+        if received and covered_to + self.tok.latency_samples > received:
+            pad = covered_to + self.tok.latency_samples - received
+            fine = self.tok.step_samples["fine"]
+            # Only steps that hold received samples: padding alone never makes a token.
+            packets += [
+                p for p in self.push_samples(np.zeros(pad))
+                if p.seq * (fine if p.scale == Scale.FINE else coarse) < received
+            ]
         return packets
 
     def _emit(self) -> list[TokenPacket]:

@@ -1,0 +1,50 @@
+"""Wire format v1: binary token packets, aligned steps, and ``.ltk`` token files.
+
+The byte-level specification is docs/wire-format.md; this package is its reference
+implementation. Decoding bad bytes raises :class:`livetok.errors.DecodeError` only.
+"""
+
+from livetok.wire.ltkfile import (
+    FILE_HEADER,
+    LTK_VERSION,
+    SYNC,
+    LtkReadResult,
+    LtkWriter,
+    iter_ltk,
+    read_ltk,
+)
+from livetok.wire.model import (
+    UNKNOWN_SKEW,
+    AlignedStep,
+    Clock,
+    Flag,
+    Modality,
+    Scale,
+    StepFlag,
+    TokenPacket,
+    flag_names,
+)
+from livetok.wire.packet import PACKET_MAGIC, WIRE_VERSION, decode_packet, encode_packet
+
+__all__ = [
+    "FILE_HEADER",
+    "LTK_VERSION",
+    "PACKET_MAGIC",
+    "SYNC",
+    "UNKNOWN_SKEW",
+    "WIRE_VERSION",
+    "AlignedStep",
+    "Clock",
+    "Flag",
+    "LtkReadResult",
+    "LtkWriter",
+    "Modality",
+    "Scale",
+    "StepFlag",
+    "TokenPacket",
+    "decode_packet",
+    "encode_packet",
+    "flag_names",
+    "iter_ltk",
+    "read_ltk",
+]

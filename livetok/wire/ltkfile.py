@@ -1,0 +1,200 @@
+"""Token files (``.ltk``): a file header, then framed records each holding one wire packet.
+
+File header (8 bytes): magic ``LTKF``, version u8 (1), 3 reserved bytes (written 0, ignored).
+Record: sync marker ``A5 4C 54 52``, packet length u32 LE, zlib CRC-32 of the packet u32 LE,
+then the packet bytes (docs/wire-format.md).
+
+The reader never raises for damage after the file header: each bad region becomes one
+:class:`DecodeError` in the stream, and reading resumes at the next sync marker whose record
+checks out (length inside the file and CRC match).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import BinaryIO
+
+from livetok.errors import DecodeError
+from livetok.wire.model import AlignedStep, TokenPacket
+from livetok.wire.packet import PACKET_MAGIC, decode_packet, encode_packet
+
+LTK_MAGIC = b"LTKF"
+LTK_VERSION = 1
+FILE_HEADER = LTK_MAGIC + bytes([LTK_VERSION, 0, 0, 0])
+SYNC = b"\xa5LTR"
+RECORD_HEAD = struct.Struct("<4sII")  # sync, packet length, CRC-32 of the packet
+MAX_RECORD_BYTES = (1 << 32) - 1  # the length field is u32
+
+Packet = TokenPacket | AlignedStep
+_Buffer = bytes | mmap.mmap
+
+
+class LtkWriter:
+    """Append-only writer of a ``.ltk`` file; the file is created (or truncated) on open.
+
+    Each record goes to the file in one ``write`` call, so a crash leaves at most one
+    truncated record at the end, which the reader reports and skips.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._file: BinaryIO = open(self.path, "wb")  # noqa: SIM115 -- closed by close()
+        self._file.write(FILE_HEADER)
+
+    def write(self, packet: Packet) -> None:
+        """Encode ``packet`` and append it as one record."""
+        self.write_encoded(encode_packet(packet))
+
+    def write_encoded(self, data: bytes) -> None:
+        """Append already-encoded packet bytes (e.g. the bytes just published) as one record."""
+        if len(data) > MAX_RECORD_BYTES:
+            raise ValueError(f"packet of {len(data)} bytes exceeds the u32 record length")
+        if data[:4] != PACKET_MAGIC:
+            raise ValueError("data is not an encoded wire packet (bad magic)")
+        self._file.write(RECORD_HEAD.pack(SYNC, len(data), zlib.crc32(data)) + data)
+
+    def flush(self) -> None:
+        """Push buffered records to the operating system."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flush and close; closing twice is harmless."""
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def __enter__(self) -> LtkWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@dataclass
+class LtkReadResult:
+    """Everything readable in a token file: good packets in file order, and one message per
+    bad region (each names the file and the byte offset)."""
+
+    packets: list[Packet] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def read_ltk(path: str | os.PathLike[str]) -> LtkReadResult:
+    """Read a whole token file. Raises DecodeError only if it is not a token file at all."""
+    result = LtkReadResult()
+    for item in iter_ltk(path):
+        if isinstance(item, DecodeError):
+            result.errors.append(str(item))
+        else:
+            result.packets.append(item)
+    return result
+
+
+def iter_ltk(path: str | os.PathLike[str]) -> Iterator[Packet | DecodeError]:
+    """Stream the packets of a token file, yielding a DecodeError in-line for each bad region.
+
+    The file header is checked now, not at the first ``next``: a missing, empty or non-.ltk
+    file raises DecodeError with a one-line message naming the file.
+    """
+    name = os.fspath(path)
+    buf = _open_checked(name)
+    return _records(name, buf)
+
+
+def _open_checked(name: str) -> _Buffer:
+    try:
+        with open(name, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size >= len(FILE_HEADER):
+                # mapped, not read: token files of long sessions can be large
+                buf: _Buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            else:
+                buf = f.read()  # also covers pipes and other files that report size 0
+    except (OSError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise DecodeError(f"{name}: cannot read token file: {reason}") from None
+    problem = _header_problem(buf[: len(FILE_HEADER)])
+    if problem:
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+        raise DecodeError(f"{name}: {problem}")
+    return buf
+
+
+def _header_problem(head: bytes) -> str:
+    if not head:
+        return "not a .ltk token file: the file is empty"
+    if len(head) < len(FILE_HEADER) or head[:4] != LTK_MAGIC:
+        return f"not a .ltk token file: bad header {head[:8].hex(' ')}"
+    if head[4] != LTK_VERSION:
+        return f"unsupported .ltk version {head[4]} (this reader reads {LTK_VERSION})"
+    return ""
+
+
+def _records(name: str, buf: _Buffer) -> Iterator[Packet | DecodeError]:
+    size = len(buf)
+    pos = len(FILE_HEADER)
+    try:
+        while pos < size:
+            checked = _check_record(buf, pos, size)
+            if isinstance(checked, str):
+                resume = _resync(buf, pos + 1, size)
+                where = f"skipped to offset {resume}" if resume >= 0 else "no records follow"
+                yield DecodeError(f"{name}: offset {pos}: {checked}; {where}")
+                if resume < 0:
+                    return
+                pos = resume
+                continue
+            data, nxt = checked
+            try:
+                yield decode_packet(data)
+            except DecodeError as err:
+                # framing and CRC are fine, so the next record starts right after this one
+                yield DecodeError(f"{name}: offset {pos}: record holds a bad packet: {err}")
+            pos = nxt
+    finally:
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+
+
+def _check_record(buf: _Buffer, pos: int, size: int) -> tuple[bytes, int] | str:
+    """The packet bytes and next offset of the record at ``pos``, or why it is bad."""
+    if size - pos < RECORD_HEAD.size:
+        return f"truncated record header ({size - pos} of {RECORD_HEAD.size} bytes)"
+    sync, length, crc = RECORD_HEAD.unpack(buf[pos : pos + RECORD_HEAD.size])
+    if sync != SYNC:
+        return f"bad sync marker {sync.hex(' ')}"
+    start = pos + RECORD_HEAD.size
+    if length > size - start:
+        return (
+            f"record length {length} runs past the end of the file "
+            f"({size - start} bytes left): truncated or corrupt"
+        )
+    data = buf[start : start + length]
+    if zlib.crc32(data) != crc:
+        return f"CRC mismatch in a {length}-byte record"
+    return data, start + length
+
+
+def _resync(buf: _Buffer, start: int, size: int) -> int:
+    """Offset of the first sync marker at or after ``start`` whose record checks out, or -1."""
+    while True:
+        found = buf.find(SYNC, start)
+        if found < 0:
+            return -1
+        if not isinstance(_check_record(buf, found, size), str):
+            return found
+        start = found + 1

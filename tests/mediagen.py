@@ -1,0 +1,10 @@
+"""Making real test media with ffmpeg (importable by tests: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import subprocess
+
+
+def ffmpeg(*args: str) -> None:
+    """Run ffmpeg quietly; a failure raises CalledProcessError with its stderr."""
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True)

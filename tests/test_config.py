@@ -1,0 +1,49 @@
+"""config.yaml: validation with key paths and line numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from livetok.config import load_config
+from livetok.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_shipped_config_is_valid_and_equals_defaults() -> None:
+    assert load_config(ROOT / "config.yaml") == load_config(None)
+
+
+def test_unknown_key_names_key_and_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "tokenizer:\n  audio:\n    sample_rate: 16000\n    n_melz: 80\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:4: tokenizer\.audio\.n_melz: unknown key"):
+        load_config(p)
+
+
+def test_out_of_bounds_value(tmp_path: Path) -> None:
+    p = write(tmp_path, "tokenizer:\n  video:\n    size: 20\n")
+    with pytest.raises(ConfigError, match=r":3: tokenizer\.video\.size: .*greater than or equal to 32"):
+        load_config(p)
+
+
+def test_cross_field_rule(tmp_path: Path) -> None:
+    p = write(tmp_path, "tokenizer:\n  video:\n    size: 200\n")
+    with pytest.raises(ConfigError, match="multiple of fine_patch"):
+        load_config(p)
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config.yaml:[23]: not valid YAML"):
+        load_config(write(tmp_path, "tokenizer:\n  audio: [1, 2\n"))
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))

@@ -1,0 +1,130 @@
+"""Video tokenizer: frame conversion, batching, delta mode and the numba change detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import skimage
+
+from livetok.media import decode
+from livetok.tokenizers import TokenizerConfig, Tokenizers
+from livetok.tokenizers.config import DeltaConfig, VideoConfig
+from livetok.tokenizers.frames import PAD_LEVEL, to_model_image
+from livetok.tokenizers.patch_delta import patch_change, patch_change_numpy
+from livetok.wire import Flag, Scale
+
+PHOTO = skimage.data.astronaut()  # [512, 512, 3]
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    return [to_model_image(mf.frame, 224, "crop") for mf in decode(path) if mf.kind == "video"]
+
+
+def test_aspect_modes_on_a_wide_frame() -> None:
+    wide = np.zeros((100, 400, 3), np.uint8)
+    wide[:, 175:225] = 255  # a white centre band, 50 px of the middle 100
+    crop = to_model_image(wide, 224, "crop")
+    pad = to_model_image(wide, 224, "pad")
+    stretch = to_model_image(wide, 224, "stretch")
+    assert crop.shape == pad.shape == stretch.shape == (224, 224, 3)
+    assert crop[112, 112].min() > 200 and crop[112, 5].max() < 30  # centre kept, scaled 2.24x
+    assert (pad[:10] == PAD_LEVEL).all() and (pad[-10:] == PAD_LEVEL).all()  # letterboxed
+    assert stretch[112, 112].min() > 200 and stretch[:, 100:124].min() > 200 and stretch[:, 80].max() < 30
+
+
+@pytest.mark.parametrize("fmt", ["yuv420p", "nv12", "gray", "rgba", "bgr24", "yuv444p"])
+def test_any_pixel_format(fmt: str) -> None:
+    frame = av.VideoFrame.from_ndarray(PHOTO, format="rgb24").reformat(format=fmt)
+    img = to_model_image(frame, 224, "crop")
+    ref = to_model_image(PHOTO, 224, "crop").astype(int)
+    assert img.shape == (224, 224, 3)
+    tol = 60 if fmt == "gray" else 12  # grey loses colour; chroma subsampling blurs edges
+    assert np.abs(img.astype(int) - ref).mean() < tol
+
+
+def test_batch_equals_single_frames(toks: Tokenizers, av_clip: Path) -> None:
+    images = np.stack(frames_of(av_clip)[:8])
+    batched = toks.video.encode(images)
+    for i in range(images.shape[0]):
+        one = toks.video.encode(images[i : i + 1])
+        for scale in ("fine", "coarse"):
+            assert np.array_equal(batched.codes[scale][i], one.codes[scale][0])
+    assert batched.codes["fine"].shape == (8, 196, 4) and batched.codes["coarse"].shape == (8, 49, 2)
+
+
+def test_reconstruction_improves_with_depth(toks: Tokenizers) -> None:
+    img = to_model_image(PHOTO, 224, "crop")
+    codes = toks.video.encode(img[None]).codes
+    for scale in ("fine", "coarse"):
+        mse = [np.mean((toks.video.reconstruct(codes[scale][0], scale, d).astype(float) - img) ** 2)
+               for d in range(1, codes[scale].shape[2] + 1)]
+        assert all(a > b for a, b in zip(mse, mse[1:], strict=False)), (scale, mse)
+
+
+def test_vectors_are_float16_with_grid(toks: Tokenizers) -> None:
+    img = to_model_image(PHOTO, 224, "crop")
+    bc = toks.video.encode(img[None], vectors=True)
+    assert bc.vectors["fine"] is not None and bc.vectors["fine"].dtype == np.float16
+    assert bc.vectors["fine"].shape == (1, 196, toks.video.quantizers["fine"].dim)
+    stream = toks.video.stream("cam")
+    fine, coarse = stream.packets(img, bc, 0, 0, 40_000_000)
+    assert fine.grid == (14, 14) and coarse.grid == (7, 7) and fine.vectors is not None
+
+
+def delta_tokenizers(threshold: float = 3.0, keyframe_s: float = 1.0) -> Tokenizers:
+    cfg = TokenizerConfig(device="cpu", video=VideoConfig(
+        delta=DeltaConfig(enabled=True, threshold=threshold, keyframe_interval_s=keyframe_s)))
+    return Tokenizers.from_config(cfg)
+
+
+def test_delta_sends_only_changed_patches_and_rebuilds() -> None:
+    toks = delta_tokenizers()
+    base = to_model_image(PHOTO, 224, "crop")
+    frames = []
+    for i in range(6):
+        f = base.copy()
+        f[32:48, 64 + 16 * i : 80 + 16 * i] = 255  # a white 16x16 square stepping right
+        frames.append(f)
+    stream = toks.video.stream("cam")
+    codes = toks.video.encode(np.stack(frames))
+    grid = np.zeros((196, 4), np.uint16)
+    for i, f in enumerate(frames):
+        fine, coarse = stream.packets(f, codes, i, i * 40_000_000, (i + 1) * 40_000_000)
+        assert fine.scale == Scale.FINE and coarse.scale == Scale.COARSE
+        if i == 0:
+            assert fine.flags & Flag.KEYFRAME and fine.positions is None
+            grid[:] = fine.codes
+            continue
+        assert fine.flags & Flag.DELTA and fine.positions is not None
+        # The square left one patch and entered the next: exactly two fine patches changed.
+        assert sorted(fine.positions.tolist()) == [2 * 14 + 4 + i - 1, 2 * 14 + 4 + i]
+        grid[fine.positions] = fine.codes
+        assert np.array_equal(grid, codes.codes["fine"][i])  # the consumer's grid is the full one
+
+
+def test_delta_keyframe_interval() -> None:
+    toks = delta_tokenizers(keyframe_s=0.1)
+    img = to_model_image(PHOTO, 224, "crop")
+    codes = toks.video.encode(img[None])
+    stream = toks.video.stream("cam")
+    kinds = []
+    for i in range(8):  # 40 ms frames: keyframes at 0, 120 ms (>= 100 ms), 240 ms
+        fine, _ = stream.packets(img, codes, 0, i * 40_000_000, (i + 1) * 40_000_000)
+        kinds.append("K" if fine.flags & Flag.KEYFRAME else str(fine.codes.shape[0]))
+    assert kinds == ["K", "0", "0", "K", "0", "0", "K", "0"]
+    stream.mark_gap()
+    fine, _ = stream.packets(img, codes, 0, 400_000_000, 440_000_000)
+    assert fine.flags & Flag.KEYFRAME and fine.flags & Flag.GAP  # after a gap the consumer needs a full grid
+
+
+def test_numba_change_detector_matches_numpy() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    b = a.copy()
+    b[100:140, 30:90] = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    for patch in (16, 32):
+        assert np.allclose(patch_change(a, b, patch), patch_change_numpy(a, b, patch))
+    assert patch_change(a, a, 16).max() == 0
