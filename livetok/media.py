@@ -28,6 +28,18 @@ class MediaFrame:
     pts_ns: int
     duration_ns: int
 
+    @property
+    def audio(self) -> av.AudioFrame:
+        if not isinstance(self.frame, av.AudioFrame):
+            raise TypeError("not an audio frame")
+        return self.frame
+
+    @property
+    def video(self) -> av.VideoFrame:
+        if not isinstance(self.frame, av.VideoFrame):
+            raise TypeError("not a video frame")
+        return self.frame
+
 
 def ticks_to_ns(ticks: int, time_base: Fraction) -> int:
     """Integer media time -> integer ns, rounded down (exact for every common time base)."""
@@ -69,15 +81,14 @@ def decode(path: str | Path, audio: bool = True, video: bool = True) -> Iterator
     container = open_media(path)
     name = str(path)
     try:
-        streams = []
+        streams: list[av.VideoStream | av.AudioStream] = []
         if video and container.streams.video:
             streams.append(container.streams.video[0])
+            container.streams.video[0].thread_type = "AUTO"  # frame + slice threads for the decoder
         if audio and container.streams.audio:
             streams.append(container.streams.audio[0])
         if not streams:
             return
-        for s in streams:
-            s.thread_type = "AUTO"
         start = _start_ticks(container)
         count = 0
         next_ns = {"audio": 0, "video": 0}  # where a frame without pts is placed: after the last one
@@ -87,6 +98,8 @@ def decode(path: str | Path, audio: bool = True, video: bool = True) -> Iterator
             except av.InvalidDataError:
                 continue  # a damaged packet: its decoder resynchronises on the next one
             for frame in frames:
+                if not isinstance(frame, av.AudioFrame | av.VideoFrame):
+                    continue  # subtitles: not demuxed, never reached
                 mf = _media_frame(frame, start, next_ns)
                 next_ns[mf.kind] = mf.pts_ns + mf.duration_ns
                 count += 1
@@ -106,10 +119,12 @@ def _start_ticks(container: av.container.InputContainer) -> int:
 
 def _media_frame(frame: av.AudioFrame | av.VideoFrame, start_ns: int, next_ns: dict[str, int]) -> MediaFrame:
     kind: Literal["audio", "video"] = "audio" if isinstance(frame, av.AudioFrame) else "video"
-    tb = frame.time_base
-    known = frame.pts is not None and tb is not None
-    pts = ticks_to_ns(frame.pts, tb) - start_ns if known else next_ns[kind]
-    dur = ticks_to_ns(frame.duration, tb) if known and getattr(frame, "duration", 0) else 0
-    if kind == "audio" and not dur and frame.sample_rate:
+    tb, ticks = frame.time_base, frame.pts
+    if ticks is not None and tb is not None:
+        pts = ticks_to_ns(ticks, tb) - start_ns
+        dur = ticks_to_ns(frame.duration or 0, tb)
+    else:
+        pts, dur = next_ns[kind], 0
+    if isinstance(frame, av.AudioFrame) and not dur and frame.sample_rate:
         dur = frame.samples * NS // frame.sample_rate
     return MediaFrame(kind=kind, frame=frame, pts_ns=pts, duration_ns=dur)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from livetok.wire import AlignedStep, Flag, TokenPacket, flag_names, iter_ltk
 from livetok.errors import DecodeError
+from livetok.wire import AlignedStep, Flag, TokenPacket, flag_names, iter_ltk
 
 
 @dataclass
@@ -97,7 +97,8 @@ def print_tokens(path: Path, out: TextIO) -> list[str]:
 
 
 def print_table(probe: Probe, out: TextIO) -> None:
-    head = f"{'source':<16} {'modality':<8} {'scale':<6} {'packets':>8} {'rate_hz':>9} {'start_s':>10} {'end_s':>10} {'gaps':>5}  codebook"
+    head = (f"{'source':<16} {'modality':<8} {'scale':<6} {'packets':>8} {'rate_hz':>9} "
+            f"{'start_s':>10} {'end_s':>10} {'gaps':>5}  codebook")
     out.write(head + "\n")
     for s in probe.streams.values():
         j = s.as_json()

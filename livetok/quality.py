@@ -47,6 +47,7 @@ from livetok.tokenizers.audio_frontend import StreamingLogMel, StreamingResample
 from livetok.tokenizers.config import AudioConfig
 from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.session import Tokenizers
+from livetok.tokenizers.video import unpatchify
 from livetok.wire import Modality, TokenPacket
 
 SCALES = ("fine", "coarse")
@@ -55,6 +56,7 @@ MIN_ERROR = 1e-10  # an exact reconstruction reports a large finite figure, not 
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # sample rates libopus accepts
 OPUS_MIN_BPS, OPUS_MAX_BPS = 6000, 510000
 IMAGE_CODECS = {"jpeg": ("JPEG", 1, 95), "webp": ("WEBP", 0, 100)}  # Pillow format, quality range
+RECON_CHUNK = 32  # frames decoded together when measuring video reconstructions
 DOWNSCALES = (7 / 8, 3 / 4, 5 / 8, 1 / 2, 3 / 8, 1 / 4, 1 / 8)
 
 
@@ -226,21 +228,21 @@ def evaluate_video(path: Path, packets: list[TokenPacket], toks: Tokenizers, com
     ref = {name: _CodecTotals() for name in IMAGE_CODECS}
 
     seen = 0
-    for index, (_, image) in enumerate(model_images(path, toks)):
-        if index >= n_frames:
+    chunk: list[np.ndarray] = []
+    for _, image in model_images(path, toks):
+        if seen >= n_frames:
             break
-        orig = image.astype(np.float64)
-        for s in SCALES:
-            codes = frames[s][index].codes
-            for d in range(1, levels[s] + 1):
-                rec = toks.video.reconstruct(codes, s, d).astype(np.float64)
-                sse[s][d - 1] += float(np.sum((orig - rec) ** 2))
+        chunk.append(image)
         if compare:
+            orig = image.astype(np.float64)
             for name in IMAGE_CODECS:
                 nbytes, decoded = encode_at_budget(image, name, budget)
                 ref[name].bytes += nbytes
                 ref[name].sse += float(np.sum((orig - decoded.astype(np.float64)) ** 2))
         seen += 1
+        if len(chunk) == RECON_CHUNK or seen == n_frames:
+            _add_errors(toks, chunk, {s: frames[s][seen - len(chunk) : seen] for s in SCALES}, sse)
+            chunk = []
     if seen != n_frames:
         raise LivetokError(f"{path}: decoded {seen} video frames but {n_frames} were tokenized")
 
@@ -261,6 +263,21 @@ def evaluate_video(path: Path, packets: list[TokenPacket], toks: Tokenizers, com
             for name, t in ref.items()
         }
     return out
+
+
+def _add_errors(toks: Tokenizers, images: list[np.ndarray], frames: dict[str, list[GridFrame]],
+                sse: dict[str, np.ndarray]) -> None:
+    """Add each depth's squared reconstruction error over ``images`` to ``sse[scale][depth - 1]``;
+    one decode per depth for the whole chunk (the same arithmetic as ``VideoTokenizer.reconstruct``)."""
+    orig = np.stack(images).astype(np.float64)
+    for s in SCALES:
+        codes = np.concatenate([f.codes for f in frames[s]])
+        per_frame = frames[s][0].codes.shape[0]
+        patch = toks.video.patch[s]
+        for d in range(1, len(sse[s]) + 1):
+            x = toks.video.quantizers[s].decode(codes, d)
+            rec = np.stack([unpatchify(x[i * per_frame : (i + 1) * per_frame], patch) for i in range(len(images))])
+            sse[s][d - 1] += float(np.sum((orig - rec.astype(np.float64)) ** 2))
 
 
 def encode_image(image: np.ndarray, codec: str, quality: int, side: int) -> tuple[int, np.ndarray]:

@@ -77,7 +77,9 @@ def prepared_frames(path: Path, tok: MediaTokenizer) -> Iterator[MediaFrame | Pr
         thread.join(timeout=5)
 
 
-def tokenize_file(path: Path, toks: Tokenizers, source: str, sink: LtkWriter | None, report: TokenizeReport) -> list[TokenPacket]:
+def tokenize_file(
+    path: Path, toks: Tokenizers, source: str, sink: LtkWriter | None, report: TokenizeReport
+) -> list[TokenPacket]:
     """Tokenize one file; packets go to ``sink`` when given, else are returned."""
     mt = MediaTokenizer(toks, source)
     kept: list[TokenPacket] = []

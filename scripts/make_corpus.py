@@ -56,7 +56,8 @@ def speech(out: Path) -> None:
     for i, voice in enumerate(VOICES):
         for j, sentence in enumerate(SENTENCES):
             speed, pitch = 140 + 15 * ((i + j) % 5), 30 + 10 * ((i * 3 + j) % 5)
-            run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(d / f"{voice}-{j}.wav"), sentence])
+            wav = str(d / f"{voice}-{j}.wav")
+            run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", wav, sentence])
 
 
 def music(out: Path) -> None:

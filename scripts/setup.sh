@@ -26,14 +26,22 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
+# pip, quiet unless it fails (then its output, less the noise about absent local indexes).
+pipq() {
+  local log; log=$(mktemp)
+  if ! .venv/bin/python -m pip install -q "$@" >"$log" 2>&1; then
+    grep -v "is ignored" "$log" >&2; rm -f "$log"; exit 1
+  fi
+  rm -f "$log"
+}
 stamp=.venv/.livetok-setup
 want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python dependencies (torch is large: about a minute)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  # The PyPI index, not any local wheel: torchaudio 2.11 needs the CUDA build of torch (runs on CPU).
-  .venv/bin/python -m pip install -q -r requirements.lock
-  .venv/bin/python -m pip install -q --no-deps -e .
+  pipq --upgrade pip
+  # From the registry, not a local wheel: torchaudio 2.11 needs the CUDA build of torch (runs on CPU).
+  pipq -r requirements.lock
+  pipq --no-deps -e .
   echo "$want" > "$stamp"
 fi
 echo "setup: ready (.venv/bin/livetok)"

@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from mediagen import ffmpeg
 
 from livetok.tokenizers import TokenizerConfig, Tokenizers

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from mediagen import ffmpeg
 
 from livetok.tokenize_file import TokenizeReport, tokenize_file
@@ -35,7 +35,7 @@ def run_chunks(toks: Tokenizers, x: np.ndarray, cuts: list[int], rate: int = RAT
     stream = toks.audio.stream("a")
     out: list[TokenPacket] = []
     bounds = [0, *sorted({c for c in cuts if 0 < c < x.shape[-1]}), x.shape[-1]]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         chunk = x[..., lo:hi]
         out += stream.push_samples(chunk) if x.ndim == 1 else stream.push_array(chunk, rate)
     return out + stream.flush()

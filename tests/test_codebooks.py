@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage
+import torch
 from mediagen import ffmpeg
 
 from livetok.errors import CodebookError
@@ -15,8 +16,6 @@ from livetok.tokenizers.codebooks import default_codebook_path, load_codebooks, 
 from livetok.tokenizers.config import AudioConfig, RVQConfig, VideoConfig
 from livetok.tokenizers.fit import FitOptions, fit
 from livetok.tokenizers.kmeans import _nearest, fit_rvq, kmeans_pp, lloyd, pca
-
-import torch
 
 
 def test_packaged_codebooks_load_and_match_defaults() -> None:
@@ -51,7 +50,7 @@ def test_damaged_or_missing_files(tmp_path: Path) -> None:
         load_codebooks(tmp_path / "nope.safetensors")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 100)
-    with pytest.raises(CodebookError, match="junk.safetensors"):
+    with pytest.raises(CodebookError, match=r"junk\.safetensors"):
         load_codebooks(junk)
     data = bytearray(default_codebook_path().read_bytes())
     data[-10] ^= 0xFF  # a flipped bit in the last tensor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import av
@@ -61,7 +62,7 @@ def test_reconstruction_improves_with_depth(toks: Tokenizers) -> None:
     for scale in ("fine", "coarse"):
         mse = [np.mean((toks.video.reconstruct(codes[scale][0], scale, d).astype(float) - img) ** 2)
                for d in range(1, codes[scale].shape[2] + 1)]
-        assert all(a > b for a, b in zip(mse, mse[1:], strict=False)), (scale, mse)
+        assert all(a > b for a, b in itertools.pairwise(mse)), (scale, mse)
 
 
 def test_vectors_are_float16_with_grid(toks: Tokenizers) -> None:

@@ -50,7 +50,8 @@ class StreamingResampler:
         if samples.ndim != 2 or samples.shape[0] not in (1, 2, 4, 6, 8):
             raise ValueError(f"expected [channels, samples] audio, got shape {samples.shape}")
         layout = {1: "mono", 2: "stereo", 4: "quad", 6: "5.1", 8: "7.1"}[samples.shape[0]]
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.float32), format="fltp", layout=layout)
+        planar = np.ascontiguousarray(samples, dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=layout)
         frame.sample_rate = rate
         return self.push(frame)
 

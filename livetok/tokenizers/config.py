@@ -30,8 +30,10 @@ class AudioConfig(_Strict):
     n_mels: int = Field(80, ge=8, le=256, description="mel bands (count)")
     f_min: float = Field(0.0, ge=0, description="lowest mel band edge (Hz)")
     f_max: float | None = Field(None, gt=0, description="highest mel band edge (Hz); null = sample_rate / 2")
-    fine_frames: int = Field(2, ge=1, le=64, description="log-mel frames per fine token step (count): 2 x 10 ms = 20 ms, 50 Hz")
-    coarse_frames: int = Field(8, ge=1, le=256, description="log-mel frames per coarse token step (count): 8 x 10 ms = 80 ms, 12.5 Hz")
+    fine_frames: int = Field(
+        2, ge=1, le=64, description="log-mel frames per fine token step (count): 2 x 10 ms = 20 ms, 50 Hz")
+    coarse_frames: int = Field(
+        8, ge=1, le=256, description="log-mel frames per coarse token step (count): 8 x 10 ms = 80 ms, 12.5 Hz")
     fine: RVQConfig = Field(RVQConfig(levels=4, dim=64), description="fine-scale RVQ")
     coarse: RVQConfig = Field(RVQConfig(levels=2, dim=128), description="coarse-scale RVQ")
 
@@ -56,14 +58,17 @@ class AudioConfig(_Strict):
 
 class DeltaConfig(_Strict):
     enabled: bool = Field(False, description="send only patches that changed since they were last sent")
-    threshold: float = Field(3.0, ge=0, le=255, description="mean absolute pixel change (0-255 levels) above which a patch is re-sent")
+    threshold: float = Field(
+        3.0, ge=0, le=255, description="mean absolute pixel change (0-255 levels) above which a patch is re-sent")
     keyframe_interval_s: float = Field(2.0, gt=0, le=3600, description="a full grid (keyframe) at least this often (s)")
 
 
 class VideoConfig(_Strict):
     size: int = Field(224, ge=32, le=1024, description="model resolution, square (px); a multiple of coarse_patch")
     aspect: Literal["crop", "pad", "stretch"] = Field(
-        "crop", description="crop: scale the short side to `size` and centre-crop; pad: letterbox in grey; stretch: ignore aspect")
+        "crop",
+        description="crop: scale the short side to `size` and centre-crop; pad: letterbox in grey; "
+        "stretch: ignore aspect")
     fine_patch: int = Field(16, ge=4, le=128, description="fine patch side (px): 14 x 14 = 196 patches at 224")
     coarse_patch: int = Field(32, ge=8, le=256, description="coarse patch side (px): 7 x 7 = 49 patches at 224")
     fine: RVQConfig = Field(RVQConfig(levels=4, dim=64), description="fine-scale RVQ")
@@ -81,7 +86,9 @@ class VideoConfig(_Strict):
 
 
 class TokenizerConfig(_Strict):
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where video tokenization runs; auto = cuda when torch sees a GPU")
-    codebooks: Path | None = Field(None, description="safetensors codebook file; null = the codebooks packaged with livetok")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where video tokenization runs; auto = cuda when torch sees a GPU")
+    codebooks: Path | None = Field(
+        None, description="safetensors codebook file; null = the codebooks packaged with livetok")
     audio: AudioConfig = Field(AudioConfig(), description="audio tokenizer")
     video: VideoConfig = Field(VideoConfig(), description="video tokenizer")

@@ -67,9 +67,9 @@ def gather(files: list[Path], cfg: TokenizerConfig, opts: FitOptions) -> Trainin
         frames = []
         for mf in decode(f):
             if mf.kind == "audio":
-                mels.append(logmel.push(res.push(mf.frame)))  # type: ignore[arg-type]
+                mels.append(logmel.push(res.push(mf.audio)))
             else:
-                frames.append(mf.frame.to_ndarray(format="rgb24"))
+                frames.append(mf.video.to_ndarray(format="rgb24"))
         if mels:
             mels.append(logmel.push(res.flush()))
             data.audio_logmel.append(np.concatenate(mels))
@@ -98,7 +98,8 @@ def _audio_vectors(mels: list[np.ndarray], frames: int, cap: int, rng: np.random
     rows = []
     for m in mels:
         if m.shape[0] >= frames:
-            rows.append(np.lib.stride_tricks.sliding_window_view(m, (frames, m.shape[1]))[:, 0].reshape(-1, frames * m.shape[1]))
+            windows = np.lib.stride_tricks.sliding_window_view(m, (frames, m.shape[1]))[:, 0]
+            rows.append(windows.reshape(-1, frames * m.shape[1]))
     x = np.concatenate(rows)
     return x[rng.choice(x.shape[0], cap, replace=False)] if x.shape[0] > cap else x
 

@@ -25,7 +25,7 @@ def _patch_change(image: np.ndarray, ref: np.ndarray, patch: int) -> np.ndarray:
         gy = y // patch
         for x in range(g * patch):
             gx = x // patch
-            acc = 0
+            acc = np.int32(0)
             for c in range(3):
                 d = np.int32(image[y, x, c]) - np.int32(ref[y, x, c])
                 acc += d if d >= 0 else -d

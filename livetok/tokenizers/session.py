@@ -63,7 +63,7 @@ class MediaTokenizer:
         if mf.kind == "audio":
             return mf
         cfg = self.toks.cfg.video
-        image = to_model_image(mf.frame, cfg.size, cfg.aspect)
+        image = to_model_image(mf.video, cfg.size, cfg.aspect)
         return PreparedVideo(image, mf.pts_ns, mf.pts_ns + mf.duration_ns)
 
     def feed(self, item: MediaFrame | PreparedVideo) -> list[TokenPacket]:
@@ -79,7 +79,7 @@ class MediaTokenizer:
             return self._encode_batch() if len(self._batch) >= self.toks.cfg.video.batch_size else []
         if self.audio is None:
             self.audio = self.toks.audio.stream(self.source, item.pts_ns, self.clock, self.toks.cfg.video.vectors)
-        return self.audio.push_frame(item.frame)  # type: ignore[arg-type]
+        return self.audio.push_frame(item.audio)
 
     def flush(self) -> list[TokenPacket]:
         """End of input: encode the partial video batch and drain the audio stream."""

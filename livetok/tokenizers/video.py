@@ -120,7 +120,9 @@ class VideoStream:
     def mark_gap(self) -> None:
         self.state.pending |= Flag.GAP
 
-    def packets(self, image: np.ndarray, codes: BatchCodes, index: int, start_ns: int, end_ns: int) -> list[TokenPacket]:
+    def packets(
+        self, image: np.ndarray, codes: BatchCodes, index: int, start_ns: int, end_ns: int
+    ) -> list[TokenPacket]:
         """Packets (fine, coarse) for frame ``index`` of an encoded batch; ``image [S, S, 3]``."""
         st = self.state
         cfg = self.tok.cfg.delta

@@ -1,0 +1,149 @@
+"""The command line end to end: tokenize, probe, fit, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage
+from mediagen import ffmpeg
+
+from livetok.cli import main
+from livetok.wire import read_ltk
+
+PROBE_KEYS = {"source", "modality", "scale", "packets", "rate_hz", "start_ns", "end_ns", "codebook_id", "gaps"}
+TOKEN_KEYS = {"source", "modality", "scale", "seq", "start_ns", "end_ns", "flags", "codes"}
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], code: int, *needles: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert len(err.splitlines()) == 1 and err.startswith("livetok: error: "), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in err, (n, err)
+
+
+@pytest.fixture(scope="module")
+def clip_ltk(av_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ltk") / "clip.ltk"
+    assert main(["tokenize", str(av_clip), "-o", str(out)]) == 0
+    return out
+
+
+def test_probe_json_has_the_documented_shape(clip_ltk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["probe", str(clip_ltk), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == {"streams", "errors"} and doc["errors"] == []
+    streams = {(s["modality"], s["scale"]): s for s in doc["streams"]}
+    assert set(streams) == {("audio", "fine"), ("audio", "coarse"), ("video", "fine"), ("video", "coarse")}
+    for s in doc["streams"]:
+        assert set(s) == PROBE_KEYS and s["source"] == "clip" and s["gaps"] == 0
+    assert streams[("video", "fine")]["packets"] == 50 and streams[("video", "fine")]["rate_hz"] == 25.0
+    assert streams[("audio", "fine")]["rate_hz"] == 50.0 and streams[("audio", "coarse")]["rate_hz"] == 12.5
+    assert 2_000_000_000 <= streams[("audio", "fine")]["end_ns"] <= 2_100_000_000
+
+
+def test_probe_tokens_one_object_per_packet(clip_ltk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["probe", str(clip_ltk), "--tokens"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(read_ltk(clip_ltk).packets)
+    rows = [json.loads(line) for line in lines]
+    assert all(set(r) == TOKEN_KEYS for r in rows)
+    video = next(r for r in rows if r["modality"] == "video" and r["scale"] == "fine")
+    assert len(video["codes"]) == 196 and len(video["codes"][0]) == 4 and video["flags"] == ["keyframe"]
+    audio = next(r for r in rows if r["modality"] == "audio" and r["scale"] == "coarse")
+    assert len(audio["codes"]) == 1 and len(audio["codes"][0]) == 2
+
+
+def test_probe_table(clip_ltk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["probe", str(clip_ltk)]) == 0
+    out = capsys.readouterr().out
+    assert "video    fine" in out and "audio    coarse" in out
+
+
+def test_still_image_and_audio_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "photo.png"
+    skimage.io.imsave(png, skimage.data.astronaut())
+    wav = tmp_path / "tone.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=700:sample_rate=8000:duration=1", str(wav))
+    out = tmp_path / "both.ltk"
+    assert main(["tokenize", str(png), str(wav), "-o", str(out)]) == 0
+    packets = read_ltk(out).packets
+    assert {(p.source, p.modality.name, p.scale.name) for p in packets} == {
+        ("photo", "VIDEO", "FINE"), ("photo", "VIDEO", "COARSE"),
+        ("tone", "AUDIO", "FINE"), ("tone", "AUDIO", "COARSE")}
+    assert sum(1 for p in packets if p.source == "photo") == 2  # one frame, two scales
+
+
+def test_truncated_ltk_keeps_good_packets(clip_ltk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = clip_ltk.read_bytes()
+    cut = tmp_path / "cut.ltk"
+    cut.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    code = main(["probe", str(cut), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code != 0 and len(doc["errors"]) == 1 and "trunc" in doc["errors"][0].lower()
+    assert sum(s["packets"] for s in doc["streams"]) > 10
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated_media", "directory"])
+def test_bad_media_inputs(kind: str, av_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / f"{kind}.mp4"
+    if kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "text":
+        bad.write_text("this is not a video\n" * 20)
+    elif kind == "truncated_media":
+        bad.write_bytes(av_clip.read_bytes()[:600])
+    elif kind == "directory":
+        bad.mkdir()
+    code = main(["tokenize", str(bad), "-o", str(tmp_path / "o.ltk")])
+    one_line_error(capsys, code, str(bad))
+
+
+def test_bad_ltk_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, data in (("empty.ltk", b""), ("text.ltk", b"hello world\n")):
+        p = tmp_path / name
+        p.write_bytes(data)
+        one_line_error(capsys, main(["probe", str(p)]), name)
+    one_line_error(capsys, main(["probe", str(tmp_path / "missing.ltk")]), "missing.ltk")
+
+
+def test_mismatched_codebooks_and_bad_config(av_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tokenizer:\n  audio:\n    n_mels: 64\n")
+    code = main(["tokenize", str(av_clip), "-o", str(tmp_path / "o.ltk"), "-c", str(cfg)])
+    one_line_error(capsys, code, "n_mels=80", "n_mels=64")
+    assert code == 65
+    cfg.write_text("tokenizer:\n  audio:\n    n_mel: 64\n")
+    code = main(["tokenize", str(av_clip), "-o", str(tmp_path / "o.ltk"), "-c", str(cfg)])
+    one_line_error(capsys, code, "c.yaml:3", "tokenizer.audio.n_mel")
+    assert code == 78
+
+
+def test_real_process_exit_codes(tmp_path: Path) -> None:
+    """The installed console script, as a user runs it: no traceback, one line, non-zero."""
+    r = subprocess.run([sys.executable, "-m", "livetok.cli", "tokenize", str(tmp_path / "nope.wav"), "-o",
+                        str(tmp_path / "x.ltk")], capture_output=True, text=True, check=False)
+    assert r.returncode == 66 and r.stderr.strip() == f"livetok: error: {tmp_path / 'nope.wav'}: no such file"
+
+
+def test_fit_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    media = tmp_path / "m"
+    media.mkdir()
+    skimage.io.imsave(media / "a.png", skimage.data.chelsea())
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("tokenizer:\n  video:\n    fine: {levels: 2, codebook_size: 32, dim: 8}\n"
+                   "    coarse: {levels: 1, codebook_size: 16, dim: 8}\n")
+    out = tmp_path / "cb.safetensors"
+    assert main(["fit", str(media), "-o", str(out), "-c", str(cfg), "--iters", "2"]) == 0
+    assert out.stat().st_size > 0 and "wrote codebooks" in capsys.readouterr().err
+    np.testing.assert_equal(out.exists(), True)
