@@ -46,7 +46,7 @@ LINE_H = 16  # one line of text (px)
 TITLE_H = 2 * LINE_H + 8  # two title lines
 SECTION_H = LINE_H + 8  # a section heading ("video ...", "audio ...")
 CAPTION_H = 2 * LINE_H + 2  # two caption lines above each tile
-LABEL_W = 120  # the left column with row labels (px)
+LABEL_W = 132  # the left column with row labels (px)
 SPEC_ROW_H = 160  # one spectrogram (px): 2 px per mel band at 80 mels
 AXIS_H = LINE_H + 10  # tick marks and second labels under the spectrograms
 AUDIO_MIN_W = 960  # content width when there is little or no video (px)
@@ -252,7 +252,8 @@ def _draw_video(canvas: _Canvas, layout: Layout, top: int, shown: list[GridFrame
     y = top + SECTION_H
     for frame in shown:
         x = MARGIN + LABEL_W
-        canvas.label_lines(MARGIN, y + CAPTION_H + size // 2, [f"frame {frame.seq}", f"t = {frame.start_ns / 1e9:.3f} s"])
+        label = [f"frame {frame.seq}", f"t = {frame.start_ns / 1e9:.3f} s"]
+        canvas.label_lines(MARGIN, y + CAPTION_H + size // 2, label)
         orig = originals.get(frame.start_ns)
         if with_original:
             canvas.text((x, y), "original", bold=True)
@@ -336,7 +337,7 @@ def _draw_audio(canvas: _Canvas, layout: Layout, top: int, steps: dict[tuple[str
         if ref is not None:
             ok = ~np.isnan(ref).any(axis=1) & ~np.isnan(x).any(axis=1)
             if ok.any():
-                lines.append(f"log-mel SNR {snr_db(ref[ok], x[ok]):.1f} dB")
+                lines.append(f"SNR {snr_db(ref[ok], x[ok]):.1f} dB")
         rows.append((lines, x))
 
     scale_src = next((v for _, v in rows if v is not None and not np.isnan(v).all()), None)
@@ -382,7 +383,6 @@ def _draw_audio(canvas: _Canvas, layout: Layout, top: int, steps: dict[tuple[str
     canvas.paste(colormap(ramp, vmin, vmax), (bar_x, first_y))
     canvas.text((bar_x + 18, first_y), f"{vmax:.1f}", anchor="la")
     canvas.text((bar_x + 18, first_y + bar_h), f"{vmin:.1f}", anchor="ld")
-    canvas.text((bar_x + 18, first_y + bar_h // 2), "ln", fill=FAINT, anchor="lm")
 
 
 def _spectrogram(values: np.ndarray, width: int, vmin: float, vmax: float) -> np.ndarray:

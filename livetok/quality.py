@@ -140,13 +140,14 @@ def model_images(path: Path, toks: Tokenizers) -> Iterator[tuple[int, np.ndarray
     """``(pts_ns, [S, S, 3] uint8)`` for every video frame, as the tokenizer sees it."""
     cfg = toks.cfg.video
     for mf in decode(path, audio=False):
-        yield mf.pts_ns, to_model_image(mf.frame, cfg.size, cfg.aspect)
+        if isinstance(mf.frame, av.VideoFrame):
+            yield mf.pts_ns, to_model_image(mf.frame, cfg.size, cfg.aspect)
 
 
 def model_rate_samples(path: Path, rate: int) -> np.ndarray | None:
     """The first audio stream as mono float32 at ``rate`` (None: no audio stream)."""
     resampler = StreamingResampler(rate)
-    chunks = [resampler.push(mf.frame) for mf in decode(path, video=False)]
+    chunks = [resampler.push(mf.frame) for mf in decode(path, video=False) if isinstance(mf.frame, av.AudioFrame)]
     if not chunks:
         return None
     chunks.append(resampler.flush())

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from livetok.tokenizers.audio_frontend import StreamingLogMel, StreamingResampler
 from livetok.tokenizers.codebooks import CodebookSet
@@ -28,6 +29,9 @@ class AudioTokenizer:
     """Shared, stateless part: front-end parameters and the two quantizers. Streams hold state."""
 
     def __init__(self, cfg: AudioConfig, codebooks: CodebookSet) -> None:
+        # NumPy's BLAS serves only this path (video and fitting use torch). Its matrices are a few
+        # rows, too small to gain from threads, and idle BLAS threads spin: one thread costs less CPU.
+        threadpool_limits(limits=1, user_api="blas")
         self.cfg = cfg
         self.codebook_id = codebooks.codebook_id
         self.quantizers = {
@@ -143,7 +147,7 @@ class AudioStream:
                 continue
             lo = first * per_step - st.mel_first
             x = st.mel[lo : lo + n * per_step].reshape(n, per_step * st.mel.shape[1])
-            enc = self.tok.quantizers[scale].encode_np(x)
+            enc = self.tok.quantizers[scale].encode_rows(x)
             out += self._packets(scale, first, enc.codes, enc.z if self.vectors else None)
             st.next_step[scale] = first + n
         keep_from = min(st.next_step[s] * f for s, f in self.tok.frames_per_step.items())

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from livetok.tokenizers.rvq_rows import encode_rows
+
 
 @dataclass(frozen=True)
 class Encoded:
@@ -41,6 +43,7 @@ class ScaleQuantizer:
         self.proj = proj.astype(np.float64)
         self.codebooks = codebooks[:levels].astype(np.float64)
         self._half_norms = 0.5 * np.einsum("lkd,lkd->lk", self.codebooks, self.codebooks)
+        self._books_t = np.ascontiguousarray(self.codebooks.transpose(0, 2, 1))  # [L, d, K]
         self._torch: dict[tuple[str, torch.dtype], tuple[torch.Tensor, ...]] = {}
 
     @property
@@ -69,6 +72,14 @@ class ScaleQuantizer:
             idx = np.argmin(hn - r @ cb.T, axis=1)
             codes[:, level] = idx
             r -= cb[idx]
+        return Encoded(codes=codes, z=z)
+
+    def encode_rows(self, x: np.ndarray) -> Encoded:
+        """Like :meth:`encode_np`, but row by row (jitted): the result never depends on ``N``."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        codes = np.empty((x.shape[0], self.levels), dtype=np.uint16)
+        z = np.empty((x.shape[0], self.dim))
+        encode_rows(x, self.mean, self.proj, self._books_t, self._half_norms, codes, z)
         return Encoded(codes=codes, z=z)
 
     def torch_params(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:

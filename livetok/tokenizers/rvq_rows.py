@@ -1,0 +1,47 @@
+"""Row-at-a-time projection + RVQ encode for the audio path, jitted with numba.
+
+Every row goes through the same instruction sequence whatever the batch size, so the codes of a
+step cannot depend on how the input was chunked (a BLAS call may pick a different kernel, and so a
+different rounding, for 1 row than for 100). The inner loops run across codes, not across the
+dimension being summed, so they vectorize without reassociating any sum. ``bench/bench_audio.py``
+compares it with the NumPy formulation it replaces (:meth:`ScaleQuantizer.encode_np`).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def encode_rows(
+    x: np.ndarray, mean: np.ndarray, proj: np.ndarray, books_t: np.ndarray, half_norms: np.ndarray,
+    codes: np.ndarray, z_out: np.ndarray,
+) -> None:  # pragma: no cover - jitted
+    """``x [N, D]`` -> ``codes [N, L]`` and ``z_out [N, d]``; ``books_t [L, d, K]``, ``half_norms [L, K]``."""
+    n_rows, n_in = x.shape
+    dim = proj.shape[1]
+    levels, _, k_codes = books_t.shape
+    scores = np.empty(k_codes)
+    r = np.empty(dim)
+    for n in range(n_rows):
+        z = z_out[n]
+        z[:] = 0.0
+        for i in range(n_in):
+            v = x[n, i] - mean[i]
+            for j in range(dim):
+                z[j] += v * proj[i, j]
+        r[:] = z
+        for level in range(levels):
+            scores[:] = half_norms[level]
+            for j in range(dim):
+                rj = r[j]
+                for k in range(k_codes):
+                    scores[k] -= rj * books_t[level, j, k]
+            best = 0
+            for k in range(1, k_codes):
+                if scores[k] < scores[best]:
+                    best = k
+            codes[n, level] = best
+            for j in range(dim):
+                r[j] -= books_t[level, j, best]
