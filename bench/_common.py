@@ -37,12 +37,72 @@ def machine_line() -> str:
     return f"machine: {cpu_model()}, {os.cpu_count()} logical cores; load average {load}"
 
 
-def print_header(title: str) -> None:
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat; (0, 0) where unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class Contention:
+    """How much of the machine's CPU *other* processes used between :meth:`start` and :meth:`report`.
+
+    The bench machine is shared; a run during which others used a large share is not comparable to
+    a quiet one. Best-of-N figures are the least disturbed, medians show the disturbance.
+    """
+
+    def __init__(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        self._jiffies, self._own = _cpu_jiffies(), _own_cpu()
+
+    def others_share(self) -> float:
+        busy0, total0 = self._jiffies
+        busy1, total1 = _cpu_jiffies()
+        if total1 <= total0:
+            return float("nan")
+        hz = os.sysconf("SC_CLK_TCK")
+        own = (_own_cpu() - self._own) * hz
+        return max(0.0, (busy1 - busy0 - own) / (total1 - total0))
+
+    def report(self) -> str:
+        return f"other processes used {100 * self.others_share():.0f} % of this machine's CPU during the run"
+
+
+def wait_for_quiet(max_wait: float = 30.0, threshold: float = 0.15) -> str:
+    """Wait (at most ``max_wait`` s) until other processes use under ``threshold`` of the CPU."""
+    t0 = time.monotonic()
+    share = float("nan")
+    while True:
+        c = Contention()
+        time.sleep(0.5)
+        share = c.others_share()
+        if not share >= threshold or time.monotonic() - t0 >= max_wait:
+            break
+    waited = time.monotonic() - t0
+    return f"others' CPU share before start: {100 * share:.0f} % (waited {waited:.1f} s for <= {100 * threshold:.0f} %)"
+
+
+def print_header(title: str, wait: bool = True) -> Contention:
+    """Print the machine, wait briefly for a quiet machine, and start measuring contention."""
     import torch
 
     print(f"== {title}")
     print(machine_line())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, numpy {np.__version__}")
+    if wait and os.environ.get("BENCH_NO_WAIT") != "1":
+        print(wait_for_quiet())
+    return Contention()
 
 
 def timings(fn: Callable[[], object], repeat: int, warmup: int = 1) -> list[float]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from _common import print_header, speech_signal, table
 
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 from livetok.tokenizers.audio import AudioStream
+from livetok.tokenizers.rvq import ScaleQuantizer
 
 CHUNKS_MS = (10, 20, 100, 1000, None)  # None: the whole signal in one push
 PARTS = ("resampler", "log-mel", "fine RVQ", "coarse RVQ")
@@ -47,6 +47,57 @@ class Timed:
             self.acc[self.name] += time.process_time() - t
 
 
+class TimedQuantizer:
+    """Stands in for a ScaleQuantizer: its ``encode_*`` methods are timed, the rest passed through."""
+
+    def __init__(self, q: ScaleQuantizer, acc: dict[str, float], name: str) -> None:
+        self._q, self._acc, self._name = q, acc, name
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._q, attr)
+        return Timed(value, self._acc, self._name) if attr.startswith("encode") else value
+
+
+def rvq_paths(toks: Tokenizers, x16: np.ndarray, repeat: int) -> None:
+    """The audio RVQ formulations side by side: µs per step (row) at the batch sizes streaming sees."""
+    st = toks.audio.stream("mic")
+    mel = st.logmel.push(x16[0].astype(np.float64))
+    rows = []
+    for scale, q in toks.audio.quantizers.items():
+        per = toks.audio.frames_per_step[scale]
+        n_all = mel.shape[0] // per
+        x_all = mel[: n_all * per].reshape(n_all, per * mel.shape[1])
+        ref = q.encode_np(x_all).codes
+        methods = [m for m in ("encode_np", "encode_rows") if hasattr(q, m)]
+        for n in (1, 5, 50, n_all):
+            cells: list[object] = [scale, n]
+            for m in methods:
+                fn = getattr(q, m)
+                fn(x_all[:n])  # jit / warm
+                batches = [x_all[i : i + n] for i in range(0, min(n_all, max(n, 200)) - n + 1, n)]
+                best = float("inf")
+                for _ in range(repeat):
+                    t = time.process_time()
+                    for b in batches:
+                        fn(b)
+                    best = min(best, (time.process_time() - t) / (len(batches) * n))
+                cells.append(best * 1e6)
+            if len(methods) == 2:
+                cells.append(cells[-2] / cells[-1])  # type: ignore[operator]
+            rows.append(cells)
+        if "encode_rows" in methods:
+            chunked = np.concatenate([q.encode_rows(x_all[i : i + 7]).codes for i in range(0, n_all, 7)])
+            whole = q.encode_rows(x_all).codes
+            same = 100 * float(np.mean(whole == ref))
+            print(f"{scale}: encode_rows vs encode_np codes equal {same:.3f} %; encode_rows chunked by 7 "
+                  f"== whole: {bool(np.array_equal(chunked, whole))}")
+    heads = ["scale", "rows per call", *(f"{m} µs/row" for m in methods)]
+    if len(methods) == 2:
+        heads.append("np / rows")
+    print("\naudio RVQ (projection + all levels), CPU µs per token step, by rows per call")
+    print(table(heads, rows))
+
+
 def run_once(
     toks: Tokenizers, x: np.ndarray, rate: int, chunk: int, split: bool
 ) -> tuple[float, dict[str, float], dict[str, int]]:
@@ -59,8 +110,7 @@ def run_once(
         st.resampler.push_array = Timed(st.resampler.push_array, acc, "resampler")  # type: ignore[method-assign]
         st.resampler.flush = Timed(st.resampler.flush, acc, "resampler")  # type: ignore[method-assign]
         for scale, q in originals.items():
-            wrapped = SimpleNamespace(encode_np=Timed(q.encode_np, acc, f"{scale} RVQ"))
-            toks.audio.quantizers[scale] = wrapped  # type: ignore[assignment]
+            toks.audio.quantizers[scale] = TimedQuantizer(q, acc, f"{scale} RVQ")  # type: ignore[assignment]
     counts = {"fine": 0, "coarse": 0}
     mono = rate == toks.cfg.audio.sample_rate and x.shape[0] == 1
     x64 = x[0].astype(np.float64) if mono else x
@@ -83,7 +133,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--repeat", type=int, default=3, help="runs per row; the least CPU time is shown")
     args = ap.parse_args()
-    print_header("bench_audio: streaming audio tokenizer, CPU ms per second of audio (fine + coarse)")
+    cont = print_header("bench_audio: streaming audio tokenizer, CPU ms per second of audio (fine + coarse)")
     toks = Tokenizers.from_config(TokenizerConfig(device="cpu"))
     secs = args.seconds
 
@@ -107,6 +157,9 @@ def main() -> None:
             rows.append([name, best * 1e3 / secs, verdict, *parts, max(rest, 0.0), counts["fine"], counts["coarse"]])
         print(f"\n{label}: {secs:g} s of {kind}; CPU ms per second of audio (target <= 5)")
         print(table(["chunk", "total", "target", *PARTS, "packets+rest", "fine pkts", "coarse pkts"], rows))
+        if rate == toks.cfg.audio.sample_rate:
+            rvq_paths(toks, x, args.repeat)
+    print(cont.report())
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print_header("bench_tokenize: livetok tokenize vs ffmpeg decode, 720p30 H.264 + AAC")
+    cont = print_header("bench_tokenize: livetok tokenize vs ffmpeg decode, 720p30 H.264 + AAC")
     if not shutil.which("ffmpeg"):
         print("ffmpeg not found: skipped")
         return
@@ -89,11 +89,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         clip, out = Path(tmp) / "clip.mp4", Path(tmp) / "out.ltk"
         make_clip(clip, args.seconds)
-        print(f"clip: {args.seconds:g} s 1280x720 30 fps libx264 veryfast + AAC 48 kHz, {clip.stat().st_size / 1e6:.1f} MB")
+        mb = clip.stat().st_size / 1e6
+        print(f"clip: {args.seconds:g} s 1280x720 30 fps libx264 veryfast + AAC 48 kHz, {mb:.1f} MB")
         r = args.repeat
-        floor = timed(["ffmpeg", "-hide_banner", "-loglevel", "error", "-threads", "0", "-i", str(clip), "-f", "null", "-"], r)
-        cli = timed([livetok, "tokenize", str(clip), "-o", str(out)], r)
-        one_thread = timed([livetok, "tokenize", str(clip), "-o", str(out)], r, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-threads", "0"]
+        floor = timed([*ffmpeg, "-i", str(clip), "-f", "null", "-"], r)
+        tokenize = [livetok, "tokenize", str(clip), "-o", str(out)]
+        cli = timed(tokenize, r)
+        one_thread = timed(tokenize, r, env={**os.environ, "OMP_NUM_THREADS": "1"})
         startup = timed([sys.executable, "-c", STARTUP], r)
         t = time.perf_counter()
         res = subprocess.run([sys.executable, "-c", IN_PROCESS.format(repeat=r), str(clip), str(out)],
@@ -116,6 +119,7 @@ def main() -> None:
               f"real-time factor of the CLI: {args.seconds / cli[0]:.1f}x")
         if probe.returncode == 0:
             print("\nlivetok probe out.ltk:\n" + probe.stdout.strip())
+    print(cont.report())
 
 
 if __name__ == "__main__":

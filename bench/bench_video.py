@@ -159,7 +159,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    print_header("bench_video: fine + coarse video tokens, CPU, batch of 8 at 224 x 224")
+    cont = print_header("bench_video: fine + coarse video tokens, CPU, batch of 8 at 224 x 224")
 
     toks = Tokenizers.from_config(TokenizerConfig(device="cpu"))
     vt = toks.video
@@ -282,6 +282,7 @@ def main() -> None:
           f"(median {BATCH / rm:.0f})")
     print(f"codes equal to the packaged path: {', '.join(agree)} ({diff_rows} patch vectors differ)")
     print(f"argmin_rows == argmin on scores with many exact ties: {_check()}")
+    print(cont.report())
 
 
 def _check() -> bool:

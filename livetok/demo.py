@@ -8,7 +8,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from collections.abc import Iterator
+
 import av
+import numpy as np
+import skimage.data
 
 from livetok.config import LivetokConfig
 from livetok.errors import MediaError
@@ -16,21 +20,34 @@ from livetok.errors import MediaError
 SIZE, FPS, RATE = (640, 360), 25, 48000
 
 
+def pan_frames(seconds: float) -> Iterator[np.ndarray]:
+    """A slow pan and zoom across a natural photograph (scikit-image's coffee.png, a photo that the
+    packaged codebooks were not fitted on), as ``[h, w, 3]`` RGB frames of SIZE."""
+    photo = skimage.data.coffee()  # [400, 600, 3]
+    ph, pw = photo.shape[:2]
+    n = max(1, round(seconds * FPS))
+    for i in range(n):
+        t = i / max(1, n - 1)
+        ch = int(ph * (0.9 - 0.3 * t))  # zoom in from 90% to 60% of the height
+        cw = min(pw, ch * SIZE[0] // SIZE[1])
+        y, x = int((ph - ch) * 0.5 * (1 - t)), int((pw - cw) * t)
+        crop = np.ascontiguousarray(photo[y : y + ch, x : x + cw])
+        yield av.VideoFrame.from_ndarray(crop, format="rgb24").reformat(SIZE[0], SIZE[1]).to_ndarray()
+
+
 def make_clip(path: Path, seconds: float) -> None:
-    """A moving test pattern and a tone that changes pitch every second, as H.264 + AAC in MP4."""
+    """A pan across a photograph and a tone that changes pitch every second, as H.264 + AAC in MP4."""
     w, h = SIZE
     try:
         with (
-            av.open(f"testsrc2=size={w}x{h}:rate={FPS}:duration={seconds}", format="lavfi") as vsrc,
             av.open(f"aevalsrc=0.3*sin(2*PI*(300+200*floor(t))*t):s={RATE}:d={seconds}", format="lavfi") as asrc,
             av.open(str(path), "w") as out,
         ):
             vout = out.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "crf": "20"})
             vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
             aout = out.add_stream("aac", rate=RATE, layout="mono")
-            for vframe in vsrc.decode(video=0):
-                vframe.pts = None  # let the encoder number frames at its own rate
-                out.mux(vout.encode(vframe))
+            for rgb in pan_frames(seconds):
+                out.mux(vout.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
             out.mux(vout.encode(None))
             resampler = av.AudioResampler(format="fltp", layout="mono", rate=RATE, frame_size=1024)
             for aframe in asrc.decode(audio=0):
@@ -52,7 +69,7 @@ def run_demo(out_dir: Path, seconds: float) -> int:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     clip, tokens, picture = out_dir / "demo.mp4", out_dir / "demo.ltk", out_dir / "demo-inspect.png"
-    print(f"livetok demo: making a {seconds:g} s {SIZE[0]}x{SIZE[1]}@{FPS} clip with a tone -> {clip}")
+    print(f"livetok demo: making a {seconds:g} s {SIZE[0]}x{SIZE[1]}@{FPS} clip (a pan across a photo, a tone) -> {clip}")
     make_clip(clip, seconds)
     toks = Tokenizers.from_config(LivetokConfig().tokenizer)
     print(f"tokenizing through the streaming path on {toks.video.device} (codebooks {toks.codebooks.codebook_id})")

@@ -131,6 +131,7 @@ def test_delta_packets_are_drawn_as_full_grids(av_clip: Path, tmp_path: Path) ->
     frames = video_grids(read_ltk(ltk).packets)[("clip", "fine")]
     last = frames[-1]
     assert last.sent < last.codes.shape[0]
+    assert not np.array_equal(last.codes, frames[0].codes)  # the deltas were applied
     x = ip.MARGIN + ip.LABEL_W + 3 * (TILE + ip.GAP)
     y = ip.MARGIN + ip.TITLE_H + ip.SECTION_H + 3 * (ip.CAPTION_H + TILE + ip.GAP) + ip.CAPTION_H
     drawn = np.asarray(picture.crop((x, y, x + TILE, y + TILE)))

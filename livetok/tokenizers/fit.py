@@ -81,8 +81,13 @@ def gather(files: list[Path], cfg: TokenizerConfig, opts: FitOptions) -> Trainin
 
 
 def _augment(rgb: np.ndarray, size: int, n: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """The frame as the tokenizer sees it, plus ``n`` random square crops (side 25-100%) and mirrors."""
-    out = [to_model_image(rgb, size, "crop")]
+    """The frame as the tokenizer sees it, plus ``n`` random square crops (side 25-100%), mirrored
+    at random, and with colours varied (channel order, saturation) half of the time: a few natural
+    photographs otherwise leave strong, flat colours (signs, clothes, screens) uncovered."""
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    rgb = rgb[..., :3]
+    out = [to_model_image(np.ascontiguousarray(rgb), size, "crop")]
     h, w = rgb.shape[:2]
     for _ in range(n):
         side = int(min(h, w) * rng.uniform(0.25, 1.0))
@@ -90,8 +95,17 @@ def _augment(rgb: np.ndarray, size: int, n: int, rng: np.random.Generator) -> li
         crop = rgb[y : y + side, x : x + side]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
+        if rng.random() < 0.5:
+            crop = _vary_colour(crop, rng)
         out.append(to_model_image(np.ascontiguousarray(crop), size, "stretch"))
     return out
+
+
+def _vary_colour(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    x = rgb[..., rng.permutation(3)].astype(np.float32)
+    grey = x.mean(axis=2, keepdims=True)
+    x = grey + (x - grey) * rng.uniform(1.0, 3.0)
+    return np.clip(x, 0, 255).astype(np.uint8)
 
 
 def _audio_vectors(mels: list[np.ndarray], frames: int, cap: int, rng: np.random.Generator) -> np.ndarray:
