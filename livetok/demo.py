@@ -6,9 +6,8 @@ Needs no camera, microphone or broker: the clip is made with FFmpeg's lavfi sour
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
 from collections.abc import Iterator
+from pathlib import Path
 
 import av
 import numpy as np
@@ -18,6 +17,10 @@ from livetok.config import LivetokConfig
 from livetok.errors import MediaError
 
 SIZE, FPS, RATE = (640, 360), 25, 48000
+# Plucked notes, two per second, stepping up a pentatonic-ish scale: a fundamental and an octave,
+# each note decaying.
+_NOTE = "262*pow(2\\,mod(floor(2*t)\\,5)*2.4/12)"
+MELODY = f"0.3*(sin(2*PI*{_NOTE}*t)+0.4*sin(4*PI*{_NOTE}*t))*exp(-5*mod(t\\,0.5))"
 
 
 def pan_frames(seconds: float) -> Iterator[np.ndarray]:
@@ -36,11 +39,11 @@ def pan_frames(seconds: float) -> Iterator[np.ndarray]:
 
 
 def make_clip(path: Path, seconds: float) -> None:
-    """A pan across a photograph and a tone that changes pitch every second, as H.264 + AAC in MP4."""
+    """A pan across a photograph and a plucked melody, as H.264 + AAC in MP4."""
     w, h = SIZE
     try:
         with (
-            av.open(f"aevalsrc=0.3*sin(2*PI*(300+200*floor(t))*t):s={RATE}:d={seconds}", format="lavfi") as asrc,
+            av.open(f"aevalsrc={MELODY}:s={RATE}:d={seconds}", format="lavfi") as asrc,
             av.open(str(path), "w") as out,
         ):
             vout = out.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "crf": "20"})
@@ -69,7 +72,8 @@ def run_demo(out_dir: Path, seconds: float) -> int:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     clip, tokens, picture = out_dir / "demo.mp4", out_dir / "demo.ltk", out_dir / "demo-inspect.png"
-    print(f"livetok demo: making a {seconds:g} s {SIZE[0]}x{SIZE[1]}@{FPS} clip (a pan across a photo, a tone) -> {clip}")
+    size = f"{SIZE[0]}x{SIZE[1]}@{FPS}"
+    print(f"livetok demo: making a {seconds:g} s {size} clip (a pan across a photo, a melody) -> {clip}")
     make_clip(clip, seconds)
     toks = Tokenizers.from_config(LivetokConfig().tokenizer)
     print(f"tokenizing through the streaming path on {toks.video.device} (codebooks {toks.codebooks.codebook_id})")
