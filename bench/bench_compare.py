@@ -53,7 +53,9 @@ def row(name: str, rate: int, codes: str, how: str, cw: tuple[float, float], sec
     return [name, rate, codes, how, cpu * 1e3 / secs, wall * 1e3 / secs, secs / wall, note]
 
 
-def bench_livetok(toks: Tokenizers, x16: np.ndarray, secs: float, repeat: int) -> tuple[list[Row], np.ndarray, np.ndarray]:
+def bench_livetok(
+    toks: Tokenizers, x16: np.ndarray, secs: float, repeat: int
+) -> tuple[list[Row], np.ndarray, np.ndarray]:
     rows = []
     s = x16[0].astype(np.float64)
     for label, chunk in (("80 ms pushes", 1280), ("whole signal", s.size)):
@@ -146,9 +148,16 @@ def bench_mimi(x24: np.ndarray, secs: float, repeat: int) -> list[Row]:
             for i in range(0, n, frame):
                 mimi.encode(xt[:, :, i : i + frame])
 
-    cw = cpu_wall(run, repeat)
-    return [row("Mimi (moshi)", 24000, f"12.5 Hz x {mimi.num_codebooks}", "streaming, 80 ms frames",
-                cw, n / 24000, "random weights")]
+    rows = [row("Mimi (moshi)", 24000, f"12.5 Hz x {mimi.num_codebooks}", "streaming, 80 ms frames",
+                cpu_wall(run, repeat), n / 24000, "random weights")]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows.append(row("Mimi (moshi), 1 torch thread", 24000, f"12.5 Hz x {mimi.num_codebooks}",
+                        "streaming, 80 ms frames", cpu_wall(run, repeat), n / 24000, "random weights"))
+    finally:
+        torch.set_num_threads(threads)
+    return rows
 
 
 def main() -> None:
@@ -156,8 +165,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
+    torch.set_flush_denormal(True)  # before the thread pool starts: its threads inherit the FP mode
     torch.set_num_threads(2)
-    torch.set_flush_denormal(True)
     warnings.filterwarnings("ignore")
     cont = print_header("bench_compare: audio tokenizers, CPU ms per second of audio (encode only)")
     secs, r = args.seconds, args.repeat
