@@ -1,7 +1,9 @@
 """Per-patch change detection for delta mode: mean absolute pixel difference of each patch.
 
-numba beats the NumPy formulation here (no int16 temporaries of the whole frame; one pass), see
-``bench/bench_delta.py``; the NumPy version is kept as the reference the tests compare against.
+The numba kernel walks each image row as one contiguous run of bytes (a loop LLVM vectorizes),
+adding |a - b| into an int32 accumulator per (patch row, byte column), then sums each patch's
+columns once: about 10x faster than the NumPy formulation (``bench/bench_delta.py``), which is kept
+as the reference the tests compare against. Integer sums: the result is exact.
 """
 
 from __future__ import annotations
@@ -19,18 +21,28 @@ def patch_change_numpy(image: np.ndarray, ref: np.ndarray, patch: int) -> np.nda
 
 @numba.njit(cache=True, nogil=True)
 def _patch_change(image: np.ndarray, ref: np.ndarray, patch: int) -> np.ndarray:  # pragma: no cover - jitted
-    g = image.shape[0] // patch
-    out = np.zeros((g, g))
+    s = image.shape[0]
+    g = s // patch
+    width = g * patch * 3
+    img = image.reshape(s, s * 3)
+    rf = ref.reshape(s, s * 3)
+    acc = np.zeros((g, width), np.int32)
     for y in range(g * patch):
-        gy = y // patch
-        for x in range(g * patch):
-            gx = x // patch
-            acc = np.int32(0)
-            for c in range(3):
-                d = np.int32(image[y, x, c]) - np.int32(ref[y, x, c])
-                acc += d if d >= 0 else -d
-            out[gy, gx] += acc
-    return out / (patch * patch * 3)
+        a = img[y]
+        b = rf[y]
+        row = acc[y // patch]
+        for x in range(width):
+            d = np.int32(a[x]) - np.int32(b[x])
+            row[x] += d if d >= 0 else -d
+    out = np.empty((g, g))
+    pw = patch * 3
+    for gy in range(g):
+        for gx in range(g):
+            t = 0
+            for x in range(gx * pw, gx * pw + pw):
+                t += acc[gy, x]
+            out[gy, gx] = t / (patch * patch * 3)
+    return out
 
 
 def patch_change(image: np.ndarray, ref: np.ndarray, patch: int) -> np.ndarray:

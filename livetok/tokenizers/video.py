@@ -22,6 +22,7 @@ from livetok.tokenizers.rvq import ScaleQuantizer
 from livetok.wire import Clock, Flag, Modality, Scale, TokenPacket
 
 SCALES = ("fine", "coarse")
+PIXEL_SCALE = 1.0 / 255.0  # patch vectors are pixels scaled to [0, 1]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -31,12 +32,19 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
-    """``[B, S, S, 3]`` uint8 -> ``[B * g * g, patch * patch * 3]`` float32 in [0, 1], g = S // patch."""
+def patch_pixels(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """``[B, S, S, 3]`` uint8 -> ``[B * g * g, patch * patch * 3]`` float32 pixel values (0-255)."""
     b, s, _, c = images.shape
     g = s // patch
-    x = images.reshape(b, g, patch, g, patch, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b * g * g, patch * patch * c).to(torch.float32).mul_(1.0 / 255.0)
+    out = torch.empty((b, g, g, patch, patch, c), dtype=torch.float32, device=images.device)
+    out.copy_(images.reshape(b, g, patch, g, patch, c).permute(0, 1, 3, 2, 4, 5))  # reorder + convert: one pass
+    return out.view(b * g * g, patch * patch * c)
+
+
+def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """``[B, S, S, 3]`` uint8 -> ``[B * g * g, patch * patch * 3]`` float32 in [0, 1], the vectors
+    the codebooks are fitted on."""
+    return patch_pixels(images, patch).mul_(PIXEL_SCALE)
 
 
 def unpatchify(vectors: np.ndarray, patch: int) -> np.ndarray:
@@ -76,7 +84,8 @@ class VideoTokenizer:
         codes: dict[str, np.ndarray] = {}
         vecs: dict[str, np.ndarray | None] = {}
         for scale in SCALES:
-            c, z = self.quantizers[scale].encode_torch(patchify(batch, self.patch[scale]))
+            pixels = patch_pixels(batch, self.patch[scale])
+            c, z = self.quantizers[scale].encode_torch(pixels, input_scale=PIXEL_SCALE)
             n = images.shape[0]
             codes[scale] = c.to(torch.int32).cpu().numpy().astype(np.uint16).reshape(n, -1, c.shape[1])
             vecs[scale] = z.to(torch.float16).cpu().numpy().reshape(n, -1, z.shape[1]) if vectors else None
