@@ -7,12 +7,15 @@ tokenization overlap and memory stays bounded.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 from livetok.errors import LivetokError
 from livetok.media import MediaFrame, decode
@@ -100,6 +103,9 @@ def tokenize_file(
 
 
 def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path) -> TokenizeReport:
+    if toks.video.device.type == "cpu":
+        # The reader thread decodes on its own core: torch on all cores would fight it for them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
     report = TokenizeReport()
     taken: set[str] = set()
     try:
