@@ -13,6 +13,11 @@ process_time counts every thread of this process, so BLAS threads are included. 
 the least CPU time of ``--repeat`` runs and splits it into resampler, log-mel front end, fine RVQ,
 coarse RVQ and the rest (step bookkeeping and TokenPacket construction), timed by wrapping those
 calls (the wrappers add about a microsecond per call). Target: <= 5 ms CPU per second of audio.
+
+At 16 kHz it also compares the packaged numba row kernel (``ScaleQuantizer.encode_rows``: float32
+codebooks, 4 dimensions per pass, one instruction sequence per row so the codes never depend on
+chunking) with the NumPy/BLAS float64 formulation ``ScaleQuantizer.encode_np``: µs per token step
+by rows per call, and the whole stream at 10, 20 and 100 ms chunks with either one (interleaved).
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
 from _common import print_header, speech_signal, table
 
@@ -100,89 +104,26 @@ def rvq_paths(toks: Tokenizers, x16: np.ndarray, repeat: int) -> None:
     print(table(heads, rows))
 
 
-# -- proposed changes (local copies; docs/performance.md) --------------------------------------------
+class NumpyRows:
+    """Stands in for a ScaleQuantizer whose stream encode goes through ``encode_np`` (BLAS) instead
+    of the numba row kernel: the formulation the kernel is compared with."""
 
-
-@numba.njit(cache=True, nogil=True)
-def _encode_rows_blocked(
-    x: np.ndarray, mean: np.ndarray, proj: np.ndarray, books_t: np.ndarray, half_norms: np.ndarray,
-    codes: np.ndarray, z_out: np.ndarray,
-) -> None:  # pragma: no cover - jitted
-    """``rvq_rows.encode_rows`` with 4 dimensions per pass over the scores and the codebook dtype
-    taken from ``books_t``: float64 books give bit-identical results, float32 books halve the
-    memory streamed per step (the kernel is bound by reading the codebooks, 2 MB per fine step in
-    float64, not by arithmetic). Still one instruction sequence per row: chunking-independent."""
-    n_rows, n_in = x.shape
-    dim = proj.shape[1]
-    levels, _, k_codes = books_t.shape
-    scores = np.empty(k_codes, books_t.dtype)
-    r = np.empty(dim, books_t.dtype)
-    for n in range(n_rows):
-        z = z_out[n]
-        z[:] = 0.0
-        for i in range(n_in):
-            v = x[n, i] - mean[i]
-            for j in range(dim):
-                z[j] += v * proj[i, j]
-        for j in range(dim):
-            r[j] = z[j]
-        for level in range(levels):
-            b = books_t[level]
-            scores[:] = half_norms[level]
-            j = 0
-            while j + 4 <= dim:
-                r0, r1, r2, r3 = r[j], r[j + 1], r[j + 2], r[j + 3]
-                for k in range(k_codes):
-                    acc = scores[k]
-                    acc -= r0 * b[j, k]
-                    acc -= r1 * b[j + 1, k]
-                    acc -= r2 * b[j + 2, k]
-                    acc -= r3 * b[j + 3, k]
-                    scores[k] = acc
-                j += 4
-            while j < dim:
-                rj = r[j]
-                for k in range(k_codes):
-                    scores[k] -= rj * b[j, k]
-                j += 1
-            best = 0
-            for k in range(1, k_codes):
-                if scores[k] < scores[best]:
-                    best = k
-            codes[n, level] = best
-            for j in range(dim):
-                r[j] -= b[j, best]
-
-
-class BlockedRows:
-    """Stands in for a ScaleQuantizer: ``encode_rows`` through the blocked kernel, books in ``dtype``."""
-
-    def __init__(self, q: ScaleQuantizer, dtype: type) -> None:
+    def __init__(self, q: ScaleQuantizer) -> None:
         self._q = q
-        self.books_t = np.ascontiguousarray(q.codebooks.transpose(0, 2, 1), dtype=dtype)
-        self.half_norms = np.ascontiguousarray(q._half_norms, dtype=dtype)
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._q, attr)
 
     def encode_rows(self, x: np.ndarray) -> Encoded:
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        q = self._q
-        codes = np.empty((x.shape[0], q.levels), dtype=np.uint16)
-        z = np.empty((x.shape[0], q.dim))
-        _encode_rows_blocked(x, q.mean, q.proj, self.books_t, self.half_norms, codes, z)
-        return Encoded(codes=codes, z=z)
-
-    encode_np = encode_rows
+        return self._q.encode_np(np.ascontiguousarray(x, dtype=np.float64))
 
 
-def proposed(toks: Tokenizers, x16: np.ndarray, secs: float, repeat: int) -> None:
-    """Packaged vs. proposed RVQ kernel in the full stream at small chunk sizes (16 kHz mono)."""
+def in_stream(toks: Tokenizers, x16: np.ndarray, secs: float, repeat: int) -> None:
+    """The numba row kernel vs ``encode_np`` inside the full stream at small chunks (16 kHz mono)."""
     originals = dict(toks.audio.quantizers)
     variants: dict[str, dict[str, Any]] = {
-        "packaged encode_rows": originals,
-        "blocked, float64 books": {s: BlockedRows(q, np.float64) for s, q in originals.items()},
-        "blocked, float32 books": {s: BlockedRows(q, np.float32) for s, q in originals.items()},
+        "encode_np (NumPy/BLAS float64)": {s: NumpyRows(q) for s, q in originals.items()},
+        "encode_rows (numba, packaged)": originals,
     }
     s64 = x16[0].astype(np.float64)
 
@@ -200,7 +141,7 @@ def proposed(toks: Tokenizers, x16: np.ndarray, secs: float, repeat: int) -> Non
             toks.audio.quantizers.update(originals)
 
     for qs in variants.values():
-        run(16000, qs)  # compile / warm
+        run(16000, qs)  # warm
     rows = []
     for ms in (10, 20, 100):
         chunk = 16000 * ms // 1000
@@ -208,17 +149,14 @@ def proposed(toks: Tokenizers, x16: np.ndarray, secs: float, repeat: int) -> Non
         for _ in range(repeat):
             for name, qs in variants.items():
                 best[name] = min(best[name], run(chunk, qs)[0])
-        base = best["packaged encode_rows"]
+        base = best["encode_np (NumPy/BLAS float64)"]
         rows += [[f"{ms} ms", name, cpu * 1e3 / secs, base / cpu] for name, cpu in best.items()]
-    ref = run(320, originals)[1]
-    same = {}
-    for name, qs in variants.items():
-        new = run(320, qs)[1]
-        same[name] = np.mean([np.array_equal(a.codes, b.codes) for a, b in zip(ref, new, strict=True)])
-    print("\nproposed RVQ kernel in the stream, 16 kHz mono (local copy, interleaved; CPU ms per s of audio)")
-    print(table(["chunk", "variant", "CPU ms/s", "speed-up"], rows))
-    print("packets with codes identical to packaged: "
-          + ", ".join(f"{k} {100 * v:.2f} %" for k, v in same.items()) + f" (of {len(ref)})")
+    ref = run(320, variants["encode_np (NumPy/BLAS float64)"])[1]
+    new = run(320, originals)[1]
+    same = np.mean([np.array_equal(a.codes, b.codes) for a, b in zip(ref, new, strict=True)])
+    print("\nRVQ formulation in the stream, 16 kHz mono (interleaved; CPU ms per s of audio, all stages)")
+    print(table(["chunk", "RVQ", "CPU ms/s", "speed-up"], rows))
+    print(f"packets with identical codes, encode_rows vs encode_np (20 ms chunks): {100 * same:.2f} % of {len(ref)}")
 
 
 def run_once(
@@ -282,7 +220,7 @@ def main() -> None:
         print(table(["chunk", "total", "target", *PARTS, "packets+rest", "fine pkts", "coarse pkts"], rows))
         if rate == toks.cfg.audio.sample_rate:
             rvq_paths(toks, x, args.repeat)
-            proposed(toks, x, secs, args.repeat)
+            in_stream(toks, x, secs, args.repeat)
     print(cont.report())
 
 

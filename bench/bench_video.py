@@ -8,11 +8,12 @@ Prints:
    excluded), and of resize (640 x 480 RGB -> 224 via ``frames.to_model_image``) + encode;
 2. this machine's fp32 matmul GFLOP/s (2048^3 sgemm, best of several) and the GFLOP/s the RVQ
    encode achieves (2*N*D*d projection + 2*N*K*d per level), with its ratio to the sgemm figure;
-3. where ``ScaleQuantizer.encode_torch`` spends its time (patchify, projection, addmm, argmin,
+3. where ``patch_pixels`` + ``ScaleQuantizer.encode_torch`` spend their time (patch reorder and
+   convert, projection addmm with 1/255 and the mean folded in, score addmm, ``argmin_rows``,
    index_select + residual update);
-4. before/after for a local copy of the encode with the changes proposed in docs/performance.md
-   (blocked argmin, mean and 1/255 folded into the projection, reused score buffer), and how many
-   codes it gives that differ from the packaged path.
+4. the packaged encode against the plain formulation it replaced (pixels scaled and mean subtracted
+   in passes of their own, a fresh score matrix and torch's ``argmin`` per level), written inline
+   here, with and without ``argmin_rows``, run interleaved; and how many codes differ.
 
 Targets (docs/performance.md): >= 300 frames/s and RVQ >= 50 % of the sgemm GFLOP/s. Figures
 are printed, not asserted. Best = least time over the repeats (the figure least disturbed by other
@@ -31,10 +32,11 @@ from _common import best_median, interleaved, print_header, table, timings
 
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 from livetok.tokenizers.frames import to_model_image
-from livetok.tokenizers.rvq import ScaleQuantizer
-from livetok.tokenizers.video import SCALES, patchify
+from livetok.tokenizers.rvq import ScaleQuantizer, argmin_rows
+from livetok.tokenizers.video import PIXEL_SCALE, SCALES, patch_pixels
 
 BATCH = 8
+PHASES = ("patch_pixels", "projection", "addmm", "argmin_rows", "index_select+sub")
 
 
 def test_frames(n: int, h: int = 480, w: int = 640, seed: int = 0) -> np.ndarray:
@@ -63,92 +65,70 @@ def rvq_flops(q: ScaleQuantizer, n: int) -> int:
 
 
 def profile_encode(q: ScaleQuantizer, images: torch.Tensor, patch: int, repeat: int) -> dict[str, float]:
-    """Best time (s) of each phase of patchify + ``encode_torch``, summed over levels."""
-    mean, proj, cbs, hns = q.torch_params(images.device, torch.float32)
+    """Best time (s) of each phase of ``patch_pixels`` + ``encode_torch``, summed over levels (the
+    same operations as the packaged code, timed one by one)."""
+    p = q.torch_params(images.device, torch.float32, PIXEL_SCALE)
     best: dict[str, float] = {}
+    scores: torch.Tensor | None = None
     for _ in range(repeat):
-        t: dict[str, float] = {k: 0.0 for k in ("patchify", "projection", "addmm", "argmin", "index_select+sub")}
+        t = dict.fromkeys(PHASES, 0.0)
         t0 = time.perf_counter()
-        x = patchify(images, patch)
+        x = patch_pixels(images, patch)
         t1 = time.perf_counter()
-        z = (x - mean) @ proj
+        z = torch.addmm(p.bias, x, p.weight)
         r = z.clone()
         t2 = time.perf_counter()
-        t["patchify"], t["projection"] = t1 - t0, t2 - t1
+        t["patch_pixels"], t["projection"] = t1 - t0, t2 - t1
+        if scores is None:
+            scores = torch.empty((x.shape[0], q.codebook_size))
         for level in range(q.levels):
             a = time.perf_counter()
-            scores = torch.addmm(hns[level], r, cbs[level].T, beta=1.0, alpha=-1.0)
+            torch.addmm(p.half_norms[level], r, p.codebooks_t[level], beta=1.0, alpha=-1.0, out=scores)
             b = time.perf_counter()
-            idx = scores.argmin(dim=1)
+            idx = argmin_rows(scores)
             c = time.perf_counter()
-            r -= cbs[level].index_select(0, idx)
+            if level + 1 < q.levels:
+                r -= p.codebooks[level].index_select(0, idx)
             d = time.perf_counter()
             t["addmm"] += b - a
-            t["argmin"] += c - b
+            t["argmin_rows"] += c - b
             t["index_select+sub"] += d - c
         for k, v in t.items():
             best[k] = min(best.get(k, float("inf")), v)
     return best
 
 
-# -- local copy of the encode with the proposed changes -------------------------------------------
+# -- the plain formulation, for comparison --------------------------------------------------------
 
 
-def argmin_rows(scores: torch.Tensor, group: int = 64) -> torch.Tensor:
-    """``scores.argmin(dim=1)``, same result including ties (first index), 2-3x faster on CPU.
+class PlainEncoder:
+    """The textbook formulation the packaged encode replaced (the code before commit c4b3cdb):
+    scale the pixels to [0, 1] in their own pass, subtract the mean, project, then per level a
+    freshly allocated ``[N, K]`` score matrix, torch's ``argmin`` (``argmin_rows`` when
+    ``fast_argmin``) and a residual update after every level. Float32 arrays made once, as the
+    packaged code caches its own."""
 
-    torch's argmin over a contiguous row is not vectorised; ``amin`` is. The row is cut into groups
-    of ``group`` codes: ``amin`` per group (vectorised), argmin over the few group minima picks the
-    first group holding the row minimum, and one short argmin inside that group finds the code.
-    """
-    n, k = scores.shape
-    if k % group:
-        return scores.argmin(dim=1)
-    v = scores.view(n, k // group, group)
-    grp = v.amin(dim=2).argmin(dim=1)
-    within = v[torch.arange(n, device=scores.device), grp].argmin(dim=1)
-    return grp * group + within
+    def __init__(self, q: ScaleQuantizer, patch: int, fast_argmin: bool = False) -> None:
+        self.levels, self.patch, self.fast_argmin = q.levels, patch, fast_argmin
+        self.mean = torch.as_tensor(q.mean, dtype=torch.float32)
+        self.proj = torch.as_tensor(q.proj, dtype=torch.float32)
+        self.cbs = torch.as_tensor(q.codebooks, dtype=torch.float32)
+        self.hns = torch.as_tensor(q._half_norms, dtype=torch.float32)
 
-
-class FastEncoder:
-    """Proposed ``patchify`` + ``ScaleQuantizer.encode_torch`` for uint8 images (float32)."""
-
-    def __init__(self, q: ScaleQuantizer, patch: int) -> None:
-        self.q, self.patch = q, patch
-        f32 = torch.float32
-        # z = (u8 / 255 - mean) @ proj = u8 @ (proj / 255) + (-mean @ proj): one addmm, computed in
-        # float64 once, so patchify only converts and the mean subtraction pass disappears.
-        self.w = torch.as_tensor(q.proj / 255.0, dtype=f32).contiguous()
-        self.b = torch.as_tensor(-(q.mean @ q.proj), dtype=f32).contiguous()
-        self.cbs = torch.as_tensor(q.codebooks, dtype=f32).contiguous()
-        self.cbs_t = self.cbs.transpose(1, 2).contiguous()  # [L, d, K]
-        self.hns = torch.as_tensor(q._half_norms, dtype=f32).contiguous()
-        self._scores: torch.Tensor | None = None
-
-    def patches(self, images: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
         b, s, _, c = images.shape
         p = self.patch
         g = s // p
-        out = torch.empty((b, g, g, p, p, c), dtype=torch.float32)
-        out.copy_(images.view(b, g, p, g, p, c).permute(0, 1, 3, 2, 4, 5))  # permute + convert, one pass
-        return out.view(b * g * g, p * p * c)
-
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.patches(images)
-        n, k = x.shape[0], self.q.codebook_size
-        z = torch.addmm(self.b, x, self.w)
-        r = z.clone()
-        if self._scores is None or self._scores.shape[0] < n:
-            self._scores = torch.empty((n, k))  # reused: no 6 MB allocation + page faults per level
-        scores = self._scores[:n]
-        codes = torch.empty((n, self.q.levels), dtype=torch.int64)
-        for level in range(self.q.levels):
-            torch.addmm(self.hns[level], r, self.cbs_t[level], beta=1.0, alpha=-1.0, out=scores)
-            idx = argmin_rows(scores)
+        x = images.reshape(b, g, p, g, p, c).permute(0, 1, 3, 2, 4, 5)
+        x = x.reshape(b * g * g, p * p * c).to(torch.float32).mul_(PIXEL_SCALE)
+        r = (x - self.mean) @ self.proj
+        codes = torch.empty((x.shape[0], self.levels), dtype=torch.int64)
+        for level in range(self.levels):
+            scores = torch.addmm(self.hns[level], r, self.cbs[level].T, beta=1.0, alpha=-1.0)
+            idx = argmin_rows(scores) if self.fast_argmin else scores.argmin(dim=1)
             codes[:, level] = idx
-            if level + 1 < self.q.levels:  # the last residual is never used
-                r -= self.cbs[level].index_select(0, idx)
-        return codes, z
+            r -= self.cbs[level].index_select(0, idx)
+        return codes
 
 
 def main() -> None:
@@ -205,8 +185,8 @@ def main() -> None:
     measured = []
     for scale in SCALES:
         q = vt.quantizers[scale]
-        x = patchify(timg, vt.patch[scale])
-        measured.append((scale, q, x, best_median(timings(lambda q=q, x=x: q.encode_torch(x), R))))
+        x = patch_pixels(timg, vt.patch[scale])
+        measured.append((scale, q, x, best_median(timings(lambda q=q, x=x: q.encode_torch(x, PIXEL_SCALE), R))))
     mm_end = sgemm_gflops()
     gflops_mm = max(mm_start, mm_end)  # the less disturbed of the two
     rows = []
@@ -237,50 +217,40 @@ def main() -> None:
     rows.append(["sum", sum(prof["fine"].values()) * 1e3, sum(prof["coarse"].values()) * 1e3, 100.0])
     print(table(["phase", "fine ms", "coarse ms", "% of sum"], rows))
 
-    # 4. proposed changes, measured against the packaged code (interleaved A/B)
-    fast = {s: FastEncoder(vt.quantizers[s], vt.patch[s]) for s in SCALES}
+    # 4. the packaged encode against the plain formulation it replaced (interleaved A/B)
+    plain = {s: PlainEncoder(vt.quantizers[s], vt.patch[s]) for s in SCALES}
+    plain_fast = {s: PlainEncoder(vt.quantizers[s], vt.patch[s], fast_argmin=True) for s in SCALES}
 
     def packaged() -> None:
         for s in SCALES:
-            vt.quantizers[s].encode_torch(patchify(timg, vt.patch[s]))
+            vt.quantizers[s].encode_torch(patch_pixels(timg, vt.patch[s]), PIXEL_SCALE)
 
-    def proposed() -> None:
+    def plain_all() -> None:
         for s in SCALES:
-            fast[s].encode(timg)
+            plain[s].encode(timg)
 
-    def packaged_argmin_only() -> None:  # only the argmin change, for attribution
+    def plain_argmin_rows() -> None:  # only the argmin change, for attribution
         for s in SCALES:
-            q = vt.quantizers[s]
-            mean, proj, cbs, hns = q.torch_params(timg.device, torch.float32)
-            r = (patchify(timg, vt.patch[s]) - mean) @ proj
-            for level in range(q.levels):
-                idx = argmin_rows(torch.addmm(hns[level], r, cbs[level].T, beta=1.0, alpha=-1.0))
-                r -= cbs[level].index_select(0, idx)
+            plain_fast[s].encode(timg)
 
-    def resize_proposed() -> None:
-        t = torch.from_numpy(np.stack([to_model_image(f, size, aspect) for f in frames]))
-        for s in SCALES:
-            fast[s].encode(t)
-
-    res = interleaved({"packaged": packaged, "argmin_rows only": packaged_argmin_only, "all proposed": proposed}, R)
-    rb, rm = best_median(timings(resize_proposed, R))
+    res = interleaved({"plain (torch argmin, separate scale and mean)": plain_all,
+                       "plain + argmin_rows": plain_argmin_rows,
+                       "packaged (patch_pixels + encode_torch)": packaged}, R)
     agree, diff_rows = [], 0
     for s in SCALES:
-        a, _ = vt.quantizers[s].encode_torch(patchify(timg, vt.patch[s]))
-        b, _ = fast[s].encode(timg)
+        a, _ = vt.quantizers[s].encode_torch(patch_pixels(timg, vt.patch[s]), PIXEL_SCALE)
+        b = plain[s].encode(timg)
         agree.append(f"{s} {100 * (a == b).double().mean().item():.3f} %")
         diff_rows += int((a != b).any(dim=1).sum())
-    base_best, _ = best_median(res["packaged"])
+    base_best = min(next(iter(res.values())))
     rows = []
     for name, ts in res.items():
         b, m = best_median(ts)
         rows.append([name, b * 1e3, m * 1e3, BATCH / b, tot_flops / b / 1e9, 100 * tot_flops / b / 1e9 / gflops_mm,
                      base_best / b])
-    print("\npatchify + RVQ, both scales: packaged vs proposed local copy (interleaved)")
+    print("\npatches + RVQ, both scales: packaged vs the plain formulation (interleaved)")
     print(table(["variant", "best ms", "median ms", "frames/s", "GFLOP/s", "% of sgemm", "speed-up"], rows))
-    print(f"resize (640x480 RGB ndarray) + proposed encode: best {rb * 1e3:.1f} ms -> {BATCH / rb:.0f} frames/s "
-          f"(median {BATCH / rm:.0f})")
-    print(f"codes equal to the packaged path: {', '.join(agree)} ({diff_rows} patch vectors differ)")
+    print(f"codes equal to the plain formulation: {', '.join(agree)} ({diff_rows} patch vectors differ)")
     print(f"argmin_rows == argmin on scores with many exact ties: {_check()}")
     print(cont.report())
 

@@ -109,6 +109,25 @@ def test_bad_media_inputs(kind: str, av_clip: Path, tmp_path: Path, capsys: pyte
     one_line_error(capsys, code, str(bad))
 
 
+def test_corrupt_media_is_tokenized_or_refused_in_one_line(
+    av_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Garbage over the middle of the file: FFmpeg resynchronises, or livetok says why in one line."""
+    data = bytearray(av_clip.read_bytes())
+    rng = np.random.default_rng(5)
+    mid = len(data) // 2
+    data[mid : mid + 4000] = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "c.ltk"
+    capsys.readouterr()
+    code = main(["tokenize", str(bad), "-o", str(out)])
+    if code == 0:
+        assert len(read_ltk(out).packets) > 20 and "Traceback" not in capsys.readouterr().err
+    else:
+        one_line_error(capsys, code, str(bad))
+
+
 def test_bad_ltk_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for name, data in (("empty.ltk", b""), ("text.ltk", b"hello world\n")):
         p = tmp_path / name

@@ -51,10 +51,8 @@ class MediaTokenizer:
         self.toks = toks
         self.source = source
         self.clock = clock
-        vectors = toks.cfg.video.vectors
-        self.audio: AudioStream | None = None
+        self.audio: AudioStream | None = None  # started by the first audio frame, at its time
         self.video: VideoStream = toks.video.stream(source, clock)
-        self._vectors = vectors
         self._batch: list[PreparedVideo] = []
         self._last_video_ns: int | None = None
 
@@ -78,7 +76,7 @@ class MediaTokenizer:
             self._batch.append(item)
             return self._encode_batch() if len(self._batch) >= self.toks.cfg.video.batch_size else []
         if self.audio is None:
-            self.audio = self.toks.audio.stream(self.source, item.pts_ns, self.clock, self.toks.cfg.video.vectors)
+            self.audio = self.toks.audio.stream(self.source, item.pts_ns, self.clock)
         return self.audio.push_frame(item.audio)
 
     def flush(self) -> list[TokenPacket]:
@@ -91,7 +89,7 @@ class MediaTokenizer:
     def _encode_batch(self) -> list[TokenPacket]:
         batch, self._batch = self._batch, []
         images = np.stack([b.image for b in batch])
-        codes = self.toks.video.encode(images, vectors=self._vectors)
+        codes = self.toks.video.encode(images, vectors=self.toks.cfg.video.vectors)
         out: list[TokenPacket] = []
         for i, b in enumerate(batch):
             out += self.video.packets(b.image, codes, i, b.start_ns, b.end_ns)
