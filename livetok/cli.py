@@ -86,6 +86,31 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from livetok.config import load_config
+    from livetok.daemon.adhoc import compose
+    from livetok.daemon.main import run_and_report
+
+    cfg = compose(load_config(args.config), args.source or [], args.mic or [], args.sink or [])
+    return run_and_report(cfg, args.duration, sys.stderr)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from livetok.config import load_config
+
+    cfg = load_config(args.config)
+    groups = ", ".join(f"{g.name}(video={g.video}, audio={g.audio})" for g in cfg.effective_groups()) or "none"
+    print(f"{args.config}: valid; {len(cfg.sources)} sources, groups: {groups}; {len(cfg.sinks)} sinks")
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from livetok.streams.devices import format_devices, list_devices
+
+    print(format_devices(list_devices()))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from livetok.demo import run_demo
 
@@ -108,6 +133,19 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("demo", _cmd_demo, "make a short A/V clip, tokenize it, report quality, draw the inspection picture")
     sp.add_argument("--out-dir", default="livetok-demo", help="where the clip, tokens and picture go")
     sp.add_argument("--seconds", type=float, default=4.0, help="clip length (s)")
+
+    sp = add("run", _cmd_run, "run sources -> alignment -> tokenizers -> sinks until stopped (SIGINT/SIGTERM)")
+    config_arg(sp)
+    sp.add_argument("--source", action="append", metavar="URL",
+                    help="a camera (/dev/videoN), stream URL, file played as live, lavfi:GRAPH or 'synthetic'; repeatable")
+    sp.add_argument("--mic", action="append", metavar="DEVICE", help="a PortAudio input (name, index or 'default')")
+    sp.add_argument("--sink", action="append", metavar="file:PATH.ltk", help="where packets go; repeatable")
+    sp.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+
+    sp = add("check-config", _cmd_check_config, "validate a configuration file and exit (78 when invalid)")
+    sp.add_argument("-c", "--config", required=True, help="config.yaml")
+
+    add("devices", _cmd_devices, "list V4L2 cameras and PortAudio input devices")
 
     sp = add("tokenize", _cmd_tokenize, "tokenize media files into a .ltk token file")
     sp.add_argument("inputs", nargs="+", metavar="INPUT", help="any file FFmpeg opens: video, audio, still image")

@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from livetok.daemon.config import Alignment, Group, Queues, Sink, Source
 from livetok.errors import ConfigError
 from livetok.tokenizers.config import TokenizerConfig
+
+VIDEO_KINDS = {"stream", "v4l2", "file", "lavfi", "synthetic"}
+AUDIO_TRACK_KINDS = {"stream", "file", "synthetic"}
 
 
 class LivetokConfig(BaseModel):
@@ -22,6 +26,45 @@ class LivetokConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tokenizer: TokenizerConfig = Field(TokenizerConfig(), description="audio and video tokenizers")
+    sources: list[Source] = Field(default_factory=list, description="cameras, streams, files, microphones")
+    groups: list[Group] = Field(
+        default_factory=list,
+        description="video + audio aligned together; empty = each camera with the next microphone, else its own track")
+    alignment: Alignment = Field(Alignment(), description="aligned steps")
+    sinks: list[Sink] = Field(default_factory=list, description="where packets go (MQTT comes next)")
+    queues: Queues = Field(Queues(), description="capture-to-tokenizer hand-over")
+
+    @model_validator(mode="after")
+    def _references(self) -> LivetokConfig:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique: {', '.join(dupes)}")
+        kinds = {s.name: s.kind for s in self.sources}
+        for g in self.groups:
+            if g.video is not None and kinds.get(g.video) not in VIDEO_KINDS:
+                raise ValueError(f"group {g.name}: video source {g.video!r} is not a defined camera/stream source")
+            if g.audio is not None and kinds.get(g.audio) not in AUDIO_TRACK_KINDS | {"mic"}:
+                raise ValueError(f"group {g.name}: audio source {g.audio!r} is not a defined source with audio")
+        return self
+
+    def effective_groups(self) -> list[Group]:
+        """The configured groups, or by default each camera/stream paired with the next unused
+        microphone, else with its own audio track; microphones left over form audio-only groups."""
+        if self.groups:
+            return list(self.groups)
+        mics = [s.name for s in self.sources if s.kind == "mic"]
+        groups = []
+        for s in self.sources:
+            if s.kind not in VIDEO_KINDS:
+                continue
+            if mics:
+                audio: str | None = mics.pop(0)
+            else:
+                audio = s.name if s.kind in AUDIO_TRACK_KINDS and getattr(s, "audio", True) else None
+            groups.append(Group(name=s.name, video=s.name, audio=audio))
+        groups += [Group(name=m, audio=m) for m in mics]
+        return groups
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -71,7 +114,7 @@ def load_config(path: str | Path | None) -> LivetokConfig:
         return LivetokConfig.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        loc = tuple(str(x) if not isinstance(x, int) else x for x in first["loc"])
+        loc = _yaml_path(loader.lines, tuple(first["loc"]))
         line = _line_of(loader.lines, loc)
         key = ".".join(str(x) for x in loc) or "(top level)"
         msg = first["msg"]
@@ -79,6 +122,17 @@ def load_config(path: str | Path | None) -> LivetokConfig:
             msg = "unknown key"
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise ConfigError(f"{p}:{line}: {key}: {msg}{more}") from err
+
+
+def _yaml_path(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Pydantic's error location as a path in the YAML: the discriminator tags it inserts for
+    ``kind`` unions (``sources.1.stream.url``) are not keys of the document, so they are dropped
+    while the rest of the path still matches."""
+    path: tuple[str | int, ...] = ()
+    for i, el in enumerate(loc):
+        if (*path, el) in lines or i == len(loc) - 1 or (*path, el, loc[i + 1]) in lines:
+            path = (*path, el)
+    return path
 
 
 def _line_of(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int:

@@ -47,3 +47,27 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_sources_and_groups(tmp_path: Path) -> None:
+    p = write(tmp_path, "sources:\n  - kind: synthetic\n    name: syn\n  - kind: stream\n    name: cam\n"
+                        "    url: udp://127.0.0.1:5000\n    read_timeout_s: 0\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:7: sources\.1\.read_timeout_s: .*greater than 0"):
+        load_config(p)
+    p = write(tmp_path, "sources:\n  - kind: webcam\n    name: x\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:2: sources\.0: .*'webcam'"):
+        load_config(p)
+    p = write(tmp_path, "sources:\n  - {kind: mic, name: m}\n  - {kind: mic, name: m}\n")
+    with pytest.raises(ConfigError, match="unique: m"):
+        load_config(p)
+    p = write(tmp_path, "sources:\n  - {kind: mic, name: m}\ngroups:\n  - {name: g, video: m}\n")
+    with pytest.raises(ConfigError, match="video source 'm' is not a defined camera"):
+        load_config(p)
+
+
+def test_default_groups_pair_cameras_with_microphones(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "sources:\n  - {kind: synthetic, name: a}\n  - {kind: mic, name: m}\n"
+                                      "  - {kind: lavfi, name: b, graph: testsrc2}\n  - {kind: mic, name: n}\n"
+                                      "  - {kind: mic, name: o}\n"))
+    groups = [(g.name, g.video, g.audio) for g in cfg.effective_groups()]
+    assert groups == [("a", "a", "m"), ("b", "b", "n"), ("o", None, "o")]

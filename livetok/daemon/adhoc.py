@@ -1,0 +1,71 @@
+"""Ad-hoc command-line flags (``--source``, ``--mic``, ``--sink``) composed onto a configuration."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from livetok.config import LivetokConfig
+from livetok.errors import ConfigError
+
+
+def source_from_flag(spec: str, index: int) -> dict[str, Any]:
+    """``--source`` value -> a source mapping: a V4L2 device, a file played as live, lavfi, or a URL."""
+    name = f"src{index}"
+    if spec.startswith("/dev/video"):
+        return {"kind": "v4l2", "name": name, "device": spec}
+    if spec.startswith("lavfi:"):
+        return {"kind": "lavfi", "name": name, "graph": spec.removeprefix("lavfi:")}
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        return {"kind": "synthetic", "name": "synthetic" if index == 0 else name}
+    if "://" in spec:
+        return {"kind": "stream", "name": _name_from_url(spec) or name, "url": spec}
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"--source {spec}: not a URL, a /dev/video device or an existing file")
+    return {"kind": "file", "name": re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)[:64] or name, "path": str(path)}
+
+
+def _name_from_url(url: str) -> str:
+    host_path = url.split("://", 1)[1].split("?", 1)[0]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", host_path).strip("_")[:64]
+
+
+def sink_from_flag(spec: str) -> dict[str, Any]:
+    kind, _, rest = spec.partition(":")
+    if kind == "file" and rest:
+        return {"kind": "file", "path": rest}
+    raise ConfigError(f"--sink {spec}: expected file:PATH.ltk")
+
+
+def compose(cfg: LivetokConfig, sources: list[str], mics: list[str], sinks: list[str]) -> LivetokConfig:
+    """The configuration with the flags' sources and sinks added (names made unique)."""
+    if not (sources or mics or sinks):
+        return cfg
+    data = cfg.model_dump(mode="python")
+    taken = {s["name"] for s in data["sources"]}
+    for i, spec in enumerate(sources):
+        src = source_from_flag(spec, i)
+        data["sources"].append(_unique(src, taken))
+    for i, dev in enumerate(mics):
+        device: int | str | None = int(dev) if dev.isdigit() else (None if dev == "default" else dev)
+        data["sources"].append(_unique({"kind": "mic", "name": f"mic{i}", "device": device}, taken))
+    data["sinks"] += [sink_from_flag(s) for s in sinks]
+    try:
+        return LivetokConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"command-line flags: {key}: {first['msg']}") from err
+
+
+def _unique(src: dict[str, Any], taken: set[str]) -> dict[str, Any]:
+    base, n = src["name"], 1
+    while src["name"] in taken:
+        n += 1
+        src["name"] = f"{base}-{n}"
+    taken.add(src["name"])
+    return src

@@ -1,0 +1,103 @@
+"""A bounded hand-over from capture threads to the event loop that never blocks the thread.
+
+Drop policy: when full, the *oldest* item is dropped (live data: the newest frame is the one worth
+tokenizing) and counted in ``dropped``; the consumer learns of it through ``take_dropped()`` so the
+next packet can carry a GAP flag. ``put`` is safe from any thread and from PortAudio callbacks (a
+lock held for a deque append, no allocation beyond it, no waiting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Handoff(Generic[T]):
+    """Bounded, drop-oldest queue: threads ``put``, one asyncio task ``await get()``."""
+
+    def __init__(self, capacity: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._items: deque[T] = deque()
+        self._lock = threading.Lock()
+        self._loop = loop
+        self._ready = asyncio.Event() if loop is not None else None
+        self.put_count = 0
+        self.dropped = 0
+        self._dropped_unseen = 0
+        self.max_depth = 0
+        self._closed = False
+
+    def bind(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Event | None = None) -> None:
+        """Attach to the consumer's event loop (call from that loop). Several handoffs may share
+        one ``ready`` event, so that one task can wait for any of them."""
+        self._loop = loop
+        self._ready = ready if ready is not None else asyncio.Event()
+
+    def put(self, item: T) -> bool:
+        """Add an item; returns False when an older item had to be dropped to make room."""
+        with self._lock:
+            if self._closed:
+                return True
+            ok = True
+            if len(self._items) >= self.capacity:
+                self._items.popleft()
+                self.dropped += 1
+                self._dropped_unseen += 1
+                ok = False
+            self._items.append(item)
+            self.put_count += 1
+            self.max_depth = max(self.max_depth, len(self._items))
+        self._wake()
+        return ok
+
+    def _wake(self) -> None:
+        loop, ready = self._loop, self._ready
+        if loop is not None and ready is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(ready.set)
+            except RuntimeError:  # the loop closed between the check and the call
+                pass
+
+    def close(self) -> None:
+        """No more items will come: ``get`` returns None once the queue is empty."""
+        with self._lock:
+            self._closed = True
+        self._wake()
+
+    def get_nowait(self) -> T | None:
+        with self._lock:
+            return self._items.popleft() if self._items else None
+
+    def drain(self, limit: int | None = None) -> list[T]:
+        """Take up to ``limit`` items (all when None) without waiting."""
+        with self._lock:
+            n = len(self._items) if limit is None else min(limit, len(self._items))
+            return [self._items.popleft() for _ in range(n)]
+
+    async def get(self) -> T | None:
+        """The next item, waiting for one; None after ``close()`` once empty."""
+        assert self._ready is not None, "bind() the handoff to the event loop first"
+        while True:
+            with self._lock:
+                if self._items:
+                    return self._items.popleft()
+                if self._closed:
+                    return None
+                self._ready.clear()
+            await self._ready.wait()
+
+    def take_dropped(self) -> int:
+        """Drops since the last call (for flagging a gap on the next packet)."""
+        with self._lock:
+            n, self._dropped_unseen = self._dropped_unseen, 0
+            return n
+
+    @property
+    def depth(self) -> int:
+        return len(self._items)

@@ -1,0 +1,60 @@
+"""The thread -> event loop hand-over: bounded, drop-oldest, counted, never blocking the thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from livetok.streams.handoff import Handoff
+
+
+def test_drop_oldest_and_counters() -> None:
+    h: Handoff[int] = Handoff(3)
+    results = [h.put(i) for i in range(5)]
+    assert results == [True, True, True, False, False]
+    assert h.drain() == [2, 3, 4]
+    assert h.dropped == 2 and h.put_count == 5 and h.max_depth == 3
+    assert h.take_dropped() == 2 and h.take_dropped() == 0
+
+
+def test_capacity_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Handoff(0)
+
+
+def test_threads_to_loop_in_order_and_close() -> None:
+    async def main() -> list[int]:
+        h: Handoff[int] = Handoff(10_000)
+        h.bind(asyncio.get_running_loop())
+
+        def producer() -> None:
+            for i in range(5000):
+                h.put(i)
+            h.close()
+
+        t = threading.Thread(target=producer)
+        t.start()
+        got = []
+        while (item := await h.get()) is not None:
+            got.append(item)
+        t.join()
+        return got
+
+    assert asyncio.run(main()) == list(range(5000))
+
+
+def test_shared_ready_event_wakes_one_consumer_for_many_handoffs() -> None:
+    async def main() -> tuple[int | None, int | None]:
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        a: Handoff[int] = Handoff(4)
+        b: Handoff[int] = Handoff(4)
+        a.bind(loop, ready)
+        b.bind(loop, ready)
+        threading.Thread(target=b.put, args=(7,)).start()
+        await asyncio.wait_for(ready.wait(), 5)
+        return a.get_nowait(), b.get_nowait()
+
+    assert asyncio.run(main()) == (None, 7)
