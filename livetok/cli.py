@@ -130,9 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     def config_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-c", "--config", help="config.yaml (default: embedded defaults)")
 
-    sp = add("demo", _cmd_demo, "make a short A/V clip, tokenize it, report quality, draw the inspection picture")
+    sp = add("demo", _cmd_demo, "run the synthetic source live through the pipeline; report tokens, latency, skew")
     sp.add_argument("--out-dir", default="livetok-demo", help="where the clip, tokens and picture go")
-    sp.add_argument("--seconds", type=float, default=4.0, help="clip length (s)")
+    sp.add_argument("--seconds", type=float, default=6.0, help="how long to run (s)")
 
     sp = add("run", _cmd_run, "run sources -> alignment -> tokenizers -> sinks until stopped (SIGINT/SIGTERM)")
     config_arg(sp)

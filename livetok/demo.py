@@ -1,90 +1,58 @@
-"""``livetok demo``: a short synthetic A/V clip, tokenized through the streaming path, reported on.
+"""``livetok demo``: the synthetic source, live, through the whole pipeline — no camera,
+microphone or broker needed.
 
-Needs no camera, microphone or broker: the clip is made with FFmpeg's lavfi sources through PyAV.
+The synthetic source shows a moving pattern and plays a tone, with a white flash and a 1 kHz beep
+every 2 s; the demo delays the beep by ``OFFSET_MS`` so that the measured A/V skew has something
+to find. Tokens go to a .ltk file; the demo then prints the token table, the latencies and the
+skew, and draws the inspection picture.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import av
-import numpy as np
-import skimage.data
-
 from livetok.config import LivetokConfig
-from livetok.errors import MediaError
 
-SIZE, FPS, RATE = (640, 360), 25, 48000
-# Plucked notes, two per second, stepping up a pentatonic-ish scale: a fundamental and an octave,
-# each note decaying.
-_NOTE = "262*pow(2\\,mod(floor(2*t)\\,5)*2.4/12)"
-MELODY = f"0.3*(sin(2*PI*{_NOTE}*t)+0.4*sin(4*PI*{_NOTE}*t))*exp(-5*mod(t\\,0.5))"
+OFFSET_MS = 40.0
 
 
-def pan_frames(seconds: float) -> Iterator[np.ndarray]:
-    """A slow pan and zoom across a natural photograph (scikit-image's coffee.png, a photo that the
-    packaged codebooks were not fitted on), as ``[h, w, 3]`` RGB frames of SIZE."""
-    photo = skimage.data.coffee()  # [400, 600, 3]
-    ph, pw = photo.shape[:2]
-    n = max(1, round(seconds * FPS))
-    for i in range(n):
-        t = i / max(1, n - 1)
-        ch = int(ph * (0.9 - 0.3 * t))  # zoom in from 90% to 60% of the height
-        cw = min(pw, ch * SIZE[0] // SIZE[1])
-        y, x = int((ph - ch) * 0.5 * (1 - t)), int((pw - cw) * t)
-        crop = np.ascontiguousarray(photo[y : y + ch, x : x + cw])
-        yield av.VideoFrame.from_ndarray(crop, format="rgb24").reformat(SIZE[0], SIZE[1]).to_ndarray()
-
-
-def make_clip(path: Path, seconds: float) -> None:
-    """A pan across a photograph and a plucked melody, as H.264 + AAC in MP4."""
-    w, h = SIZE
-    try:
-        with (
-            av.open(f"aevalsrc={MELODY}:s={RATE}:d={seconds}", format="lavfi") as asrc,
-            av.open(str(path), "w") as out,
-        ):
-            vout = out.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "crf": "20"})
-            vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
-            aout = out.add_stream("aac", rate=RATE, layout="mono")
-            for rgb in pan_frames(seconds):
-                out.mux(vout.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-            out.mux(vout.encode(None))
-            resampler = av.AudioResampler(format="fltp", layout="mono", rate=RATE, frame_size=1024)
-            for aframe in asrc.decode(audio=0):
-                for f in resampler.resample(aframe):
-                    out.mux(aout.encode(f))
-            for f in resampler.resample(None):
-                out.mux(aout.encode(f))
-            out.mux(aout.encode(None))
-    except av.FFmpegError as err:
-        raise MediaError(f"cannot make the demo clip {path}: {err}") from err
+def demo_config(tokens: Path) -> LivetokConfig:
+    return LivetokConfig.model_validate({
+        "sources": [{"kind": "synthetic", "name": "synthetic", "audio_offset_ms": OFFSET_MS}],
+        "sinks": [{"kind": "file", "path": str(tokens)}],
+    })
 
 
 def run_demo(out_dir: Path, seconds: float) -> int:
     from livetok import probe
+    from livetok.daemon.main import run_blocking
     from livetok.inspect_picture import inspect
-    from livetok.quality import evaluate, format_report
-    from livetok.tokenize_file import tokenize_files
     from livetok.tokenizers import Tokenizers
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    clip, tokens, picture = out_dir / "demo.mp4", out_dir / "demo.ltk", out_dir / "demo-inspect.png"
-    size = f"{SIZE[0]}x{SIZE[1]}@{FPS}"
-    print(f"livetok demo: making a {seconds:g} s {size} clip (a pan across a photo, a melody) -> {clip}")
-    make_clip(clip, seconds)
-    toks = Tokenizers.from_config(LivetokConfig().tokenizer)
-    print(f"tokenizing through the streaming path on {toks.video.device} (codebooks {toks.codebooks.codebook_id})")
-    tokenize_files([clip], toks, tokens)
-    print(f"\ntoken summary ({tokens}):")
+    tokens, picture = out_dir / "demo.ltk", out_dir / "demo-inspect.png"
+    tokens.unlink(missing_ok=True)
+    cfg = demo_config(tokens)
+    print(f"livetok demo: the synthetic source live for {seconds:g} s (flash + beep every 2 s, beep "
+          f"{OFFSET_MS:g} ms late) -> {tokens}")
+    report = run_blocking(cfg, seconds)
+    print(f"\n{report.steps} aligned steps; token summary ({tokens}):")
     probe.print_table(probe.probe_file(tokens), sys.stdout)
-    print("\nquality report:")
-    print(format_report(evaluate(clip, toks, compare=True)))
-    inspect(tokens, picture, toks, clip)
+    series = report.metrics.get("series_ms", {})
+    assert isinstance(series, dict)
+    print("\ncapture-to-emit latency (ms):")
+    for key in ("latency.video.fine", "latency.audio.fine", "latency.step.synthetic"):
+        s = series.get(key)
+        if s:
+            print(f"  {key.removeprefix('latency.'):<16} p50 {s['p50']:7.1f}  p95 {s['p95']:7.1f}  p99 {s['p99']:7.1f}")
+    skew = series.get("skew.synthetic")
+    if skew:
+        print(f"A/V skew from the markers: {skew['p50']:.1f} ms (the beep was made {OFFSET_MS:g} ms late)")
+    gauges = report.metrics.get("gauges", {})
+    assert isinstance(gauges, dict)
+    drops = {k: v for k, v in gauges.items() if k.startswith("dropped.")}
+    print("dropped: " + (", ".join(f"{k.removeprefix('dropped.')} {v}" for k, v in drops.items()) or "none"))
+    inspect(tokens, picture, Tokenizers.from_config(cfg.tokenizer), None)
     print(f"\ninspection picture: {picture}")
     return 0
-
-
-__all__ = ["make_clip", "run_demo"]

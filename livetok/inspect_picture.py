@@ -140,9 +140,11 @@ def pick_source(packets: list[TokenPacket], media: Path | None) -> str:
 
 
 def evenly_spaced(n: int, k: int = MAX_FRAMES) -> list[int]:
+    """``k`` indices at the centres of ``k`` equal parts of ``range(n)``: never the very first or
+    last frame, and not in step with round periods (a marker every 2 s at 30 fps)."""
     if n <= k:
         return list(range(n))
-    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+    return sorted({min(n - 1, int((i + 0.5) * n / k)) for i in range(k)})
 
 
 def original_frames(media: Path, toks: Tokenizers, wanted: list[int]) -> dict[int, np.ndarray]:
@@ -250,9 +252,10 @@ def _draw_video(canvas: _Canvas, layout: Layout, top: int, shown: list[GridFrame
     canvas.text((MARGIN, top), f"video   {n_total} frames, {len(shown)} shown   "
                 f"model input {size}x{size}; tiles: reconstruction from the first d RVQ levels", bold=True)
     y = top + SECTION_H
+    origin_ns = min(f.start_ns for f in fine.values())  # times from the first frame (live: UNIX ns)
     for frame in shown:
         x = MARGIN + LABEL_W
-        label = [f"frame {frame.seq}", f"t = {frame.start_ns / 1e9:.3f} s"]
+        label = [f"frame {frame.seq}", f"t = {(frame.start_ns - origin_ns) / 1e9:.3f} s"]
         canvas.label_lines(MARGIN, y + CAPTION_H + size // 2, label)
         orig = originals.get(frame.start_ns)
         if with_original:
@@ -315,7 +318,6 @@ def _draw_audio(canvas: _Canvas, layout: Layout, top: int, steps: dict[tuple[str
     n_frames = min(
         int(st.seqs.max() + 1) * toks.audio.frames_per_step[s] for (src, s), st in steps.items() if src == name
     )
-    t0 = min(st.start_ns for (src, _), st in steps.items() if src == name) / 1e9
     rows: list[tuple[list[str], np.ndarray | None]] = []
     ref = None
     if with_source:
@@ -364,11 +366,12 @@ def _draw_audio(canvas: _Canvas, layout: Layout, top: int, steps: dict[tuple[str
 
     # time axis (media seconds) under the last row, with faint tick lines through the rows
     step = _nice_step(span_s)
-    first_tick = math.ceil(t0 / step - 1e-9) * step
+    # ticks in seconds from the first audio step (live packets carry UNIX times: absolute
+    # seconds since 1970 would say nothing here)
     axis_y = y - GAP + 2
-    t = first_tick
-    while t <= t0 + span_s + 1e-9:
-        px = left + round((t - t0) / span_s * (spec_w - 1))
+    t = 0.0
+    while t <= span_s + 1e-9:
+        px = left + round(t / span_s * (spec_w - 1))
         canvas.draw.line([(px, axis_y), (px, axis_y + 5)], fill=INK)
         for ry in range(first_y, y, SPEC_ROW_H + GAP):
             canvas.draw.line([(px, ry + SPEC_ROW_H - 4), (px, ry + SPEC_ROW_H - 1)], fill=(255, 255, 255))

@@ -60,18 +60,20 @@ class Probe:
         return {"streams": [s.as_json() for s in self.streams.values()], "errors": self.errors}
 
 
-def token_packets(item: TokenPacket | AlignedStep) -> list[TokenPacket]:
-    return list(item.packets) if isinstance(item, AlignedStep) else [item]
-
-
 def probe_file(path: Path) -> Probe:
-    probe = Probe()
+    """Summary per stream. A file may hold each token packet twice, on its own and inside an
+    aligned step: a stream is counted from its own packets when it has any, else from the steps."""
+    probe, nested = Probe(), Probe()
     for item in iter_ltk(path):
         if isinstance(item, DecodeError):
             probe.errors.append(str(item))
-            continue
-        for p in token_packets(item):
-            probe.add(p)
+        elif isinstance(item, AlignedStep):
+            for p in item.packets:
+                nested.add(p)
+        else:
+            probe.add(item)
+    for key, summary in nested.streams.items():
+        probe.streams.setdefault(key, summary)
     return probe
 
 
@@ -91,8 +93,9 @@ def print_tokens(path: Path, out: TextIO) -> list[str]:
         if isinstance(item, DecodeError):
             errors.append(str(item))
             continue
-        for p in token_packets(item):
-            out.write(json.dumps(packet_json(p), separators=(",", ":")) + "\n")
+        # Aligned steps repeat packets written on their own: list each packet once, in file order.
+        if isinstance(item, TokenPacket):
+            out.write(json.dumps(packet_json(item), separators=(",", ":")) + "\n")
     return errors
 
 

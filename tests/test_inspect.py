@@ -75,12 +75,13 @@ def test_picture_without_source_drops_the_original_column_and_row(
 def test_tiles_show_the_original_and_its_reconstructions(
     with_source: Image.Image, without_source: Image.Image, av_clip: Path, clip_ltk: Path, toks: Tokenizers
 ) -> None:
-    _, first = next(model_images(av_clip, toks))
-    np.testing.assert_array_equal(tile(with_source, 0), first)
     packets = [p for p in read_ltk(clip_ltk).packets if p.modality == Modality.VIDEO]
     grids = video_grids(packets)
-    fine0 = grids[("clip", "fine")][0].codes
-    coarse0 = grids[("clip", "coarse")][0].codes
+    first_shown = evenly_spaced(len(grids[("clip", "fine")]))[0]  # the top row's frame
+    images = [img for _, img in model_images(av_clip, toks)]
+    np.testing.assert_array_equal(tile(with_source, 0), images[first_shown])
+    fine0 = grids[("clip", "fine")][first_shown].codes
+    coarse0 = grids[("clip", "coarse")][first_shown].codes
     for depth in (1, 4):
         expected = toks.video.reconstruct(fine0, "fine", depth)
         np.testing.assert_array_equal(tile(with_source, depth), expected)
@@ -129,7 +130,7 @@ def test_delta_packets_are_drawn_as_full_grids(av_clip: Path, tmp_path: Path) ->
     assert picture.size == Layout(tile=TILE, columns=6, rows=4, spectrograms=2).size
     # the last frame shown (a delta frame) is the reconstruction of the rebuilt full grid
     frames = video_grids(read_ltk(ltk).packets)[("clip", "fine")]
-    last = frames[-1]
+    last = frames[evenly_spaced(len(frames))[-1]]
     assert last.sent < last.codes.shape[0]
     assert not np.array_equal(last.codes, frames[0].codes)  # the deltas were applied
     x = ip.MARGIN + ip.LABEL_W + 3 * (TILE + ip.GAP)
@@ -140,7 +141,8 @@ def test_delta_packets_are_drawn_as_full_grids(av_clip: Path, tmp_path: Path) ->
 
 def test_evenly_spaced_frames() -> None:
     assert evenly_spaced(2) == [0, 1]
-    assert evenly_spaced(50) == [0, 16, 33, 49]
+    assert evenly_spaced(50) == [6, 18, 31, 43]
+    assert evenly_spaced(181) == [22, 67, 113, 158]  # not the 2 s markers at 30 fps (0, 60, 120, 180)
     assert evenly_spaced(4) == [0, 1, 2, 3]
 
 

@@ -38,6 +38,9 @@ class AudioState:
     base_media_ns: int
     rate: int
     samples_in: int = 0  # at the source rate
+    # Host time up to which each scale's tokens are out; the audio watermark is the lesser, since
+    # a coarse step comes out up to 60 ms after the fine steps that cover the same time.
+    done_ns: dict[Scale, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,8 +107,14 @@ class Engine:
         return self.sources[name]
 
     # -- video -----------------------------------------------------------------------------------
-    def on_video(self, caps: list[VideoCapture]) -> None:
-        """A batch of frames from any sources: one tokenizer call for all of them."""
+    def on_video(self, caps: list[VideoCapture], dropped: frozenset[str] = frozenset()) -> None:
+        """A batch of frames from any sources: one tokenizer call for all of them. ``dropped``:
+        sources whose queue dropped frames since the last batch (their next packet is a GAP)."""
+        for name in dropped:
+            rt = self.sources.get(name)
+            if rt is not None and rt.video is not None:
+                rt.video.mark_gap()
+                self.metrics.count(f"gaps.{name}.video")
         caps = [c for c in caps if c.source in self.sources and self.sources[c.source].video is not None]
         if not caps:
             return
@@ -115,8 +124,9 @@ class Engine:
             assert rt.video is not None and rt.video_group is not None
             if cap.discontinuity:
                 rt.clock.reset()
-                rt.video.mark_gap()
-                self.metrics.count(f"gaps.{cap.source}.video")
+                if rt.video.state.seq:  # the very first frame is a start, not a gap
+                    rt.video.mark_gap()
+                    self.metrics.count(f"gaps.{cap.source}.video")
             rt.clock.observe(cap.media_ns, cap.arrival_ns)
             start = rt.clock.to_host(cap.media_ns)
             end = start + max(1, cap.duration_ns)
@@ -153,31 +163,29 @@ class Engine:
             if rt.audio is not None:
                 stream.mark_gap()
             st = rt.audio = AudioState(stream, cap.media_ns, cap.rate)
-        rt.clock.observe(cap.media_ns, cap.arrival_ns)
+        n = cap.samples.shape[1]
+        # A block is complete (can arrive) only once its last sample exists: observe its end.
+        rt.clock.observe(cap.media_ns + n * NS // cap.rate, cap.arrival_ns)
         if rt.beep is not None and group.skew is not None:
             onset = rt.beep.feed(cap.samples.mean(axis=0), rt.clock.to_host(cap.media_ns), cap.rate)
             if onset is not None:
                 self._skew(group, group.skew.add_beep(onset))
-        st.samples_in += cap.samples.shape[1]
+        st.samples_in += n
         self._audio_packets(rt, group, st.stream.push_array(cap.samples, cap.rate))
 
     def _audio_packets(self, rt: SourceRuntime, group: GroupRuntime, packets: list[TokenPacket]) -> None:
         st = rt.audio
         assert st is not None
         now = time.monotonic_ns()
-        last_end = None
         for p in packets:
             start = rt.clock.to_host(st.base_media_ns + p.start_ns)
             end = rt.clock.to_host(st.base_media_ns + p.end_ns)
             p = dataclasses.replace(p, start_ns=start, end_ns=max(start, end), clock=Clock.UNIX)
-            if p.scale == Scale.FINE:
-                self.metrics.observe("latency.audio.fine", now - p.end_ns)
-                last_end = p.end_ns
-            else:
-                self.metrics.observe("latency.audio.coarse", now - p.end_ns)
+            self.metrics.observe(f"latency.audio.{p.scale.name.lower()}", now - p.end_ns)
+            st.done_ns[p.scale] = p.end_ns
             self._emit(group, p)
-        if last_end is not None:
-            group.aligner.watermark(Modality.AUDIO, last_end)
+        if len(st.done_ns) == 2:
+            group.aligner.watermark(Modality.AUDIO, min(st.done_ns.values()))
 
     def _flush_audio(self, rt: SourceRuntime, group: GroupRuntime) -> None:
         if rt.audio is not None:
@@ -185,8 +193,10 @@ class Engine:
 
     # -- output ----------------------------------------------------------------------------------
     def _skew(self, group: GroupRuntime, skew_ns: int | None) -> None:
+        """A new median A/V skew from the markers: stamped on the group's steps from now on."""
         if skew_ns is not None:
             group.last_skew_ns = skew_ns
+            group.aligner.set_skew(skew_ns)
             self.metrics.observe(f"skew.{group.name}", skew_ns)
 
     def _emit(self, group: GroupRuntime, p: TokenPacket) -> None:
@@ -209,8 +219,6 @@ class Engine:
         return out
 
     def _step(self, group: GroupRuntime, step: AlignedStep, now: int) -> AlignedStep:
-        if group.skew is not None and group.last_skew_ns is not None:
-            step = dataclasses.replace(step, skew_ns=group.last_skew_ns)
         self.metrics.observe(f"latency.step.{group.name}", now - self.wall.to_mono(step.end_ns))
         group.emitted_steps += 1
         for sink in self.sinks:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import torch
 
 from livetok.config import LivetokConfig
 from livetok.daemon.engine import Engine
@@ -52,6 +55,10 @@ class Daemon:
     """Async context manager owning the sources, the worker thread, the engine and the sinks."""
 
     def __init__(self, cfg: LivetokConfig, toks: Tokenizers) -> None:
+        if toks.video.device.type == "cpu":
+            # Capture threads need a core: OpenMP threads that lose theirs stall every torch call
+            # at its barrier (bench/bench_video.py measured 38 -> 313 ms median per batch).
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
         self.cfg = cfg
         self.toks = toks
         self.metrics = Metrics()
@@ -75,6 +82,7 @@ class Daemon:
                     s.video.bind(loop, self.video_ready)
                 if s.audio is not None:
                     s.audio.bind(loop, self.audio_ready)
+            await self._work(self.toks.warm_up)
             for s in self.sources:
                 s.start()
         except BaseException:
@@ -133,10 +141,13 @@ class Daemon:
                 await asyncio.sleep(wait_s)  # let other cameras' frames join this batch
             while batch := self._take_video(batch_size):
                 assert self.engine is not None
-                await self._work(self.engine.on_video, batch)
+                await self._work(self.engine.on_video, batch, self._video_drops())
 
     def _video_depth(self) -> int:
         return sum(s.video.depth for s in self.sources if s.video is not None)
+
+    def _video_drops(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.sources if s.video is not None and s.video.take_dropped())
 
     def _take_video(self, limit: int) -> list[VideoCapture]:
         """Up to ``limit`` frames, round-robin over sources so a fast camera cannot starve others."""

@@ -9,6 +9,7 @@ lock held for a deque append, no allocation beyond it, no waiting).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from typing import Generic, TypeVar
@@ -59,10 +60,8 @@ class Handoff(Generic[T]):
     def _wake(self) -> None:
         loop, ready = self._loop, self._ready
         if loop is not None and ready is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
                 loop.call_soon_threadsafe(ready.set)
-            except RuntimeError:  # the loop closed between the check and the call
-                pass
 
     def close(self) -> None:
         """No more items will come: ``get`` returns None once the queue is empty."""

@@ -60,3 +60,6 @@ class SourceStats:
     last_error: str = ""
     state: SourceState = SourceState.CONNECTING
     extra: dict[str, int] = field(default_factory=dict)
+    connects: int = 0  # successful opens (the first included)
+    errors: int = 0  # faults other than stalls: failed opens, lost connections, undecodable packets
+    loops: int = 0  # times a looped file started again from its beginning

@@ -28,6 +28,21 @@ class Tokenizers:
     audio: AudioTokenizer
     video: VideoTokenizer
 
+    def warm_up(self) -> None:
+        """Run every kernel once (numba JIT or cache load, torch allocator, BLAS init), so the
+        first live frames do not pay for it in latency."""
+        s = self.cfg.video.size
+        images = np.zeros((self.cfg.video.batch_size, s, s, 3), np.uint8)
+        codes = self.video.encode(images, vectors=self.cfg.video.vectors)
+        self.video.stream("warm-up").packets(images[0], codes, 0, 0, 1)
+        delta = self.video.stream("warm-up")
+        if self.cfg.video.delta.enabled:
+            for i in range(2):
+                delta.packets(images[0], codes, 0, i, i + 1)
+        stream = self.audio.stream("warm-up")
+        stream.push_array(np.zeros((2, 4800), np.float32), 48000)
+        stream.flush()
+
     @classmethod
     def from_config(cls, cfg: TokenizerConfig) -> Tokenizers:
         cbs = load_codebooks(cfg.codebooks)

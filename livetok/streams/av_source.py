@@ -1,0 +1,324 @@
+"""A capture thread for anything FFmpeg opens: V4L2 cameras, RTSP, HTTP, UDP/RTP/SRT MPEG-TS, files, lavfi.
+
+The thread opens the URL with PyAV, decodes the first video stream (and the first audio stream
+when wanted), converts each video frame to the model image *in this thread* with the ``prepare``
+callable, and hands :class:`VideoCapture` / :class:`AudioCapture` items to two :class:`Handoff`
+queues. Every open and every read has a timeout, so a silent source is detected as a stall
+instead of hanging the thread; a lost or stalled source reconnects with capped exponential
+backoff (:mod:`livetok.streams.worker`). Sources, options and timestamps: docs/sources.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from livetok.errors import LivetokError, MediaError
+from livetok.media import ticks_to_ns
+from livetok.streams.audioconv import AudioToFloat
+from livetok.streams.backoff import BackoffPolicy
+from livetok.streams.handoff import Handoff
+from livetok.streams.pacing import Pacer
+from livetok.streams.types import AudioCapture, SourceStats, VideoCapture
+from livetok.streams.worker import Outcome, SourceThread, Stall
+
+NS = 1_000_000_000
+US = 1_000_000
+# Captures without a PTS skipped at the start of a stream (RTP packets before the first keyframe
+# decode to frames without one); a stream still without PTS after that many is stamped on arrival.
+LEADING_NO_PTS = 10
+
+# FFmpeg input formats that are devices: live, never paced, never looped.
+DEVICE_FORMATS = frozenset({"v4l2", "video4linux2", "alsa", "x11grab", "fbdev", "kmsgrab", "oss", "pulse", "jack"})
+# URL schemes served by FFmpeg protocols that honour the generic ``rw_timeout`` option.
+RW_TIMEOUT_SCHEMES = frozenset({"http", "https", "tcp", "udp", "rtp", "srt", "rtmp", "rtmps", "tls", "hls"})
+
+
+class SourceKind(enum.Enum):
+    """What a URL is, which decides pacing, end-of-stream handling and the timeout options."""
+
+    FILE = "file"  # a media file played as live: paced, may loop, ends at its end
+    GENERATED = "generated"  # lavfi: paced like a file
+    DEVICE = "device"  # a V4L2 camera (or another FFmpeg input device)
+    NETWORK = "network"  # RTSP, HTTP, UDP, RTP, SRT ...: an end of stream means reconnect
+
+
+@dataclass(frozen=True)
+class AvSourceOptions:
+    """How to open and read one PyAV source.
+
+    ``av_options`` go to FFmpeg as they are (demuxer/protocol/device options, e.g.
+    ``{"rtsp_transport": "udp"}`` or ``{"video_size": "1280x720", "framerate": "30",
+    "input_format": "mjpeg"}`` for V4L2); livetok adds socket timeouts derived from
+    ``read_timeout_s`` unless they are given here.
+    """
+
+    format: str | None = None  # FFmpeg input format ("v4l2", "lavfi", "mpegts"...); None: guessed (v4l2: /dev/video*)
+    av_options: dict[str, str] = field(default_factory=dict)  # FFmpeg options, strings as on the ffmpeg command line
+    open_timeout_s: float = 5.0  # connecting and probing the streams (s)
+    read_timeout_s: float = 3.0  # one read with no data at all -> stall (s)
+    realtime: bool | None = None  # pace to the PTS on the monotonic clock; None: for files and lavfi only
+    loop: bool = False  # files and lavfi: start again at the end (DISCONTINUITY flagged, media time continues)
+    want_audio: bool = True  # decode the first audio stream too (needs an audio Handoff)
+    want_video: bool = True  # decode the first video stream
+    jump_s: float = 5.0  # a timestamp step forward larger than this, or any step back, flags a discontinuity (s)
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+
+    def __post_init__(self) -> None:
+        if self.open_timeout_s <= 0 or self.read_timeout_s <= 0:
+            raise ValueError("open_timeout_s and read_timeout_s must be positive")
+
+
+def source_kind(url: str, fmt: str | None) -> SourceKind:
+    """Classify a URL/path with its (optional) input format."""
+    if fmt == "lavfi":
+        return SourceKind.GENERATED
+    if (fmt is not None and fmt in DEVICE_FORMATS) or url.startswith("/dev/"):
+        return SourceKind.DEVICE
+    if "://" in url and not url.startswith("file:"):
+        return SourceKind.NETWORK
+    return SourceKind.FILE
+
+
+def effective_av_options(url: str, options: AvSourceOptions) -> dict[str, str]:
+    """FFmpeg options with the socket timeouts livetok adds (the caller's values win)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    # A second above PyAV's read timeout: PyAV's ends a read as a recognisable stall (av.ExitError),
+    # the socket timeout is the backstop for waits PyAV does not time (closing, seeking).
+    socket_us = str(int((options.read_timeout_s + 1.0) * US))
+    out: dict[str, str] = {}
+    if scheme in ("rtsp", "rtsps"):
+        out["timeout"] = socket_us  # RTSP: socket I/O timeout (µs); called stimeout before FFmpeg 5
+    elif scheme in RW_TIMEOUT_SCHEMES:
+        out["rw_timeout"] = socket_us  # any protocol: a read/write waiting longer fails (µs)
+    if scheme == "udp":
+        out["overrun_nonfatal"] = "1"  # a full receive FIFO drops packets rather than ending the stream
+    out.update(options.av_options)
+    return out
+
+
+class _Track:
+    """Timestamp state of one decoded stream during one connection."""
+
+    def __init__(self, time_base: Fraction | None, duration_ns: int) -> None:
+        self.time_base = time_base
+        self.duration_ns = duration_ns  # nominal frame/block duration (ns), 0 when unknown
+        self.last_ns: int | None = None  # media time of the last capture handed over (ns)
+        self.last_end_ns: int | None = None  # ... and where it ended (ns)
+        self.pts_mode: bool | None = None  # whether the last capture was stamped by its PTS (None: none yet)
+        self.skipped = 0  # leading captures without a PTS skipped so far
+        self.flag = True  # the first capture after a connect carries DISCONTINUITY
+
+
+class AvSource(SourceThread):
+    """Decodes one URL in its own thread; see the module docstring and docs/sources.md."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        options: AvSourceOptions,
+        prepare: Callable[[av.VideoFrame], np.ndarray],
+        video: Handoff[VideoCapture],
+        audio: Handoff[AudioCapture] | None,
+        stats: SourceStats,
+    ) -> None:
+        super().__init__(name, stats, options.backoff)
+        self.url = url
+        self.options = options
+        self.kind = source_kind(url, options.format)
+        self.format = options.format or ("v4l2" if url.startswith("/dev/video") else None)
+        self.av_options = effective_av_options(url, options)
+        self.realtime = options.realtime if options.realtime is not None else self.kind in (
+            SourceKind.FILE, SourceKind.GENERATED)
+        self._prepare = prepare
+        self._video = video
+        self._audio = audio
+        self._pacer = Pacer(self._stopping, max_lead_ns=int(options.jump_s * NS))
+        self._to_float = AudioToFloat()
+        self._connects = 0
+        # Looping: media time continues across a wrap, shifted by _offset_ns.
+        self._offset_ns = 0
+        self._end_ns = 0  # latest media end handed over (ns, shifted)
+        self._rebase = False  # the next frame sets _offset_ns (first frame after a wrap)
+
+    # -- one connection ------------------------------------------------------------------------
+
+    def _session(self) -> Outcome:
+        container = self._open()
+        try:
+            self._connects += 1
+            self.stats.connects += 1
+            return self._pump(container)
+        finally:
+            with contextlib.suppress(av.FFmpegError, OSError):  # closing a broken connection can fail
+                container.close()
+
+    def _open(self) -> av.container.InputContainer:
+        o = self.options
+        try:
+            container = av.open(self.url, mode="r", format=self.format, options=self.av_options,
+                                timeout=(o.open_timeout_s, o.read_timeout_s))
+        except (av.ExitError, av.TimeoutError) as err:
+            raise Stall(f"{self.url}: no answer within {o.open_timeout_s:g} s") from err
+        except av.FFmpegError as err:
+            raise MediaError(f"{self.url}: cannot open ({_reason(err)})") from err
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            raise MediaError(f"{self.url}: cannot open ({err})") from err
+        if not (o.want_video and container.streams.video) and not (self._wants_audio and container.streams.audio):
+            container.close()
+            raise MediaError(f"{self.url}: no {'video' if o.want_video else 'audio'} stream")
+        return container
+
+    @property
+    def _wants_audio(self) -> bool:
+        return self.options.want_audio and self._audio is not None
+
+    def _pump(self, container: av.container.InputContainer) -> Outcome:
+        o = self.options
+        tracks: dict[int, _Track] = {}
+        streams: list[av.VideoStream | av.AudioStream] = []
+        if o.want_video and container.streams.video:
+            vs = container.streams.video[0]
+            rate = vs.average_rate or vs.guessed_rate
+            tracks[vs.index] = _Track(vs.time_base, int(NS / rate) if rate else 0)
+            streams.append(vs)
+        if self._wants_audio and container.streams.audio:
+            aus = container.streams.audio[0]
+            tracks[aus.index] = _Track(aus.time_base, 0)
+            streams.append(aus)
+        if self._connects > 1 or self._rebase:
+            self.stats.gaps += 1  # a reconnect (or a wrap): the captures that follow are flagged
+        if not self._rebase:
+            self._pacer.reset()  # a new connection: its timestamps start anew
+        last_data_ns = time.monotonic_ns()
+        try:
+            for packet in container.demux(*streams):
+                if self._stopping.is_set():
+                    return Outcome.FINISHED
+                last_data_ns = time.monotonic_ns()
+                try:
+                    frames = packet.decode()
+                except (av.InvalidDataError, av.EOFError) as err:
+                    self.stats.errors += 1  # a damaged packet: the decoder resynchronises on the next
+                    self.stats.last_error = f"{self.url}: undecodable packet ({_reason(err)})"
+                    continue
+                for frame in frames:
+                    if not isinstance(frame, av.VideoFrame | av.AudioFrame):
+                        continue  # subtitles: never demuxed
+                    if not self._deliver(frame, tracks[packet.stream.index]):
+                        return Outcome.FINISHED
+        except (av.ExitError, av.TimeoutError) as err:
+            if self._stopping.is_set():
+                return Outcome.FINISHED
+            raise Stall(f"{self.url}: no data for {o.read_timeout_s:g} s") from err
+        except av.FFmpegError as err:
+            if self._stopping.is_set():
+                return Outcome.FINISHED
+            raise MediaError(f"{self.url}: read failed ({_reason(err)})") from err
+        if self._stopping.is_set():
+            return Outcome.FINISHED
+        return self._at_end(last_data_ns)
+
+    def _at_end(self, last_data_ns: int) -> Outcome:
+        if self.kind in (SourceKind.FILE, SourceKind.GENERATED):
+            if not self.options.loop:
+                return Outcome.FINISHED
+            self.stats.loops += 1
+            self._rebase = True
+            return Outcome.AGAIN
+        if time.monotonic_ns() - last_data_ns >= self.options.read_timeout_s * NS:
+            raise Stall(f"{self.url}: no data for {self.options.read_timeout_s:g} s")  # a socket timeout ended it
+        return Outcome.LOST
+
+    # -- one frame -----------------------------------------------------------------------------
+
+    def _deliver(self, frame: av.VideoFrame | av.AudioFrame, track: _Track) -> bool:
+        """Time-stamp, pace, convert and hand over one frame; False when stopped."""
+        media_ns = self._media_ns(frame, track)
+        if media_ns is None and track.pts_mode is None and track.skipped < LEADING_NO_PTS:
+            track.skipped += 1  # no timestamp before the stream's first: most likely one comes next
+            self.stats.extra["skipped_no_pts"] = self.stats.extra.get("skipped_no_pts", 0) + 1
+            return True
+        if media_ns is not None and self.realtime and not self._pacer.wait(media_ns):
+            return False
+        if self._stopping.is_set():
+            return False
+        try:
+            if isinstance(frame, av.VideoFrame):
+                self._hand_video(frame, track, media_ns)
+            else:
+                self._hand_audio(frame, track, media_ns)
+        except LivetokError as err:  # an unconvertible frame: skip it, keep the source
+            self.stats.errors += 1
+            self.stats.last_error = str(err)
+        return True
+
+    def _media_ns(self, frame: av.VideoFrame | av.AudioFrame, track: _Track) -> int | None:
+        """PTS in ns (shifted across loop wraps). A frame without one follows the previous capture
+        when that had a PTS (a missing timestamp inside a stamped stream); otherwise None: arrival time."""
+        tb = frame.time_base or track.time_base
+        if frame.pts is None or tb is None:
+            return track.last_end_ns if track.pts_mode else None
+        raw = ticks_to_ns(frame.pts, tb)
+        if self._rebase:
+            self._offset_ns = self._end_ns - raw
+            self._rebase = False
+        return raw + self._offset_ns
+
+    def _stamp(self, track: _Track, media_ns: int | None, arrival_ns: int, duration_ns: int) -> int:
+        """The capture's media time (arrival-based without a PTS); flags jumps and clock changes."""
+        pts_mode = media_ns is not None
+        stamp = media_ns if media_ns is not None else arrival_ns - duration_ns
+        last = track.last_ns
+        jumped = last is not None and (stamp < last or stamp - last > self.options.jump_s * NS)
+        if (jumped or (track.pts_mode is not None and track.pts_mode != pts_mode)) and not track.flag:
+            self.stats.gaps += 1  # timestamps jumped, or switched between PTS and arrival time
+            track.flag = True
+        track.last_ns, track.last_end_ns, track.pts_mode = stamp, stamp + duration_ns, pts_mode
+        self._end_ns = max(self._end_ns, stamp + duration_ns)
+        return stamp
+
+    def _take_flag(self, track: _Track) -> bool:
+        flag, track.flag = track.flag, False
+        return flag
+
+    def _hand_video(self, frame: av.VideoFrame, track: _Track, media_ns: int | None) -> None:
+        image = self._prepare(frame)
+        arrival = time.monotonic_ns()
+        duration = track.duration_ns
+        if not duration and frame.duration and track.time_base:
+            duration = ticks_to_ns(frame.duration, track.time_base)
+        # Without a PTS: the arrival time (a frame's exposure is not known better than that).
+        stamp = self._stamp(track, media_ns, arrival + duration, duration)
+        cap = VideoCapture(source=self.name, image=image, media_ns=stamp, arrival_ns=arrival,
+                           duration_ns=duration, discontinuity=self._take_flag(track))
+        self.stats.frames += 1
+        if not self._video.put(cap):
+            self.stats.dropped_frames += 1
+        self._delivered()
+
+    def _hand_audio(self, frame: av.AudioFrame, track: _Track, media_ns: int | None) -> None:
+        assert self._audio is not None  # audio streams are demuxed only with an audio handoff
+        samples = self._to_float.convert(frame)
+        arrival = time.monotonic_ns()
+        rate = frame.sample_rate
+        # Without a PTS: the block's first sample came one block duration before the hand-over.
+        stamp = self._stamp(track, media_ns, arrival, samples.shape[1] * NS // rate)
+        cap = AudioCapture(source=self.name, samples=samples, rate=rate, media_ns=stamp, arrival_ns=arrival,
+                           discontinuity=self._take_flag(track))
+        self.stats.blocks += 1
+        if not self._audio.put(cap):
+            self.stats.dropped_blocks += 1
+        self._delivered()
+
+
+def _reason(err: Exception) -> str:
+    return getattr(err, "strerror", None) or str(err)

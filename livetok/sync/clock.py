@@ -1,0 +1,245 @@
+"""One clock: per-source media time -> host monotonic time, and monotonic -> UNIX time.
+
+All times are integer nanoseconds. ``media_ns`` is a source's own timestamp (stream PTS, V4L2
+buffer time, PortAudio ADC time); ``arrival_ns`` is ``time.monotonic_ns()`` when the item reached
+the host. The model (docs/sync.md)::
+
+    arrival = offset + (1 + drift) * media + delay,      delay >= 0
+
+``delay`` is everything between capture and hand-over (transport, decoding, scheduling). It is
+never negative and sometimes huge (a frame delivered 500 ms late), so a least-squares fit through
+the raw points would be biased late and dragged around by outliers. The model instead fits the
+*lower envelope*: the earliest arrival seen per bucket of media time, then a robust line through
+those minima over a sliding window. That line is the earliest possible arrival, i.e. capture plus
+the source's irreducible delay, which the configured ``latency_ns`` removes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+
+NS_PER_S = 1_000_000_000
+MIN_FIT_BUCKETS = 10  # fewer closed buckets than this: no slope yet (1 ms of jitter over 10 s is 100 ppm)
+MAX_DRIFT = 1e-3  # |drift| above 1000 ppm is not a clock: treated as no drift (see _fit)
+REJECT_SIGMAS = 4.0  # bucket minima further than this many robust sigmas from the line are outliers
+REJECT_FLOOR_NS = 1_000_000  # ...but never reject within 1 ms: minima are that tight anyway
+FIT_ROUNDS = 3  # fit, reject, refit: converges in 2 rounds in practice
+
+
+class ClockModel:
+    """Online fit of ``arrival = offset + (1 + drift) * media`` to the lower envelope of arrivals.
+
+    ``window_s`` (s): media time over which bucket minima are fitted; longer is more precise,
+    shorter follows drift changes (temperature) faster. ``bucket_s`` (s): media time per bucket;
+    each bucket contributes its earliest arrival. ``latency_ns`` (ns): known delay from the
+    physical instant to the earliest possible arrival (a camera's pipeline, a codec's lookahead),
+    subtracted by :meth:`to_host`.
+
+    Cost: :meth:`observe` is a few integer operations; closing a bucket (once per ``bucket_s`` of
+    media) refits over at most ``window_s / bucket_s`` points, so O(1) amortised per observation.
+    Deterministic: the same observations give the same mapping.
+    """
+
+    def __init__(self, window_s: float = 120.0, bucket_s: float = 1.0, latency_ns: int = 0) -> None:
+        if not 0 < bucket_s <= window_s:
+            raise ValueError(f"need 0 < bucket_s <= window_s, got bucket_s={bucket_s}, window_s={window_s}")
+        self.window_ns = round(window_s * NS_PER_S)
+        self.bucket_ns = round(bucket_s * NS_PER_S)
+        self.latency_ns = int(latency_ns)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: call after a discontinuity (media time restarted or jumped)."""
+        # Coordinates are relative to the first observation (x: media, y: arrival - media), so
+        # they stay small ints and the float fit keeps ns precision whatever the epochs.
+        self._ref_media: int | None = None
+        self._ref_y = 0
+        self._n = 0
+        self._bucket = 0  # index of the open bucket
+        self._cur_x = 0  # the open bucket's minimum: (x, y) of its earliest arrival
+        self._cur_y = 0
+        self._min_y = 0  # lowest y since reset: the mapping until the first bucket closes
+        self._closed: deque[tuple[int, int]] = deque()  # closed buckets' minima in the window
+        self._ready = False
+        # y(x) = _y0 + _slope * (x - _xc): the fitted line in relative coordinates
+        self._xc = 0.0
+        self._y0 = 0.0
+        self._slope = 0.0
+        self._used = 0  # bucket minima kept by the last fit (outliers rejected)
+
+    def observe(self, media_ns: int, arrival_ns: int) -> None:
+        """Add one observation: an item complete at media time ``media_ns`` reached the host at
+        ``arrival_ns``.
+
+        Pass the media time at which the item was *complete*: for a video frame its timestamp,
+        for an audio block the end of its last sample (first sample + N / rate). Nothing can
+        arrive before it is complete, so a block observed by its first sample would map every
+        sample one block duration late.
+        """
+        y_abs = arrival_ns - media_ns
+        if self._ref_media is None:
+            self._ref_media = media_ns
+            self._ref_y = y_abs
+            self._cur_x = self._cur_y = self._min_y = 0
+            self._n = 1
+            self._y0 = 0.0
+            return
+        self._n += 1
+        x = media_ns - self._ref_media
+        y = y_abs - self._ref_y
+        if y < self._min_y:
+            self._min_y = y
+        bucket = x // self.bucket_ns
+        if bucket > self._bucket:
+            if x - self._cur_x > self.window_ns:
+                # Media time leapt past the whole window (a pause, or an unflagged jump): nothing
+                # in the window describes the new data, so start over from this observation.
+                n = self._n
+                self.reset()
+                self.observe(media_ns, arrival_ns)
+                self._n = n
+                return
+            self._close_bucket(x, bucket)
+            self._cur_x, self._cur_y = x, y
+        elif y < self._cur_y:
+            # An earlier bucket's item arriving out of order joins the open bucket: its own x is
+            # kept with its y, so it still lies on the envelope where it belongs.
+            self._cur_x, self._cur_y = x, y
+        if not self._ready:
+            self._y0 = float(self._min_y)
+
+    def _close_bucket(self, x: int, bucket: int) -> None:
+        self._closed.append((self._cur_x, self._cur_y))
+        self._bucket = bucket
+        oldest = x - self.window_ns
+        while self._closed and self._closed[0][0] < oldest:
+            self._closed.popleft()  # also after a forward jump in media time: stale buckets go
+        self._ready = True
+        self._fit()
+
+    def _fit(self) -> None:
+        pts = list(self._closed)
+        if len(pts) < MIN_FIT_BUCKETS:
+            # Too few points for a slope: a flat line at the lowest minimum (earliest arrival).
+            self._xc, self._y0, self._slope, self._used = 0.0, float(min(y for _, y in pts)), 0.0, len(pts)
+            return
+        keep = pts
+        for _ in range(FIT_ROUNDS):
+            xc, y0, slope = _line(keep)
+            res = [y - (y0 + slope * (x - xc)) for x, y in pts]
+            med = statistics.median(res)
+            mad = statistics.median(abs(r - med) for r in res)
+            tol = max(REJECT_SIGMAS * 1.4826 * mad, REJECT_FLOOR_NS)
+            new = [p for p, r in zip(pts, res, strict=True) if abs(r - med) <= tol]
+            if len(new) < 2 or new == keep:
+                break  # converged (a point rejected by a skewed first fit may come back later)
+            keep = new
+        xc, y0, slope = _line(keep)
+        if abs(slope) > MAX_DRIFT:
+            # No crystal drifts this much: a few seconds of startup jitter (threads starting, a
+            # JIT, a burst) tilt a short fit. Stay flat on the earliest arrival until data agrees.
+            xc, y0, slope = 0.0, float(min(y for _, y in pts)), 0.0
+        self._xc, self._y0, self._slope = xc, y0, slope
+        self._used = len(keep)
+
+    def to_host(self, media_ns: int) -> int:
+        """Host monotonic ns at which the instant stamped ``media_ns`` was captured.
+
+        The fitted earliest arrival minus ``latency_ns``. Before the first bucket closes, the
+        lowest ``arrival - media`` seen so far (no drift). Raises RuntimeError with no observation.
+        """
+        if self._ref_media is None:
+            raise RuntimeError("ClockModel.to_host before any observation")
+        x = media_ns - self._ref_media
+        return media_ns + self._ref_y + round(self._y0 + self._slope * (x - self._xc)) - self.latency_ns
+
+    @property
+    def drift_ppm(self) -> float:
+        """Fitted drift of host time against media time, in parts per million (0 until fitted).
+
+        Positive: the host clock runs faster than the source's, i.e. a media second lasts
+        ``1 + drift_ppm * 1e-6`` host seconds.
+        """
+        return self._slope * 1e6
+
+    @property
+    def offset_ns(self) -> int:
+        """Fitted ``offset`` (ns): host time of the earliest arrival of media time 0 (latency not removed)."""
+        if self._ref_media is None:
+            return 0
+        return self._ref_y + round(self._y0 + self._slope * (-self._ref_media - self._xc))
+
+    @property
+    def observations(self) -> int:
+        """Observations since construction or the last :meth:`reset`."""
+        return self._n
+
+    @property
+    def ready(self) -> bool:
+        """True once one full bucket (``bucket_s`` of media time) has been observed."""
+        return self._ready
+
+    @property
+    def fit_points(self) -> int:
+        """Bucket minima the current line rests on (after outlier rejection); 0 before ready."""
+        return self._used if self._ready else 0
+
+
+def _line(pts: list[tuple[int, int]]) -> tuple[float, float, float]:
+    """Least-squares line through ``pts`` as ``(xc, y0, slope)`` with ``y = y0 + slope * (x - xc)``.
+
+    Centred on the mean x so that large x (an hour of ns) cost no precision in the sums.
+    """
+    n = len(pts)
+    xc = sum(x for x, _ in pts) / n
+    yc = sum(y for _, y in pts) / n
+    sxx = sum((x - xc) ** 2 for x, _ in pts)
+    if sxx == 0.0:
+        return xc, yc, 0.0
+    sxy = sum((x - xc) * (y - yc) for x, y in pts)
+    return xc, yc, sxy / sxx
+
+
+class WallClock:
+    """Monotonic ns -> UNIX ns (``CLOCK_REALTIME``) through one offset fixed when sampled.
+
+    Alignment runs on the monotonic clock (it never jumps); packets carry UNIX time so that
+    streams from different machines can be compared (docs/wire-format.md, clock UNIX). The offset
+    is sampled at construction as the tightest of ``samples`` bracketed readings, so it is off by
+    at most half a ``monotonic_ns()`` call; it is then constant, so UNIX stamps never jump within a
+    run even if NTP steps the realtime clock — :meth:`refresh` re-samples when wanted.
+    ``offset_ns`` given: use it as is (tests, replays).
+    """
+
+    def __init__(self, offset_ns: int | None = None, samples: int = 7) -> None:
+        self.samples = max(1, samples)
+        self.uncertainty_ns = 0  # half the bracket of the sample taken: |offset error| <= this
+        self.offset_ns = self._sample() if offset_ns is None else int(offset_ns)
+
+    def _sample(self) -> int:
+        best_width, best = None, 0
+        for _ in range(self.samples):
+            m0 = time.monotonic_ns()
+            real = time.clock_gettime_ns(time.CLOCK_REALTIME)
+            m1 = time.monotonic_ns()
+            # the realtime reading happened somewhere in [m0, m1]: the narrowest bracket wins
+            if best_width is None or m1 - m0 < best_width:
+                best_width, best = m1 - m0, real - (m0 + m1) // 2
+        self.uncertainty_ns = (best_width or 0) // 2 + 1
+        return best
+
+    def refresh(self) -> int:
+        """Re-sample the offset (e.g. after NTP stepped the clock); returns the change in ns."""
+        old = self.offset_ns
+        self.offset_ns = self._sample()
+        return self.offset_ns - old
+
+    def to_unix(self, mono_ns: int) -> int:
+        """UNIX ns of the monotonic instant ``mono_ns``."""
+        return mono_ns + self.offset_ns
+
+    def to_mono(self, unix_ns: int) -> int:
+        """Monotonic ns of the UNIX instant ``unix_ns`` (inverse of :meth:`to_unix`)."""
+        return unix_ns - self.offset_ns

@@ -1,0 +1,180 @@
+"""AvSource faults against real servers: a source that stalls with its socket open, one that dies
+and comes back, one that never opens; and stop() in every state."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamgen import Collector, StallingHttpServer, free_port, make_clip, need, serve_http, serve_udp, wait_until
+from test_streams_av import Run, prepare
+
+from livetok.streams.av_source import AvSource, AvSourceOptions
+from livetok.streams.backoff import BackoffPolicy
+from livetok.streams.handoff import Handoff
+from livetok.streams.types import SourceState, SourceStats, VideoCapture
+
+FAST = BackoffPolicy(initial_s=0.2, max_s=0.5, jitter=0.0, stable_s=1.0)
+SLOW = BackoffPolicy(initial_s=30.0, max_s=30.0, jitter=0.0)  # stays in BACKOFF for the whole test
+
+
+@pytest.fixture(scope="module")
+def clip_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need("ffmpeg")
+    return make_clip(tmp_path_factory.mktemp("faults") / "clip.ts", 4.0)
+
+
+def quiet(frames: Collector, for_s: float, timeout_s: float = 20.0) -> bool:
+    """Wait until no frame has come for ``for_s`` seconds."""
+    seen = [frames.count(), time.monotonic()]
+
+    def still() -> bool:
+        n, now = frames.count(), time.monotonic()
+        if n != seen[0]:
+            seen[:] = [n, now]
+        return now - seen[1] >= for_s
+    return wait_until(still, timeout_s)
+
+
+@pytest.fixture()
+def stalling(clip_ts: Path) -> StallingHttpServer:
+    """Sends the first quarter of the clip, then nothing, socket open."""
+    data = clip_ts.read_bytes()
+    server = StallingHttpServer(data[: len(data) // 4])
+    yield server
+    server.close()
+
+
+def test_stall_with_socket_open_is_detected(stalling: StallingHttpServer) -> None:
+    opts = AvSourceOptions(read_timeout_s=1.0, backoff=BackoffPolicy(initial_s=5.0, max_s=5.0, jitter=0.0))
+    run = Run(stalling.url, opts)
+    assert run.wait(lambda r: r.frames.count() >= 5)  # connected, data flowed, then the server went silent
+    t_last = time.monotonic()
+    assert run.wait(lambda r: r.stats.stalls >= 1, 10.0)
+    detected_after_s = time.monotonic() - t_last
+    assert run.stats.state is SourceState.BACKOFF
+    assert "stalled" in run.stats.last_error and stalling.url in run.stats.last_error
+    assert run.source.alive
+    t0 = time.monotonic()
+    frames, _ = run.stop()  # in backoff: returns at once
+    print(f"stall detected {detected_after_s:.2f} s after the last frame; stop took {time.monotonic() - t0:.3f} s")
+    assert frames and run.stats.connects == 1
+
+
+def test_stop_interrupts_a_blocked_read(stalling: StallingHttpServer) -> None:
+    # Read and open timeouts far longer than the test: only the interrupt can end the read.
+    opts = AvSourceOptions(read_timeout_s=120.0, open_timeout_s=120.0, backoff=FAST)
+    video: Handoff[VideoCapture] = Handoff(512)
+    stats = SourceStats()
+    source = AvSource("cam", stalling.url, opts, prepare, video, None, stats)
+    source.start()
+    frames = Collector(video)
+    assert wait_until(lambda: frames.count() >= 5, 20.0)
+    assert quiet(frames, 0.5)  # all the data is decoded: the thread is blocked reading a silent socket
+    assert stats.state is SourceState.RUNNING
+    assert source.stop(timeout_s=5.0)  # ended long before the 120 s read timeout
+    assert stats.state is SourceState.STOPPED and stats.stalls == 0
+    frames.close()
+
+
+def test_stop_interrupts_a_blocked_open() -> None:
+    server = StallingHttpServer(b"")  # a header, then silence: probing the stream blocks
+    try:
+        stats = SourceStats()
+        source = AvSource("cam", server.url, AvSourceOptions(open_timeout_s=120.0, read_timeout_s=120.0),
+                          prepare, Handoff(4), None, stats)
+        source.start()
+        assert wait_until(lambda: server.connections >= 1, 10.0)
+        time.sleep(0.3)
+        assert stats.state is SourceState.CONNECTING
+        assert source.stop(timeout_s=5.0)
+        assert stats.state is SourceState.STOPPED
+    finally:
+        server.close()
+
+
+def test_open_that_times_out_is_a_stall_and_retried() -> None:
+    server = StallingHttpServer(b"")
+    try:
+        stats = SourceStats()
+        source = AvSource("cam", server.url, AvSourceOptions(open_timeout_s=0.5, backoff=FAST),
+                          prepare, Handoff(4), None, stats)
+        source.start()
+        assert wait_until(lambda: stats.stalls >= 2 and stats.reconnects >= 1, 15.0)
+        assert server.connections >= 2  # it came back and tried again
+        assert source.stop()
+    finally:
+        server.close()
+
+
+def test_unopenable_source_is_counted_and_retried(tmp_path: Path) -> None:
+    stats = SourceStats()
+    missing = tmp_path / "missing.mp4"
+    source = AvSource("cam", str(missing), AvSourceOptions(backoff=FAST), prepare, Handoff(4), None, stats)
+    source.start()
+    assert wait_until(lambda: stats.errors >= 2 and stats.reconnects >= 1, 10.0)
+    assert str(missing) in stats.last_error and "\n" not in stats.last_error
+    assert source.alive  # a fault never ends the thread
+    assert source.stop() and stats.state is SourceState.STOPPED
+
+
+def test_stop_in_backoff_and_before_start_and_twice() -> None:
+    stats = SourceStats()
+    port = free_port()  # nothing listens: connection refused, then a 30 s backoff
+    source = AvSource("cam", f"http://127.0.0.1:{port}/x.ts", AvSourceOptions(backoff=SLOW), prepare,
+                      Handoff(4), None, stats)
+    assert source.stop()  # never started
+    source2 = AvSource("cam", f"http://127.0.0.1:{port}/x.ts", AvSourceOptions(backoff=SLOW), prepare,
+                       Handoff(4), None, stats)
+    source2.start()
+    assert wait_until(lambda: stats.state is SourceState.BACKOFF, 10.0)
+    assert "Connection refused" in stats.last_error
+    assert source2.stop(timeout_s=3.0)
+    assert source2.stop()
+    assert stats.state is SourceState.STOPPED
+
+
+def test_udp_source_dies_then_comes_back(clip_ts: Path) -> None:
+    port = free_port()
+    server = serve_udp(clip_ts, port)
+    run = Run(f"udp://127.0.0.1:{port}", AvSourceOptions(read_timeout_s=1.0, open_timeout_s=1.5, backoff=FAST))
+    try:
+        assert run.wait(lambda r: r.frames.count() >= 10)
+        server.stop()  # the sender dies: UDP just goes silent
+        assert run.wait(lambda r: r.stats.stalls >= 1 and r.stats.reconnects >= 1, 15.0)
+        assert run.stats.state in (SourceState.BACKOFF, SourceState.CONNECTING)
+        t_back = time.monotonic_ns()
+        server = serve_udp(clip_ts, port)
+        assert run.wait(lambda r: r.frames.count(lambda f: f.arrival_ns > t_back) >= 10, 20.0)
+        assert run.stats.state is SourceState.RUNNING
+        frames, blocks = run.stop()
+    finally:
+        server.stop()
+        run.source.stop()
+    after = [f for f in frames if f.arrival_ns > t_back]
+    assert after[0].discontinuity and not any(f.discontinuity for f in after[1:])
+    assert [b for b in blocks if b.arrival_ns > t_back][0].discontinuity
+    assert run.stats.connects >= 2 and run.stats.gaps >= 1
+
+
+def test_http_source_killed_then_restarted(clip_ts: Path) -> None:
+    need("ffmpeg")
+    port = free_port()
+    server = serve_http(clip_ts, port)
+    run = Run(f"http://127.0.0.1:{port}/live.ts", AvSourceOptions(read_timeout_s=1.0, backoff=FAST))
+    try:
+        assert run.wait(lambda r: r.frames.count() >= 10)
+        server.stop()  # connection closed: end of stream, then connection refused
+        assert run.wait(lambda r: r.stats.reconnects >= 2, 15.0)
+        assert run.stats.errors >= 2
+        t_back = time.monotonic_ns()
+        server = serve_http(clip_ts, port)
+        assert run.wait(lambda r: r.frames.count(lambda f: f.arrival_ns > t_back) >= 10, 20.0)
+        frames, _ = run.stop()
+    finally:
+        server.stop()
+        run.source.stop()
+    after = [f for f in frames if f.arrival_ns > t_back]
+    assert after[0].discontinuity
+    assert run.stats.connects == 2
