@@ -137,7 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("run", _cmd_run, "run sources -> alignment -> tokenizers -> sinks until stopped (SIGINT/SIGTERM)")
     config_arg(sp)
     sp.add_argument("--source", action="append", metavar="URL",
-                    help="a camera (/dev/videoN), stream URL, file played as live, lavfi:GRAPH or 'synthetic'; repeatable")
+                    help="a camera (/dev/videoN), stream URL, file played as live, lavfi:GRAPH or 'synthetic'; "
+                    "repeatable")
     sp.add_argument("--mic", action="append", metavar="DEVICE", help="a PortAudio input (name, index or 'default')")
     sp.add_argument("--sink", action="append", metavar="file:PATH.ltk", help="where packets go; repeatable")
     sp.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")

@@ -6,11 +6,10 @@ Sources are a list discriminated by ``kind``.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -21,7 +20,13 @@ class _Strict(BaseModel):
 
 class _SourceBase(_Strict):
     name: str = Field(pattern=NAME, description="unique source name; used in packets and topics")
-    latency_ms: float = Field(0.0, ge=-10_000, le=10_000, description="known capture-to-timestamp delay of this source (ms); subtracted from its capture times")
+    latency_ms: float = Field(
+        0.0, ge=-10_000, le=10_000,
+        description="known capture-to-timestamp delay of this source (ms); subtracted from its capture times")
+    audio_latency_ms: float = Field(
+        0.0, ge=-10_000, le=10_000,
+        description="further delay of this source's audio (ms), e.g. a camera whose sound lags its picture; "
+        "subtracted from its audio times")
 
 
 class StreamSource(_SourceBase):
@@ -83,7 +88,10 @@ class Group(_Strict):
 
     name: str = Field(pattern=NAME, description="group name (aligned-step packets carry it)")
     video: str | None = Field(None, description="name of the source whose video this group uses")
-    audio: str | None = Field(None, description="name of the source whose audio this group uses (a mic, or a stream's track)")
+    audio: str | None = Field(
+        None, description="name of the source whose audio this group uses (a mic, or a stream's track)")
+    markers: bool = Field(
+        False, description="measure A/V skew from sync markers (white flash + 1 kHz beep); always on for synthetic")
 
     @model_validator(mode="after")
     def _one(self) -> Group:
@@ -94,7 +102,8 @@ class Group(_Strict):
 
 class Alignment(_Strict):
     step_ms: float = Field(80.0, gt=0, le=10_000, description="aligned step length (ms); 80 = the coarse audio step")
-    lateness_ms: float = Field(500.0, ge=0, le=60_000, description="emit a step this long after its end even if a modality is missing (ms)")
+    lateness_ms: float = Field(
+        500.0, ge=0, le=60_000, description="emit a step this long after its end even if a modality is missing (ms)")
 
 
 class FileSink(_Strict):
@@ -108,9 +117,9 @@ Sink = Annotated[FileSink, Field(discriminator="kind")]
 
 
 class Queues(_Strict):
-    video_frames: int = Field(8, ge=1, le=1024, description="frames held per source between capture and tokenizer (count); oldest dropped when full")
-    audio_blocks: int = Field(64, ge=1, le=4096, description="audio blocks held per source (count); oldest dropped when full")
+    video_frames: int = Field(
+        8, ge=1, le=1024, description="frames held per source before the tokenizer (count); oldest dropped when full")
+    audio_blocks: int = Field(
+        64, ge=1, le=4096, description="audio blocks held per source (count); oldest dropped when full")
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="wait this long for more frames to fill a batch (ms)")
 
-
-SINK_SPEC = re.compile(r"^(?P<kind>[a-z]+):(?P<rest>.+)$")

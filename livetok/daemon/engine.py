@@ -80,6 +80,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         latency = {s.name: round(s.latency_ms * 1e6) for s in self.cfg.sources}
+        self.audio_latency = {s.name: round(s.audio_latency_ms * 1e6) for s in self.cfg.sources}
         markers = {s.name for s in self.cfg.sources if s.kind == "synthetic"}
         step_ns = round(self.cfg.alignment.step_ms * 1e6)
         lateness_ns = round(self.cfg.alignment.lateness_ms * 1e6)
@@ -89,7 +90,7 @@ class Engine:
                 group=g.name, modalities=modalities, step_ns=step_ns, lateness_ns=lateness_ns,
                 to_wire=self.wall.to_unix, clock=Clock.UNIX,
             )
-            with_markers = g.video in markers or g.audio in markers
+            with_markers = g.markers or g.video in markers or g.audio in markers
             self.groups[g.name] = GroupRuntime(g.name, aligner, SkewEstimator() if with_markers else None)
             if g.video is not None:
                 rt = self._runtime(g.video, latency)
@@ -152,7 +153,9 @@ class Engine:
             expected = st.base_media_ns + st.samples_in * NS // st.rate
             # Samples lost upstream (overflow, dropped blocks) would shift every later timestamp:
             # start the stream again at the block's own time instead, flagged.
-            if cap.overflow or cap.rate != st.rate or abs(cap.media_ns - expected) > max(cap.samples.shape[1] * NS // cap.rate, 20_000_000):
+            # Half a block: timestamps jitter far less, and a lost block moves them by a whole one.
+            tolerance = max(cap.samples.shape[1] * NS // cap.rate // 2, 2_000_000)
+            if cap.overflow or cap.rate != st.rate or abs(cap.media_ns - expected) > tolerance:
                 self.metrics.count(f"gaps.{cap.source}.audio")
                 self._flush_audio(rt, group)
                 st = None
@@ -167,7 +170,7 @@ class Engine:
         # A block is complete (can arrive) only once its last sample exists: observe its end.
         rt.clock.observe(cap.media_ns + n * NS // cap.rate, cap.arrival_ns)
         if rt.beep is not None and group.skew is not None:
-            onset = rt.beep.feed(cap.samples.mean(axis=0), rt.clock.to_host(cap.media_ns), cap.rate)
+            onset = rt.beep.feed(cap.samples.mean(axis=0), self._audio_host(rt, cap.media_ns), cap.rate)
             if onset is not None:
                 self._skew(group, group.skew.add_beep(onset))
         st.samples_in += n
@@ -178,14 +181,17 @@ class Engine:
         assert st is not None
         now = time.monotonic_ns()
         for p in packets:
-            start = rt.clock.to_host(st.base_media_ns + p.start_ns)
-            end = rt.clock.to_host(st.base_media_ns + p.end_ns)
+            start = self._audio_host(rt, st.base_media_ns + p.start_ns)
+            end = self._audio_host(rt, st.base_media_ns + p.end_ns)
             p = dataclasses.replace(p, start_ns=start, end_ns=max(start, end), clock=Clock.UNIX)
             self.metrics.observe(f"latency.audio.{p.scale.name.lower()}", now - p.end_ns)
             st.done_ns[p.scale] = p.end_ns
             self._emit(group, p)
         if len(st.done_ns) == 2:
             group.aligner.watermark(Modality.AUDIO, min(st.done_ns.values()))
+
+    def _audio_host(self, rt: SourceRuntime, media_ns: int) -> int:
+        return rt.clock.to_host(media_ns) - self.audio_latency.get(rt.name, 0)
 
     def _flush_audio(self, rt: SourceRuntime, group: GroupRuntime) -> None:
         if rt.audio is not None:

@@ -32,7 +32,6 @@ from livetok.daemon.engine import Engine
 from livetok.daemon.metrics import Metrics
 from livetok.daemon.sinks import Sink, open_sink
 from livetok.daemon.sources import RunningSource, build_sources
-from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, VideoCapture
 from livetok.tokenizers import Tokenizers
 
@@ -218,7 +217,8 @@ class Daemon:
         if self.sources:
             stoppers = [loop.run_in_executor(None, s.stop) for s in self.sources]
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*stoppers, return_exceptions=True), max(0.1, deadline - time.monotonic()))
+                await asyncio.wait_for(
+                    asyncio.gather(*stoppers, return_exceptions=True), max(0.1, deadline - time.monotonic()))
         if self.engine is not None:
             engine = self.engine
 

@@ -80,9 +80,9 @@ def _thread(
                          audio, stats)
     if isinstance(s, dc.SyntheticSource):
         w, h = _size(s.size)
-        opts = SyntheticOptions(width=w, height=h, fps=s.fps, rate=s.rate, marker_interval_s=s.marker_interval_s,
-                                audio_offset_ms=s.audio_offset_ms)
-        return SyntheticSource(s.name, opts, prepare, video, audio, stats)
+        synthetic = SyntheticOptions(width=w, height=h, fps=s.fps, rate=s.rate,
+                                     marker_interval_s=s.marker_interval_s, audio_offset_ms=s.audio_offset_ms)
+        return SyntheticSource(s.name, synthetic, prepare, video, audio, stats)
     url, opts = _av_options(s)
     opts = dataclasses.replace(opts, want_audio=audio is not None, want_video=video is not None)
     return AvSource(s.name, url, opts, prepare, video if video is not None else Handoff[VideoCapture](1), audio, stats)

@@ -182,7 +182,9 @@ class MicSource(SourceThread):
         if expected is not None and abs(media - expected) > self.options.jump_ms * 1_000_000 and not self._flag:
             self._flag = True  # samples were lost (or the clock jumped): not contiguous with the last block
             self.stats.gaps += 1
-        samples = np.ascontiguousarray(indata.T)  # [C, N]; a copy: PortAudio reuses indata's buffer
+        # [C, N], always a copy (ascontiguousarray would return a view for one channel): PortAudio
+        # reuses indata's buffer once the callback returns.
+        samples = np.array(indata.T, dtype=np.float32, order="C", copy=True)
         flag, self._flag = self._flag, False
         cap = AudioCapture(source=self.name, samples=samples, rate=self.rate, media_ns=media, arrival_ns=arrival,
                            discontinuity=flag, overflow=overflow)
