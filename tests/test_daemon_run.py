@@ -44,7 +44,8 @@ def test_dead_source_does_not_stop_the_others(tmp_path: Path, capsys: pytest.Cap
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "sources:\n"
-        "  - {kind: stream, name: dead, url: 'udp://127.0.0.1:9', format: mpegts, open_timeout_s: 1, read_timeout_s: 1}\n"
+        "  - {kind: stream, name: dead, url: 'udp://127.0.0.1:9', format: mpegts,\n"
+        "     open_timeout_s: 1, read_timeout_s: 1}\n"
         "  - {kind: synthetic, name: syn}\n"
         f"sinks:\n  - {{kind: file, path: '{out}'}}\n")
     assert main(["run", "-c", str(cfg), "--duration", "3"]) == 0
