@@ -135,6 +135,16 @@ def test_stop_in_backoff_and_before_start_and_twice() -> None:
     assert stats.state is SourceState.STOPPED
 
 
+def test_stop_interrupts_pacing() -> None:
+    # One frame every 5 s, paced: the thread spends its time waiting for the next frame's media time.
+    run = Run("testsrc2=size=64x64:rate=0.2", AvSourceOptions(format="lavfi"), audio=False)
+    assert run.wait(lambda r: r.frames.count() >= 1, 10.0)
+    time.sleep(0.2)
+    assert run.source.stop(timeout_s=3.0)
+    frames, _ = run.stop()
+    assert len(frames) == 1
+
+
 def test_udp_source_dies_then_comes_back(clip_ts: Path) -> None:
     port = free_port()
     server = serve_udp(clip_ts, port)
