@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,6 +156,11 @@ def serve_udp(clip: Path, port: int) -> Proc:
     return Proc(_ffmpeg_live(clip, "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"))
 
 
+def serve_rtp(clip: Path, port: int) -> Proc:
+    """ffmpeg sending the clip, looped, as live MPEG-TS over RTP to rtp://127.0.0.1:port."""
+    return Proc(_ffmpeg_live(clip, "-f", "rtp_mpegts", f"rtp://127.0.0.1:{port}"))
+
+
 def serve_http(clip: Path, port: int) -> Proc:
     """ffmpeg serving the clip, looped, as live MPEG-TS over HTTP to one client (then it exits)."""
     proc = Proc(_ffmpeg_live(clip, "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"))
@@ -281,6 +287,22 @@ class PulseAudio:
         self.kill()
 
 
+@pytest.fixture()
+def pulse() -> Iterator[PulseAudio]:
+    """A private PulseAudio daemon with a null sink ``vmic`` at 16 kHz; killed at teardown."""
+    for tool in ("pulseaudio", "pacat", "pactl", "ffmpeg"):
+        need(tool)
+    # A short path: the daemon's unix socket path must fit in 108 bytes.
+    root = Path(tempfile.mkdtemp(prefix="lt-pa-"))
+    pa = PulseAudio(root / "xdg", rate=16000)
+    try:
+        pa.start()
+        yield pa
+    finally:
+        pa.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 # -- a microphone captured in a child process --------------------------------------------------------
 
 
@@ -357,7 +379,11 @@ def mic_child_main() -> None:
     blocks: list[AudioCapture] = []
     consume = bool(cfg.get("consume", True))
     done = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+
+    def wait_stdin() -> None:  # the parent closes our stdin to end the capture
+        sys.stdin.read()
+        done.set()
+    threading.Thread(target=wait_stdin, daemon=True).start()
     mic.start()
     while not done.wait(0.05):
         if consume:
@@ -380,12 +406,46 @@ def mic_child_main() -> None:
         result["dtypes"] = sorted({str(b.samples.dtype) for b in blocks})
         result["arrival_minus_media_ms"] = [(b.arrival_ns - b.media_ns) / 1e6 for b in blocks]
         result["discontinuities"] = [i for i, b in enumerate(blocks) if b.discontinuity]
+        # Where a block does not start where the previous one ended (beyond 5 ms): (index, ms).
+        result["steps_ms"] = [(i, (b.media_ns - a.media_ns - a.samples.shape[1] * 10**9 // a.rate) / 1e6)
+                              for i, (a, b) in enumerate(itertools.pairwise(blocks), start=1)
+                              if abs(b.media_ns - a.media_ns - a.samples.shape[1] * 10**9 // a.rate) > 5_000_000]
         result["overflow_blocks"] = sum(b.overflow for b in blocks)
+        if cfg.get("tone_hz"):
+            result["phase_breaks"] = phase_breaks(blocks, float(cfg["tone_hz"]))
         x = np.concatenate([b.samples[0] for b in blocks[len(blocks) // 4:]])  # past any start-up silence
         spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
         result["peak_hz"] = float(np.argmax(spectrum) * blocks[0].rate / len(x))
         result["rms"] = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
     print(json.dumps(result), flush=True)
+
+
+def phase_breaks(blocks: list[Any], tone_hz: float, window: int = 800) -> list[int]:
+    """Block indices where a captured steady tone's phase breaks: samples were lost (or repeated) there.
+
+    The samples are fitted, window by window, with a sinusoid of the known frequency on the sample
+    index the capture *claims* (contiguous blocks); the phase is constant while no sample is lost.
+    """
+    import numpy as np
+
+    x = np.concatenate([b.samples[0] for b in blocks]).astype(np.float64)
+    rate, block = blocks[0].rate, blocks[0].samples.shape[1]
+    w = 2 * np.pi * tone_hz / rate
+    fits = []
+    for start in range(0, len(x) - window + 1, window):
+        t = np.arange(start, start + window)
+        basis = np.stack([np.cos(w * t), np.sin(w * t)], axis=1)
+        (c, s), *_ = np.linalg.lstsq(basis, x[start:start + window], rcond=None)
+        fits.append((start, float(np.hypot(c, s)), float(np.arctan2(-s, c))))
+    loud = np.median([a for _, a, _ in fits]) / 2  # skip windows without the tone (start-up silence)
+    breaks, last = [], None
+    for start, amp, phase in fits:
+        if amp < loud:
+            continue
+        if last is not None and abs((phase - last + np.pi) % (2 * np.pi) - np.pi) > 0.3:
+            breaks.append(start // block)
+        last = phase
+    return breaks
 
 
 def _portaudio_clock(sd: Any) -> dict[str, float]:

@@ -4,6 +4,7 @@ UDP and HTTP and RTSP (through rtsp-server-perl) on loopback."""
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from streamgen import Collector, RtspRelay, free_port, make_clip, need, serve_http, serve_udp, wait_until
+from streamgen import Collector, RtspRelay, free_port, make_clip, need, serve_http, serve_rtp, serve_udp, wait_until
 
 from livetok.streams.av_source import AvSource, AvSourceOptions, SourceKind, effective_av_options, source_kind
 from livetok.streams.backoff import BackoffPolicy
@@ -172,11 +173,12 @@ def test_file_loop_flags_discontinuity_and_media_time_continues(clips: dict[str,
     assert run.stats.loops >= 1 and run.stats.gaps >= 1 and run.stats.reconnects == 0
 
 
-def test_udp_mpegts(clips: dict[str, Path]) -> None:
-    port = free_port()
-    server = serve_udp(clips["ts"], port)
+@pytest.mark.parametrize("scheme", ["udp", "rtp"])
+def test_udp_and_rtp_mpegts(clips: dict[str, Path], scheme: str) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    server = (serve_udp if scheme == "udp" else serve_rtp)(clips["ts"], port)
     try:
-        run = Run(f"udp://127.0.0.1:{port}", AvSourceOptions(backoff=FAST))
+        run = Run(f"{scheme}://127.0.0.1:{port}", AvSourceOptions(backoff=FAST))
         assert not run.source.realtime  # live: the network paces it
         assert run.wait(n_frames(20, 30))
         frames, blocks = run.stop()

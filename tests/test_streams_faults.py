@@ -3,7 +3,9 @@ and comes back, one that never opens; and stop() in every state."""
 
 from __future__ import annotations
 
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,7 @@ def quiet(frames: Collector, for_s: float, timeout_s: float = 20.0) -> bool:
 
 
 @pytest.fixture()
-def stalling(clip_ts: Path) -> StallingHttpServer:
+def stalling(clip_ts: Path) -> Iterator[StallingHttpServer]:
     """Sends the first quarter of the clip, then nothing, socket open."""
     data = clip_ts.read_bytes()
     server = StallingHttpServer(data[: len(data) // 4])
@@ -146,7 +148,7 @@ def test_stop_interrupts_pacing() -> None:
 
 
 def test_udp_source_dies_then_comes_back(clip_ts: Path) -> None:
-    port = free_port()
+    port = free_port(socket.SOCK_DGRAM)
     server = serve_udp(clip_ts, port)
     run = Run(f"udp://127.0.0.1:{port}", AvSourceOptions(read_timeout_s=1.0, open_timeout_s=1.5, backoff=FAST))
     try:
@@ -164,7 +166,7 @@ def test_udp_source_dies_then_comes_back(clip_ts: Path) -> None:
         run.source.stop()
     after = [f for f in frames if f.arrival_ns > t_back]
     assert after[0].discontinuity and not any(f.discontinuity for f in after[1:])
-    assert [b for b in blocks if b.arrival_ns > t_back][0].discontinuity
+    assert next(b for b in blocks if b.arrival_ns > t_back).discontinuity
     assert run.stats.connects >= 2 and run.stats.gaps >= 1
 
 

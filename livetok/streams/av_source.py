@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -31,6 +32,7 @@ from livetok.streams.worker import Outcome, SourceThread, Stall
 
 NS = 1_000_000_000
 US = 1_000_000
+POLL_S = 0.005  # wait between reads of a non-blocking input that had nothing (s)
 # Captures without a PTS skipped at the start of a stream (RTP packets before the first keyframe
 # decode to frames without one); a stream still without PTS after that many is stamped on arrival.
 LEADING_NO_PTS = 10
@@ -38,7 +40,7 @@ LEADING_NO_PTS = 10
 # FFmpeg input formats that are devices: live, never paced, never looped.
 DEVICE_FORMATS = frozenset({"v4l2", "video4linux2", "alsa", "x11grab", "fbdev", "kmsgrab", "oss", "pulse", "jack"})
 # URL schemes served by FFmpeg protocols that honour the generic ``rw_timeout`` option.
-RW_TIMEOUT_SCHEMES = frozenset({"http", "https", "tcp", "udp", "rtp", "srt", "rtmp", "rtmps", "tls", "hls"})
+RW_TIMEOUT_SCHEMES = frozenset({"http", "https", "tcp", "udp", "rtp", "srt", "rtmp", "rtmps", "tls"})
 
 
 class SourceKind(enum.Enum):
@@ -200,7 +202,7 @@ class AvSource(SourceThread):
             self._pacer.reset()  # a new connection: its timestamps start anew
         last_data_ns = time.monotonic_ns()
         try:
-            for packet in container.demux(*streams):
+            for packet in demux_resuming(container, streams, o.read_timeout_s, self._stopping):
                 if self._stopping.is_set():
                     return Outcome.FINISHED
                 last_data_ns = time.monotonic_ns()
@@ -256,7 +258,7 @@ class AvSource(SourceThread):
                 self._hand_video(frame, track, media_ns)
             else:
                 self._hand_audio(frame, track, media_ns)
-        except LivetokError as err:  # an unconvertible frame: skip it, keep the source
+        except (LivetokError, ValueError, av.FFmpegError) as err:  # an unconvertible frame: skip it
             self.stats.errors += 1
             self.stats.last_error = str(err)
         return True
@@ -273,10 +275,10 @@ class AvSource(SourceThread):
             self._rebase = False
         return raw + self._offset_ns
 
-    def _stamp(self, track: _Track, media_ns: int | None, arrival_ns: int, duration_ns: int) -> int:
-        """The capture's media time (arrival-based without a PTS); flags jumps and clock changes."""
+    def _stamp(self, track: _Track, media_ns: int | None, fallback_ns: int, duration_ns: int) -> int:
+        """The capture's media time (``fallback_ns`` without a PTS); flags jumps and clock changes."""
         pts_mode = media_ns is not None
-        stamp = media_ns if media_ns is not None else arrival_ns - duration_ns
+        stamp = media_ns if media_ns is not None else fallback_ns
         last = track.last_ns
         jumped = last is not None and (stamp < last or stamp - last > self.options.jump_s * NS)
         if (jumped or (track.pts_mode is not None and track.pts_mode != pts_mode)) and not track.flag:
@@ -297,7 +299,7 @@ class AvSource(SourceThread):
         if not duration and frame.duration and track.time_base:
             duration = ticks_to_ns(frame.duration, track.time_base)
         # Without a PTS: the arrival time (a frame's exposure is not known better than that).
-        stamp = self._stamp(track, media_ns, arrival + duration, duration)
+        stamp = self._stamp(track, media_ns, arrival, duration)
         cap = VideoCapture(source=self.name, image=image, media_ns=stamp, arrival_ns=arrival,
                            duration_ns=duration, discontinuity=self._take_flag(track))
         self.stats.frames += 1
@@ -311,13 +313,36 @@ class AvSource(SourceThread):
         arrival = time.monotonic_ns()
         rate = frame.sample_rate
         # Without a PTS: the block's first sample came one block duration before the hand-over.
-        stamp = self._stamp(track, media_ns, arrival, samples.shape[1] * NS // rate)
+        duration = samples.shape[1] * NS // rate
+        stamp = self._stamp(track, media_ns, arrival - duration, duration)
         cap = AudioCapture(source=self.name, samples=samples, rate=rate, media_ns=stamp, arrival_ns=arrival,
                            discontinuity=self._take_flag(track))
         self.stats.blocks += 1
         if not self._audio.put(cap):
             self.stats.dropped_blocks += 1
         self._delivered()
+
+
+def demux_resuming(container: av.container.InputContainer, streams: list[av.VideoStream | av.AudioStream],
+                   read_timeout_s: float, stopping: threading.Event) -> Iterator[av.Packet]:
+    """``container.demux(*streams)``, resumed when an input has nothing *yet* (EAGAIN).
+
+    PyAV ends its demux generator with ``av.BlockingIOError`` when FFmpeg answers EAGAIN (a
+    non-blocking device with no frame ready); that is not a fault: poll again every ``POLL_S``,
+    and call it a stall (:class:`Stall`) only after ``read_timeout_s`` without a packet.
+    """
+    last_ns = time.monotonic_ns()
+    while True:
+        try:
+            for packet in container.demux(*streams):
+                last_ns = time.monotonic_ns()
+                yield packet
+            return
+        except BlockingIOError:  # av.BlockingIOError (EAGAIN) is one too
+            if stopping.wait(POLL_S):
+                return
+            if time.monotonic_ns() - last_ns > read_timeout_s * NS:
+                raise Stall(f"{container.name}: no data for {read_timeout_s:g} s") from None
 
 
 def _reason(err: Exception) -> str:

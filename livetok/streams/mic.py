@@ -1,4 +1,4 @@
-"""Microphone capture with sounddevice (PortAudio), timestamped by the ADC clock on the monotonic clock.
+"""Microphone capture with sounddevice (PortAudio), stamped on the monotonic clock from the ADC time.
 
 PortAudio calls :meth:`MicSource._callback` from its own thread for every block. The callback only
 copies the block, computes its time and calls :meth:`Handoff.put` (a short lock, drop-oldest): it
@@ -6,19 +6,19 @@ never waits and no queue grows without bound. A supervising thread opens the str
 (a stream that stops, or no callback for ``stall_timeout_s``, means the device is gone) and
 reopens it with the shared capped backoff.
 
-**Timestamps.** ``media_ns`` is the ADC time of the block's first sample, PortAudio's
-``time.inputBufferAdcTime``, moved to ``time.monotonic_ns()``. PortAudio's stream clock is *not*
-the monotonic clock on Linux: Debian 12's libportaudio2 (19.6, ALSA host API) reads
-``CLOCK_REALTIME`` (``InputStream.time`` equals ``time.time()`` to ~0.1 ms; checked in
-tests/test_streams_mic.py). So each callback measures the offset ``monotonic_ns() - currentTime``
-and applies it to the ADC time; a minimum filter keeps the callback's own scheduling delay out of
-the offset, and a jump of the wall clock (NTP step) is followed at once. A block's first sample
-cannot have been captured later than one block duration before its callback, so ``media_ns`` is
-at most ``arrival_ns - duration``: that bound is also the time used when PortAudio gives no ADC
-time (0), and the one that applies through PulseAudio's ALSA plugin, which reports a capture delay
-near zero. A block that does not start within ``jump_ms`` of where the previous one ended (lost
-samples: PulseAudio drops them silently, without PortAudio's ``input_overflow``) is flagged
-DISCONTINUITY.
+**Timestamps.** ``media_ns`` is the time of the block's first sample on the monotonic clock, on
+a timeline that stays continuous while no sample is lost (:mod:`livetok.streams.timeline`): the
+first block is stamped with PortAudio's ADC time (``time.inputBufferAdcTime``), every later one
+exactly one block duration after the previous. PortAudio's stream clock is *not* the monotonic
+clock on Linux: Debian 12's libportaudio2 (19.6, ALSA host API) reads ``CLOCK_REALTIME``
+(``InputStream.time`` equals ``time.time()`` to ~10 µs; checked in tests/test_streams_mic.py). So
+each callback measures the offset ``monotonic_ns() - currentTime`` and applies it to the ADC time;
+a minimum filter keeps the callback's own scheduling delay out of the offset, and a step of the
+wall clock (NTP) is followed at once. A block's first sample cannot have been captured later than
+one block before its callback: an ADC time later than that is impossible and, like a missing one
+(0), is replaced by that bound less a margin (see timeline.py). Lost samples (an
+``input_overflow``, or a step of more than ``jump_ms`` in how far arrivals lag the timeline)
+restart the timeline: that block is flagged DISCONTINUITY.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import sounddevice as sd
 from livetok.errors import MediaError
 from livetok.streams.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
+from livetok.streams.timeline import SampleTimeline
 from livetok.streams.types import AudioCapture, SourceStats
 from livetok.streams.worker import Outcome, SourceThread, Stall
 
@@ -60,7 +61,7 @@ class MicOptions:
     latency: str | float = "high"
     open_timeout_s: float = 5.0  # the first block must come within this long after opening (s)
     stall_timeout_s: float = 3.0  # no callback for this long: the device is gone, reopen it (s)
-    jump_ms: float = 100.0  # a block whose time is this far from the previous block's end is a gap (ms)
+    jump_ms: float = 100.0  # arrivals lagging the sample count this much more than before: samples lost (ms)
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
 
     def __post_init__(self) -> None:
@@ -74,7 +75,8 @@ def resolve_input_device(device: str | int | None) -> tuple[int, dict[str, Any]]
     try:
         info = sd.query_devices(device, kind="input")
     except (ValueError, sd.PortAudioError) as err:
-        raise MediaError(f"{label}: {err}") from err
+        # One line: sounddevice lists every candidate on its own line when a name is ambiguous.
+        raise MediaError(f"{label}: {'; '.join(str(err).splitlines())}") from err
     if not isinstance(info, dict) or info.get("max_input_channels", 0) < 1:
         raise MediaError(f"{label}: not an input device")
     return int(info["index"]), info
@@ -101,8 +103,8 @@ class MicSource(SourceThread):
         self.rate = 0  # the open stream's rate (Hz)
         self._last_callback_ns = 0  # monotonic ns of the last callback; 0: none since the stream opened
         self._offset_ns: int | None = None  # monotonic - PortAudio stream time (ns), filtered
-        self._flag = True  # DISCONTINUITY on the next block (after an open, or a jump in time)
-        self._next_ns: int | None = None  # where the next block should start if none is lost (ns)
+        self._timeline = SampleTimeline(round(options.jump_ms * 1_000_000))
+        self._label = f"audio device {options.device!r}"  # the opened device's name once known
 
     def _open(self) -> sd.InputStream:
         global _pa_open_streams
@@ -115,23 +117,25 @@ class MicSource(SourceThread):
             _index, info = resolve_input_device(o.device)
         rate = o.rate or int(info["default_samplerate"])
         blocksize = round(rate * o.block_ms / 1000)
-        label = f"audio device {info['name']!r}"
+        self._label = f"audio device {info['name']!r}"
         self.rate = rate  # before the stream exists: its first callback needs it
         with _pa_lock:
+            stream: sd.InputStream | None = None
             try:
                 stream = sd.InputStream(device=_index, samplerate=rate, channels=o.channels, dtype="float32",
                                         blocksize=blocksize, latency=o.latency, callback=self._callback)
                 stream.start()
             except (sd.PortAudioError, ValueError) as err:
-                raise MediaError(f"{label}: cannot capture {o.channels} ch at {rate} Hz ({err})") from err
+                if stream is not None:
+                    stream.close(ignore_errors=True)
+                raise MediaError(f"{self._label}: cannot capture {o.channels} ch at {rate} Hz ({err})") from err
             _pa_open_streams += 1
         return stream
 
     def _session(self) -> Outcome:
         global _pa_open_streams
-        self._flag = True
         self._offset_ns = None
-        self._next_ns = None
+        self._timeline.reset()
         self._last_callback_ns = 0
         stream = self._open()
         opened_ns = time.monotonic_ns()
@@ -147,7 +151,7 @@ class MicSource(SourceThread):
                 limit_s = self.options.stall_timeout_s if last else self.options.open_timeout_s
                 silent_ns = time.monotonic_ns() - (last or opened_ns)
                 if silent_ns > limit_s * NS:
-                    raise Stall(f"audio device {self.options.device!r}: no audio for {silent_ns / NS:.1f} s")
+                    raise Stall(f"{self._label}: no audio for {silent_ns / NS:.1f} s")
             return Outcome.FINISHED
         finally:
             with _pa_lock:
@@ -169,23 +173,17 @@ class MicSource(SourceThread):
     def _capture(self, indata: np.ndarray, frames: int, t: Any, status: sd.CallbackFlags) -> None:
         arrival = time.monotonic_ns()
         self._last_callback_ns = arrival
-        duration = frames * NS // self.rate
-        media = self._adc_ns(t.inputBufferAdcTime, t.currentTime, arrival)
-        # The block's first sample cannot have been captured later than one block before the
-        # callback; PulseAudio's ALSA plugin reports later ADC times (it under-reports its delay).
-        latest = arrival - duration
-        media = latest if media is None else min(media, latest)
         overflow = bool(status.input_overflow)
         if overflow:
             self.stats.overflows += 1
-        expected, self._next_ns = self._next_ns, media + duration
-        if expected is not None and abs(media - expected) > self.options.jump_ms * 1_000_000 and not self._flag:
-            self._flag = True  # samples were lost (or the clock jumped): not contiguous with the last block
-            self.stats.gaps += 1
+        adc = self._adc_ns(t.inputBufferAdcTime, t.currentTime, arrival)
+        restarts = self._timeline.restarts
+        media, flag = self._timeline.stamp(frames, self.rate, adc, arrival, overflow)
+        if self._timeline.restarts != restarts:
+            self.stats.gaps += 1  # lost samples: this block does not follow the previous one
         # [C, N], always a copy (ascontiguousarray would return a view for one channel): PortAudio
         # reuses indata's buffer once the callback returns.
         samples = np.array(indata.T, dtype=np.float32, order="C", copy=True)
-        flag, self._flag = self._flag, False
         cap = AudioCapture(source=self.name, samples=samples, rate=self.rate, media_ns=media, arrival_ns=arrival,
                            discontinuity=flag, overflow=overflow)
         self.stats.blocks += 1

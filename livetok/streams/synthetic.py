@@ -1,10 +1,10 @@
 """A synthetic A/V source with sync markers, made in Python: no camera, microphone or network needed.
 
 Video: a scrolling colour pattern with a moving box (motion in every frame, never near white) at
-``width x height``, ``fps``. Audio: a quiet tone. Sync markers at ``marker_interval_s``,
-``2 * marker_interval_s``, ...: the video frame at that instant is all white (a flash) and a
-1 kHz beep of 50 ms starts in the audio at the same instant plus ``audio_offset_ms`` (to give
-synchronisation code a known A/V offset to find).
+``width x height``, ``fps``. Audio: a quiet tone. Sync markers near ``marker_interval_s``,
+``2 * marker_interval_s``, ...: the first video frame at or after each of those instants is all
+white (a flash), and a 1 kHz beep of 50 ms starts in the audio at that frame's time plus
+``audio_offset_ms`` (to give synchronisation code a known A/V offset to find; 0: exactly together).
 
 ``media_ns`` counts from 0 with the source's own frame and sample counters (frame ``i`` at
 ``i * 10^9 / fps`` rounded down, sample ``n`` at ``n * 10^9 // rate``), so timestamps are exact whatever the
@@ -60,12 +60,21 @@ class SyntheticOptions:
         if self.block_ms < 1 or self.marker_interval_s < 0 or self.beep_ms <= 0:
             raise ValueError("block_ms >= 1, marker_interval_s >= 0 and beep_ms > 0 are required")
 
+    def marker_ns(self, k: int) -> int:
+        """Media time of marker ``k`` (1, 2, ...): its flash frame's time, the first frame at or after
+        ``k * marker_interval_s`` (so the flash and the beep share one instant exactly) (ns)."""
+        return self.frame_ns(self.flash_frame(k * round(self.marker_interval_s * NS)))
+
     def marker_times_ns(self, until_ns: int) -> list[int]:
-        """Media times of the markers (flash instants) before ``until_ns`` (ns)."""
+        """Media times of the markers (flash frames; beeps start there + ``audio_offset_ms``) before ``until_ns``."""
         if not self.marker_interval_s:
             return []
-        step = round(self.marker_interval_s * NS)
-        return list(range(step, until_ns, step))
+        out: list[int] = []
+        k = 1
+        while (t := self.marker_ns(k)) < until_ns:
+            out.append(t)
+            k += 1
+        return out
 
     @property
     def frame_rate(self) -> Fraction:
@@ -83,7 +92,7 @@ class SyntheticOptions:
         return -(-marker_ns * r.numerator // (NS * r.denominator))
 
     def beep_start_sample(self, marker_ns: int) -> int:
-        """Index of the first beep sample of the marker at ``marker_ns``."""
+        """Index of the first beep sample of the marker at ``marker_ns`` (a time from ``marker_ns(k)``)."""
         return round((marker_ns + self.audio_offset_ms * 1_000_000) * self.rate / NS)
 
 
@@ -182,11 +191,13 @@ class SyntheticSource(SourceThread):
         if o.marker_interval_s:
             step = round(o.marker_interval_s * NS)
             beep_len = round(o.beep_ms * o.rate / 1000)
-            # Markers whose beep can overlap [start, start + n): those within one interval of it.
-            first = max(1, (start * NS // o.rate - abs(round(o.audio_offset_ms * 1e6))) // step - 1)
-            last = ((start + n) * NS // o.rate + abs(round(o.audio_offset_ms * 1e6))) // step + 1
+            # Markers whose beep can overlap [start, start + n): a marker is at most one frame after
+            # k * step, and its beep is shifted by the offset and lasts beep_ms.
+            margin = abs(round(o.audio_offset_ms * 1e6)) + o.frame_ns(1) + round(o.beep_ms * 1e6)
+            first = max(1, (start * NS // o.rate - margin) // step)
+            last = ((start + n) * NS // o.rate + margin) // step + 1
             for k in range(first, last + 1):
-                b0 = o.beep_start_sample(k * step)
+                b0 = o.beep_start_sample(o.marker_ns(k))
                 lo, hi = max(start, b0), min(start + n, b0 + beep_len)
                 if lo < hi:
                     t = np.arange(lo - b0, hi - b0, dtype=np.float64)
