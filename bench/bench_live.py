@@ -80,22 +80,26 @@ def streams(clip: Path, n: int, seconds: float) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--max-streams", type=int, default=8)
+    ap.add_argument("--max-streams", type=int, default=16)
+    ap.add_argument("--from-streams", type=int, default=1, help="first stream count tried")
+    ap.add_argument("--step", type=int, default=1, help="stream count increment")
+    ap.add_argument("--no-latency", action="store_true")
     args = ap.parse_args()
     print_header("bench_live: latency and 720p30 streams in real time")
-    latency(args.seconds)
+    if not args.no_latency:
+        latency(args.seconds)
     with tempfile.TemporaryDirectory() as d:
         clip = make_clip(Path(d))
         ceiling = ffmpeg_ceiling(clip)
         rows = []
         best = 0
-        for n in range(1, args.max_streams + 1):
+        for n in range(args.from_streams, args.max_streams + 1, args.step):
             drop, real_time = streams(clip, n, 20.0)
             ok = drop < 0.01 and real_time >= 0.97
             rows.append([n, f"{100 * drop:.2f} %", f"{100 * real_time:.1f} %", "yes" if ok else "no"])
             if ok:
                 best = n
-            elif n > best + 1:
+            else:
                 break
         print("\n720p30 H.264 files played as live, 20 s each (video only)")
         print(table(["streams", "frames dropped", "tokenized / real time", "sustained"], rows))
