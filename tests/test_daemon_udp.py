@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from mediagen import ffmpeg
+from streamgen import free_port
 
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
@@ -19,12 +20,6 @@ from livetok.wire import AlignedStep, read_ltk
 
 OFFSET_S = 0.037
 SECONDS = 7
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +50,7 @@ def serve_later(clip: Path, port: int, delay_s: float) -> threading.Thread:
 
 
 def test_offset_recovered_and_compensated_over_udp(marker_clip: Path, tmp_path: Path) -> None:
-    raw_port, fixed_port = free_udp_port(), free_udp_port()
+    raw_port, fixed_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
     out = tmp_path / "udp.ltk"
     cfg = LivetokConfig.model_validate({
         "sources": [
