@@ -155,3 +155,16 @@ def test_audio_latency_offset_shifts_audio_only(toks: Tokenizers) -> None:
 
     assert first(sa, Modality.AUDIO) - first(sb, Modality.AUDIO) == 25_000_000
     assert first(sa, Modality.VIDEO) == first(sb, Modality.VIDEO)
+
+
+def test_a_failing_batch_is_counted_and_the_daemon_goes_on(toks: Tokenizers) -> None:
+    from livetok.daemon.runner import Daemon
+
+    daemon = Daemon(LivetokConfig(), toks)
+
+    def boom() -> None:
+        raise ValueError("bad frame")
+
+    daemon._guarded("video", boom)
+    daemon._guarded("video", boom)
+    assert daemon.metrics.counters["errors.engine.video"] == 2

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -140,7 +141,7 @@ class Daemon:
                 await asyncio.sleep(wait_s)  # let other cameras' frames join this batch
             while batch := self._take_video(batch_size):
                 assert self.engine is not None
-                await self._work(self.engine.on_video, batch, self._video_drops())
+                await self._work(self._guarded, "video", self.engine.on_video, batch, self._video_drops())
 
     def _video_depth(self) -> int:
         return sum(s.video.depth for s in self.sources if s.video is not None)
@@ -168,7 +169,18 @@ class Daemon:
             self.audio_ready.clear()
             blocks = self._take_audio()
             if blocks:
-                await self._work(self._feed_audio, blocks)
+                await self._work(self._guarded, "audio", self._feed_audio, blocks)
+
+    def _guarded(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` in the worker; an unexpected error in one batch is counted and reported on
+        stderr (the first of each kind), and the daemon goes on: a bad frame must not end it."""
+        try:
+            fn(*args)
+        except Exception as err:  # the daemon's promise: keep running, but never silently
+            key = f"errors.engine.{what}"
+            if key not in self.metrics.counters:
+                print(f"livetok: error while tokenizing {what} (counted in {key}): {err!r}", file=sys.stderr)
+            self.metrics.count(key)
 
     def _take_audio(self) -> list[AudioCapture]:
         out: list[AudioCapture] = []
