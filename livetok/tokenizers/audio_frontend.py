@@ -103,6 +103,8 @@ class StreamingLogMel:
             sample_rate=cfg.sample_rate, norm=None, mel_scale="htk",
         ).to(torch.float64).numpy()  # [n_freqs, n_mels]
         self.state = LogMelState()
+        # frame t of a push = buf[t * hop : t * hop + win], for the first few t
+        self._index = np.arange(8)[:, None] * self.hop + np.arange(self.win)[None, :]
 
     def reset(self) -> None:
         self.state = LogMelState()
@@ -113,9 +115,12 @@ class StreamingLogMel:
         if n_frames == 0:
             self.state.tail = buf
             return np.zeros((0, self.fbanks.shape[1]))
-        # A read-only strided view: frame t starts at t * hop (sliding_window_view costs more per call).
-        step = buf.strides[0]
-        frames = np.lib.stride_tricks.as_strided(buf, (n_frames, self.win), (self.hop * step, step), writeable=False)
+        if n_frames <= self._index.shape[0]:
+            # Live pushes make one or two frames: a precomputed gather costs less than building a view.
+            frames = buf[self._index[:n_frames]]
+        else:
+            step = buf.strides[0]
+            frames = np.lib.stride_tricks.as_strided(buf, (n_frames, self.win), (self.hop * step, step), writeable=False)
         self.state.tail = buf[n_frames * self.hop :].copy()
         self.state.frames_out += n_frames
         return self.compute(frames)
