@@ -120,7 +120,8 @@ class StreamingLogMel:
             frames = buf[self._index[:n_frames]]
         else:
             step = buf.strides[0]
-            frames = np.lib.stride_tricks.as_strided(buf, (n_frames, self.win), (self.hop * step, step), writeable=False)
+            shape, strides = (n_frames, self.win), (self.hop * step, step)
+            frames = np.lib.stride_tricks.as_strided(buf, shape, strides, writeable=False)
         self.state.tail = buf[n_frames * self.hop :].copy()
         self.state.frames_out += n_frames
         return self.compute(frames)
