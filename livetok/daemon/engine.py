@@ -62,8 +62,6 @@ class GroupRuntime:
     name: str
     aligner: Aligner
     skew: SkewEstimator | None = None
-    last_skew_ns: int | None = None
-    emitted_steps: int = 0
 
 
 @dataclass
@@ -201,7 +199,6 @@ class Engine:
     def _skew(self, group: GroupRuntime, skew_ns: int | None) -> None:
         """A new median A/V skew from the markers: stamped on the group's steps from now on."""
         if skew_ns is not None:
-            group.last_skew_ns = skew_ns
             group.aligner.set_skew(skew_ns)
             self.metrics.observe(f"skew.{group.name}", skew_ns)
 
@@ -226,7 +223,6 @@ class Engine:
 
     def _step(self, group: GroupRuntime, step: AlignedStep, now: int) -> AlignedStep:
         self.metrics.observe(f"latency.step.{group.name}", now - self.wall.to_mono(step.end_ns))
-        group.emitted_steps += 1
         for sink in self.sinks:
             sink.write(step)
         return step

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -33,7 +34,7 @@ from livetok.daemon.engine import Engine
 from livetok.daemon.metrics import Metrics
 from livetok.daemon.sinks import Sink, open_sink
 from livetok.daemon.sources import RunningSource, build_sources
-from livetok.streams.types import AudioCapture, VideoCapture
+from livetok.streams.types import AudioCapture, SourceState, VideoCapture
 from livetok.tokenizers import Tokenizers
 
 TICK_S = 0.02
@@ -214,13 +215,14 @@ class Daemon:
                     m.set(f"queue_depth.{s.name}.{kind}", h.depth)
                     m.set(f"queue_max_depth.{s.name}.{kind}", h.max_depth)
                     m.set(f"dropped.{s.name}.{kind}", h.dropped)
-            st = s.stats
-            m.set(f"source.{s.name}.reconnects", st.reconnects)
-            m.set(f"source.{s.name}.stalls", st.stalls)
-            m.set(f"source.{s.name}.overflows", st.overflows)
-            m.set(f"source.{s.name}.frames", st.frames)
-            m.set(f"source.{s.name}.blocks", st.blocks)
-            m.set(f"source.{s.name}.state", list(type(st.state)).index(st.state))
+            # Every numeric counter the capture thread keeps, so a new one is published without
+            # touching this list; the state as its index in SourceState.
+            for f in dataclasses.fields(s.stats):
+                value = getattr(s.stats, f.name)
+                if isinstance(value, SourceState):
+                    m.set(f"source.{s.name}.{f.name}", list(SourceState).index(value))
+                elif isinstance(value, int | float):
+                    m.set(f"source.{s.name}.{f.name}", value)
 
     async def _close(self) -> None:
         """Stop sources, drain, flush and close: each stage bounded by the shutdown deadline."""

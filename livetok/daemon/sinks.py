@@ -27,12 +27,10 @@ class LtkFileSink:
             self._writer = LtkWriter(Path(cfg.path))
         except OSError as err:
             raise LivetokError(f"sink file:{cfg.path}: cannot open for writing ({err.strerror or err})") from err
-        self.written = 0
 
     def write(self, packet: TokenPacket | AlignedStep) -> None:
         if (self.cfg.aligned if isinstance(packet, AlignedStep) else self.cfg.per_modality):
             self._writer.write(packet)
-            self.written += 1
 
     def flush(self) -> None:
         self._writer.flush()

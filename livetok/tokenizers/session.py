@@ -34,11 +34,9 @@ class Tokenizers:
         s = self.cfg.video.size
         images = np.zeros((self.cfg.video.batch_size, s, s, 3), np.uint8)
         codes = self.video.encode(images, vectors=self.cfg.video.vectors)
-        self.video.stream("warm-up").packets(images[0], codes, 0, 0, 1)
-        delta = self.video.stream("warm-up")
-        if self.cfg.video.delta.enabled:
-            for i in range(2):
-                delta.packets(images[0], codes, 0, i, i + 1)
+        video = self.video.stream("warm-up")
+        for i in range(2):  # the second frame runs the delta path (change detector) when enabled
+            video.packets(images[0], codes, 0, i, i + 1)
         stream = self.audio.stream("warm-up")
         stream.push_array(np.zeros((2, 4800), np.float32), 48000)
         stream.flush()
