@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Set up livetok on a fresh Debian/Ubuntu machine: system packages and a pinned .venv.
-# Idempotent: a second run checks what is there and returns quickly.
+# Set up livetok on a fresh Debian/Ubuntu machine: system packages and a .venv installed from the hashed lock.
+# Idempotent: a second run checks a stamp and returns at once. Nothing off requirements.lock gets into .venv:
+# uv (itself installed by pip from the lock, hash-checked) installs the lock with --require-hashes; if uv
+# fails, pip does the same with --require-hashes. Then `pip check` and an import smoke test of the native
+# parts; "ready" is printed only when both pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,7 +11,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 DEB_PACKAGES=(ffmpeg mosquitto mosquitto-clients libportaudio2 pulseaudio pulseaudio-utils
-  libasound2-plugins rtsp-server-perl espeak-ng sox systemd)
+  libasound2-plugins rtsp-server-perl espeak-ng sox systemd tmux)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -19,6 +22,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The Debian mosquitto package enables its system broker; livetok starts its own private brokers
+# (tests, demo) on free loopback ports and never needs or touches that one.
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
@@ -26,22 +31,44 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-# pip, quiet unless it fails (then its output, less the noise about absent local indexes).
-pipq() {
+
+# Run a command quietly; on failure show its output (less pip's noise about absent local indexes).
+quiet() {
   local log; log=$(mktemp)
-  if ! .venv/bin/python -m pip install -q "$@" >"$log" 2>&1; then
-    grep -v "is ignored" "$log" >&2; rm -f "$log"; exit 1
-  fi
-  rm -f "$log"
+  if "$@" >"$log" 2>&1; then rm -f "$log"; return 0; fi
+  grep -v "is ignored: it is neither" "$log" >&2 || true; rm -f "$log"; return 1
 }
 stamp=.venv/.livetok-setup
 want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python dependencies (torch is large: about a minute)"
-  pipq --upgrade pip
-  # From the registry, not a local wheel: torchaudio 2.11 needs the CUDA build of torch (runs on CPU).
-  pipq -r requirements.lock
-  pipq --no-deps -e .
+  rm -f "$stamp"
+  echo "setup: installing Python dependencies from requirements.lock (hashes required)"
+  start=$(date +%s)
+  # uv first, from its own hashed entry in the lock.
+  uvreq=$(mktemp)
+  awk '/^uv==/{p=1} p{print} p&&!/\\$/{exit}' requirements.lock > "$uvreq"
+  installed=""
+  if [ -s "$uvreq" ] && quiet .venv/bin/python -m pip install --require-hashes --no-deps -r "$uvreq"; then
+    if quiet .venv/bin/uv pip install --python .venv/bin/python --require-hashes -r requirements.lock; then
+      installed=uv
+    else
+      echo "setup: uv could not install the lock (above); trying pip" >&2
+    fi
+  fi
+  rm -f "$uvreq"
+  if [ -z "$installed" ]; then
+    quiet .venv/bin/python -m pip install --require-hashes -r requirements.lock \
+      || { echo "setup: FAILED: pip could not install requirements.lock (output above)" >&2; exit 1; }
+    installed=pip
+  fi
+  # The project itself, editable, built with the locked setuptools (no isolated build env off the lock).
+  quiet .venv/bin/python -m pip install --no-deps --no-build-isolation -e . \
+    || { echo "setup: FAILED: could not install livetok itself in editable mode (output above)" >&2; exit 1; }
+  echo "setup: installed with $installed in $(( $(date +%s) - start )) s"
+  quiet .venv/bin/python -m pip check \
+    || { echo "setup: FAILED: pip check found inconsistent packages (above): rerun with a clean .venv: rm -rf .venv && bash scripts/setup.sh" >&2; exit 1; }
+  # The native parts must load, not just be present (torchaudio 2.11.1 once installed fine and did not load).
+  .venv/bin/python -m livetok.doctor --native || { echo "setup: FAILED: see the line above" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
 echo "setup: ready (.venv/bin/livetok)"
