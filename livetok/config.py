@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from livetok.daemon.config import Alignment, Group, Queues, Sink, Source
 from livetok.errors import ConfigError
@@ -33,6 +33,18 @@ class LivetokConfig(BaseModel):
     alignment: Alignment = Field(Alignment(), description="aligned steps")
     sinks: list[Sink] = Field(default_factory=list, description="where packets go (MQTT comes next)")
     queues: Queues = Field(Queues(), description="capture-to-tokenizer hand-over")
+    # Where the configuration came from, to name a key's line in errors found after validation
+    # (a codebook file that does not load, a sink directory that is missing); not configuration.
+    _path: str = PrivateAttr("")
+    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+
+    def where(self, *key: str | int) -> str:
+        """``FILE:LINE: dotted.key`` for error messages (the line of the deepest key the file has);
+        ``dotted.key`` alone for the embedded defaults and command-line flags."""
+        dotted = ".".join(str(k) for k in key)
+        if not self._path:
+            return dotted
+        return f"{self._path}:{_line_of(self._lines, tuple(key))}: {dotted}"
 
     @model_validator(mode="after")
     def _references(self) -> LivetokConfig:
@@ -40,6 +52,10 @@ class LivetokConfig(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source names must be unique: {', '.join(dupes)}")
+        sink_names = [s.name or f"{s.kind}{i}" for i, s in enumerate(self.sinks)]
+        dupes = sorted({n for n in sink_names if sink_names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"sink names must be unique: {', '.join(dupes)}")
         kinds = {s.name: s.kind for s in self.sources}
         for g in self.groups:
             if g.video is not None and kinds.get(g.video) not in VIDEO_KINDS:
@@ -111,7 +127,7 @@ def load_config(path: str | Path | None) -> LivetokConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}:1: the config must be a mapping of sections, got {type(data).__name__}")
     try:
-        return LivetokConfig.model_validate(data)
+        cfg = LivetokConfig.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         loc = _yaml_path(loader.lines, tuple(first["loc"]))
@@ -122,6 +138,8 @@ def load_config(path: str | Path | None) -> LivetokConfig:
             msg = "unknown key"
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise ConfigError(f"{p}:{line}: {key}: {msg}{more}") from err
+    cfg._path, cfg._lines = str(p), dict(loader.lines)
+    return cfg
 
 
 def _yaml_path(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> tuple[str | int, ...]:

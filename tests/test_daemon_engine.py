@@ -1,4 +1,4 @@
-"""The daemon's core without threads: captures in, aligned steps out, on one clock."""
+"""The daemon's core without threads: captures in, packets and steps out, on one clock."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from livetok.config import LivetokConfig
-from livetok.daemon.engine import Engine
+from livetok.daemon.engine import Engine, EngineOutput, HostPacket
+from livetok.daemon.outbound import WireStamper
 from livetok.streams.types import AudioCapture, VideoCapture
 from livetok.tokenizers import Tokenizers
-from livetok.wire import AlignedStep, Clock, Modality, Scale, StepFlag, TokenPacket
+from livetok.wire import AlignedStep, Clock, Flag, Modality, Scale, StepFlag, TokenPacket
 
 NS = 1_000_000_000
 RATE = 16000
@@ -19,37 +20,45 @@ BLOCK = 320  # 20 ms
 FRAME_NS = NS // 30
 
 
-class ListSink:
-    def __init__(self) -> None:
+class Collected:
+    """What the engine put out, as the runner would: host packets, and wire messages (UNIX)."""
+
+    def __init__(self, stamper: WireStamper | None = None) -> None:
+        self.stamper = stamper or WireStamper()
+        self.host: list[HostPacket] = []
         self.items: list[TokenPacket | AlignedStep] = []
+        self.gaps: list[tuple[str, str]] = []
 
-    def write(self, packet: TokenPacket | AlignedStep) -> None:
-        self.items.append(packet)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    def add(self, out: EngineOutput) -> None:
+        self.host += out.packets
+        self.gaps += out.gaps
+        self.items += [self.stamper.packet(hp) for hp in out.packets]
+        self.items += [self.stamper.step(hs) for hs in out.steps]
 
 
-def engine(toks: Tokenizers, sources: list[dict[str, object]], **extra: object) -> tuple[Engine, ListSink]:
+def engine(toks: Tokenizers, sources: list[dict[str, object]], **extra: object) -> tuple[Engine, Collected]:
     cfg = LivetokConfig.model_validate({"sources": sources, **extra})
-    sink = ListSink()
-    return Engine(cfg, toks, [sink]), sink
+    return Engine(cfg, toks), Collected()
 
 
-def feed(eng: Engine, seconds: float, t0: int | None = None, delay_ns: int = 3_000_000,
-         audio_drift: float = 0.0, drop_audio_at: int | None = None) -> None:
+def feed(eng: Engine, sink: Collected, seconds: float, t0: int | None = None, delay_ns: int = 3_000_000,
+         audio_drift: float = 0.0, drop_audio_at: int | None = None, audio_lag_ns: int = 0,
+         early_extra_ns: int = 0) -> None:
     """Frames at 30 fps and 20 ms audio blocks of one 'cam' source, arriving ``delay_ns`` after
-    capture (plus jitter), in arrival order; ticks the engine as time passes."""
+    capture (plus jitter), in arrival order; ticks the engine as time passes. ``audio_lag_ns``:
+    audio arrives this much later than its time (MPEG-TS carries audio behind video);
+    ``early_extra_ns``: a busy machine at start-up, items of the first second arrive up to this much later."""
     t0 = time.monotonic_ns() if t0 is None else t0
     rng = np.random.default_rng(0)
     events: list[tuple[int, object]] = []
     image = np.full((224, 224, 3), 90, np.uint8)
+
+    def busy(media: int) -> int:
+        return int(early_extra_ns * max(0.0, 1 - media / NS))
+
     for i in range(int(seconds * 30)):
         media = i * FRAME_NS
-        arrival = t0 + media + delay_ns + int(rng.exponential(1e6))
+        arrival = t0 + media + delay_ns + busy(media) + int(rng.exponential(1e6))
         events.append((arrival, VideoCapture("cam", image, media, arrival, FRAME_NS, discontinuity=i == 0)))
     tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(BLOCK) / RATE)).astype(np.float32)[None]
     for j in range(int(seconds * RATE / BLOCK)):
@@ -57,26 +66,26 @@ def feed(eng: Engine, seconds: float, t0: int | None = None, delay_ns: int = 3_0
             continue
         media = j * BLOCK * NS // RATE
         end_host = t0 + round((media + BLOCK * NS // RATE) * (1 + audio_drift))
-        arrival = end_host + delay_ns + int(rng.exponential(1e6))
+        arrival = end_host + delay_ns + audio_lag_ns + busy(media) + int(rng.exponential(1e6))
         events.append((arrival, AudioCapture("cam", tone, RATE, media, arrival, discontinuity=j == 0)))
     for arrival, item in sorted(events, key=lambda e: e[0]):
         if isinstance(item, VideoCapture):
-            eng.on_video([item])
+            sink.add(eng.on_video([item]))
         else:
             assert isinstance(item, AudioCapture)
-            eng.on_audio(item)
-        eng.tick(arrival)
+            sink.add(eng.on_audio([item]))
+        sink.add(eng.tick(arrival))
 
 
 @pytest.fixture(scope="module")
-def run(toks: Tokenizers) -> tuple[Engine, ListSink]:
+def run(toks: Tokenizers) -> tuple[Engine, Collected]:
     eng, sink = engine(toks, [{"kind": "synthetic", "name": "cam"}])
-    feed(eng, 3.0, t0=10 * NS)
-    eng.flush()
+    feed(eng, sink, 3.0, t0=10 * NS)
+    sink.add(eng.flush())
     return eng, sink
 
 
-def test_steps_hold_four_fine_one_coarse_and_the_frames(run: tuple[Engine, ListSink]) -> None:
+def test_steps_hold_four_fine_one_coarse_and_the_frames(run: tuple[Engine, Collected]) -> None:
     _, sink = run
     steps = [s for s in sink.items if isinstance(s, AlignedStep)]
     assert 30 <= len(steps) <= 38  # 3 s / 80 ms, the last ones flushed
@@ -98,7 +107,7 @@ def test_video_and_audio_of_one_instant_share_a_timestamp(toks: Tokenizers) -> N
     """Media time 1 s of the source: the video frame and the audio step that start there carry the
     same UNIX time (within the arrival jitter the clock model cannot remove)."""
     eng, sink = engine(toks, [{"kind": "synthetic", "name": "cam"}])
-    feed(eng, 1.5)
+    feed(eng, sink, 1.5)
     packets = [p for p in sink.items if isinstance(p, TokenPacket)]
     frame30 = next(p for p in packets if p.modality == Modality.VIDEO and p.scale == Scale.FINE and p.seq == 30)
     audio50 = next(p for p in packets if p.modality == Modality.AUDIO and p.scale == Scale.FINE and p.seq == 50)
@@ -107,64 +116,107 @@ def test_video_and_audio_of_one_instant_share_a_timestamp(toks: Tokenizers) -> N
     assert abs(frame30.start_ns - unix_now) < 3600 * NS  # UNIX epoch, not monotonic
 
 
-def test_metrics_and_no_late_packets(run: tuple[Engine, ListSink]) -> None:
+def test_no_late_packets(run: tuple[Engine, Collected]) -> None:
     eng, _ = run
-    snap = eng.metrics.snapshot()
-    series = snap["series_ms"]
-    assert isinstance(series, dict)
-    assert {"latency.video.fine", "latency.audio.fine", "latency.step.cam"} <= set(series)
-    assert eng.groups["cam"].aligner.stats.late_packets == 0
+    assert eng.aligner_stats()["cam"]["late_packets"] == 0
 
 
 def test_missing_audio_gives_late_flagged_steps(toks: Tokenizers) -> None:
     eng, sink = engine(toks, [{"kind": "stream", "name": "cam", "url": "udp://127.0.0.1:1"}])
     image = np.zeros((224, 224, 3), np.uint8)
     for i in range(30):
-        eng.on_video([VideoCapture("cam", image, i * FRAME_NS, 10 * NS + i * FRAME_NS, FRAME_NS)])
-    eng.tick(10 * NS + 3 * NS)  # long past the lateness bound
+        sink.add(eng.on_video([VideoCapture("cam", image, i * FRAME_NS, 10 * NS + i * FRAME_NS, FRAME_NS)]))
+    sink.add(eng.tick(10 * NS + 3 * NS))  # long past the lateness bound
     steps = [s for s in sink.items if isinstance(s, AlignedStep)]
     assert steps and all(s.flags & StepFlag.MISSING_AUDIO and s.flags & StepFlag.LATE for s in steps)
 
 
 def test_lost_audio_block_restarts_the_stream_with_a_gap(toks: Tokenizers) -> None:
     eng, sink = engine(toks, [{"kind": "synthetic", "name": "cam"}])
-    feed(eng, 2.0, drop_audio_at=40)  # the block at 0.8 s never arrives
-    eng.flush()
+    feed(eng, sink, 2.0, drop_audio_at=40)  # the block at 0.8 s never arrives
+    sink.add(eng.flush())
     fine = [p for p in sink.items if isinstance(p, TokenPacket) and p.modality == Modality.AUDIO
             and p.scale == Scale.FINE]
     gaps = [p for p in fine if p.flags]
-    assert len(gaps) == 1 and gaps[0].seq == 0  # the restarted stream's first packet
-    assert eng.metrics.counters["gaps.cam.audio"] == 1
+    # The restarted stream's first packet, numbered on after the old stream's last (flushed) one.
+    assert len(gaps) == 1 and gaps[0].flags == Flag.GAP
+    assert [p.seq for p in fine] == list(range(len(fine)))
+    assert sink.gaps.count(("cam", "audio")) == 1
     # no packet claims the lost 20 ms: every fine packet after the gap starts at or after 0.82 s
     t_gap = min(p.start_ns for p in gaps)
     before = [p for p in fine if p.end_ns <= t_gap]
     assert before and max(p.end_ns for p in before) <= t_gap
+    # the old stream was flushed before the restart: its 40 blocks (0.8 s) are all in fine packets
+    assert len(before) == 40
+
+
+def test_a_discontinuity_flushes_the_audio_first(toks: Tokenizers) -> None:
+    """1 s of audio, then a block flagged DISCONTINUITY (a reconnect): all 50 fine and the 13 coarse
+    packets of the first second come out (the 13th partial, zero-padded), then the new stream."""
+    eng, sink = engine(toks, [{"kind": "stream", "name": "cam", "url": "udp://127.0.0.1:1"}])
+    tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(BLOCK) / RATE)).astype(np.float32)[None]
+    t0 = 10 * NS
+    for j in range(50):
+        media = j * BLOCK * NS // RATE
+        sink.add(eng.on_audio([AudioCapture("cam", tone, RATE, media, t0 + media + 25_000_000, j == 0)]))
+    first = [p for p in sink.items if isinstance(p, TokenPacket)]
+    sink.add(eng.on_audio([AudioCapture("cam", tone, RATE, 3 * NS, t0 + 3 * NS, discontinuity=True)]))
+    sink.add(eng.flush())
+    packets = [p for p in sink.items if isinstance(p, TokenPacket)]
+    fine = [p for p in packets if p.scale == Scale.FINE]
+    coarse = [p for p in packets if p.scale == Scale.COARSE]
+    assert len([p for p in first if p.scale == Scale.FINE]) < 50  # the window's tail was still pending
+    assert [p.seq for p in fine] == list(range(51)) and [p.seq for p in coarse] == list(range(14))
+    assert fine[50].flags & Flag.DISCONTINUITY and coarse[13].flags & Flag.DISCONTINUITY
+    assert not any(p.flags for p in fine[:50] + coarse[:13])
+
+
+@pytest.mark.parametrize(("audio_lag_ms", "busy_ms"), [(700, 0), (700, 290), (0, 290), (300, 45)])
+def test_av_relation_holds_from_the_first_packet(toks: Tokenizers, audio_lag_ms: int, busy_ms: int) -> None:
+    """Audio and video of one media clock keep their media-time relation in host time, for every
+    packet from the first, however late the audio arrives and however busy the start is: the
+    mapping is committed along media time and slewed, never re-decided per arrival."""
+    eng, sink = engine(toks, [{"kind": "synthetic", "name": "cam"}])
+    feed(eng, sink, 3.0, t0=50 * NS, audio_lag_ns=audio_lag_ms * 1_000_000, early_extra_ns=busy_ms * 1_000_000)
+    sink.add(eng.flush())
+    video = sorted(((hp.packet.start_ns, hp.start_ns) for hp in sink.host
+                    if hp.modality == Modality.VIDEO and hp.scale == Scale.FINE))
+    audio = [(hp.packet.start_ns, hp.start_ns) for hp in sink.host if hp.modality == Modality.AUDIO]
+    assert len(video) == 90 and len(audio) > 150
+    vm = np.array([m for m, _ in video])
+    worst = 0
+    for media, host in audio:
+        i = int(np.argmin(np.abs(vm - media)))  # the frame nearest in media time (within 17 ms)
+        v_media, v_host = video[i]
+        worst = max(worst, abs((host - v_host) - (media - v_media)))
+    assert worst <= 1_000_000, f"A/V relation off by {worst / 1e6:.3f} ms"
 
 
 def test_audio_latency_offset_shifts_audio_only(toks: Tokenizers) -> None:
+    stamper = WireStamper()
     a, sa = engine(toks, [{"kind": "synthetic", "name": "cam"}])
     b, sb = engine(toks, [{"kind": "synthetic", "name": "cam", "audio_latency_ms": 25}])
-    b.wall = a.wall  # the same UNIX mapping, so the two runs compare exactly
+    sa.stamper = sb.stamper = stamper  # the same UNIX mapping, so the two runs compare exactly
     t0 = time.monotonic_ns()
-    for e in (a, b):
-        feed(e, 1.0, t0=t0)
-        e.flush()
+    for e, s in ((a, sa), (b, sb)):
+        feed(e, s, 1.0, t0=t0)
+        s.add(e.flush())
 
-    def first(sink: ListSink, modality: Modality) -> int:
+    def first(sink: Collected, modality: Modality) -> int:
         return next(p.start_ns for p in sink.items if isinstance(p, TokenPacket) and p.modality == modality)
 
     assert first(sa, Modality.AUDIO) - first(sb, Modality.AUDIO) == 25_000_000
     assert first(sa, Modality.VIDEO) == first(sb, Modality.VIDEO)
 
 
-def test_a_failing_batch_is_counted_and_the_daemon_goes_on(toks: Tokenizers) -> None:
-    from livetok.daemon.runner import Daemon
-
-    daemon = Daemon(LivetokConfig(), toks)
-
-    def boom() -> None:
-        raise ValueError("bad frame")
-
-    daemon._guarded("video", boom)
-    daemon._guarded("video", boom)
-    assert daemon.metrics.counters["errors.engine.video"] == 2
+def test_packets_keep_media_time_until_the_wire(run: tuple[Engine, Collected]) -> None:
+    """The engine's packets carry the tokenizer's media times, labelled MEDIA; only the stamper
+    converts (host -> UNIX) and labels UNIX, once."""
+    _, sink = run
+    assert all(hp.packet.clock == Clock.MEDIA for hp in sink.host)
+    first_video = next(hp for hp in sink.host if hp.modality == Modality.VIDEO)
+    assert first_video.packet.start_ns == 0  # the synthetic source's media time starts at 0
+    wire = [p for p in sink.items if isinstance(p, TokenPacket)]
+    assert all(p.clock == Clock.UNIX for p in wire)
+    stamper = sink.stamper
+    assert wire[0].start_ns == stamper.wall.to_unix(sink.host[0].start_ns)

@@ -55,11 +55,13 @@ def compose(cfg: LivetokConfig, sources: list[str], mics: list[str], sinks: list
         data["sources"].append(_unique({"kind": "mic", "name": f"mic{i}", "device": device}, taken))
     data["sinks"] += [sink_from_flag(s) for s in sinks]
     try:
-        return LivetokConfig.model_validate(data)
+        out = LivetokConfig.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(x) for x in first["loc"])
         raise ConfigError(f"command-line flags: {key}: {first['msg']}") from err
+    out._path, out._lines = cfg._path, cfg._lines  # the file's keys keep their lines in errors
+    return out
 
 
 def _unique(src: dict[str, Any], taken: set[str]) -> dict[str, Any]:

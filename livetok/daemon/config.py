@@ -106,11 +106,26 @@ class Alignment(_Strict):
         500.0, ge=0, le=60_000, description="emit a step this long after its end even if a modality is missing (ms)")
 
 
-class FileSink(_Strict):
+class _SinkBase(_Strict):
+    name: str | None = Field(None, pattern=NAME, description="name in metrics and logs; default KIND + index (file0)")
+    queue_messages: int = Field(
+        20_000, ge=1, le=10_000_000,
+        description="messages held for this sink while it is slow or failing (count); oldest dropped when full")
+    queue_mb: float = Field(
+        64.0, gt=0, le=65_536, description="...and at most this much (MB); oldest dropped when full")
+
+
+class FileSink(_SinkBase):
     kind: Literal["file"] = "file"
-    path: Path = Field(description=".ltk token file to write")
+    path: Path = Field(description=".ltk token file: created, or appended to when it is one; never truncated")
     aligned: bool = Field(True, description="write aligned-step packets")
     per_modality: bool = Field(True, description="write per-modality token packets")
+    rotate_mb: float | None = Field(
+        None, gt=0, le=1_000_000, description="start a new file when this one would exceed this size (MB)")
+    rotate_s: float | None = Field(
+        None, ge=1, le=365 * 86400, description="start a new file when this one is this old (s)")
+    keep: int | None = Field(
+        None, ge=1, le=100_000, description="rotated files kept (count; the oldest deleted); null = all")
 
 
 Sink = Annotated[FileSink, Field(discriminator="kind")]

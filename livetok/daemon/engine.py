@@ -1,246 +1,265 @@
-"""The daemon's synchronous core: captures in, aligned and per-modality packets out.
+"""The daemon's pure core: captured frames and audio blocks in, token packets and aligned steps out.
 
-Everything stateful (tokenizer streams, clock models, aligners, sinks) lives here and is touched by
-one thread only, the tokenizer worker, so none of it needs a lock and none of it runs on the event
-loop. Time flows like this:
+A single-threaded stage with no I/O and no sinks: the runner calls every method from its one
+tokenizer worker thread and hands what comes back to the event loop. Time flows like this::
 
-    capture media_ns --ClockModel--> host monotonic ns --Aligner--> steps --WallClock--> UNIX ns
+    capture media_ns --SourceClock--> host monotonic ns --Aligner--> steps (host ns)
+                                                           (the runner converts to UNIX ns once,
+                                                            where packets are encoded)
 
-Video frames from all sources are tokenized in one batched call; audio blocks one by one.
+Tokenization goes through the same code as ``livetok tokenize`` (:func:`encode_video`,
+:class:`AudioTrack`): video frames of every source in one batched call, audio block by block.
+Packets keep the tokenizer's media times (``Clock.MEDIA``) and travel with the host interval their
+source's clock maps them to (:class:`HostPacket`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from livetok.config import LivetokConfig
-from livetok.daemon.metrics import Metrics
-from livetok.daemon.sinks import Sink
 from livetok.streams.types import AudioCapture, VideoCapture
-from livetok.sync import Aligner, BeepDetector, ClockModel, FlashDetector, SkewEstimator, WallClock
+from livetok.sync import Aligner, BeepDetector, ClockModel, FlashDetector, SkewEstimator, SourceClock, Step
 from livetok.tokenizers import Tokenizers
-from livetok.tokenizers.audio import AudioStream
+from livetok.tokenizers.session import AudioTrack, VideoItem, encode_video
 from livetok.tokenizers.video import VideoStream
-from livetok.wire import AlignedStep, Clock, Modality, Scale, TokenPacket
+from livetok.wire import Modality, Scale, TokenPacket
 
 NS = 1_000_000_000
+# A discontinuity whose media time stays within this of what the source's clock has mapped (a looped
+# file, a microphone restarted after an overflow, a camera reconnected on the same timeline) keeps
+# the clock; further away, the media clock itself restarted and its mapping starts over.
+CLOCK_JUMP_NS = 5 * NS
+
+
+@dataclass(frozen=True, slots=True)
+class HostPacket:
+    """A token packet as the tokenizer made it (media times, ``Clock.MEDIA``) and the host monotonic
+    interval ``[start_ns, end_ns)`` its source's clock maps it to."""
+
+    packet: TokenPacket
+    start_ns: int
+    end_ns: int
+
+    @property
+    def source(self) -> str:
+        return self.packet.source
+
+    @property
+    def modality(self) -> Modality:
+        return self.packet.modality
+
+    @property
+    def scale(self) -> Scale:
+        return self.packet.scale
+
+    @property
+    def capture_ns(self) -> int:
+        """Host time at which its input was complete: a frame's time, the end of an audio window."""
+        return self.start_ns if self.packet.modality == Modality.VIDEO else self.end_ns
+
+
+HostStep = Step[HostPacket]
 
 
 @dataclass
-class AudioState:
-    """One audio source's tokenizer stream and the media time of its sample 0."""
+class EngineOutput:
+    """What one call produced, in host monotonic ns; ``skews``: new median A/V skews (group, ns)."""
 
-    stream: AudioStream
-    base_media_ns: int
-    rate: int
-    samples_in: int = 0  # at the source rate
-    # Host time up to which each scale's tokens are out; the audio watermark is the lesser, since
-    # a coarse step comes out up to 60 ms after the fine steps that cover the same time.
-    done_ns: dict[Scale, int] = field(default_factory=dict)
+    packets: list[HostPacket] = field(default_factory=list)
+    steps: list[HostStep] = field(default_factory=list)
+    skews: list[tuple[str, int]] = field(default_factory=list)
+    gaps: list[tuple[str, str]] = field(default_factory=list)  # (source, modality) whose input was lost
+
+    def extend(self, other: EngineOutput) -> None:
+        self.packets += other.packets
+        self.steps += other.steps
+        self.skews += other.skews
+        self.gaps += other.gaps
+
+
+@dataclass(frozen=True)
+class ClockState:
+    """One source's clock, for metrics: drift (ppm) and the start-up error still being slewed (ns)."""
+
+    drift_ppm: float
+    slewing_ns: int
 
 
 @dataclass
-class SourceRuntime:
-    """Per-source state: the clock model, and the tokenizer streams the groups use."""
+class _Source:
+    """Per-source state: one clock for all its tracks, the token streams the groups use, markers."""
 
     name: str
-    clock: ClockModel
+    clock: SourceClock
+    audio_latency_ns: int
     video: VideoStream | None = None
-    audio: AudioState | None = None
+    audio: AudioTrack | None = None
     video_group: str | None = None
     audio_group: str | None = None
     flash: FlashDetector | None = None
     beep: BeepDetector | None = None
+    audio_done: dict[Scale, int] = field(default_factory=dict)  # host end of the last packet per scale
 
 
 @dataclass
-class GroupRuntime:
+class _Group:
     name: str
-    aligner: Aligner
+    aligner: Aligner[HostPacket]
     skew: SkewEstimator | None = None
 
 
-@dataclass
 class Engine:
-    """Not thread-safe by design: call every method from the one worker thread."""
+    """Not thread-safe by design: call every method from one thread (the runner's worker)."""
 
-    cfg: LivetokConfig
-    toks: Tokenizers
-    sinks: list[Sink]
-    metrics: Metrics = field(default_factory=Metrics)
-    wall: WallClock = field(default_factory=WallClock)
-    sources: dict[str, SourceRuntime] = field(default_factory=dict)
-    groups: dict[str, GroupRuntime] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        latency = {s.name: round(s.latency_ms * 1e6) for s in self.cfg.sources}
-        self.audio_latency = {s.name: round(s.audio_latency_ms * 1e6) for s in self.cfg.sources}
-        markers = {s.name for s in self.cfg.sources if s.kind == "synthetic"}
-        step_ns = round(self.cfg.alignment.step_ms * 1e6)
-        lateness_ns = round(self.cfg.alignment.lateness_ms * 1e6)
-        for g in self.cfg.effective_groups():
+    def __init__(self, cfg: LivetokConfig, toks: Tokenizers) -> None:
+        self.toks = toks
+        self.sources: dict[str, _Source] = {}
+        self.groups: dict[str, _Group] = {}
+        by_name = {s.name: s for s in cfg.sources}
+        synthetic = {s.name for s in cfg.sources if s.kind == "synthetic"}
+        step_ns = round(cfg.alignment.step_ms * 1e6)
+        lateness_ns = round(cfg.alignment.lateness_ms * 1e6)
+        for g in cfg.effective_groups():
             modalities = [m for m, n in ((Modality.VIDEO, g.video), (Modality.AUDIO, g.audio)) if n is not None]
-            aligner = Aligner(
-                group=g.name, modalities=modalities, step_ns=step_ns, lateness_ns=lateness_ns,
-                to_wire=self.wall.to_unix, clock=Clock.UNIX,
-            )
-            with_markers = g.markers or g.video in markers or g.audio in markers
-            self.groups[g.name] = GroupRuntime(g.name, aligner, SkewEstimator() if with_markers else None)
-            if g.video is not None:
-                rt = self._runtime(g.video, latency)
-                rt.video = self.toks.video.stream(g.video, Clock.UNIX)
-                rt.video_group = g.name
-                rt.flash = FlashDetector() if with_markers else None
-            if g.audio is not None:
-                rt = self._runtime(g.audio, latency)
-                rt.audio_group = g.name
-                rt.beep = BeepDetector() if with_markers else None
+            aligner = Aligner[HostPacket](g.name, modalities=modalities, step_ns=step_ns, lateness_ns=lateness_ns)
+            markers = g.markers or g.video in synthetic or g.audio in synthetic
+            self.groups[g.name] = _Group(g.name, aligner, SkewEstimator() if markers else None)
+            for name, modality in ((g.video, Modality.VIDEO), (g.audio, Modality.AUDIO)):
+                if name is None:
+                    continue
+                src = self.sources.get(name)
+                if src is None:
+                    conf = by_name[name]
+                    model = ClockModel(latency_ns=round(conf.latency_ms * 1e6))
+                    src = self.sources[name] = _Source(name, SourceClock(model), round(conf.audio_latency_ms * 1e6))
+                if modality == Modality.VIDEO:
+                    src.video, src.video_group = toks.video.stream(name), g.name
+                    src.flash = FlashDetector() if markers else None
+                else:
+                    src.audio, src.audio_group = AudioTrack(toks, name), g.name
+                    src.beep = BeepDetector() if markers else None
 
-    def _runtime(self, name: str, latency: dict[str, int]) -> SourceRuntime:
-        if name not in self.sources:
-            self.sources[name] = SourceRuntime(name, ClockModel(latency_ns=latency.get(name, 0)))
-        return self.sources[name]
-
-    # -- video -----------------------------------------------------------------------------------
-    def on_video(self, caps: list[VideoCapture], dropped: frozenset[str] = frozenset()) -> None:
-        """A batch of frames from any sources: one tokenizer call for all of them. ``dropped``:
-        sources whose queue dropped frames since the last batch (their next packet is a GAP)."""
-        for name in dropped:
-            rt = self.sources.get(name)
-            if rt is not None and rt.video is not None:
-                rt.video.mark_gap()
-                self.metrics.count(f"gaps.{name}.video")
-        caps = [c for c in caps if c.source in self.sources and self.sources[c.source].video is not None]
-        if not caps:
-            return
-        codes = self.toks.video.encode(np.stack([c.image for c in caps]), vectors=self.toks.cfg.video.vectors)
-        for i, cap in enumerate(caps):
-            rt = self.sources[cap.source]
-            assert rt.video is not None and rt.video_group is not None
+    # -- input -----------------------------------------------------------------------------------
+    def on_video(self, caps: list[VideoCapture], lost: frozenset[str] = frozenset()) -> EngineOutput:
+        """Frames of any sources -> one batched tokenizer call. ``lost``: sources whose queue dropped
+        frames since the last call (their next packet is flagged GAP)."""
+        out = EngineOutput()
+        for name in lost:
+            src = self.sources.get(name)
+            if src is not None and src.video is not None:
+                src.video.mark_gap()
+                out.gaps.append((name, "video"))
+        items: list[VideoItem] = []
+        hosts: list[tuple[_Source, int, int]] = []
+        for cap in caps:
+            src = self.sources.get(cap.source)
+            if src is None or src.video is None:
+                continue
             if cap.discontinuity:
-                rt.clock.reset()
-                if rt.video.state.seq:  # the very first frame is a start, not a gap
-                    rt.video.mark_gap()
-                    self.metrics.count(f"gaps.{cap.source}.video")
-            rt.clock.observe(cap.media_ns, cap.arrival_ns)
-            start = rt.clock.to_host(cap.media_ns)
-            end = start + max(1, cap.duration_ns)
-            group = self.groups[rt.video_group]
-            if rt.flash is not None and group.skew is not None:
-                onset = rt.flash.feed(cap.image, start)
+                self._discontinuity(src, cap.media_ns)
+                if src.video.state.seq:  # the very first frame is a start, not a gap
+                    src.video.mark_gap()
+                    out.gaps.append((src.name, "video"))
+            src.clock.observe(cap.media_ns, cap.arrival_ns)
+            duration = max(1, cap.duration_ns)
+            start = src.clock.to_host(cap.media_ns)
+            items.append(VideoItem(src.video, cap.image, cap.media_ns, cap.media_ns + duration))
+            end = start + duration
+            hosts.append((src, start, end))
+        for (src, start, end), packets, item in zip(hosts, encode_video(self.toks, items), items, strict=True):
+            group = self.groups[src.video_group or ""]
+            if src.flash is not None and group.skew is not None:
+                onset = src.flash.feed(item.image, start)
                 if onset is not None:
-                    self._skew(group, group.skew.add_flash(onset))
-            now = time.monotonic_ns()
-            for p in rt.video.packets(cap.image, codes, i, start, end):
-                self.metrics.observe(f"latency.video.{p.scale.name.lower()}", now - start)
-                self._emit(group, p)
+                    self._skew(group, group.skew.add_flash(onset), out)
+            for p in packets:
+                self._emit(group, HostPacket(p, start, end), out)
             group.aligner.watermark(Modality.VIDEO, end)
+        return out
 
-    # -- audio -----------------------------------------------------------------------------------
-    def on_audio(self, cap: AudioCapture) -> None:
-        rt = self.sources.get(cap.source)
-        if rt is None or rt.audio_group is None:
-            return
-        group = self.groups[rt.audio_group]
-        st = rt.audio
-        if st is not None and not cap.discontinuity:
-            expected = st.base_media_ns + st.samples_in * NS // st.rate
-            # Samples lost upstream (overflow, dropped blocks) would shift every later timestamp:
-            # start the stream again at the block's own time instead, flagged.
-            # Half a block: timestamps jitter far less, and a lost block moves them by a whole one.
-            tolerance = max(cap.samples.shape[1] * NS // cap.rate // 2, 2_000_000)
-            if cap.overflow or cap.rate != st.rate or abs(cap.media_ns - expected) > tolerance:
-                self.metrics.count(f"gaps.{cap.source}.audio")
-                self._flush_audio(rt, group)
-                st = None
-        if st is None or cap.discontinuity:
+    def on_audio(self, caps: list[AudioCapture]) -> EngineOutput:
+        """Audio blocks, in capture order per source."""
+        out = EngineOutput()
+        for cap in caps:
+            src = self.sources.get(cap.source)
+            if src is None or src.audio is None:
+                continue
+            group = self.groups[src.audio_group or ""]
+            n = cap.samples.shape[1]
             if cap.discontinuity:
-                rt.clock.reset()
-            stream = self.toks.audio.stream(cap.source, 0, Clock.MEDIA)
-            if rt.audio is not None:
-                stream.mark_gap()
-            st = rt.audio = AudioState(stream, cap.media_ns, cap.rate)
-        n = cap.samples.shape[1]
-        # A block is complete (can arrive) only once its last sample exists: observe its end.
-        rt.clock.observe(cap.media_ns + n * NS // cap.rate, cap.arrival_ns)
-        if rt.beep is not None and group.skew is not None:
-            onset = rt.beep.feed(cap.samples.mean(axis=0), self._audio_host(rt, cap.media_ns), cap.rate)
-            if onset is not None:
-                self._skew(group, group.skew.add_beep(onset))
-        st.samples_in += n
-        self._audio_packets(rt, group, st.stream.push_array(cap.samples, cap.rate))
+                self._discontinuity(src, cap.media_ns)
+            # A block is complete (can arrive) only once its last sample exists: observe its end.
+            src.clock.observe(cap.media_ns + n * NS // cap.rate, cap.arrival_ns)
+            if src.beep is not None and group.skew is not None:
+                onset = src.beep.feed(cap.samples.mean(axis=0), self._audio_host(src, cap.media_ns), cap.rate)
+                if onset is not None:
+                    self._skew(group, group.skew.add_beep(onset), out)
+            restarts = src.audio.restarts
+            packets = src.audio.push(cap.samples, cap.rate, cap.media_ns, discontinuity=cap.discontinuity,
+                                     overflow=cap.overflow)
+            if src.audio.restarts != restarts and not cap.discontinuity:
+                out.gaps.append((src.name, "audio"))
+            self._audio_packets(src, group, packets, out)
+        return out
 
-    def _audio_packets(self, rt: SourceRuntime, group: GroupRuntime, packets: list[TokenPacket]) -> None:
-        st = rt.audio
-        assert st is not None
-        now = time.monotonic_ns()
+    def _discontinuity(self, src: _Source, media_ns: int) -> None:
+        """The media clock may have restarted: keep the mapping if the time is continuous with it."""
+        last = src.clock.last_media_ns
+        if last is not None and abs(media_ns - last) > CLOCK_JUMP_NS:
+            src.clock.reset()
+
+    def _audio_packets(self, src: _Source, group: _Group, packets: list[TokenPacket], out: EngineOutput) -> None:
         for p in packets:
-            start = self._audio_host(rt, st.base_media_ns + p.start_ns)
-            end = self._audio_host(rt, st.base_media_ns + p.end_ns)
-            p = dataclasses.replace(p, start_ns=start, end_ns=max(start, end), clock=Clock.UNIX)
-            self.metrics.observe(f"latency.audio.{p.scale.name.lower()}", now - p.end_ns)
-            st.done_ns[p.scale] = p.end_ns
-            self._emit(group, p)
-        if len(st.done_ns) == 2:
-            group.aligner.watermark(Modality.AUDIO, min(st.done_ns.values()))
+            start = self._audio_host(src, p.start_ns)
+            end = max(start + 1, self._audio_host(src, p.end_ns))
+            src.audio_done[p.scale] = end
+            self._emit(group, HostPacket(p, start, end), out)
+        if len(src.audio_done) == 2:
+            # a coarse step comes out up to 60 ms after the fine steps of the same time: the lesser
+            group.aligner.watermark(Modality.AUDIO, min(src.audio_done.values()))
 
-    def _audio_host(self, rt: SourceRuntime, media_ns: int) -> int:
-        return rt.clock.to_host(media_ns) - self.audio_latency.get(rt.name, 0)
+    def _audio_host(self, src: _Source, media_ns: int) -> int:
+        return src.clock.to_host(media_ns) - src.audio_latency_ns
 
-    def _flush_audio(self, rt: SourceRuntime, group: GroupRuntime) -> None:
-        if rt.audio is not None:
-            self._audio_packets(rt, group, rt.audio.stream.flush())
-
-    # -- output ----------------------------------------------------------------------------------
-    def _skew(self, group: GroupRuntime, skew_ns: int | None) -> None:
+    def _skew(self, group: _Group, skew_ns: int | None, out: EngineOutput) -> None:
         """A new median A/V skew from the markers: stamped on the group's steps from now on."""
         if skew_ns is not None:
             group.aligner.set_skew(skew_ns)
-            self.metrics.observe(f"skew.{group.name}", skew_ns)
+            out.skews.append((group.name, skew_ns))
 
-    def _emit(self, group: GroupRuntime, p: TokenPacket) -> None:
-        """Host-time packet -> the group's aligner, and to the sinks in wire (UNIX) time."""
-        group.aligner.add(p)
-        wire = dataclasses.replace(p, start_ns=self.wall.to_unix(p.start_ns), end_ns=self.wall.to_unix(p.end_ns))
-        for sink in self.sinks:
-            sink.write(wire)
+    @staticmethod
+    def _emit(group: _Group, hp: HostPacket, out: EngineOutput) -> None:
+        group.aligner.add(hp)
+        out.packets.append(hp)
 
-    def tick(self, now_ns: int | None = None) -> list[AlignedStep]:
-        """Emit every step that is complete or past its lateness bound."""
-        now = time.monotonic_ns() if now_ns is None else now_ns
-        out = []
+    # -- output ----------------------------------------------------------------------------------
+    def tick(self, now_ns: int) -> EngineOutput:
+        """Every step that is complete or past its lateness bound at host time ``now_ns``."""
+        out = EngineOutput()
         for group in self.groups.values():
-            for step in group.aligner.poll(now):
-                out.append(self._step(group, step, now))
-        for sink in self.sinks:
-            sink.flush()
-        self._gauges()
+            out.steps += group.aligner.poll(now_ns)
         return out
 
-    def _step(self, group: GroupRuntime, step: AlignedStep, now: int) -> AlignedStep:
-        self.metrics.observe(f"latency.step.{group.name}", now - self.wall.to_mono(step.end_ns))
-        for sink in self.sinks:
-            sink.write(step)
-        return step
-
-    def flush(self) -> list[AlignedStep]:
-        """Shutdown: drain audio streams and every pending step."""
-        for rt in self.sources.values():
-            if rt.audio is not None and rt.audio_group is not None:
-                self._flush_audio(rt, self.groups[rt.audio_group])
-        now = time.monotonic_ns()
-        out = []
+    def flush(self) -> EngineOutput:
+        """End of the run: every received sample into a token, every pending step out."""
+        out = EngineOutput()
+        for src in self.sources.values():
+            if src.audio is not None and src.audio_group is not None:
+                self._audio_packets(src, self.groups[src.audio_group], src.audio.flush(), out)
         for group in self.groups.values():
-            for step in group.aligner.flush():
-                out.append(self._step(group, step, now))
-        for sink in self.sinks:
-            sink.flush()
+            out.steps += group.aligner.flush()
         return out
 
-    def _gauges(self) -> None:
-        for rt in self.sources.values():
-            self.metrics.set(f"drift_ppm.{rt.name}", round(rt.clock.drift_ppm, 3))
+    def clocks(self) -> dict[str, ClockState]:
+        """Each source's clock, for metrics (call it from the worker like everything else)."""
+        return {n: ClockState(round(s.clock.model.drift_ppm, 3), s.clock.target_error_ns)
+                for n, s in self.sources.items()}
+
+    def aligner_stats(self) -> dict[str, dict[str, int]]:
+        """Per group: steps, late steps, missing, late packets dropped from steps, pending."""
+        return {n: {"steps": g.aligner.stats.steps, "late": g.aligner.stats.late,
+                    "missing": g.aligner.stats.missing, "late_packets": g.aligner.stats.late_packets,
+                    "pending_steps": g.aligner.stats.pending_steps}
+                for n, g in self.groups.items()}
+

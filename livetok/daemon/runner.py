@@ -1,16 +1,23 @@
-"""``livetok run``: sources -> clock/alignment -> tokenizers -> sinks, in one asyncio process.
+"""``livetok run``: sources -> engine (one worker thread) -> sinks (one task and channel each), on uvloop.
 
-The daemon is one task group of named tasks on uvloop:
+The daemon is one task group of named tasks:
 
-* ``video-batcher`` waits for frames from any source and hands a batch to the tokenizer worker;
-* ``audio-feeder`` hands audio blocks to the worker;
-* ``aligner-tick`` asks the worker every ``TICK`` to emit complete or late steps;
-* ``metrics`` refreshes queue, drop and source gauges;
-* ``stopper`` ends the group on SIGINT/SIGTERM or after ``--duration``.
+* ``video-batcher`` takes frames from every camera's hand-over queue and gives the worker one batch;
+* ``audio-feeder`` gives the worker the audio blocks;
+* ``aligner-tick`` asks the worker every ``TICK_S`` for the steps that are complete or late;
+* ``metrics`` refreshes the gauges every ``METRICS_S``;
+* ``sink:NAME`` per sink: takes batches from the sink's channel and writes them.
 
-Capture runs in the sources' own threads; tokenization, alignment and sink writes run in one
-worker thread (the Engine). On exit the sources are stopped, what they had captured is drained
-into the Engine, its streams and aligners are flushed, and the sinks closed, under a deadline.
+Capture runs in the sources' threads; tokenization, alignment, wire stamping and encoding run in one
+worker thread (:class:`~livetok.daemon.engine.Engine` + :class:`~livetok.daemon.outbound.WireStamper`);
+the event loop only moves messages: it fans each one out to every sink's bounded channel, so a slow
+or failing sink fills only its own channel. Metrics are written on the loop only.
+
+Stopping (a signal, ``--duration``, or every source ended): producers finish the batch they hold,
+sources stop, what they captured is drained through the engine, the engine is flushed, the channels
+are closed and the sinks write what they hold and close — each stage within one shutdown deadline
+(shortened by a second signal). Whatever the deadline cuts off is counted: the run's books
+(:meth:`Daemon.books`) balance exactly, per source and modality and per sink.
 """
 
 from __future__ import annotations
@@ -19,21 +26,23 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import torch
+from typing import Any, TextIO, TypeVar
 
 from livetok.config import LivetokConfig
-from livetok.daemon.engine import Engine
+from livetok.daemon.channel import SinkChannel
+from livetok.daemon.engine import Engine, EngineOutput
+from livetok.daemon.lane import BlockingLane
 from livetok.daemon.metrics import Metrics
-from livetok.daemon.sinks import Sink, open_sink
+from livetok.daemon.outbound import Outgoing, WireStamper
+from livetok.daemon.sinks import Sink
 from livetok.daemon.sources import RunningSource, build_sources
+from livetok.daemon.stopping import Deadline, StopControl
+from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, VideoCapture
 from livetok.tokenizers import Tokenizers
 
@@ -44,119 +53,182 @@ T = TypeVar("T")
 
 
 @dataclass
+class Work:
+    """What the worker made of one call: the messages for the sinks and the engine's side results."""
+
+    out: list[Outgoing]
+    engine: EngineOutput
+
+
+@dataclass
+class Books:
+    """Per (source, modality): captures in and where each went; per (stream, modality): messages.
+
+    ``captured = dropped_queue + tokenized + failed + discarded + left`` for every source and modality,
+    and for every sink ``offered = written + dropped + failed + queued``.
+    """
+
+    captured: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dropped_queue: Counter[tuple[str, str]] = field(default_factory=Counter)
+    tokenized: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed: Counter[tuple[str, str]] = field(default_factory=Counter)  # the engine raised on them
+    discarded: Counter[tuple[str, str]] = field(default_factory=Counter)  # cut off by the shutdown deadline
+    emitted: Counter[tuple[str, str]] = field(default_factory=Counter)  # messages: (source, modality) or (group, step)
+
+
+@dataclass
 class RunReport:
     """What a run did, for the command line and the tests."""
 
     steps: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
+    accounting: dict[str, Any] = field(default_factory=dict)
     stopped_by: str = ""
+    sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def balanced(self) -> bool:
+        return bool(self.accounting.get("balanced"))
 
 
 class Daemon:
-    """Async context manager owning the sources, the worker thread, the engine and the sinks."""
+    """Async context manager: the engine's worker, the sources, and the run over already opened sinks."""
 
-    def __init__(self, cfg: LivetokConfig, toks: Tokenizers) -> None:
-        if toks.video.device.type == "cpu":
-            # Capture threads need a core: OpenMP threads that lose theirs stall every torch call
-            # at its barrier (bench/bench_video.py measured 38 -> 313 ms median per batch).
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
+    def __init__(self, cfg: LivetokConfig, toks: Tokenizers, sinks: list[Sink], stop: StopControl,
+                 log: TextIO | None = None) -> None:
         self.cfg = cfg
         self.toks = toks
+        self.sinks = sinks
+        self.stop = stop
+        self.log = log if log is not None else sys.stderr
         self.metrics = Metrics()
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="livetok-tokenizer")
-        self.sinks: list[Sink] = []
-        self.engine: Engine | None = None
+        self.books = Books()
+        self.worker = BlockingLane("livetok-tokenizer")
+        self.engine = Engine(cfg, toks)
+        self.stamper = WireStamper()
         self.sources: list[RunningSource] = []
+        self.channels: dict[str, SinkChannel] = {}
         self.video_ready = asyncio.Event()
         self.audio_ready = asyncio.Event()
-        self.stop = asyncio.Event()
+        self.stopping = asyncio.Event()
         self.report = RunReport()
+        self.started = False
+        self._said: set[str] = set()
 
+    # -- start ------------------------------------------------------------------------------------
     async def __aenter__(self) -> Daemon:
+        if self.toks.video.device.type == "cpu":
+            # Capture threads need a core: OpenMP threads that lose theirs stall every torch call
+            # at its barrier (bench/bench_video.py measured 38 -> 313 ms median per batch).
+            import torch
+
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
         loop = asyncio.get_running_loop()
-        try:
-            self.sinks = [open_sink(s) for s in self.cfg.sinks]
-            self.engine = Engine(self.cfg, self.toks, self.sinks, self.metrics)
-            self.sources = build_sources(self.cfg, self.toks.cfg.video)
-            for s in self.sources:
-                if s.video is not None:
-                    s.video.bind(loop, self.video_ready)
-                if s.audio is not None:
-                    s.audio.bind(loop, self.audio_ready)
-            await self._work(self.toks.warm_up)
-            for s in self.sources:
-                s.start()
-        except BaseException:
-            await self._close()
-            raise
+        for s in self.sinks:
+            self.channels[s.name] = SinkChannel(s.queue_messages, s.queue_bytes, s.on_drop)
+        self.sources = build_sources(self.cfg, self.toks.cfg.video)
+        for src in self.sources:
+            if src.video is not None:
+                src.video.bind(loop, self.video_ready)
+            if src.audio is not None:
+                src.audio.bind(loop, self.audio_ready)
+        await self.worker.run(self.toks.warm_up)
+        if not self.stop.requested:  # a signal during start-up: nothing was captured, nothing to stop
+            for src in self.sources:
+                src.start()
+            self.started = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.shield(self._close())
+        self.worker.close()
 
-    async def _work(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
-
+    # -- the run ----------------------------------------------------------------------------------
     async def run(self, duration_s: float | None) -> RunReport:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self._signalled, sig)
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [
-                    tg.create_task(self._video_batcher(), name="video-batcher"),
-                    tg.create_task(self._audio_feeder(), name="audio-feeder"),
-                    tg.create_task(self._ticker(), name="aligner-tick"),
-                    tg.create_task(self._metrics_loop(), name="metrics"),
-                ]
-                await self._wait_stop(duration_s)
-                for t in tasks:
-                    t.cancel()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
-        return self.report
-
-    def _signalled(self, sig: signal.Signals) -> None:
-        self.report.stopped_by = sig.name
-        self.stop.set()
+        """Until stopped; then the shutdown. Returns the report (books balanced, or why not)."""
+        if not self.started:
+            self.report.stopped_by = f"{self.stop.reason} during start-up"
+            return self._finish()
+        async with asyncio.TaskGroup() as tg:
+            producers = [
+                tg.create_task(self._loop("video-batcher", self._video_once), name="video-batcher"),
+                tg.create_task(self._loop("audio-feeder", self._audio_once), name="audio-feeder"),
+                tg.create_task(self._loop("aligner-tick", self._tick_once), name="aligner-tick"),
+                tg.create_task(self._loop("metrics", self._metrics_once), name="metrics"),
+            ]
+            sink_tasks = [tg.create_task(s.run(self.channels[s.name]), name=f"sink:{s.name}") for s in self.sinks]
+            await self._wait_stop(duration_s)
+            self.report.stopped_by = self.stop.reason
+            deadline = Deadline(SHUTDOWN_S, self.stop)
+            self.stopping.set()
+            self.video_ready.set()
+            self.audio_ready.set()
+            await self._join(producers, deadline)
+            await self._stop_sources(deadline)
+            await self._final_drain(deadline)
+            for ch in self.channels.values():
+                ch.close()
+            await self._join(sink_tasks, deadline, at_least_s=0.5)
+        return self._finish()
 
     async def _wait_stop(self, duration_s: float | None) -> None:
-        if duration_s is None:
-            await self.stop.wait()
-            return
-        try:
-            await asyncio.wait_for(self.stop.wait(), timeout=duration_s)
-        except TimeoutError:
-            self.report.stopped_by = "duration"
-
-    async def _video_batcher(self) -> None:
-        batch_size = self.toks.cfg.video.batch_size
-        wait_s = self.cfg.queues.batch_wait_ms / 1000
+        end = None if duration_s is None else time.monotonic() + duration_s
         while True:
-            await self.video_ready.wait()
-            self.video_ready.clear()
-            if wait_s and self._video_depth() < batch_size:
-                await asyncio.sleep(wait_s)  # let other cameras' frames join this batch
-            while batch := self._take_video(batch_size):
-                assert self.engine is not None
-                await self._work(self._guarded, "video", self.engine.on_video, batch, self._video_drops())
+            left = None if end is None else max(0.0, end - time.monotonic())
+            if await self.stop.wait(min(left, 0.5) if left is not None else 0.5):
+                return
+            if end is not None and time.monotonic() >= end:
+                self.stop.request("duration")
+                return
+            if self.sources and all(s.finished for s in self.sources):
+                self.stop.request("end of input (every source ended)")
+                return
 
-    def _video_depth(self) -> int:
-        return sum(s.video.depth for s in self.sources if s.video is not None)
+    async def _loop(self, name: str, once: Callable[[], Awaitable[bool]]) -> None:
+        """A producer: ``once`` until stopping; an unexpected error is said once, counted, survived."""
+        while not self.stopping.is_set():
+            try:
+                if not await once():
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # the daemon's promise: keep running, but never silently
+                self._error(f"errors.{name}", f"unexpected error in {name}: {err!r}")
+                await asyncio.sleep(0.1)
 
-    def _video_drops(self) -> frozenset[str]:
-        return frozenset(s.name for s in self.sources if s.video is not None and s.video.take_dropped())
+    def _error(self, key: str, line: str) -> None:
+        self.metrics.count(key)
+        if key not in self._said:
+            self._said.add(key)
+            print(f"livetok: {line} (counted in {key}; the daemon goes on)", file=self.log, flush=True)
 
-    def _take_video(self, limit: int) -> list[VideoCapture]:
+    # -- producers --------------------------------------------------------------------------------
+    def _video_handoffs(self) -> list[tuple[RunningSource, Handoff[VideoCapture]]]:
+        return [(s, s.video) for s in self.sources if s.video is not None]
+
+    async def _video_once(self) -> bool:
+        await self.video_ready.wait()
+        self.video_ready.clear()
+        if self.stopping.is_set():
+            return False
+        batch_size = self.toks.cfg.video.batch_size
+        handoffs = self._video_handoffs()
+        wait_s = self.cfg.queues.batch_wait_ms / 1000
+        # Wait for other cameras' frames to join the batch; with one camera there is nobody to wait for.
+        if wait_s and len(handoffs) > 1 and sum(h.depth for _, h in handoffs) < batch_size:
+            await asyncio.sleep(wait_s)
+        while (batch := self._take_video(handoffs, batch_size)) and not self.stopping.is_set():
+            await self._process("video", batch)
+        if batch:  # taken just as the stop came: tokenized by the final drain's path
+            await self._process("video", batch)
+        return True
+
+    def _take_video(self, handoffs: list[tuple[RunningSource, Handoff[VideoCapture]]],
+                    limit: int) -> list[VideoCapture]:
         """Up to ``limit`` frames, round-robin over sources so a fast camera cannot starve others."""
         batch: list[VideoCapture] = []
-        handoffs = [s.video for s in self.sources if s.video is not None]
         while len(batch) < limit:
             took = False
-            for h in handoffs:
+            for _, h in handoffs:
                 if len(batch) < limit and (item := h.get_nowait()) is not None:
                     batch.append(item)
                     took = True
@@ -164,24 +236,16 @@ class Daemon:
                 break
         return batch
 
-    async def _audio_feeder(self) -> None:
-        while True:
-            await self.audio_ready.wait()
-            self.audio_ready.clear()
-            blocks = self._take_audio()
-            if blocks:
-                await self._work(self._guarded, "audio", self._feed_audio, blocks)
+    def _lost_video(self) -> frozenset[str]:
+        return frozenset(s.name for s, h in self._video_handoffs() if h.take_dropped())
 
-    def _guarded(self, what: str, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn`` in the worker; an unexpected error in one batch is counted and reported on
-        stderr (the first of each kind), and the daemon goes on: a bad frame must not end it."""
-        try:
-            fn(*args)
-        except Exception as err:  # the daemon's promise: keep running, but never silently
-            key = f"errors.engine.{what}"
-            if key not in self.metrics.counters:
-                print(f"livetok: error while tokenizing {what} (counted in {key}): {err!r}", file=sys.stderr)
-            self.metrics.count(key)
+    async def _audio_once(self) -> bool:
+        await self.audio_ready.wait()
+        self.audio_ready.clear()
+        blocks = self._take_audio()
+        if blocks:
+            await self._process("audio", blocks)
+        return not self.stopping.is_set()
 
     def _take_audio(self) -> list[AudioCapture]:
         out: list[AudioCapture] = []
@@ -190,22 +254,70 @@ class Daemon:
                 out += s.audio.drain()
         return out
 
-    def _feed_audio(self, blocks: list[AudioCapture]) -> None:
-        assert self.engine is not None
-        for b in blocks:
-            self.engine.on_audio(b)
+    async def _tick_once(self) -> bool:
+        await asyncio.sleep(TICK_S)
+        if self.stopping.is_set():
+            return False
+        now = time.monotonic_ns()
+        self._fan_out(await self.worker.run(self._work, self.engine.tick, now))
+        return True
 
-    async def _ticker(self) -> None:
-        assert self.engine is not None
-        while True:
-            await asyncio.sleep(TICK_S)
-            steps = await self._work(self.engine.tick)
-            self.report.steps += len(steps)
+    # -- the worker's side: engine, then wire stamping and encoding, in one job --------------------
+    def _work(self, fn: Callable[..., EngineOutput], *args: Any) -> Work:
+        eo = fn(*args)
+        st = self.stamper
+        return Work([st.outgoing_packet(hp) for hp in eo.packets] + [st.outgoing_step(hs) for hs in eo.steps], eo)
 
-    async def _metrics_loop(self) -> None:
-        while True:
-            self._refresh_gauges()
-            await asyncio.sleep(METRICS_S)
+    async def _process(self, kind: str, caps: list[VideoCapture] | list[AudioCapture],
+                       deadline: Deadline | None = None) -> None:
+        """One batch through the worker, booked whatever happens to it."""
+        keys = Counter((c.source, kind) for c in caps)
+        if kind == "video":
+            job = self.worker.run(self._work, self.engine.on_video, caps, self._lost_video())
+        else:
+            job = self.worker.run(self._work, self.engine.on_audio, caps)
+        try:
+            work = await (job if deadline is None else asyncio.wait_for(job, deadline.left()))
+        except (TimeoutError, asyncio.CancelledError):
+            self.books.discarded.update(keys)  # its output, if it ever comes, is not waited for
+            raise
+        except Exception as err:
+            self.books.failed.update(keys)
+            self._error(f"errors.engine.{kind}", f"error while tokenizing {kind}: {err!r}")
+            return
+        self.books.tokenized.update(keys)
+        self._fan_out(work)
+
+    def _fan_out(self, work: Work) -> None:
+        """Every message to every sink that wants it (each into its own channel), and metrics."""
+        now = time.monotonic_ns()
+        m = self.metrics
+        for item in work.out:
+            self.books.emitted[item.key] += 1
+            if item.is_step:
+                self.report.steps += 1
+                m.observe(f"latency.step.{item.stream}", now - item.capture_ns)
+            else:
+                lat = now - item.capture_ns
+                m.observe(f"latency.{item.modality}.{item.scale}", lat)
+                m.observe(f"latency.{item.stream}.{item.modality}.{item.scale}", lat)
+            for sink in self.sinks:
+                if sink.accepts(item):
+                    sink.offer(self.channels[sink.name], item)
+        for group, skew in work.engine.skews:
+            m.observe(f"skew.{group}", skew)
+        for source, modality in work.engine.gaps:
+            m.count(f"gaps.{source}.{modality}")
+
+    # -- metrics ----------------------------------------------------------------------------------
+    async def _metrics_once(self) -> bool:
+        self._refresh_gauges()
+        for name, c in (await self.worker.run(self.engine.clocks)).items():
+            self.metrics.set(f"drift_ppm.{name}", c.drift_ppm)
+            self.metrics.set(f"clock_slewing_ms.{name}", round(c.slewing_ns / 1e6, 3))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), METRICS_S)
+        return True
 
     def _refresh_gauges(self) -> None:
         m = self.metrics
@@ -215,47 +327,115 @@ class Daemon:
                     m.set(f"queue_depth.{s.name}.{kind}", h.depth)
                     m.set(f"queue_max_depth.{s.name}.{kind}", h.max_depth)
                     m.set(f"dropped.{s.name}.{kind}", h.dropped)
-            # Every numeric counter the capture thread keeps, so a new one is published without
-            # touching this list; the state as its index in SourceState.
+            # Every counter the capture thread keeps, so a new one is published without touching
+            # this list; the state as its index in SourceState; ``extra`` counters by their names.
             for f in dataclasses.fields(s.stats):
                 value = getattr(s.stats, f.name)
                 if isinstance(value, SourceState):
                     m.set(f"source.{s.name}.{f.name}", list(SourceState).index(value))
+                elif isinstance(value, bool):
+                    continue
                 elif isinstance(value, int | float):
                     m.set(f"source.{s.name}.{f.name}", value)
+                elif isinstance(value, dict):
+                    for k, v in value.items():
+                        m.set(f"source.{s.name}.{k}", v)
+        for sink in self.sinks:
+            st, ch = sink.stats, self.channels.get(sink.name)
+            for key in ("written", "dropped", "failed", "errors", "reopens", "bytes_written"):
+                m.set(f"sink.{sink.name}.{key}", getattr(st, key))
+            if ch is not None:
+                m.set(f"sink.{sink.name}.queue_depth", ch.depth)
+                m.set(f"sink.{sink.name}.queue_bytes", ch.bytes)
+            for lat in st.latency_ns:
+                m.observe(f"latency.write.{sink.name}", lat)
+            st.latency_ns = []
 
-    async def _close(self) -> None:
-        """Stop sources, drain, flush and close: each stage bounded by the shutdown deadline."""
+    # -- shutdown ---------------------------------------------------------------------------------
+    async def _join(self, tasks: list[asyncio.Task[Any]], deadline: Deadline, at_least_s: float = 0.0) -> None:
+        """Wait for ``tasks`` until the deadline (at least ``at_least_s``), then cancel what is left."""
+        _, pending = await asyncio.wait(tasks, timeout=max(deadline.left(), at_least_s))
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)  # cancellation is prompt: they only await
+        self._abandon_channels()
+
+    def _abandon_channels(self) -> None:
+        for sink in self.sinks:
+            ch = self.channels[sink.name]
+            if ch.closed:
+                for item in ch.abandon():
+                    sink.on_drop(item)
+
+    async def _stop_sources(self, deadline: Deadline) -> None:
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + SHUTDOWN_S
-        if self.sources:
-            stoppers = [loop.run_in_executor(None, s.stop) for s in self.sources]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*stoppers, return_exceptions=True), max(0.1, deadline - time.monotonic()))
-        if self.engine is not None:
-            engine = self.engine
+        stoppers = [loop.run_in_executor(None, s.stop) for s in self.sources]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*stoppers, return_exceptions=True), max(0.1, deadline.left()))
 
-            def finish() -> int:
-                for s in self.sources:
-                    if s.video is not None:
-                        while batch := s.video.drain(self.toks.cfg.video.batch_size):
-                            engine.on_video(batch)
-                    if s.audio is not None:
-                        for b in s.audio.drain():
-                            engine.on_audio(b)
-                return len(engine.tick()) + len(engine.flush())
+    async def _final_drain(self, deadline: Deadline) -> None:
+        """What the sources captured before they stopped, through the engine; then the engine's flush."""
+        batch_size = self.toks.cfg.video.batch_size
+        handoffs = self._video_handoffs()
+        try:
+            while batch := self._take_video(handoffs, batch_size):
+                await self._process("video", batch, deadline)
+            if blocks := self._take_audio():
+                await self._process("audio", blocks, deadline)
+            self._fan_out(await asyncio.wait_for(self.worker.run(self._work, self.engine.flush),
+                                                 max(0.001, deadline.left())))
+        except TimeoutError:
+            self._error("errors.shutdown", "shutdown deadline passed before the engine drained; the rest is "
+                        "counted as dropped")
 
-            with contextlib.suppress(TimeoutError):
-                self.report.steps += await asyncio.wait_for(
-                    loop.run_in_executor(self.worker, finish), max(0.1, deadline - time.monotonic()))
+    def _finish(self) -> RunReport:
         self._refresh_gauges()
         self.report.metrics = self.metrics.snapshot()
+        self.report.accounting = self._accounting()
+        self.report.sinks = {s.name: {"state": s.stats.state, "written": s.stats.written,
+                                      "dropped": s.stats.dropped, "failed": s.stats.failed,
+                                      "errors": s.stats.errors, "last_error": s.stats.last_error}
+                             for s in self.sinks}
+        return self.report
+
+    def _accounting(self) -> dict[str, Any]:
+        """The run's books, and whether they balance: nothing unseen was lost."""
+        b = self.books
+        captures: dict[str, dict[str, int]] = {}
+        ok = True
+        for s in self.sources:
+            for kind, h in (("video", s.video), ("audio", s.audio)):
+                if h is None:
+                    continue
+                key = (s.name, kind)
+                left = h.depth
+                row = {"captured": h.put_count, "dropped_queue": h.dropped, "tokenized": b.tokenized[key],
+                       "failed": b.failed[key], "dropped_shutdown": b.discarded[key] + left}
+                # The hand-over's own books, and ours of what was taken from it, must both close.
+                row["balanced"] = int(h.put_count == h.dropped + h.taken + left
+                                      and h.taken == b.tokenized[key] + b.failed[key] + b.discarded[key])
+                ok &= bool(row["balanced"])
+                captures[f"{s.name}.{kind}"] = row
+        sinks: dict[str, dict[str, Any]] = {}
         for sink in self.sinks:
-            await loop.run_in_executor(self.worker, sink.close)
-        self.worker.shutdown(wait=False, cancel_futures=True)
+            st = sink.stats
+            queued = self.channels[sink.name].depth
+            streams = {}
+            for key in sorted(st.offered_by):
+                streams[".".join(key)] = {"produced": st.offered_by[key], "written": st.written_by[key],
+                                          "dropped": st.dropped_by[key], "failed": st.failed_by[key]}
+            balanced = st.offered == st.written + st.dropped + st.failed + queued and all(
+                v["produced"] == v["written"] + v["dropped"] + v["failed"] for v in streams.values())
+            ok &= balanced
+            sinks[sink.name] = {"offered": st.offered, "written": st.written, "dropped": st.dropped,
+                                "failed": st.failed, "queued": queued, "balanced": int(balanced),
+                                "streams": streams}
+        emitted = {".".join(k): v for k, v in sorted(b.emitted.items())}
+        return {"captures": captures, "emitted": emitted, "sinks": sinks, "balanced": int(ok)}
 
 
-async def run(cfg: LivetokConfig, toks: Tokenizers, duration_s: float | None) -> RunReport:
-    async with Daemon(cfg, toks) as daemon:
+async def run(cfg: LivetokConfig, toks: Tokenizers, sinks: list[Sink], stop: StopControl,
+              duration_s: float | None, log: TextIO | None = None) -> RunReport:
+    async with Daemon(cfg, toks, sinks, stop, log) as daemon:
         return await daemon.run(duration_s)

@@ -1,43 +1,339 @@
-"""Where packets go. A sink is written from the tokenizer worker thread, never from the event loop."""
+"""Sinks: where the daemon's messages go. Each is an async context manager fed by its own channel.
+
+The runner opens every sink before capture starts (a sink that cannot work at all — a path that is
+not a token file, a file another daemon holds — stops the run there, with one line), then runs each
+sink's :meth:`Sink.run` as a task that takes batches from its :class:`~livetok.daemon.channel.SinkChannel`.
+A sink never raises out of ``run``: a failed write is reported in one line, its messages counted as
+``failed``, and the sink retries with capped backoff, while its channel holds (and, when full,
+drops and counts) what keeps coming. A slow or failing sink fills only its own channel.
+
+Books per sink (:class:`SinkStats`): every message the runner offered is, at the end, exactly one of
+``written``, ``dropped`` (the channel was full, or still held it at the shutdown deadline) or
+``failed`` (a write that did not succeed) — per (stream, modality) too, for the run's accounting.
+"""
 
 from __future__ import annotations
 
+import abc
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import sys
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import TextIO
 
-from livetok.daemon.config import FileSink
-from livetok.errors import LivetokError
-from livetok.wire import AlignedStep, LtkWriter, TokenPacket
+from livetok.daemon.channel import SinkChannel
+from livetok.daemon.config import FileSink as FileSinkConfig
+from livetok.daemon.lane import BlockingLane
+from livetok.daemon.outbound import Outgoing
+from livetok.errors import OutputError
+from livetok.streams.backoff import Backoff, BackoffPolicy
+from livetok.wire.ltkfile import FILE_HEADER, LTK_MAGIC, LTK_VERSION, RECORD_HEAD, SYNC
+
+BATCH = 256  # messages taken from the channel per write
+TAIL_SCAN_BYTES = 64 << 20  # how far back from its end an existing file is searched for its last record
 
 
-class Sink(Protocol):
-    def write(self, packet: TokenPacket | AlignedStep) -> None: ...
+@dataclass
+class SinkStats:
+    """One sink's books (event loop only). ``offered = written + dropped + failed + queued``."""
 
-    def flush(self) -> None: ...
+    offered: int = 0
+    written: int = 0
+    dropped: int = 0
+    failed: int = 0
+    errors: int = 0  # failed attempts (each may fail a batch of messages)
+    reopens: int = 0
+    bytes_written: int = 0
+    state: str = "starting"  # starting | ok | failing | closed
+    last_error: str = ""
+    latency_ns: list[int] = field(default_factory=list)  # capture-to-write of the messages just written
+    offered_by: Counter[tuple[str, str]] = field(default_factory=Counter)
+    written_by: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dropped_by: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed_by: Counter[tuple[str, str]] = field(default_factory=Counter)
 
-    def close(self) -> None: ...
+    def count(self, what: str, items: list[Outgoing]) -> None:
+        """Book ``items`` as ``written``, ``dropped`` or ``failed``."""
+        setattr(self, what, getattr(self, what) + len(items))
+        by: Counter[tuple[str, str]] = getattr(self, f"{what}_by")
+        for it in items:
+            by[it.key] += 1
 
 
-class LtkFileSink:
-    """Appends aligned steps and/or per-modality packets to a .ltk file; flushed every ``flush()``."""
+class Sink(abc.ABC):
+    """A destination. Subclasses open in ``__aenter__`` (raising a LivetokError when they cannot
+    work at all), write in :meth:`write_batch`, close in ``__aexit__``."""
 
-    def __init__(self, cfg: FileSink) -> None:
+    def __init__(self, name: str, log: TextIO | None = None, queue_messages: int = 20_000,
+                 queue_bytes: int = 64_000_000) -> None:
+        self.name = name
+        self.queue_messages = queue_messages  # the bounds of this sink's channel (the runner makes it)
+        self.queue_bytes = queue_bytes
+        self.stats = SinkStats()
+        self.log = log if log is not None else sys.stderr
+        self.backoff = Backoff(BackoffPolicy())
+
+    def accepts(self, item: Outgoing) -> bool:
+        """Whether this sink wants ``item`` (e.g. a file that keeps only aligned steps)."""
+        return True
+
+    def offer(self, channel: SinkChannel, item: Outgoing) -> None:
+        """The runner's fan-out: count and enqueue (the channel drops the oldest when full)."""
+        self.stats.offered += 1
+        self.stats.offered_by[item.key] += 1
+        channel.put(item)
+
+    def on_drop(self, item: Outgoing) -> None:
+        self.stats.count("dropped", [item])
+
+    def say(self, line: str) -> None:
+        print(f"livetok: sink {self.name}: {line}", file=self.log, flush=True)
+
+    async def run(self, channel: SinkChannel) -> None:
+        """Write what the channel gives until it is closed and empty; never raises but CancelledError."""
+        while batch := await channel.get_batch(BATCH):
+            while True:
+                try:
+                    await self.write_batch(batch)
+                except asyncio.CancelledError:
+                    self.stats.count("failed", batch)  # in flight at the deadline: never confirmed
+                    raise
+                except Exception as err:  # every failure is counted and retried; none ends the daemon
+                    self.stats.count("failed", batch)
+                    await self._failed(err, channel)
+                    break
+                now = time.monotonic_ns()
+                self.stats.count("written", batch)
+                self.stats.latency_ns = [now - it.capture_ns for it in batch]
+                if self.stats.state != "ok":
+                    if self.stats.state == "failing":
+                        self.say(f"writing again after {self.stats.errors} failed attempts")
+                    self.stats.state = "ok"
+                self.backoff.running()
+                break
+
+    async def _failed(self, err: Exception, channel: SinkChannel) -> None:
+        self.stats.errors += 1
+        reason = self.describe(err)
+        first = self.stats.state != "failing" or reason != self.stats.last_error
+        self.stats.state, self.stats.last_error = "failing", reason
+        delay = self.backoff.next_delay_s()
+        if first:  # one line per distinct failure, not one per retry
+            self.say(f"{reason}; messages are counted as failed, retrying in {delay:.1f} s (backoff up to 30 s)")
+        with contextlib.suppress(Exception):
+            await self.recover()
+        if not channel.closed:
+            await asyncio.sleep(delay)
+
+    def describe(self, err: Exception) -> str:
+        return str(err) or type(err).__name__
+
+    @abc.abstractmethod
+    async def write_batch(self, batch: list[Outgoing]) -> None: ...
+
+    async def recover(self) -> None:  # noqa: B027 -- optional hook, nothing to do by default
+        """After a failure, before the retry (a file sink reopens its file)."""
+
+    async def __aenter__(self) -> Sink:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.stats.state = "closed"
+
+
+# -- .ltk files --------------------------------------------------------------------------------------
+
+def last_record_end(fd: int, size: int) -> int | None:
+    """Where the file's last whole record ends (== ``size`` for a sound file; the header's end for a
+    file of no records), or None when its tail is damaged (a crash mid-record, garbage)."""
+    if size == len(FILE_HEADER):
+        return size
+    lo = max(len(FILE_HEADER), size - TAIL_SCAN_BYTES)
+    tail = os.pread(fd, size - lo, lo)
+    pos = len(tail)
+    while (pos := tail.rfind(SYNC, 0, pos)) >= 0:
+        if pos + RECORD_HEAD.size <= len(tail):
+            _, length, crc = RECORD_HEAD.unpack_from(tail, pos)
+            start = pos + RECORD_HEAD.size
+            if start + length == len(tail) and zlib.crc32(tail[start:]) == crc:
+                return size
+    return None
+
+
+class FileSink(Sink):
+    """Appends records to a ``.ltk`` file, never truncating what was there.
+
+    Opening: a missing file is created; an existing ``.ltk`` whose header and last record check out
+    is appended to; one whose tail is damaged is moved aside (``NAME.damaged-UTC.ltk``) and a new
+    file started; anything else (not a regular file, not a token file) is refused. An advisory lock
+    (``flock``) keeps a second daemon off the same file. A failed write is undone (the file cut back
+    to its last whole record) and retried after a reopen. Rotation by size and/or age renames the
+    full file to ``NAME.UTC.ltk`` and starts a new one, keeping the newest ``keep`` of them.
+    """
+
+    def __init__(self, cfg: FileSinkConfig, name: str, log: TextIO | None = None) -> None:
+        super().__init__(name, log, cfg.queue_messages, int(cfg.queue_mb * 1e6))
         self.cfg = cfg
+        self.path = Path(cfg.path)
+        self.lane = BlockingLane(f"livetok-sink-{name}")
+        self._fd: int | None = None
+        self._size = 0
+        self._opened_ns = 0
+
+    def accepts(self, item: Outgoing) -> bool:
+        return self.cfg.aligned if item.is_step else self.cfg.per_modality
+
+    # -- opening (blocking; run in the lane) ------------------------------------------------------
+    def _open(self) -> None:
+        path = self.path
+        if not path.parent.is_dir():
+            raise OutputError(f"sink file:{path}: directory {path.parent} does not exist")
         try:
-            self._writer = LtkWriter(Path(cfg.path))
+            st = path.stat()
+        except FileNotFoundError:
+            st = None
         except OSError as err:
-            raise LivetokError(f"sink file:{cfg.path}: cannot open for writing ({err.strerror or err})") from err
+            raise OutputError(f"sink file:{path}: {err.strerror or err}") from err
+        if st is not None and not path.is_file():
+            raise OutputError(f"sink file:{path}: not a regular file; refusing to write into it")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise OutputError(f"sink file:{path}: cannot open for writing ({err.strerror or err})") from err
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputError(f"sink file:{path}: in use by another process (locked); "
+                                  "refusing to write into it") from None
+            self._adopt(fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
-    def write(self, packet: TokenPacket | AlignedStep) -> None:
-        if (self.cfg.aligned if isinstance(packet, AlignedStep) else self.cfg.per_modality):
-            self._writer.write(packet)
+    def _adopt(self, fd: int) -> None:
+        """Check what an opened file holds; keep it open for appending, or move it aside."""
+        size = os.fstat(fd).st_size
+        if size == 0:
+            self._write_all(fd, FILE_HEADER)
+            size = len(FILE_HEADER)
+        else:
+            head = os.pread(fd, len(FILE_HEADER), 0)
+            if head[:4] != LTK_MAGIC or len(head) < len(FILE_HEADER):
+                raise OutputError(f"sink file:{self.path}: exists and is not a .ltk token file; "
+                                  "refusing to overwrite it")
+            if head[4] != LTK_VERSION:
+                raise OutputError(f"sink file:{self.path}: a .ltk file of version {head[4]}; "
+                                  f"this daemon writes version {LTK_VERSION}")
+            if last_record_end(fd, size) is None:
+                aside = self._aside("damaged")
+                os.rename(self.path, aside)
+                os.close(fd)
+                self.say(f"the existing file's last record is damaged: moved it to {aside} and started anew")
+                self._open()
+                return
+        self._fd, self._size, self._opened_ns = fd, size, time.monotonic_ns()
 
-    def flush(self) -> None:
-        self._writer.flush()
+    def _aside(self, tag: str) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        stem = self.path.name.removesuffix(".ltk")
+        return self.path.with_name(f"{stem}.{tag + '-' if tag else ''}{stamp}.ltk")
 
-    def close(self) -> None:
-        self._writer.close()
+    @staticmethod
+    def _write_all(fd: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+
+    # -- writing (blocking; run in the lane) ------------------------------------------------------
+    def _write(self, records: bytes) -> None:
+        if self._fd is None:
+            self._open()
+        assert self._fd is not None
+        if self._should_rotate(len(records)):
+            self._rotate()
+        fd = self._fd
+        try:
+            self._write_all(fd, records)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._size)  # undo a partial record: the file stays whole
+            raise
+        self._size += len(records)
+
+    def _should_rotate(self, incoming: int) -> bool:
+        c = self.cfg
+        if self._size <= len(FILE_HEADER):
+            return False
+        too_big = c.rotate_mb is not None and self._size + incoming > c.rotate_mb * 1e6
+        too_old = c.rotate_s is not None and time.monotonic_ns() - self._opened_ns >= c.rotate_s * 1e9
+        return too_big or too_old
+
+    def _rotate(self) -> None:
+        aside = self._aside("")
+        os.rename(self.path, aside)
+        self._close_fd()
+        self._open()
+        if self.cfg.keep is not None:
+            stem = self.path.name.removesuffix(".ltk")
+            old = sorted(self.path.parent.glob(f"{stem}.[0-9]*.ltk"))  # rotated names sort by time
+            for p in old[: max(0, len(old) - self.cfg.keep)]:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # also releases the lock
+
+    # -- the async side --------------------------------------------------------------------------
+    async def __aenter__(self) -> FileSink:
+        await self.lane.run(self._open)
+        self.stats.state = "ok"
+        return self
+
+    async def write_batch(self, batch: list[Outgoing]) -> None:
+        records = b"".join(RECORD_HEAD.pack(SYNC, len(it.data), zlib.crc32(it.data)) + it.data for it in batch)
+        await self.lane.run(self._write, records)
+        self.stats.bytes_written += len(records)
+
+    async def recover(self) -> None:
+        await self.lane.run(self._close_fd)  # reopened (and checked) by the next write
+        self.stats.reopens += 1
+
+    def describe(self, err: Exception) -> str:
+        if isinstance(err, OSError):
+            if err.errno == errno.ENOSPC:
+                return f"disk full writing {self.path} (No space left on device)"
+            if err.errno == errno.EFBIG:
+                return f"file size limit reached writing {self.path} (File too large; see ulimit -f, rotate_mb)"
+            return f"cannot write {self.path} ({err.strerror or err})"
+        return super().describe(err)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            await self.lane.run(self._close_fd)
+        finally:
+            self.lane.close()
+            await super().__aexit__(exc_type, exc, tb)
 
 
-def open_sink(cfg: FileSink) -> Sink:
-    return LtkFileSink(cfg)
+def sink_name(index: int, cfg: FileSinkConfig) -> str:
+    return cfg.name or f"{cfg.kind}{index}"
+
+
+def open_sinks(cfgs: list[FileSinkConfig], log: TextIO | None = None) -> list[Sink]:
+    """Sink objects for the configured sinks (not yet opened: ``async with`` each)."""
+    return [FileSink(c, sink_name(i, c), log) for i, c in enumerate(cfgs)]

@@ -34,6 +34,11 @@ class RunningSource:
     def start(self) -> None:
         self.thread.start()
 
+    @property
+    def finished(self) -> bool:
+        """Started, and its capture thread has ended (a file played to its end; never a camera)."""
+        return self.thread.started and not self.thread.alive
+
     def stop(self) -> None:
         self.thread.stop()
         for h in (self.video, self.audio):

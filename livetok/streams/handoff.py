@@ -4,6 +4,9 @@ Drop policy: when full, the *oldest* item is dropped (live data: the newest fram
 tokenizing) and counted in ``dropped``; the consumer learns of it through ``take_dropped()`` so the
 next packet can carry a GAP flag. ``put`` is safe from any thread and from PortAudio callbacks (a
 lock held for a deque append, no allocation beyond it, no waiting).
+
+Books: ``put_count = dropped + taken + depth`` at every moment; nothing leaves by another way (a
+``put`` after :meth:`close` is queued like any other, for the final drain or the final count).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Handoff(Generic[T]):
         self._ready = asyncio.Event() if loop is not None else None
         self.put_count = 0
         self.dropped = 0
+        self.taken = 0
         self._dropped_unseen = 0
         self.max_depth = 0
         self._closed = False
@@ -43,8 +47,6 @@ class Handoff(Generic[T]):
     def put(self, item: T) -> bool:
         """Add an item; returns False when an older item had to be dropped to make room."""
         with self._lock:
-            if self._closed:
-                return True
             ok = True
             if len(self._items) >= self.capacity:
                 self._items.popleft()
@@ -71,12 +73,16 @@ class Handoff(Generic[T]):
 
     def get_nowait(self) -> T | None:
         with self._lock:
-            return self._items.popleft() if self._items else None
+            if not self._items:
+                return None
+            self.taken += 1
+            return self._items.popleft()
 
     def drain(self, limit: int | None = None) -> list[T]:
         """Take up to ``limit`` items (all when None) without waiting."""
         with self._lock:
             n = len(self._items) if limit is None else min(limit, len(self._items))
+            self.taken += n
             return [self._items.popleft() for _ in range(n)]
 
     async def get(self) -> T | None:
@@ -85,6 +91,7 @@ class Handoff(Generic[T]):
         while True:
             with self._lock:
                 if self._items:
+                    self.taken += 1
                     return self._items.popleft()
                 if self._closed:
                     return None

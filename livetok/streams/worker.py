@@ -68,6 +68,10 @@ class SourceThread:
         return not t.is_alive()
 
     @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
     def alive(self) -> bool:
         """Whether the capture thread is running."""
         return self._thread is not None and self._thread.is_alive()

@@ -10,8 +10,8 @@ Pure, deterministic logic (no threads, no I/O; every time is passed in, in integ
   from sync markers (audio minus video, the wire's sign convention).
 """
 
-from livetok.sync.align import DEFAULT_LATENESS_NS, DEFAULT_STEP_NS, Aligner, AlignerStats
-from livetok.sync.clock import ClockModel, WallClock
+from livetok.sync.align import DEFAULT_LATENESS_NS, DEFAULT_STEP_NS, Aligner, AlignerStats, Step, Timed
+from livetok.sync.clock import ClockModel, SourceClock, WallClock
 from livetok.sync.markers import (
     BEEP_HZ,
     BEEP_NS,
@@ -33,5 +33,8 @@ __all__ = [
     "ClockModel",
     "FlashDetector",
     "SkewEstimator",
+    "SourceClock",
+    "Step",
+    "Timed",
     "WallClock",
 ]

@@ -1,8 +1,9 @@
 """Alignment: one source group's token packets -> aligned steps on a fixed grid of host time.
 
-Pure and deterministic: the caller supplies every time (packets already mapped to host
-monotonic ns by a :class:`~livetok.sync.clock.ClockModel`, watermarks, ``now_ns``). Rules
-(docs/sync.md):
+Pure and deterministic: the caller supplies every time (items already mapped to host
+monotonic ns by a :class:`~livetok.sync.clock.SourceClock`, watermarks, ``now_ns``). The aligner
+never converts times: its items and the :class:`Step`\\ s it emits are in host monotonic ns, and
+the daemon converts them to the wire clock once, where packets are encoded. Rules (docs/sync.md):
 
 * grid: step k covers ``[anchor + k * step_ns, anchor + (k + 1) * step_ns)``, ``anchor`` being
   the start of the first packet added; k may be negative for packets added before anything
@@ -20,11 +21,11 @@ monotonic ns by a :class:`~livetok.sync.clock.ClockModel`, watermarks, ``now_ns`
 from __future__ import annotations
 
 import bisect
-import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
-from livetok.wire import AlignedStep, Clock, Modality, StepFlag, TokenPacket
+from livetok.wire import Modality, Scale, StepFlag
 
 DEFAULT_STEP_NS = 80_000_000  # the coarse audio step: 12.5 steps/s
 DEFAULT_LATENESS_NS = 500_000_000
@@ -49,17 +50,48 @@ class AlignerStats:
     max_pending_steps: int = 0
 
 
+class Timed(Protocol):
+    """What the aligner needs of an item: its stream and its interval in host monotonic ns."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def modality(self) -> Modality: ...
+    @property
+    def scale(self) -> Scale: ...
+    @property
+    def start_ns(self) -> int: ...
+    @property
+    def end_ns(self) -> int: ...
+
+
+T = TypeVar("T", bound=Timed)
+
+
+@dataclass(frozen=True)
+class Step(Generic[T]):
+    """One aligned step, in host monotonic ns: ``[start_ns, end_ns)`` of the group's grid, its items
+    (audio before video, fine before coarse, by time), the skew stamped on it, its flags."""
+
+    group: str
+    seq: int
+    start_ns: int
+    end_ns: int
+    skew_ns: int | None
+    flags: StepFlag
+    items: tuple[T, ...]
+
+
 @dataclass
-class _Pending:
-    packets: list[TokenPacket] = field(default_factory=list)
+class _Pending(Generic[T]):
+    packets: list[T] = field(default_factory=list)
     present: set[Modality] = field(default_factory=set)
 
 
-class Aligner:
+class Aligner(Generic[T]):
     """Aligns one group (at most one video and one audio source) onto a grid of ``step_ns``.
 
-    ``to_wire`` maps host monotonic ns to the wire clock ``clock`` (e.g. ``WallClock.to_unix``
-    with ``Clock.UNIX``); every emitted step and packet is converted with it. ``modalities``:
+    ``modalities``:
     the modalities the group expects (watermarks and MISSING_* flags only concern these; adding
     a packet of another modality is an error). ``lateness_ns``: how long after its end a step
     waits for a modality that has not delivered. ``emit_empty``: also emit steps that hold no
@@ -71,8 +103,6 @@ class Aligner:
         self,
         group: str,
         *,
-        to_wire: Callable[[int], int],
-        clock: Clock,
         modalities: Iterable[Modality] = (Modality.AUDIO, Modality.VIDEO),
         step_ns: int = DEFAULT_STEP_NS,
         lateness_ns: int = DEFAULT_LATENESS_NS,
@@ -83,8 +113,6 @@ class Aligner:
         if step_ns <= 0 or lateness_ns < 0:
             raise ValueError(f"need step_ns > 0 and lateness_ns >= 0, got {step_ns}, {lateness_ns}")
         self.group = group
-        self.to_wire = to_wire
-        self.clock = Clock(clock)
         self.modalities = frozenset(Modality(m) for m in modalities)
         if not self.modalities:
             raise ValueError("an aligner needs at least one modality")
@@ -96,12 +124,12 @@ class Aligner:
         self._anchor: int | None = None
         self._next_k: int | None = None  # first grid index not yet emitted (None: none emitted)
         self._seq = 0
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _Pending[T]] = {}
         self._order: list[int] = []  # sorted keys of _pending (a handful: lateness / step)
         self._watermark: dict[Modality, int | None] = dict.fromkeys(self.modalities)
 
     # -- input ------------------------------------------------------------------------------------
-    def add(self, packet: TokenPacket) -> bool:
+    def add(self, packet: T) -> bool:
         """Queue a packet (times in host monotonic ns). False: its step was already emitted, so
         it was dropped and counted in ``stats.late_packets``."""
         modality = packet.modality
@@ -117,7 +145,7 @@ class Aligner:
             return False
         pending = self._pending.get(k)
         if pending is None:
-            pending = self._pending[k] = _Pending()
+            pending = self._pending[k] = _Pending[T]()
             bisect.insort(self._order, k)
             self.stats.max_pending_steps = max(self.stats.max_pending_steps, len(self._order))
         pending.packets.append(packet)
@@ -144,9 +172,9 @@ class Aligner:
         self.skew_ns = skew_ns
 
     # -- output -----------------------------------------------------------------------------------
-    def poll(self, now_ns: int) -> list[AlignedStep]:
+    def poll(self, now_ns: int) -> list[Step[T]]:
         """Every step, in grid order, that is complete or whose ``end + lateness_ns <= now_ns``."""
-        out: list[AlignedStep] = []
+        out: list[Step[T]] = []
         while (k := self._candidate()) is not None:
             end = self._start(k + 1)
             complete = self._complete(end)
@@ -155,9 +183,9 @@ class Aligner:
             out.append(self._emit(k, late=not complete))
         return out
 
-    def flush(self) -> list[AlignedStep]:
+    def flush(self) -> list[Step[T]]:
         """Emit every pending step now (shutdown); steps not complete by watermarks are LATE."""
-        out: list[AlignedStep] = []
+        out: list[Step[T]] = []
         last = self._order[-1] if self._order else None
         while (k := self._candidate()) is not None and last is not None and k <= last:
             out.append(self._emit(k, late=not self._complete(self._start(k + 1))))
@@ -182,12 +210,12 @@ class Aligner:
             return self._next_k
         return self._order[0] if self._order else None
 
-    def _emit(self, k: int, late: bool) -> AlignedStep:
+    def _emit(self, k: int, late: bool) -> Step[T]:
         pending = self._pending.pop(k, None)
         if pending is not None:
             self._order.remove(k)  # it is _order[0]: cheap
         else:
-            pending = _Pending()
+            pending = _Pending[T]()
         if self._next_k is not None and k > self._next_k:
             self.stats.empty_skipped += k - self._next_k
         flags = StepFlag.NONE
@@ -197,22 +225,9 @@ class Aligner:
         if late:
             flags |= StepFlag.LATE
         # Deterministic order inside a step: audio before video, fine before coarse, by time.
-        packets = sorted(pending.packets, key=lambda p: (p.modality, p.scale, p.start_ns, p.source))
-        to_wire, clock = self.to_wire, self.clock
-        # replace() re-runs TokenPacket's validation, so a to_wire that broke end >= start fails here
-        wire = tuple(
-            dataclasses.replace(p, start_ns=to_wire(p.start_ns), end_ns=to_wire(p.end_ns), clock=clock) for p in packets
-        )
-        step = AlignedStep(
-            group=self.group,
-            seq=self._seq,
-            start_ns=to_wire(self._start(k)),
-            end_ns=to_wire(self._start(k + 1)),
-            clock=clock,
-            skew_ns=self.skew_ns,
-            flags=flags,
-            packets=wire,
-        )
+        packets = tuple(sorted(pending.packets, key=lambda p: (p.modality, p.scale, p.start_ns, p.source)))
+        step = Step(group=self.group, seq=self._seq, start_ns=self._start(k), end_ns=self._start(k + 1),
+                    skew_ns=self.skew_ns, flags=flags, items=packets)
         self._seq += 1
         self._next_k = k + 1
         st = self.stats
@@ -220,7 +235,7 @@ class Aligner:
         st.late += late
         st.complete += not late
         st.missing += bool(flags & (StepFlag.MISSING_AUDIO | StepFlag.MISSING_VIDEO))
-        st.packets += len(wire)
+        st.packets += len(packets)
         st.pending_steps = len(self._order)
         st.pending_packets -= len(packets)
         return step

@@ -51,8 +51,11 @@ class AudioTokenizer:
         """Samples past a step's end that its tokens wait for (window - hop)."""
         return self.cfg.win_length - self.cfg.hop_length
 
-    def stream(self, source: str, t0_ns: int = 0, clock: Clock = Clock.MEDIA, vectors: bool = False) -> AudioStream:
-        return AudioStream(self, source, t0_ns, clock, vectors)
+    def stream(self, source: str, t0_ns: int = 0, clock: Clock = Clock.MEDIA, vectors: bool = False,
+               seq0: dict[str, int] | None = None) -> AudioStream:
+        """A new stream whose step 0 starts at ``t0_ns``; ``seq0``: the first sequence number per scale
+        (a stream restarted after lost input continues its predecessor's numbering)."""
+        return AudioStream(self, source, t0_ns, clock, vectors, seq0)
 
 
 @dataclass
@@ -69,8 +72,10 @@ class AudioStreamState:
 class AudioStream:
     """One source's streaming audio tokenizer. ``push*`` returns the packets that became complete."""
 
-    def __init__(self, tok: AudioTokenizer, source: str, t0_ns: int, clock: Clock, vectors: bool) -> None:
+    def __init__(self, tok: AudioTokenizer, source: str, t0_ns: int, clock: Clock, vectors: bool,
+                 seq0: dict[str, int] | None = None) -> None:
         self.tok = tok
+        self.seq0 = {"fine": 0, "coarse": 0, **(seq0 or {})}
         self.source = source
         self.t0_ns = t0_ns
         self.clock = clock
@@ -132,7 +137,7 @@ class AudioStream:
             # Only steps that hold received samples: padding alone never makes a token.
             packets += [
                 p for p in self.push_samples(np.zeros(pad))
-                if p.seq * (fine if p.scale == Scale.FINE else coarse) < received
+                if (p.seq - self.seq0[p.scale.name.lower()]) * (fine if p.scale == Scale.FINE else coarse) < received
             ]
         return packets
 
@@ -165,7 +170,7 @@ class AudioStream:
             flags, self.state.pending[scale] = self.state.pending[scale], Flag.NONE
             packets.append(
                 TokenPacket(
-                    source=self.source, modality=Modality.AUDIO, scale=Scale[scale.upper()], seq=k,
+                    source=self.source, modality=Modality.AUDIO, scale=Scale[scale.upper()], seq=self.seq0[scale] + k,
                     start_ns=self.t0_ns + k * step * 1_000_000_000 // rate,
                     end_ns=self.t0_ns + (k + 1) * step * 1_000_000_000 // rate,
                     clock=self.clock, codebook_id=self.tok.codebook_id, flags=flags, grid=(1, 1),

@@ -43,6 +43,11 @@ class AudioConfig(_Strict):
             raise ValueError(f"n_fft ({self.n_fft}) must be at least the window ({self.win_length} samples)")
         if self.coarse_frames % self.fine_frames:
             raise ValueError("coarse_frames must be a multiple of fine_frames")
+        nyquist = self.sample_rate / 2
+        if self.f_max is not None and self.f_max > nyquist:
+            raise ValueError(f"f_max ({self.f_max:g} Hz) is above half the sample rate ({nyquist:g} Hz)")
+        if self.f_min >= (self.f_max if self.f_max is not None else nyquist):
+            raise ValueError(f"f_min ({self.f_min:g} Hz) must be below f_max")
         return self
 
     @property

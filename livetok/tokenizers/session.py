@@ -6,17 +6,19 @@ model resolution and collected into batches of ``video.batch_size`` for one toke
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from livetok.media import MediaFrame
+from livetok.streams.audioconv import AudioToFloat
 from livetok.tokenizers.audio import AudioStream, AudioTokenizer
 from livetok.tokenizers.codebooks import CodebookSet, load_codebooks
 from livetok.tokenizers.config import TokenizerConfig
 from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.video import VideoStream, VideoTokenizer
-from livetok.wire import Clock, TokenPacket
+from livetok.wire import Clock, Flag, TokenPacket
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,104 @@ class PreparedVideo:
     end_ns: int
 
 
+@dataclass(frozen=True)
+class VideoItem:
+    """One frame to encode for one stream (any source): ``image [S, S, 3] uint8``, interval in the
+    stream's clock."""
+
+    stream: VideoStream
+    image: np.ndarray
+    start_ns: int
+    end_ns: int
+
+
+def encode_video(toks: Tokenizers, items: Sequence[VideoItem]) -> list[list[TokenPacket]]:
+    """Frames of any streams -> one batched tokenizer call -> per item its packets (fine, coarse).
+
+    ``[B, S, S, 3]`` uint8 in, for each of the B items ``[fine, coarse]`` out (delta mode: only the
+    changed positions). The one video path: files (:class:`MediaTokenizer`) and the daemon use it.
+    """
+    if not items:
+        return []
+    codes = toks.video.encode(np.stack([it.image for it in items]), vectors=toks.cfg.video.vectors)
+    return [it.stream.packets(it.image, codes, k, it.start_ns, it.end_ns) for k, it in enumerate(items)]
+
+
+# A block whose first sample is further than this from where the previous block ended means samples
+# were lost (or doubled) upstream: continuing would shift every later timestamp, so the stream starts
+# again at the block's own time. Half a block, at least 2 ms: timestamps jitter far less than that,
+# and a lost block moves them by a whole one.
+MIN_AUDIO_TOLERANCE_NS = 2_000_000
+
+
+class AudioTrack:
+    """One source's audio, any rate and layout, -> audio token packets in the source's media time.
+
+    The one audio path: files (:class:`MediaTokenizer`) and the daemon push the same ``[C, N]`` float32
+    blocks (PyAV frames converted by :class:`~livetok.streams.audioconv.AudioToFloat`) with their media
+    time. The stream starts at the first block's time and follows the sample count; when a block says
+    input was lost (``discontinuity``, ``overflow``, a rate change, or a time off the sample count),
+    the running stream is flushed first — every received sample ends up in a token — and a new one
+    starts at the block's time, its first packets flagged (DISCONTINUITY, or GAP), sequence numbers
+    continuing.
+    """
+
+    def __init__(self, toks: Tokenizers, source: str, clock: Clock = Clock.MEDIA) -> None:
+        self.toks = toks
+        self.source = source
+        self.clock = clock
+        self.stream: AudioStream | None = None
+        self.rate = 0
+        self.base_ns = 0  # media time of the running stream's first sample
+        self.samples_in = 0  # samples received by the running stream, at ``rate``
+        self.restarts = 0  # streams started again after lost input
+        self._next_seq: dict[str, int] = {}  # per scale: one past the last sequence number put out
+
+    def push(self, samples: np.ndarray, rate: int, media_ns: int, *, discontinuity: bool = False,
+             overflow: bool = False) -> list[TokenPacket]:
+        """``samples [C, N]`` float32 at ``rate`` Hz whose first sample is at ``media_ns`` -> packets."""
+        out: list[TokenPacket] = []
+        cause = self._break(samples.shape[1], rate, media_ns, discontinuity, overflow)
+        if cause is not None:
+            out += self.flush()
+        if self.stream is None:
+            self.stream = self.toks.audio.stream(self.source, media_ns, self.clock, seq0=self._next_seq)
+            self.rate, self.base_ns, self.samples_in = rate, media_ns, 0
+            if cause is not None:
+                self.restarts += 1
+                if cause == Flag.DISCONTINUITY:
+                    self.stream.reset(media_ns)  # flags DISCONTINUITY on the next packet of each scale
+                else:
+                    self.stream.mark_gap()
+        self.samples_in += samples.shape[1]
+        return self._numbered(out + self.stream.push_array(samples, rate))
+
+    def _numbered(self, packets: list[TokenPacket]) -> list[TokenPacket]:
+        for p in packets:
+            self._next_seq[p.scale.name.lower()] = p.seq + 1
+        return packets
+
+    def _break(self, n: int, rate: int, media_ns: int, discontinuity: bool, overflow: bool) -> Flag | None:
+        """Why the running stream cannot continue with this block (None: it can, or there is none)."""
+        if self.stream is None:
+            return None
+        if discontinuity:
+            return Flag.DISCONTINUITY
+        expected = self.base_ns + self.samples_in * 1_000_000_000 // self.rate
+        tolerance = max(n * 1_000_000_000 // rate // 2, MIN_AUDIO_TOLERANCE_NS)
+        if overflow or rate != self.rate or abs(media_ns - expected) > tolerance:
+            return Flag.GAP
+        return None
+
+    def flush(self) -> list[TokenPacket]:
+        """End of input (or of the running stream): every received sample into a token."""
+        if self.stream is None:
+            return []
+        out = self._numbered(self.stream.flush())
+        self.stream = None
+        return out
+
+
 class MediaTokenizer:
     """Streaming tokenizer for one source's decoded frames (both modalities)."""
 
@@ -64,9 +164,10 @@ class MediaTokenizer:
         self.toks = toks
         self.source = source
         self.clock = clock
-        self.audio: AudioStream | None = None  # started by the first audio frame, at its time
+        self.audio = AudioTrack(toks, source, clock)
         self.video: VideoStream = toks.video.stream(source, clock)
-        self._batch: list[PreparedVideo] = []
+        self._to_float = AudioToFloat()
+        self._batch: list[VideoItem] = []
         self._last_video_ns: int | None = None
 
     def prepare(self, mf: MediaFrame) -> MediaFrame | PreparedVideo:
@@ -86,24 +187,15 @@ class MediaTokenizer:
                 gap = item.start_ns - self._last_video_ns if self._last_video_ns is not None else 0
                 item = PreparedVideo(item.image, item.start_ns, item.start_ns + max(gap, 1))
             self._last_video_ns = item.start_ns
-            self._batch.append(item)
+            self._batch.append(VideoItem(self.video, item.image, item.start_ns, item.end_ns))
             return self._encode_batch() if len(self._batch) >= self.toks.cfg.video.batch_size else []
-        if self.audio is None:
-            self.audio = self.toks.audio.stream(self.source, item.pts_ns, self.clock)
-        return self.audio.push_frame(item.audio)
+        frame = item.audio
+        return self.audio.push(self._to_float.convert(frame), frame.sample_rate, item.pts_ns)
 
     def flush(self) -> list[TokenPacket]:
         """End of input: encode the partial video batch and drain the audio stream."""
-        out = self._encode_batch() if self._batch else []
-        if self.audio is not None:
-            out += self.audio.flush()
-        return out
+        return self._encode_batch() + self.audio.flush()
 
     def _encode_batch(self) -> list[TokenPacket]:
         batch, self._batch = self._batch, []
-        images = np.stack([b.image for b in batch])
-        codes = self.toks.video.encode(images, vectors=self.toks.cfg.video.vectors)
-        out: list[TokenPacket] = []
-        for i, b in enumerate(batch):
-            out += self.video.packets(b.image, codes, i, b.start_ns, b.end_ns)
-        return out
+        return [p for packets in encode_video(self.toks, batch) for p in packets]

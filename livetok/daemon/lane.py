@@ -1,0 +1,57 @@
+"""A blocking lane: one daemon thread that runs a sink's blocking calls (file writes) in order.
+
+Not the default executor and not a ThreadPoolExecutor: those threads are joined when the
+interpreter exits, so a write stuck on a dead disk or NFS mount would hang the daemon's exit. A
+lane's thread is a daemon thread; a call still running at the shutdown deadline is abandoned, and
+counted by its caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_STOP = object()
+
+
+class BlockingLane:
+    """Runs callables one at a time in its own daemon thread; :meth:`run` awaits the result."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((loop, fut, fn, args))
+        return await fut
+
+    def close(self) -> None:
+        """Let the thread end after the jobs already queued (never waits for it)."""
+        self._jobs.put(_STOP)
+
+    def _main(self) -> None:
+        while (job := self._jobs.get()) is not _STOP:
+            loop, fut, fn, args = job
+            try:
+                result, error = fn(*args), None
+            except BaseException as err:  # handed to the awaiting task
+                result, error = None, err
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle, fut, result, error)
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if fut.done():  # the awaiting task gave up (deadline): nothing to deliver
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)

@@ -1,0 +1,82 @@
+"""Everything ``livetok run`` checks before capture starts, so that ``livetok check-config`` can check it too.
+
+Validation of the file itself happens when it is loaded (:func:`livetok.config.load_config`); this adds
+what needs the file system: the codebooks load and match the configuration; every file source exists;
+every file sink's directory exists and is writable, and an existing sink file is a ``.ltk`` file that no
+other process holds. A problem raises the same one-line error ``run`` would give, naming the key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+from livetok.config import LivetokConfig
+from livetok.daemon import config as dc
+from livetok.errors import CodebookError, ConfigError, OutputError
+from livetok.wire.ltkfile import LTK_MAGIC
+
+
+def check_codebooks(cfg: LivetokConfig) -> str:
+    """Load and check the codebooks (ConfigError naming ``tokenizer.codebooks``); their id."""
+    from livetok.tokenizers.codebooks import load_codebooks
+
+    try:
+        cbs = load_codebooks(cfg.tokenizer.codebooks)
+        cbs.check(cfg.tokenizer)
+    except CodebookError as err:
+        raise ConfigError(f"{cfg.where('tokenizer', 'codebooks')}: {err}") from err
+    return cbs.codebook_id
+
+
+def check_sources(cfg: LivetokConfig) -> None:
+    for i, s in enumerate(cfg.sources):
+        if isinstance(s, dc.FileSource) and not Path(s.path).is_file():
+            what = "no such file" if not Path(s.path).exists() else "not a regular file"
+            raise ConfigError(f"{cfg.where('sources', i, 'path')}: {s.path}: {what}")
+
+
+def check_file_sink(path: Path, key: str) -> None:
+    """Would a file sink at ``path`` open? (OutputError naming ``key`` if not; nothing is created.)"""
+    parent = path.parent
+    if not parent.is_dir():
+        raise OutputError(f"{key}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{key}: directory {parent} is not writable")
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise OutputError(f"{key}: {path} is not a regular file; refusing to write into it")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise OutputError(f"{key}: {path}: {err.strerror or err}") from err
+    try:
+        head = os.pread(fd, 4, 0)
+        if head and head != LTK_MAGIC:
+            raise OutputError(f"{key}: {path} exists and is not a .ltk token file; refusing to overwrite it")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"{key}: {path} is in use by another process (locked)") from None
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"{key}: {path} is not writable")
+
+
+def check_sinks(cfg: LivetokConfig) -> None:
+    for i, s in enumerate(cfg.sinks):
+        if isinstance(s, dc.FileSink):
+            check_file_sink(Path(s.path), f"{cfg.where('sinks', i, 'path')}: sink file:{s.path}")
+
+
+def preflight(cfg: LivetokConfig) -> str:
+    """All of the above; returns the codebook id."""
+    check_sources(cfg)
+    check_sinks(cfg)
+    return check_codebooks(cfg)
