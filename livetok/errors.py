@@ -8,7 +8,9 @@ so that the command line can print one clear line and exit non-zero.
     ├── ConfigError        bad configuration (key, value, line)          exit 78
     ├── MediaError         a media file or stream cannot be opened/decoded exit 66
     ├── CodebookError      missing, corrupt or mismatched codebooks      exit 65
-    └── DecodeError        bad bytes in a wire packet or a .ltk file     exit 65
+    ├── DecodeError        bad bytes in a wire packet or a .ltk file     exit 65
+    └── BusError           the MQTT broker is unreachable, refuses us, or was lost   exit 69
+                           (``retryable``: whether trying again later can help)
 """
 
 from __future__ import annotations
@@ -42,3 +44,18 @@ class DecodeError(LivetokError):
     """Bytes are not a valid wire-format packet or token file (see docs/wire-format.md)."""
 
     exit_code = 65  # EX_DATAERR
+
+
+class BusError(LivetokError):
+    """The MQTT bus failed: the broker is unreachable, refused the login, TLS or a subscription, or was lost.
+
+    ``retryable`` is True when trying again later can help (unreachable, connection lost, timed out)
+    and False when it cannot until someone changes something (bad password, untrusted certificate,
+    a refused subscription). Messages never contain a password.
+    """
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from broker import mosquitto, mosquitto_factory  # noqa: F401  -- per-test Mosquitto fixtures (tests/broker.py)
 from mediagen import ffmpeg
+from netproxy import netproxy_factory  # noqa: F401  -- TCP fault proxy fixture (tests/netproxy.py)
 
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 

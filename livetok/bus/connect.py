@@ -1,0 +1,199 @@
+"""Connecting to a broker with aiomqtt: the options both ends share, the client they make, and
+the translation of aiomqtt/paho/ssl/socket errors into one :class:`~livetok.errors.BusError` line.
+
+aiomqtt turns every socket and TLS failure of ``connect`` into a bare ``MqttError(str(exc))``
+(the original exception is dropped), so :func:`bus_error` classifies by the message text as well
+as by type; the texts it looks for are those of CPython's ``ssl`` and ``socket`` modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import random
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from livetok.bus.secret import Secret
+from livetok.bus.tls import TlsOptions, make_ssl_context
+from livetok.bus.url import BrokerUrl
+from livetok.errors import BusError, ConfigError
+
+DEFAULT_SESSION_EXPIRY_S = 3600
+
+
+class Protocol(enum.Enum):
+    """MQTT protocol version; the value is how configs and the command line spell it."""
+
+    V5 = "5"
+    V311 = "3.1.1"
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How to reach and log in to a broker.
+
+    ``persistent``: keep the session (subscriptions and queued QoS>0 messages) across disconnects:
+    clean start off and a session expiry of ``session_expiry_s`` (v5), clean session off (3.1.1);
+    it needs a fixed ``client_id``. ``timeout_s`` bounds the wait for the broker's CONNACK.
+    ``password`` is never shown by ``repr`` (a :class:`Secret`).
+    """
+
+    url: BrokerUrl
+    client_id: str | None = None
+    protocol: Protocol = Protocol.V5
+    keepalive_s: int = 30
+    password: Secret | None = field(default=None, repr=False)
+    tls: TlsOptions | None = None
+    persistent: bool = False
+    session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.persistent and not self.client_id:
+            raise ConfigError("a persistent session needs a fixed client id (client_id / --client-id)")
+        if self.tls is not None and not self.url.tls:
+            raise ConfigError(f"TLS options were given for {self.url}: use an mqtts:// URL for TLS")
+        if self.password is not None and not self.url.username:
+            raise ConfigError(f"a password was given but {self.url} names no user: use mqtt://USER@HOST")
+        if not 1 <= self.keepalive_s <= 65535:
+            raise ConfigError(f"keepalive {self.keepalive_s} s is outside 1..65535")
+        if self.client_id is not None and not 1 <= len(self.client_id.encode()) <= 65535:
+            raise ConfigError(f"client id {self.client_id!r} must be 1 to 65535 bytes")
+
+
+def make_client(opts: ConnectOptions, **extra: Any) -> aiomqtt.Client:
+    """An unconnected aiomqtt client for ``opts`` (call inside the event loop that will use it).
+
+    ``extra`` goes to :class:`aiomqtt.Client` (``will``, ``queue_type``, ``max_inflight_messages``, ...).
+    """
+    tls_context: ssl.SSLContext | None = None
+    if opts.url.tls:
+        tls_context = make_ssl_context(opts.tls or TlsOptions())
+    v5 = opts.protocol is Protocol.V5
+    kwargs: dict[str, Any] = {
+        "identifier": opts.client_id,
+        "protocol": aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        "keepalive": opts.keepalive_s,
+        "timeout": opts.timeout_s,
+        "tls_context": tls_context,
+    }
+    if opts.url.username:
+        kwargs["username"] = opts.url.username
+        kwargs["password"] = opts.password.reveal() if opts.password is not None else None
+    if v5:
+        kwargs["clean_start"] = not opts.persistent
+        if opts.persistent:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = opts.session_expiry_s
+            kwargs["properties"] = props
+    else:
+        kwargs["clean_session"] = not opts.persistent
+    kwargs.update(extra)
+    return aiomqtt.Client(opts.url.host, opts.url.port, **kwargs)
+
+
+def force_close(client: aiomqtt.Client) -> None:
+    """Close a client's socket whatever state it is in, without waiting.
+
+    aiomqtt leaves the socket of a failed or timed-out connect open (paho closes it only after a
+    keepalive period); a late CONNACK on it would make a second session under our client id, so
+    the socket is closed here through paho, the one handle aiomqtt keeps of it.
+    """
+    paho = getattr(client, "_client", None)
+    if paho is None:
+        return
+    with contextlib.suppress(Exception):
+        paho._sock_close()
+
+
+# CONNACK reason codes that retrying with the same credentials cannot fix (v5 values, and the
+# v3.1.1 return codes 1, 2, 4, 5).
+_FATAL_CONNACK = {
+    0x84: "the broker does not support this MQTT version",
+    0x85: "the broker refused the client id",
+    0x86: "bad user name or password",
+    # Mosquitto answers a wrong password with this one too
+    0x87: "not authorized (a wrong user name or password, or a user the broker does not admit)",
+    0x8A: "the user is banned",
+    0x8C: "bad authentication method",
+}
+_FATAL_CONNACK_V311 = {
+    1: "the broker does not support this MQTT version",
+    2: "the broker refused the client id",
+    4: "bad user name or password",
+    5: "not authorized (a wrong user name or password, or a user the broker does not admit)",
+}
+
+
+def bus_error(err: BaseException, opts: ConnectOptions, doing: str = "connect to") -> BusError:
+    """``err`` (from aiomqtt, paho, ssl or socket) as one BusError line naming the broker, with
+    ``retryable`` False for refusals that retrying cannot fix (login, TLS verification)."""
+    url = opts.url
+    who = f" as user {url.username!r}" if url.username else ""
+    text = _plain(err)
+    rc = getattr(err, "rc", None)
+    value = rc.value if isinstance(rc, ReasonCode) else rc
+    if isinstance(err, MqttConnectError) and isinstance(value, int):
+        table = _FATAL_CONNACK if isinstance(rc, ReasonCode) else _FATAL_CONNACK_V311
+        if value in table:
+            return BusError(f"broker {url} refused the connection{who}: {table[value]}", retryable=False)
+        return BusError(f"broker {url} refused the connection: {text}", retryable=True)
+    low = text.lower()
+    if isinstance(err, ssl.SSLCertVerificationError) or "certificate_verify_failed" in low \
+            or "certificate verify failed" in low:
+        detail = text.split("certificate verify failed:", 1)[-1].split("(_ssl.c")[0].strip(" :")
+        return BusError(f"TLS: the certificate of broker {url} was not accepted: {detail or text}", retryable=False)
+    if isinstance(err, ssl.SSLError) or "[ssl" in low or "tlsv1 alert" in low or "wrong version number" in low:
+        return BusError(f"TLS with broker {url} failed: {text}", retryable=False)
+    if "timed out" in low:
+        return BusError(f"cannot {doing} broker {url}: no answer within {opts.timeout_s:g} s", retryable=True)
+    return BusError(f"cannot {doing} broker {url}: {text}", retryable=True)
+
+
+def _plain(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err)
+    # "[Errno 111] Connection refused" -> "Connection refused"
+    if text.startswith("[Errno") and "] " in text:
+        text = text.split("] ", 1)[1]
+    return text or type(err).__name__
+
+
+def reason_failed(code: object) -> bool:
+    """True when a SUBACK entry (a v5 ReasonCode or a v3.1.1 granted-QoS int) is a refusal."""
+    value = code.value if isinstance(code, ReasonCode) else code
+    return isinstance(value, int) and value >= 0x80
+
+
+def reason_text(code: object) -> str:
+    if isinstance(code, ReasonCode):
+        return str(code)
+    return "failure" if code == 0x80 else str(code)
+
+
+class Backoff:
+    """Capped exponential backoff with jitter: ``initial_s``, doubling up to ``max_s``, each delay
+    drawn uniformly from its upper half so that many clients restarting together spread out."""
+
+    def __init__(self, initial_s: float = 0.2, max_s: float = 10.0) -> None:
+        if not 0 < initial_s <= max_s:
+            raise ConfigError(f"backoff needs 0 < initial ({initial_s}) <= max ({max_s})")
+        self.initial_s, self.max_s = initial_s, max_s
+        self._next = initial_s
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self.max_s, self._next * 2)
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self._next = self.initial_s

@@ -1,0 +1,556 @@
+"""The consumer: subscribe to livetok topics and get decoded packets and steps you can trust.
+
+    async with Subscriber("mqtt://broker:1883", "livetok/+/+/steps") as sub:
+        async for msg in sub:
+            msg.step, msg.run_id, msg.continuity, msg.received_unix_ns
+        sub.stats.total.gaps
+
+Delivery, as this module implements it:
+
+* Every message is stamped (monotonic and wall-clock ns) when it comes off the socket, and
+  waits in a bounded buffer (``buffer_messages``) until the caller takes it. When the buffer is
+  full the oldest message is dropped and counted (``stats.dropped``); the consumer then sees it
+  as a gap, like any other loss.
+* QoS 1/2 messages are acknowledged to the broker when the caller takes them (or when they are
+  dropped or skipped), not when they arrive: a consumer that falls behind makes the broker hold
+  messages (its in-flight window, then its queue), and with a persistent session what was not
+  yet taken is sent again after a crash or a reconnect (and counted as duplicates if it was).
+* Continuity per stream (``livetok.client.continuity``): gaps, duplicates, late arrivals and
+  daemon restarts (a new run id) are counted across reconnects. Duplicates and messages of an
+  older run are counted and skipped unless ``deliver_duplicates``.
+* The connection is kept up: a lost connection is retried with capped exponential backoff
+  (forever by default), re-subscribing; counters and buffered messages survive. Refusals that
+  retrying cannot fix (login, TLS verification, a refused subscription) raise
+  :class:`~livetok.errors.BusError` with ``retryable`` False.
+* Each source's retained meta (``{prefix}/{instance}/{source}/meta``) and each instance's
+  availability are subscribed to beside the data (``meta=True``) and exposed as :attr:`meta`,
+  :attr:`available`; under MQTT 3.1.1, which has no message properties, the run id of a message
+  comes from its source's (or instance's) meta. They are only yielded when the caller's own
+  filters match them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from aiomqtt import Message as MqttMessage
+from aiomqtt import MqttError
+
+from livetok.bus.connect import (
+    Backoff,
+    ConnectOptions,
+    Protocol,
+    bus_error,
+    force_close,
+    make_client,
+    reason_failed,
+    reason_text,
+)
+from livetok.bus.meta import SourceMeta
+from livetok.bus.properties import run_id_of
+from livetok.bus.secret import Secret, read_secret_file
+from livetok.bus.tls import TlsOptions
+from livetok.bus.topics import (
+    DEFAULT_PREFIX,
+    TopicInfo,
+    TopicKind,
+    check_filter,
+    check_name,
+    check_prefix,
+    companion_filters,
+    data_filters,
+    filter_covers,
+    filter_matches,
+    parse_topic,
+    split_shared,
+)
+from livetok.bus.url import parse_broker_url
+from livetok.client.continuity import Continuity, ContinuityTracker, StreamKey, StreamStats
+from livetok.errors import BusError, ConfigError, DecodeError
+from livetok.vocab import Vocabulary
+from livetok.wire import AlignedStep, Modality, Scale, TokenPacket, decode_packet
+
+_SKIPPED = (Continuity.DUPLICATE, Continuity.STALE)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message from the bus, decoded.
+
+    ``packet`` (TOKENS) or ``step`` (STEPS) is the decoded wire packet; ``meta`` (META) the
+    source's meta; ``text`` the payload as text (AVAILABLE: ``online``/``stopped``/``offline``;
+    STATS: the JSON, parsed into ``data``). ``run_id``: the daemon run (v5 property, else from
+    meta; None when unknown). ``continuity``/``missing``: what this message was for its stream
+    (None for meta, availability and stats). Receive times are taken when the message came off
+    the socket: ``received_mono_ns`` (``time.monotonic_ns``), ``received_unix_ns`` (``time.time_ns``).
+    """
+
+    topic: str
+    kind: TopicKind
+    instance: str
+    source: str | None
+    group: str | None
+    modality: Modality | None
+    scale: Scale | None
+    run_id: str | None
+    qos: int
+    retain: bool
+    received_mono_ns: int
+    received_unix_ns: int
+    payload: bytes = field(repr=False)
+    packet: TokenPacket | None = field(default=None, repr=False)
+    step: AlignedStep | None = field(default=None, repr=False)
+    meta: SourceMeta | None = field(default=None, repr=False)
+    text: str | None = None
+    data: Any = field(default=None, repr=False)
+    continuity: Continuity | None = None
+    missing: int = 0
+    stream: StreamKey | None = None
+
+    @property
+    def seq(self) -> int | None:
+        item = self.packet if self.packet is not None else self.step
+        return None if item is None else item.seq
+
+
+@dataclass
+class SubscriberStats:
+    """A snapshot of the subscriber's counters.
+
+    ``streams``: per stream (see :class:`StreamStats`); ``total``: their sum. ``messages``: every
+    message taken off the broker; ``foreign``: on topics that are not livetok's (skipped);
+    ``meta_errors``: meta documents that did not parse; ``dropped``: thrown away because the
+    buffer was full; ``buffered``: waiting now. ``connects``/``reconnects``/``disconnects``: the
+    connection's history; ``last_error``: the most recent problem, one line.
+    """
+
+    streams: dict[StreamKey, StreamStats]
+    total: StreamStats
+    messages: int = 0
+    foreign: int = 0
+    meta_errors: int = 0
+    dropped: int = 0
+    buffered: int = 0
+    connects: int = 0
+    reconnects: int = 0
+    disconnects: int = 0
+    connected: bool = False
+    last_error: str | None = None
+
+
+class _Intake:
+    """Stands in for aiomqtt's incoming-message queue (its ``queue_type`` hook), so that each
+    message is stamped the moment paho hands it over and lands in the subscriber's own buffer,
+    which outlives the connection. aiomqtt's message iterator waits on :meth:`get`, which never
+    returns: that iterator is only used to learn that the connection dropped."""
+
+    def __init__(self, sub: Subscriber, gen: int) -> None:
+        self._sub, self._gen = sub, gen
+
+    def put_nowait(self, item: MqttMessage) -> None:
+        self._sub._receive(item, self._gen)
+
+    async def get(self) -> MqttMessage:
+        await asyncio.get_running_loop().create_future()  # never completes; cancelled on disconnect
+        raise AssertionError("unreachable")
+
+    def qsize(self) -> int:
+        return 0
+
+    def empty(self) -> bool:
+        return True
+
+
+_Entry = tuple[int, int, int, MqttMessage]  # (monotonic ns, unix ns, connection generation, message)
+
+
+class Subscriber:
+    """Subscribe to livetok topics (module doc). An async context manager and async iterator.
+
+    ``url``: ``mqtt[s]://[USER@]HOST[:PORT]``. ``filters``: one filter or several (default: every
+    token and step topic under ``prefix``); ``$share/GROUP/...`` filters are allowed, or give
+    ``share`` to make them all shared (each message then goes to one member of the group, and
+    each member sees the others' messages as gaps). ``qos``: the subscription's maximum QoS.
+    ``persistent`` (needs ``client_id``): the broker keeps the session and queues QoS>0 messages
+    while this subscriber is away, for ``session_expiry_s``. ``protocol``: "5" or "3.1.1".
+    ``password`` (str or Secret) or ``password_file``: never shown in repr, logs or errors.
+    ``tls``: CA, client certificate, minimum version (mqtts:// URLs). ``connect_attempts``: tries
+    for the first connection (None: forever); later reconnects retry forever unless
+    ``reconnect_timeout_s`` is given. Configuration problems raise ConfigError here.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        filters: str | Sequence[str] | None = None,
+        *,
+        qos: int = 1,
+        client_id: str | None = None,
+        protocol: Protocol | str = Protocol.V5,
+        persistent: bool = False,
+        session_expiry_s: int = 3600,
+        share: str | None = None,
+        password: str | Secret | None = None,
+        password_file: str | os.PathLike[str] | None = None,
+        tls: TlsOptions | None = None,
+        keepalive_s: int = 30,
+        timeout_s: float = 10.0,
+        prefix: str = DEFAULT_PREFIX,
+        meta: bool = True,
+        deliver_duplicates: bool = False,
+        buffer_messages: int = 10_000,
+        connect_attempts: int | None = 5,
+        reconnect_timeout_s: float | None = None,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 10.0,
+    ) -> None:
+        if qos not in (0, 1, 2):
+            raise ConfigError(f"qos {qos!r} is not 0, 1 or 2")
+        if buffer_messages < 1:
+            raise ConfigError(f"buffer_messages {buffer_messages} must be at least 1")
+        if connect_attempts is not None and connect_attempts < 1:
+            raise ConfigError(f"connect_attempts {connect_attempts} must be at least 1 (None: forever)")
+        if password is not None and password_file is not None:
+            raise ConfigError("give a password or a password file, not both")
+        secret = read_secret_file(password_file) if password_file is not None else (
+            Secret(password) if isinstance(password, str) else password)
+        try:
+            proto = protocol if isinstance(protocol, Protocol) else Protocol(str(protocol))
+        except ValueError:
+            raise ConfigError(f"MQTT protocol {protocol!r} is not '5' or '3.1.1'") from None
+        self._opts = ConnectOptions(
+            url=parse_broker_url(url), client_id=client_id, protocol=proto, keepalive_s=keepalive_s,
+            password=secret, tls=tls, persistent=persistent, session_expiry_s=session_expiry_s, timeout_s=timeout_s)
+        self._prefix = check_prefix(prefix)
+        wanted = [filters] if isinstance(filters, str) else list(filters or data_filters(self._prefix))
+        if not wanted:
+            raise ConfigError("no topic filter given")
+        if share is not None:
+            check_name(share, "share group")
+        self._user_filters = [split_shared(check_filter(f))[1] for f in wanted]
+        subs = [f if share is None or f.startswith("$share/") else f"$share/{share}/{f}" for f in wanted]
+        if meta:
+            for f in wanted:
+                for extra in companion_filters(f, self._prefix):
+                    covered = any(filter_covers(u, extra) for u in self._user_filters)
+                    if not covered and extra not in subs:
+                        subs.append(extra)
+        self._subscriptions = list(dict.fromkeys(subs))
+        self._qos = qos
+        self._deliver_duplicates = deliver_duplicates
+        self._buffer_max = buffer_messages
+        self._connect_attempts = connect_attempts
+        self._reconnect_timeout_s = reconnect_timeout_s
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
+
+        self._tracker = ContinuityTracker()
+        self._meta: dict[tuple[str, str], SourceMeta] = {}
+        self._available: dict[str, str] = {}
+        self._vocabs: dict[str, Vocabulary] = {}
+        self._inbox: deque[_Entry] = deque()
+        self._wake: asyncio.Event | None = None
+        self._client: Any = None  # aiomqtt.Client of the current connection
+        self._watch: asyncio.Task[None] | None = None
+        self._gen = 0
+        self._lost: BaseException | None = None
+        self._closed = False
+        self._counts = {"messages": 0, "foreign": 0, "meta_errors": 0, "dropped": 0, "connects": 0,
+                        "reconnects": 0, "disconnects": 0}
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Subscriber({str(self._opts.url)!r}, {self._subscriptions!r}, connected={self.connected})"
+
+    # -- public state ------------------------------------------------------------------------------
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """The filters actually subscribed to (the caller's, shared if asked, then meta/availability)."""
+        return list(self._subscriptions)
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._lost is None
+
+    @property
+    def stats(self) -> SubscriberStats:
+        streams = self._tracker.stats()
+        total = StreamStats()
+        for s in streams.values():
+            total.add(s)
+        c = self._counts
+        return SubscriberStats(streams, total, c["messages"], c["foreign"], c["meta_errors"], c["dropped"],
+                               len(self._inbox), c["connects"], c["reconnects"], c["disconnects"], self.connected,
+                               self._last_error)
+
+    @property
+    def meta(self) -> dict[tuple[str, str], SourceMeta]:
+        """The latest meta per (instance, source) seen so far (updated as messages are taken)."""
+        return dict(self._meta)
+
+    @property
+    def available(self) -> dict[str, str]:
+        """The latest availability per instance: ``online``, ``stopped`` or ``offline``."""
+        return dict(self._available)
+
+    def vocabulary(self, codebook_id: str) -> Vocabulary | None:
+        """The joint vocabulary for ``codebook_id`` as published in some source's meta, if seen."""
+        return self._vocabs.get(codebook_id)
+
+    # -- connection --------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Subscriber:
+        self._wake = asyncio.Event()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._connect_once()
+                return self
+            except BusError as err:
+                self._last_error = str(err)
+                last = self._connect_attempts is not None and attempt >= self._connect_attempts
+                if not err.retryable or last:
+                    await self.close()
+                    tries = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
+                    raise BusError(f"{err}{tries}", retryable=err.retryable) from err.__cause__
+            except BaseException:
+                await self.close()
+                raise
+            await asyncio.sleep(self._backoff.next_delay())
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Disconnect (gracefully, within a few seconds) and end iteration; safe to call twice."""
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
+        await self._drop_client(graceful=True)
+
+    async def _connect_once(self) -> None:
+        self._gen += 1
+        gen = self._gen
+        client = make_client(self._opts, queue_type=cast(Any, lambda maxsize=0: _Intake(self, gen)))
+        # QoS 1/2 acknowledgements go out when the caller takes a message (module doc); paho's
+        # switch for that is on the client aiomqtt wraps, and must be set before connecting
+        client._client.manual_ack_set(True)
+        try:
+            await client.__aenter__()
+        except asyncio.CancelledError:
+            force_close(client)
+            raise
+        except (MqttError, OSError) as err:
+            force_close(client)
+            raise bus_error(err, self._opts) from err
+        try:
+            codes = await client.subscribe([(f, self._qos) for f in self._subscriptions])
+        except asyncio.CancelledError:
+            force_close(client)
+            raise
+        except (MqttError, OSError) as err:
+            force_close(client)
+            raise bus_error(err, self._opts, "subscribe at") from err
+        refused = [(f, c) for f, c in zip(self._subscriptions, codes, strict=False) if reason_failed(c)]
+        if refused:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
+            force_close(client)
+            what = ", ".join(f"{f!r} ({reason_text(c)})" for f, c in refused)
+            raise BusError(f"broker {self._opts.url} refused the subscription to {what}", retryable=False)
+        if self._closed:  # closed while connecting
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
+            force_close(client)
+            return
+        self._client = client
+        self._lost = None
+        self._counts["connects"] += 1
+        self._backoff.reset()
+        self._watch = asyncio.create_task(self._watch_connection(client, gen), name="livetok-subscriber-watch")
+
+    async def _watch_connection(self, client: Any, gen: int) -> None:
+        """Wait for the connection to drop (aiomqtt's iterator raises then) and say so."""
+        try:
+            async for _ in client.messages:
+                pass
+        except MqttError as err:
+            if gen == self._gen and not self._closed:
+                self._lost = err
+                if self._wake is not None:
+                    self._wake.set()
+
+    async def _drop_client(self, graceful: bool) -> None:
+        client, self._client = self._client, None
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(BaseException):
+                await watch
+        if client is None:
+            return
+        if graceful:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
+        force_close(client)
+
+    async def _reconnect(self) -> None:
+        err, self._lost = self._lost, None
+        self._counts["disconnects"] += 1
+        if err is not None:
+            self._last_error = str(bus_error(err, self._opts, "stay connected to"))
+        await self._drop_client(graceful=False)
+        deadline = None if self._reconnect_timeout_s is None else time.monotonic() + self._reconnect_timeout_s
+        while not self._closed:
+            await asyncio.sleep(self._backoff.next_delay())
+            if self._closed:
+                return
+            try:
+                await self._connect_once()
+                self._counts["reconnects"] += 1
+                return
+            except BusError as e:
+                self._last_error = str(e)
+                if not e.retryable or (deadline is not None and time.monotonic() > deadline):
+                    raise
+
+    # -- messages ----------------------------------------------------------------------------------
+
+    def _receive(self, msg: MqttMessage, gen: int) -> None:
+        """paho's on_message, on the event loop thread: stamp, buffer, wake the reader."""
+        self._inbox.append((time.monotonic_ns(), time.time_ns(), gen, msg))
+        if len(self._inbox) > self._buffer_max:
+            self._ack(self._inbox.popleft())
+            self._counts["dropped"] += 1
+        if self._wake is not None:
+            self._wake.set()
+
+    def _ack(self, entry: _Entry) -> None:
+        """Acknowledge a QoS 1/2 message on the connection it came on (a message id means nothing
+        on another connection; the broker resends what a persistent session did not get acked)."""
+        _, _, gen, msg = entry
+        client = self._client
+        if msg.qos and gen == self._gen and client is not None:
+            with contextlib.suppress(Exception):
+                client._client.ack(msg.mid, msg.qos)
+
+    def __aiter__(self) -> Subscriber:
+        return self
+
+    async def __anext__(self) -> Message:
+        if self._wake is None:
+            raise RuntimeError("use 'async with Subscriber(...)' before iterating")
+        while True:
+            while self._inbox:
+                entry = self._inbox.popleft()
+                self._ack(entry)
+                out = self._process(entry)
+                if out is not None:
+                    return out
+            if self._closed:
+                raise StopAsyncIteration
+            if self._lost is not None:
+                await self._reconnect()
+                continue
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def get(self, timeout_s: float | None = None) -> Message | None:
+        """The next message, or None after ``timeout_s`` or once closed."""
+        try:
+            return await asyncio.wait_for(self.__anext__(), timeout_s)
+        except (TimeoutError, StopAsyncIteration):
+            return None
+
+    def _process(self, entry: _Entry) -> Message | None:
+        mono, unix, _, msg = entry
+        self._counts["messages"] += 1
+        topic = msg.topic.value
+        info = parse_topic(topic)
+        if info is None:
+            self._counts["foreign"] += 1
+            return None
+        payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+        base: dict[str, Any] = {"topic": topic, "kind": info.kind, "instance": info.instance, "source": info.source,
+                "group": info.group, "modality": info.modality, "scale": info.scale, "qos": msg.qos,
+                "retain": bool(msg.retain), "received_mono_ns": mono, "received_unix_ns": unix, "payload": payload}
+        if info.kind in (TopicKind.TOKENS, TopicKind.STEPS):
+            return self._data(info, msg, base)
+        wanted = any(filter_matches(f, topic) for f in self._user_filters)
+        if info.kind is TopicKind.META:
+            meta = self._take_meta(info, payload, topic)
+            return Message(**base, run_id=meta.run_id if meta else None, meta=meta) if wanted else None
+        text = payload.decode("utf-8", "replace")
+        if info.kind is TopicKind.AVAILABLE:
+            if text:
+                self._available[info.instance] = text
+            else:
+                self._available.pop(info.instance, None)
+            return Message(**base, run_id=None, text=text) if wanted else None
+        data = None
+        with contextlib.suppress(ValueError):
+            data = json.loads(text)
+        return Message(**base, run_id=None, text=text, data=data) if wanted else None
+
+    def _data(self, info: TopicInfo, msg: MqttMessage, base: dict[str, Any]) -> Message | None:
+        steps = info.kind is TopicKind.STEPS
+        name = cast(str, info.group if steps else info.source)
+        key = StreamKey(info.instance, name, info.modality, info.scale)
+        try:
+            item = decode_packet(base["payload"])
+        except DecodeError as err:
+            self._tracker.invalid(key)
+            self._last_error = f"{base['topic']}: {err}"
+            return None
+        if steps != isinstance(item, AlignedStep) or (
+                isinstance(item, TokenPacket) and (item.modality, item.scale) != (info.modality, info.scale)):
+            self._tracker.invalid(key)
+            self._last_error = f"{base['topic']}: the payload is a packet of another kind or stream than the topic"
+            return None
+        run_id = run_id_of(msg.properties)
+        from_meta = False
+        if run_id is None:
+            meta = None if steps else self._meta.get((info.instance, name))
+            run_id = meta.run_id if meta is not None else self._instance_run(info.instance)
+            from_meta = run_id is not None
+        obs = self._tracker.observe(key, item.seq, run_id, from_meta)
+        if obs.continuity in _SKIPPED and not self._deliver_duplicates:
+            return None
+        if steps:
+            return Message(**base, run_id=run_id, step=cast(AlignedStep, item), continuity=obs.continuity,
+                           missing=obs.missing, stream=key)
+        return Message(**base, run_id=run_id, packet=cast(TokenPacket, item), continuity=obs.continuity,
+                       missing=obs.missing, stream=key)
+
+    def _take_meta(self, info: TopicInfo, payload: bytes, topic: str) -> SourceMeta | None:
+        key = (info.instance, cast(str, info.source))
+        if not payload:  # a cleared retained message: the source is gone
+            self._meta.pop(key, None)
+            return None
+        try:
+            meta = SourceMeta.from_json(payload)
+        except DecodeError as err:
+            self._counts["meta_errors"] += 1
+            self._last_error = f"{topic}: {err}"
+            return None
+        self._meta[key] = meta
+        self._vocabs.setdefault(meta.codebook_id, meta.vocab)
+        return meta
+
+    def _instance_run(self, instance: str) -> str | None:
+        """The run id of ``instance`` by its meta: the most recently started run among its sources
+        (a source dropped from the configuration leaves an older retained meta behind)."""
+        best: SourceMeta | None = None
+        for (inst, _), m in self._meta.items():
+            if inst == instance and (best is None or (m.started_unix_ns or 0) >= (best.started_unix_ns or 0)):
+                best = m
+        return None if best is None else best.run_id
