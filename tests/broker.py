@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
-import os
 import shutil
 import signal
 import socket
@@ -323,9 +322,3 @@ def mosquitto(mosquitto_factory: MosquittoFactory) -> Mosquitto:
     """A default broker (anonymous, no persistence), started, stopped at the end of the test."""
     return mosquitto_factory()
 
-
-def tool_env() -> dict[str, str]:
-    """The environment for a child process, with ``/usr/sbin`` on PATH (Debian puts mosquitto there)."""
-    env = dict(os.environ)
-    env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
-    return env
