@@ -116,6 +116,20 @@ def test_a_persistent_session_loses_nothing_across_a_broker_restart(mosquitto_fa
     asyncio.run(main())
 
 
+def test_a_consumer_that_falls_behind_makes_the_broker_hold_qos1_messages(mosquitto: Mosquitto) -> None:
+    """Acks go out as messages are taken and the broker may not have more unacknowledged ones out
+    than the buffer holds: 300 messages through a 5-message buffer (Mosquitto alone would send 20), none dropped."""
+    async def main() -> None:
+        async with Subscriber(mosquitto.url, buffer_messages=5) as sub:
+            await asyncio.to_thread(publish, mosquitto.url, [packet(s) for s in range(300)])
+            assert sub.stats.buffered <= 5  # the rest waits at the broker
+            got = await take(sub, 300)
+            assert seqs(got) == list(range(300))
+            assert sub.stats.dropped == 0 and sub.stats.total.gaps == 0
+
+    asyncio.run(main())
+
+
 def test_cuts_and_a_black_hole_are_survived_with_counters_kept(mosquitto: Mosquitto) -> None:
     with NetProxy(mosquitto.port) as proxy:
         async def main() -> None:

@@ -43,6 +43,7 @@ class ConnectOptions:
     ``persistent``: keep the session (subscriptions and queued QoS>0 messages) across disconnects:
     clean start off and a session expiry of ``session_expiry_s`` (v5), clean session off (3.1.1);
     it needs a fixed ``client_id``. ``timeout_s`` bounds the wait for the broker's CONNACK.
+    ``receive_maximum`` (v5): at most this many QoS 1/2 messages unacknowledged towards us.
     ``password`` is never shown by ``repr`` (a :class:`Secret`).
     """
 
@@ -55,6 +56,7 @@ class ConnectOptions:
     persistent: bool = False
     session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S
     timeout_s: float = 10.0
+    receive_maximum: int | None = None
 
     def __post_init__(self) -> None:
         if self.persistent and not self.client_id:
@@ -65,6 +67,8 @@ class ConnectOptions:
             raise ConfigError(f"a password was given but {self.url} names no user: use mqtt://USER@HOST")
         if not 1 <= self.keepalive_s <= 65535:
             raise ConfigError(f"keepalive {self.keepalive_s} s is outside 1..65535")
+        if self.receive_maximum is not None and not 1 <= self.receive_maximum <= 65535:
+            raise ConfigError(f"receive maximum {self.receive_maximum} is outside 1..65535")
         if self.client_id is not None and not 1 <= len(self.client_id.encode()) <= 65535:
             raise ConfigError(f"client id {self.client_id!r} must be 1 to 65535 bytes")
 
@@ -90,9 +94,12 @@ def make_client(opts: ConnectOptions, **extra: Any) -> aiomqtt.Client:
         kwargs["password"] = opts.password.reveal() if opts.password is not None else None
     if v5:
         kwargs["clean_start"] = not opts.persistent
-        if opts.persistent:
+        if opts.persistent or opts.receive_maximum is not None:
             props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = opts.session_expiry_s
+            if opts.persistent:
+                props.SessionExpiryInterval = opts.session_expiry_s
+            if opts.receive_maximum is not None:
+                props.ReceiveMaximum = opts.receive_maximum
             kwargs["properties"] = props
     else:
         kwargs["clean_session"] = not opts.persistent

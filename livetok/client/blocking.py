@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -82,10 +83,20 @@ class BlockingSubscriber:
         if self._finished:
             self._raise_error()
             return None
-        try:
-            item = self._queue.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            # in slices, so that a loop thread that ended without its end marker is noticed
+            left = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+            try:
+                item = self._queue.get(timeout=left)
+                break
+            except queue.Empty:
+                if self._thread is None or not self._thread.is_alive():
+                    self._finished = True
+                    self._raise_error()
+                    return None
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
         self._signal_space()
         if item is _END:
             self._finished = True
@@ -138,20 +149,25 @@ class BlockingSubscriber:
 
     async def _main(self) -> None:
         self._space = asyncio.Event()
+        closing = False
         try:
             async with self._sub as sub:
                 self._ready.set()
                 async for msg in sub:
                     await self._put(msg)
         except asyncio.CancelledError:
-            pass
+            closing = True  # close(): nobody waits for more, so the end marker must not wait for room
         except BaseException as err:  # handed to the consuming thread, raised there
             self._error = err
         finally:
             self._last_stats = self._sub.stats
             self._ready.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._put(_END)
+            if closing:
+                with contextlib.suppress(queue.Full):
+                    self._queue.put_nowait(_END)
+            else:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._put(_END)
 
     async def _put(self, item: Any) -> None:
         space = self._space

@@ -10,7 +10,9 @@ Delivery, as this module implements it:
 * Every message is stamped (monotonic and wall-clock ns) when it comes off the socket, and
   waits in a bounded buffer (``buffer_messages``) until the caller takes it. When the buffer is
   full the oldest message is dropped and counted (``stats.dropped``); the consumer then sees it
-  as a gap, like any other loss.
+  as a gap, like any other loss. Under MQTT v5 the broker is told (Receive Maximum) not to have
+  more QoS 1/2 messages unacknowledged towards us than the buffer holds, so those do not
+  overflow it (except, briefly, with redeliveries after a reconnect).
 * QoS 1/2 messages are acknowledged to the broker when the caller takes them (or when they are
   dropped or skipped), not when they arrive: a consumer that falls behind makes the broker hold
   messages (its in-flight window, then its queue), and with a persistent session what was not
@@ -228,7 +230,10 @@ class Subscriber:
             raise ConfigError(f"MQTT protocol {protocol!r} is not '5' or '3.1.1'") from None
         self._opts = ConnectOptions(
             url=parse_broker_url(url), client_id=client_id, protocol=proto, keepalive_s=keepalive_s,
-            password=secret, tls=tls, persistent=persistent, session_expiry_s=session_expiry_s, timeout_s=timeout_s)
+            password=secret, tls=tls, persistent=persistent, session_expiry_s=session_expiry_s, timeout_s=timeout_s,
+            # the broker may not have more QoS 1/2 messages out to us than the buffer holds, so
+            # those never overflow it: a slow consumer makes them wait at the broker instead
+            receive_maximum=min(buffer_messages, 65535))
         self._prefix = check_prefix(prefix)
         wanted = [filters] if isinstance(filters, str) else list(filters or data_filters(self._prefix))
         if not wanted:
@@ -260,7 +265,9 @@ class Subscriber:
         self._client: Any = None  # aiomqtt.Client of the current connection
         self._watch: asyncio.Task[None] | None = None
         self._gen = 0
-        self._lost: BaseException | None = None
+        self._lost: BaseException | None = None  # set while the connection is down
+        self._reconnecting = False
+        self._reconnect_deadline: float | None = None
         self._closed = False
         self._counts = {"messages": 0, "foreign": 0, "meta_errors": 0, "dropped": 0, "connects": 0,
                         "reconnects": 0, "disconnects": 0}
@@ -394,34 +401,42 @@ class Subscriber:
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.cancel()
-            with contextlib.suppress(BaseException):
-                await watch
         if client is None:
             return
-        if graceful:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
-        force_close(client)
+        try:
+            if graceful:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
+        finally:
+            force_close(client)  # also when cancelled: never leave a socket behind
 
     async def _reconnect(self) -> None:
-        err, self._lost = self._lost, None
-        self._counts["disconnects"] += 1
-        if err is not None:
-            self._last_error = str(bus_error(err, self._opts, "stay connected to"))
-        await self._drop_client(graceful=False)
-        deadline = None if self._reconnect_timeout_s is None else time.monotonic() + self._reconnect_timeout_s
+        """Reconnect after a loss. ``_lost`` stays set until a new connection is up, so a caller
+        cancelled in here (``get(timeout_s)``) finds the subscriber still reconnecting next time."""
+        if not self._reconnecting:
+            self._reconnecting = True
+            self._counts["disconnects"] += 1
+            if self._lost is not None:
+                self._last_error = str(bus_error(self._lost, self._opts, "stay connected to"))
+            self._reconnect_deadline = (None if self._reconnect_timeout_s is None
+                                        else time.monotonic() + self._reconnect_timeout_s)
+            await self._drop_client(graceful=False)
         while not self._closed:
             await asyncio.sleep(self._backoff.next_delay())
             if self._closed:
                 return
             try:
                 await self._connect_once()
-                self._counts["reconnects"] += 1
-                return
             except BusError as e:
                 self._last_error = str(e)
+                deadline = self._reconnect_deadline
                 if not e.retryable or (deadline is not None and time.monotonic() > deadline):
+                    self._reconnecting = False
                     raise
+                continue
+            self._reconnecting = False
+            self._counts["reconnects"] += 1
+            return
 
     # -- messages ----------------------------------------------------------------------------------
 
