@@ -179,8 +179,8 @@ def test_av_relation_holds_from_the_first_packet(toks: Tokenizers, audio_lag_ms:
     eng, sink = engine(toks, [{"kind": "synthetic", "name": "cam"}])
     feed(eng, sink, 3.0, t0=50 * NS, audio_lag_ns=audio_lag_ms * 1_000_000, early_extra_ns=busy_ms * 1_000_000)
     sink.add(eng.flush())
-    video = sorted(((hp.packet.start_ns, hp.start_ns) for hp in sink.host
-                    if hp.modality == Modality.VIDEO and hp.scale == Scale.FINE))
+    video = sorted((hp.packet.start_ns, hp.start_ns) for hp in sink.host
+                    if hp.modality == Modality.VIDEO and hp.scale == Scale.FINE)
     audio = [(hp.packet.start_ns, hp.start_ns) for hp in sink.host if hp.modality == Modality.AUDIO]
     assert len(video) == 90 and len(audio) > 150
     vm = np.array([m for m, _ in video])
@@ -220,3 +220,14 @@ def test_packets_keep_media_time_until_the_wire(run: tuple[Engine, Collected]) -
     assert all(p.clock == Clock.UNIX for p in wire)
     stamper = sink.stamper
     assert wire[0].start_ns == stamper.wall.to_unix(sink.host[0].start_ns)
+
+
+def test_a_camera_only_daemon_does_not_need_portaudio() -> None:
+    """Importing the daemon (and building a camera source) must not import sounddevice."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import livetok.daemon.runner, livetok.daemon.sources, livetok.daemon.main; "
+            "print('sounddevice' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from livetok.cli import main
@@ -97,3 +98,102 @@ def test_devices_lists_or_says_none(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["devices"]) == 0
     out = capsys.readouterr().out.lower()
     assert "camera" in out or "v4l2" in out
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "livetok.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.mark.parametrize("after_s", [1.0, 3.0])
+def test_sigterm_during_start_up_stops_cleanly(tmp_path: Path, after_s: float) -> None:
+    out = tmp_path / "early.ltk"
+    proc = _cli("run", "--source", "synthetic", "--sink", f"file:{out}")
+    try:
+        time.sleep(after_s)  # torch, codebooks, warm-up: about 4 s
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    if out.exists():
+        assert read_ltk(out).errors == []
+
+
+def test_a_second_sigint_means_hurry_not_a_traceback(tmp_path: Path) -> None:
+    out = tmp_path / "twice.ltk"
+    proc = _cli("run", "--source", "synthetic", "--sink", f"file:{out}")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 20_000):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped by SIGINT" in err and "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert read_ltk(out).errors == []
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf", "soon"])
+def test_bad_durations_are_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--source", "synthetic", "--sink", "file:/tmp/never.ltk", "--duration", value]) == 78
+    err = capsys.readouterr().err
+    assert f"--duration {value}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_no_sink_says_how_to_add_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--source", "synthetic", "--duration", "1"]) == 78
+    assert "--sink file:PATH.ltk" in capsys.readouterr().err
+
+
+def test_overload_books_balance_exactly(tmp_path: Path) -> None:
+    """Six 1280x720@60 synthetic sources on this machine, tiny queues: frames and blocks are dropped,
+    and every one of them is counted: captured = tokenized + dropped, per source and modality."""
+    out = tmp_path / "load.ltk"
+    cfg = LivetokConfig.model_validate({
+        "sources": [{"kind": "synthetic", "name": f"s{i}", "size": "1280x720", "fps": 60} for i in range(6)],
+        "sinks": [{"kind": "file", "path": str(out), "queue_messages": 64}],
+        "queues": {"video_frames": 2, "audio_blocks": 4},
+    })
+    report = run_blocking(cfg, 4.0)
+    books = report.accounting
+    assert books["balanced"] == 1, books
+    caps = books["captures"]
+    assert len(caps) == 12
+    for row in caps.values():
+        assert row["captured"] == (row["tokenized"] + row["dropped_queue"] + row["failed"]
+                                   + row["dropped_shutdown"])
+    assert sum(r["dropped_queue"] for r in caps.values()) > 0  # overloaded indeed: the drop path ran
+    sink = books["sinks"]["file0"]
+    assert sink["offered"] == sink["written"] + sink["dropped"] + sink["failed"]
+    assert len(read_ltk(out).packets) == sink["written"]
+    for key, n in books["emitted"].items():  # every message made reached the sink's books
+        assert sink["streams"][key]["produced"] == n
+
+
+def test_run_a_file_gives_the_codes_of_tokenize(tmp_path: Path, av_clip: Path) -> None:
+    """One tokenizer path: the daemon playing a file live and `livetok tokenize` give, packet for
+    packet, the same codes, sequence numbers and flags (only the timestamps' epoch differs)."""
+    live, offline = tmp_path / "live.ltk", tmp_path / "offline.ltk"
+    assert main(["tokenize", str(av_clip), "-o", str(offline)]) == 0
+    assert main(["run", "--source", str(av_clip), "--sink", f"file:{live}", "--duration", "30"]) == 0
+
+    def streams(path: Path) -> dict[tuple[Modality, Scale], list[TokenPacket]]:
+        out: dict[tuple[Modality, Scale], list[TokenPacket]] = {}
+        for p in read_ltk(path).packets:
+            if isinstance(p, TokenPacket):
+                out.setdefault((p.modality, p.scale), []).append(p)
+        return out
+
+    a, b = streams(live), streams(offline)
+    assert set(a) == set(b) == {(m, s) for m in Modality for s in Scale}
+    for key in b:
+        assert len(a[key]) == len(b[key]) > 10, key
+        for p, q in zip(a[key], b[key], strict=True):
+            assert (p.seq, p.flags, p.grid) == (q.seq, q.flags, q.grid), key
+            assert np.array_equal(p.codes, q.codes), (key, p.seq)

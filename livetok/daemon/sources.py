@@ -13,7 +13,6 @@ from livetok.config import LivetokConfig
 from livetok.daemon import config as dc
 from livetok.streams.av_source import AvSource, AvSourceOptions
 from livetok.streams.handoff import Handoff
-from livetok.streams.mic import MicOptions, MicSource
 from livetok.streams.synthetic import SyntheticOptions, SyntheticSource
 from livetok.streams.types import AudioCapture, SourceStats, VideoCapture
 from livetok.streams.worker import SourceThread
@@ -80,6 +79,9 @@ def _thread(
     stats: SourceStats,
 ) -> SourceThread:
     if isinstance(s, dc.MicSource):
+        # Imported here: sounddevice needs the PortAudio library, which a camera-only run does not.
+        from livetok.streams.mic import MicOptions, MicSource
+
         assert audio is not None
         return MicSource(s.name, MicOptions(device=s.device, rate=s.rate, channels=s.channels, block_ms=s.block_ms),
                          audio, stats)

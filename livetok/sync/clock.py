@@ -260,8 +260,10 @@ class SourceClock:
     ~0.7 s behind video). Instead the mapping is *committed* along media time: the first item at a
     new media time ``m`` fixes ``offset(m) = host - media`` there, moved towards the model's target
     by at most ``max_slew`` per unit of media time since the last commitment, and any item at an
-    earlier media time — whichever track, however late — is mapped with the offset committed for
-    its time. Hence, for two items of one source at media times ``a`` and ``b``::
+    earlier media time — whichever track, however late — is mapped on the straight line between
+    the two commitments around it (before the first: the first). The offset is thus a fixed,
+    continuous, piecewise-linear function of media time with slopes within ``max_slew``, and for
+    two items of one source at media times ``a`` and ``b``::
 
         |(host(b) - host(a)) - (b - a)| <= max_slew * |b - a|
 
@@ -293,8 +295,16 @@ class SourceClock:
         """Host monotonic ns of media time ``media_ns`` (needs one observation first)."""
         media, offset = self._media, self._offset
         if media and media_ns <= media[-1]:
-            i = bisect.bisect_right(media, media_ns) - 1
-            return media_ns + offset[max(i, 0)]
+            # Between two commitments: on the straight line joining them (whose slope is within the
+            # slew bound), so an item between sparse commitments is no exception to the bound.
+            i = bisect.bisect_right(media, media_ns)
+            if i == 0:
+                return media_ns + offset[0]
+            m0, o0 = media[i - 1], offset[i - 1]
+            if m0 == media_ns or i == len(media):
+                return media_ns + o0
+            m1, o1 = media[i], offset[i]
+            return media_ns + o0 + (o1 - o0) * (media_ns - m0) // (m1 - m0)
         target = self.model.to_host(media_ns) - media_ns
         if media:
             room = int(self.max_slew * (media_ns - media[-1]))
