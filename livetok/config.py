@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from livetok.daemon.config import Alignment, Group, Queues, Sink, Source
+from livetok.daemon.config import Alignment, Group, Mqtt, Queues, Sink, Source
 from livetok.errors import ConfigError
 from livetok.tokenizers.config import TokenizerConfig
 
@@ -31,8 +31,9 @@ class LivetokConfig(BaseModel):
         default_factory=list,
         description="video + audio aligned together; empty = each camera with the next microphone, else its own track")
     alignment: Alignment = Field(Alignment(), description="aligned steps")
-    sinks: list[Sink] = Field(default_factory=list, description="where packets go (MQTT comes next)")
+    sinks: list[Sink] = Field(default_factory=list, description="token files; the MQTT bus is the mqtt: section")
     queues: Queues = Field(Queues(), description="capture-to-tokenizer hand-over")
+    mqtt: Mqtt = Field(Mqtt(), description="the MQTT bus (off until a host is set)")
     # Where the configuration came from, to name a key's line in errors found after validation
     # (a codebook file that does not load, a sink directory that is missing); not configuration.
     _path: str = PrivateAttr("")

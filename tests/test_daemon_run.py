@@ -80,8 +80,11 @@ def test_bad_flags_are_config_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     code = main(["run", "--source", str(tmp_path / "nope.mp4"), "--duration", "1"])
     err = capsys.readouterr().err.strip()
     assert code == 78 and err.startswith("livetok: error: --source") and len(err.splitlines()) == 1
-    code = main(["run", "--source", "synthetic", "--sink", "mqtt://x", "--duration", "1"])
-    assert code == 78 and "--sink mqtt://x" in capsys.readouterr().err
+    code = main(["run", "--source", "synthetic", "--sink", "ftp://x", "--duration", "1"])
+    assert code == 78 and "--sink ftp://x" in capsys.readouterr().err
+    code = main(["run", "--source", "synthetic", "--sink", "mqtt://me:hunter2@x", "--duration", "1"])
+    err = capsys.readouterr().err
+    assert code == 78 and "contains a password" in err and "hunter2" not in err
 
 
 def test_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,12 +38,25 @@ def sink_from_flag(spec: str) -> dict[str, Any]:
     kind, _, rest = spec.partition(":")
     if kind == "file" and rest:
         return {"kind": "file", "path": rest}
-    raise ConfigError(f"--sink {spec}: expected file:PATH.ltk")
+    raise ConfigError(f"--sink {spec}: expected file:PATH.ltk or mqtt://[USER@]HOST[:PORT] (mqtts:// for TLS)")
 
 
-def compose(cfg: LivetokConfig, sources: list[str], mics: list[str], sinks: list[str]) -> LivetokConfig:
-    """The configuration with the flags' sources and sinks added (names made unique)."""
-    if not (sources or mics or sinks):
+def mqtt_from_flag(spec: str) -> dict[str, Any]:
+    """``--sink mqtt://[USER@]HOST[:PORT]`` (or ``mqtts://``) -> the mqtt section's broker keys."""
+    from livetok.bus.url import parse_broker_url
+
+    try:
+        url = parse_broker_url(spec)
+    except ConfigError as err:
+        raise ConfigError(f"--sink: {err}") from None
+    return {"host": url.host, "port": url.port, "username": url.username, "tls_enabled": url.tls}
+
+
+def compose(cfg: LivetokConfig, sources: list[str], mics: list[str], sinks: list[str],
+            password_file: str | None = None) -> LivetokConfig:
+    """The configuration with the flags' sources and sinks added (names made unique); an
+    ``mqtt://`` sink sets the broker of the ``mqtt:`` section; ``password_file`` its password."""
+    if not (sources or mics or sinks or password_file):
         return cfg
     data = cfg.model_dump(mode="python")
     taken = {s["name"] for s in data["sources"]}
@@ -53,7 +66,19 @@ def compose(cfg: LivetokConfig, sources: list[str], mics: list[str], sinks: list
     for i, dev in enumerate(mics):
         device: int | str | None = int(dev) if dev.isdigit() else (None if dev == "default" else dev)
         data["sources"].append(_unique({"kind": "mic", "name": f"mic{i}", "device": device}, taken))
-    data["sinks"] += [sink_from_flag(s) for s in sinks]
+    buses = [s for s in sinks if s.split("://", 1)[0].lower() in ("mqtt", "mqtts")]
+    if len(buses) > 1:
+        raise ConfigError("--sink: one MQTT broker per daemon (a clustered broker scales further; docs/bus.md)")
+    data["sinks"] += [sink_from_flag(s) for s in sinks if s not in buses]
+    if buses:
+        broker = mqtt_from_flag(buses[0])
+        data["mqtt"]["tls"]["enabled"] = broker.pop("tls_enabled")
+        data["mqtt"].update(broker)
+    if password_file is not None:
+        if not data["mqtt"].get("username"):
+            raise ConfigError("--password-file needs a user: --sink mqtt://USER@HOST (or mqtt.username)")
+        data["mqtt"]["password_file"] = password_file
+        data["mqtt"]["password_credential"] = None
     try:
         out = LivetokConfig.model_validate(data)
     except ValidationError as err:

@@ -30,6 +30,11 @@ class SinkChannel:
         self._closed = False
         self.max_depth = 0
         self.dropped = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the loop) whenever a message arrives or the channel closes."""
+        self._listeners.append(callback)
 
     def put(self, item: Outgoing) -> None:
         """Add a message, dropping the oldest while a bound would be exceeded (a message larger than
@@ -46,11 +51,15 @@ class SinkChannel:
         self._bytes += size
         self.max_depth = max(self.max_depth, len(self._items))
         self._ready.set()
+        for cb in self._listeners:
+            cb()
 
     def close(self) -> None:
         """Nothing more will come: :meth:`get_batch` returns [] once the channel is empty."""
         self._closed = True
         self._ready.set()
+        for cb in self._listeners:
+            cb()
 
     @property
     def closed(self) -> bool:
@@ -67,6 +76,12 @@ class SinkChannel:
         out = [self._items.popleft() for _ in range(n)]
         self._bytes -= sum(len(o.data) for o in out)
         return out
+
+    def take(self) -> Outgoing:
+        """The oldest message, without waiting (IndexError when empty)."""
+        item = self._items.popleft()
+        self._bytes -= len(item.data)
+        return item
 
     def abandon(self) -> list[Outgoing]:
         """Take everything still queued (shutdown deadline passed): for the caller to count."""

@@ -22,8 +22,11 @@ from livetok.errors import ConfigError
 
 
 async def _main(cfg: LivetokConfig, duration_s: float | None, stop: StopControl, log: TextIO) -> RunReport:
+    from livetok.bus.meta import new_run_id
+
     stop.bind()
-    sinks = open_sinks(list(cfg.sinks), log)
+    run_id = new_run_id()  # new at every start: a consumer tells a restart's seq 0 from a duplicate
+    sinks = open_sinks(cfg, run_id, log)
     async with contextlib.AsyncExitStack() as stack:
         for sink in sinks:
             await stack.enter_async_context(sink)
@@ -34,7 +37,7 @@ async def _main(cfg: LivetokConfig, duration_s: float | None, stop: StopControl,
         toks = await asyncio.to_thread(Tokenizers.from_config, cfg.tokenizer)
         if stop.requested:
             return RunReport(stopped_by=f"{stop.reason} during start-up")
-        return await run(cfg, toks, sinks, stop, duration_s, log)
+        return await run(cfg, toks, sinks, stop, duration_s, log, run_id)
 
 
 def run_blocking(cfg: LivetokConfig, duration_s: float | None, stop: StopControl | None = None,
@@ -50,9 +53,9 @@ def run_blocking(cfg: LivetokConfig, duration_s: float | None, stop: StopControl
 
 def run_and_report(cfg: LivetokConfig, duration_s: float | None, stop: StopControl, out: TextIO) -> int:
     """``livetok run``: the run, then a one-line summary, the books and the metrics on ``out``."""
-    if not cfg.sinks:
-        raise ConfigError("no sink: the tokens would go nowhere; add one with --sink file:PATH.ltk "
-                          "(or a sinks: section in the configuration)")
+    if not cfg.sinks and cfg.mqtt.host is None:
+        raise ConfigError("no sink: the tokens would go nowhere; add one with --sink mqtt://HOST (the bus) or "
+                          "--sink file:PATH.ltk (or a sinks: or mqtt: section in the configuration)")
     report = run_blocking(cfg, duration_s, stop, out)
     books = report.accounting
     out.write(f"livetok run: stopped by {report.stopped_by or 'end'}; {report.steps} aligned steps; "

@@ -95,8 +95,9 @@ class Daemon:
     """Async context manager: the engine's worker, the sources, and the run over already opened sinks."""
 
     def __init__(self, cfg: LivetokConfig, toks: Tokenizers, sinks: list[Sink], stop: StopControl,
-                 log: TextIO | None = None) -> None:
+                 log: TextIO | None = None, run_id: str = "") -> None:
         self.cfg = cfg
+        self.run_id = run_id
         self.toks = toks
         self.sinks = sinks
         self.stop = stop
@@ -113,7 +114,12 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.report = RunReport()
         self.started = False
+        self.started_ns = time.monotonic_ns()
         self._said: set[str] = set()
+        self._rates = _Rates()
+        self._aligner_stats: dict[str, dict[str, int]] = {}  # the worker's, copied by the metrics task
+        for sink in sinks:
+            sink.attach(self)  # the bus sink takes the sources' meta and the stats document from here
 
     # -- start ------------------------------------------------------------------------------------
     async def __aenter__(self) -> Daemon:
@@ -155,7 +161,7 @@ class Daemon:
                 tg.create_task(self._loop("aligner-tick", self._tick_once), name="aligner-tick"),
                 tg.create_task(self._loop("metrics", self._metrics_once), name="metrics"),
             ]
-            sink_tasks = [tg.create_task(s.run(self.channels[s.name]), name=f"sink:{s.name}") for s in self.sinks]
+            sink_tasks = [tg.create_task(self._sink(s), name=f"sink:{s.name}") for s in self.sinks]
             await self._wait_stop(duration_s)
             self.report.stopped_by = self.stop.reason
             deadline = Deadline(SHUTDOWN_S, self.stop)
@@ -194,6 +200,22 @@ class Daemon:
             except Exception as err:  # the daemon's promise: keep running, but never silently
                 self._error(f"errors.{name}", f"unexpected error in {name}: {err!r}")
                 await asyncio.sleep(0.1)
+
+    async def _sink(self, sink: Sink) -> None:
+        """A sink's task. ``Sink.run`` handles its own failures; anything that still escapes is a
+        bug, said once, counted, and the sink is started again after a second."""
+        channel = self.channels[sink.name]
+        while True:
+            try:
+                await sink.run(channel)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                self._error(f"errors.sink.{sink.name}", f"unexpected error in sink {sink.name}: {err!r}")
+                if channel.closed and not channel.depth:
+                    return
+                await asyncio.sleep(1.0)
 
     def _error(self, key: str, line: str) -> None:
         self.metrics.count(key)
@@ -300,7 +322,7 @@ class Daemon:
             else:
                 lat = now - item.capture_ns
                 m.observe(f"latency.{item.modality}.{item.scale}", lat)
-                m.observe(f"latency.{item.stream}.{item.modality}.{item.scale}", lat)
+                m.observe(f"latency.emit.{item.stream}.{item.modality}.{item.scale}", lat)
             for sink in self.sinks:
                 if sink.accepts(item):
                     sink.offer(self.channels[sink.name], item)
@@ -315,6 +337,7 @@ class Daemon:
         for name, c in (await self.worker.run(self.engine.clocks)).items():
             self.metrics.set(f"drift_ppm.{name}", c.drift_ppm)
             self.metrics.set(f"clock_slewing_ms.{name}", round(c.slewing_ns / 1e6, 3))
+        self._aligner_stats = await self.worker.run(self.engine.aligner_stats)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), METRICS_S)
         return True
@@ -347,9 +370,12 @@ class Daemon:
             if ch is not None:
                 m.set(f"sink.{sink.name}.queue_depth", ch.depth)
                 m.set(f"sink.{sink.name}.queue_bytes", ch.bytes)
-            for lat in st.latency_ns:
-                m.observe(f"latency.write.{sink.name}", lat)
-            st.latency_ns = []
+            kind = sink.latency_kind
+            for item, lat in st.latencies:
+                m.observe(f"latency.{kind}.{sink.name}", lat)
+                if not item.is_step:
+                    m.observe(f"latency.{kind}.{sink.name}.{item.stream}.{item.modality}.{item.scale}", lat)
+            st.latencies = []
 
     # -- shutdown ---------------------------------------------------------------------------------
     async def _join(self, tasks: list[asyncio.Task[Any]], deadline: Deadline, at_least_s: float = 0.0) -> None:
@@ -435,7 +461,89 @@ class Daemon:
         return {"captures": captures, "emitted": emitted, "sinks": sinks, "balanced": int(ok)}
 
 
+    # -- the stats document (published on the bus; docs/bus.md) -------------------------------------
+    def stats_document(self) -> dict[str, Any]:
+        """Per source and group: rates, latency percentiles, skew, drift, drops, depths; per sink its
+        books; the bus's state. JSON-ready (no NaN)."""
+        snap = self.metrics.snapshot()
+        series: dict[str, Any] = snap["series_ms"]  # type: ignore[assignment]
+        gauges: dict[str, Any] = snap["gauges"]  # type: ignore[assignment]
+        now = time.monotonic_ns()
+        rates = self._rates.update(now, self.books)
+        bus = next((s for s in self.sinks if s.latency_kind == "publish"), None)
+        sources: dict[str, Any] = {}
+        for src in self.sources:
+            n = src.name
+            lat: dict[str, Any] = {}
+            for modality in ("video", "audio"):
+                for scale in ("fine", "coarse"):
+                    emit = series.get(f"latency.emit.{n}.{modality}.{scale}")
+                    if emit is None:
+                        continue
+                    entry = {"emit": _pct(emit)}
+                    if bus is not None:
+                        pub = series.get(f"latency.publish.{bus.name}.{n}.{modality}.{scale}")
+                        entry["publish"] = _pct(pub)
+                    lat[f"{modality}/{scale}"] = entry
+            drops = {k: h.dropped for k, h in (("video", src.video), ("audio", src.audio)) if h is not None}
+            sink_drops = {s.name: sum(v for (stream, _), v in s.stats.dropped_by.items() if stream == n)
+                          + sum(v for (stream, _), v in s.stats.failed_by.items() if stream == n)
+                          for s in self.sinks}
+            st = src.stats
+            sources[n] = {
+                "state": st.state.value, "fps": rates.get((n, "video")), "audio_blocks_per_s": rates.get((n, "audio")),
+                "latency_ms": lat, "drift_ppm": gauges.get(f"drift_ppm.{n}"),
+                "slewing_ms": gauges.get(f"clock_slewing_ms.{n}"),
+                "dropped": {"capture": drops, "sinks": sink_drops},
+                "queue": {k: h.depth for k, h in (("video", src.video), ("audio", src.audio)) if h is not None},
+                "reconnects": st.reconnects, "stalls": st.stalls, "errors": st.errors, "last_error": st.last_error,
+            }
+        groups: dict[str, Any] = {}
+        for name, a in self._aligner_stats.items():
+            skew = series.get(f"skew.{name}")
+            groups[name] = {**a, "skew_ms": _num(skew["p50"]) if skew else None,
+                            "latency_ms": {"step": _pct(series.get(f"latency.step.{name}"))}}
+        sinks = {s.name: {"state": s.stats.state, "written": s.stats.written, "dropped": s.stats.dropped,
+                          "failed": s.stats.failed, "queue_depth": self.channels[s.name].depth,
+                          "last_error": s.stats.last_error} for s in self.sinks if s.name in self.channels}
+        doc: dict[str, Any] = {
+            "run_id": self.run_id, "time_unix_ns": time.time_ns(),
+            "uptime_s": round((now - self.started_ns) / 1e9, 3), "sources": sources, "groups": groups,
+            "sinks": sinks,
+        }
+        if bus is not None:
+            doc["bus"] = bus.bus_state(self.channels.get(bus.name))  # type: ignore[attr-defined]
+        return doc
+
+
+class _Rates:
+    """Captures tokenized per second per (source, modality), between two stats documents."""
+
+    def __init__(self) -> None:
+        self._last_ns = 0
+        self._last: Counter[tuple[str, str]] = Counter()
+
+    def update(self, now_ns: int, books: Books) -> dict[tuple[str, str], float]:
+        out: dict[tuple[str, str], float] = {}
+        if self._last_ns:
+            dt = (now_ns - self._last_ns) / 1e9
+            if dt > 0:
+                out = {k: round((v - self._last[k]) / dt, 2) for k, v in books.tokenized.items()}
+        self._last_ns, self._last = now_ns, Counter(books.tokenized)
+        return out
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and v != v) else v
+
+
+def _pct(s: dict[str, Any] | None) -> dict[str, float | None] | None:
+    if s is None or not s.get("n"):
+        return None
+    return {"p50": _num(s["p50"]), "p95": _num(s["p95"]), "p99": _num(s["p99"])}
+
+
 async def run(cfg: LivetokConfig, toks: Tokenizers, sinks: list[Sink], stop: StopControl,
-              duration_s: float | None, log: TextIO | None = None) -> RunReport:
-    async with Daemon(cfg, toks, sinks, stop, log) as daemon:
+              duration_s: float | None, log: TextIO | None = None, run_id: str = "") -> RunReport:
+    async with Daemon(cfg, toks, sinks, stop, log, run_id) as daemon:
         return await daemon.run(duration_s)

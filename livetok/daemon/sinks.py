@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.config import FileSink as FileSinkConfig
@@ -55,7 +55,8 @@ class SinkStats:
     bytes_written: int = 0
     state: str = "starting"  # starting | ok | failing | closed
     last_error: str = ""
-    latency_ns: list[int] = field(default_factory=list)  # capture-to-write of the messages just written
+    # capture-to-write (file) or capture-to-publish (bus) of the messages just handled, for metrics
+    latencies: list[tuple[Outgoing, int]] = field(default_factory=list)
     offered_by: Counter[tuple[str, str]] = field(default_factory=Counter)
     written_by: Counter[tuple[str, str]] = field(default_factory=Counter)
     dropped_by: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -76,6 +77,7 @@ class Sink(abc.ABC):
     def __init__(self, name: str, log: TextIO | None = None, queue_messages: int = 20_000,
                  queue_bytes: int = 64_000_000) -> None:
         self.name = name
+        self.latency_kind = "write"  # metrics: latency.<kind>.<sink>, capture to written
         self.queue_messages = queue_messages  # the bounds of this sink's channel (the runner makes it)
         self.queue_bytes = queue_bytes
         self.stats = SinkStats()
@@ -85,6 +87,9 @@ class Sink(abc.ABC):
     def accepts(self, item: Outgoing) -> bool:
         """Whether this sink wants ``item`` (e.g. a file that keeps only aligned steps)."""
         return True
+
+    def attach(self, daemon: Any) -> None:  # noqa: B027 -- optional hook
+        """Called once by the daemon that will feed this sink (the bus takes its meta from it)."""
 
     def offer(self, channel: SinkChannel, item: Outgoing) -> None:
         """The runner's fan-out: count and enqueue (the channel drops the oldest when full)."""
@@ -113,7 +118,7 @@ class Sink(abc.ABC):
                     break
                 now = time.monotonic_ns()
                 self.stats.count("written", batch)
-                self.stats.latency_ns = [now - it.capture_ns for it in batch]
+                self.stats.latencies += [(it, now - it.capture_ns) for it in batch]
                 if self.stats.state != "ok":
                     if self.stats.state == "failing":
                         self.say(f"writing again after {self.stats.errors} failed attempts")
@@ -334,6 +339,15 @@ def sink_name(index: int, cfg: FileSinkConfig) -> str:
     return cfg.name or f"{cfg.kind}{index}"
 
 
-def open_sinks(cfgs: list[FileSinkConfig], log: TextIO | None = None) -> list[Sink]:
-    """Sink objects for the configured sinks (not yet opened: ``async with`` each)."""
-    return [FileSink(c, sink_name(i, c), log) for i, c in enumerate(cfgs)]
+def open_sinks(cfg: Any, run_id: str, log: TextIO | None = None) -> list[Sink]:
+    """Sink objects for the configuration's file sinks and MQTT bus (not yet opened: ``async with``
+    each). The bus's password and TLS files are read here: a problem is one line before anything
+    starts."""
+    sinks: list[Sink] = [FileSink(c, sink_name(i, c), log) for i, c in enumerate(cfg.sinks)]
+    if cfg.mqtt.host is not None:
+        from livetok.bus.publisher import MqttSink, buffer_bounds
+
+        messages, nbytes = buffer_bounds(cfg)
+        sinks.append(MqttSink(cfg.mqtt, run_id=run_id, metas=[], name="mqtt", queue_messages=messages,
+                              queue_bytes=nbytes, log=log))
+    return sinks

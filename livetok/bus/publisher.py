@@ -1,0 +1,547 @@
+"""The daemon's MQTT sink: every token packet and aligned step on the bus, with delivery you can count.
+
+One task on the daemon's event loop (aiomqtt 2.5 over paho; MQTT v5 by default, 3.1.1 as an option):
+
+* **Buffer.** The sink's channel is the outbound buffer, bounded by messages and bytes (default:
+  ``mqtt.buffer_s`` = 60 s of the configured streams). It carries tokens through a broker outage;
+  when full, the *oldest* messages are dropped and counted. On reconnect it drains in order: first
+  the messages that were in flight when the connection was lost (resent: at most that many
+  duplicates reach a consumer), then the rest.
+* **In flight** at most the broker's Receive Maximum (v5 CONNACK; 20 under 3.1.1, Mosquitto's
+  default): the sink publishes through paho directly (aiomqtt's ``publish`` awaits each PUBACK in
+  turn and hides its reason code) and settles each message from paho's ``on_publish`` callback.
+* **Delivery is confirmed, never assumed.** QoS 1/2: a message is *written* when the broker
+  acknowledges it with a success reason code; a PUBACK carrying a failure (v5: 0x87 not
+  authorized, 0x97 quota exceeded, 0x95 packet too large, ...) is counted as *refused* (failed),
+  never as delivered, and not retried. QoS 0: written when handed to the socket.
+* **Too large.** A message whose MQTT packet exceeds the broker's Maximum Packet Size (v5 CONNACK)
+  or ``mqtt.max_packet_bytes`` is refused before it is sent and counted: sent, the broker would
+  drop the connection and paho would resend it after every reconnect, forever (measured).
+* **Reconnect** with capped backoff (0.2 s doubling to 10 s; 30 s after a refused login or TLS),
+  one line per distinct failure, no secret ever in it. Capture and the other sinks go on.
+* **Topics** (docs/bus.md): ``{prefix}/{instance}/available`` retained (``online`` once connected,
+  ``stopped`` on a clean exit, ``offline`` as the Last Will), ``.../{source}/{modality}/{scale}``,
+  ``.../{group}/steps``, ``.../{source}/meta`` retained, ``.../stats`` every ``stats_interval_s``.
+  v5 token and step messages carry the content type and the run id as a user property, and
+  expire after ``message_expiry_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from livetok.bus.connect import Backoff, ConnectOptions, Protocol, bus_error, force_close, make_client
+from livetok.bus.meta import SourceMeta
+from livetok.bus.properties import META_CONTENT_TYPE, packet_properties
+from livetok.bus.secret import Secret, read_secret_file
+from livetok.bus.tls import TlsOptions, make_ssl_context
+from livetok.bus.topics import available_topic, meta_topic, stats_topic, steps_topic, token_topic
+from livetok.bus.url import BrokerUrl
+from livetok.daemon.channel import SinkChannel
+from livetok.daemon.config import Mqtt
+from livetok.daemon.outbound import Outgoing
+from livetok.daemon.sinks import Sink
+from livetok.errors import BusError, ConfigError
+
+V311_INFLIGHT = 20  # Mosquitto's max_inflight_messages default; 3.1.1 has no Receive Maximum
+MAX_WINDOW = 1000  # never more in flight than this, whatever the broker allows
+CLOSE_S = 2.0  # waiting for the last acknowledgement and the DISCONNECT at a clean exit (s)
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
+
+
+def default_client_id() -> str:
+    return f"livetok-{socket.gethostname()}"[:128]
+
+
+def default_instance() -> str:
+    name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in socket.gethostname())
+    return (name or "livetok")[:64]
+
+
+def load_password(cfg: Mqtt) -> Secret | None:
+    """The password from ``password_file`` or the systemd credential; ConfigError naming the key."""
+    if cfg.password_file is not None:
+        return read_secret_file(cfg.password_file, "mqtt.password_file")
+    if cfg.password_credential is not None:
+        directory = os.environ.get(CREDENTIALS_ENV)
+        if not directory:
+            raise ConfigError(f"mqtt.password_credential {cfg.password_credential}: ${CREDENTIALS_ENV} is not set "
+                              "(run under systemd with LoadCredential=, or use mqtt.password_file)")
+        return read_secret_file(Path(directory) / cfg.password_credential, "mqtt.password_credential")
+    return None
+
+
+def connect_options(cfg: Mqtt, password: Secret | None) -> ConnectOptions:
+    """The connection the configuration describes (checked: TLS files load, the password is there)."""
+    assert cfg.host is not None
+    scheme = "mqtts" if cfg.tls.enabled else "mqtt"
+    url = BrokerUrl(scheme, cfg.host, cfg.port or (8883 if cfg.tls.enabled else 1883), cfg.username)
+    tls = None
+    if cfg.tls.enabled:
+        tls = TlsOptions(cfg.tls.ca_file, cfg.tls.cert_file, cfg.tls.key_file, cfg.tls.min_version)
+        make_ssl_context(tls)  # unreadable or invalid files: one line now, not at the first connect
+    return ConnectOptions(url=url, client_id=cfg.client_id or default_client_id(),
+                          protocol=Protocol.V5 if cfg.protocol == "5" else Protocol.V311,
+                          keepalive_s=cfg.keepalive_s, password=password, tls=tls,
+                          timeout_s=cfg.connect_timeout_s)
+
+
+def buffer_bounds(cfg: Any) -> tuple[int, int]:
+    """(messages, bytes) of the outbound buffer: ``mqtt.buffer_s`` of the configured streams, estimated
+    from the configuration (frame rate 30 when a camera does not say), unless given explicitly."""
+    m, tok = cfg.mqtt, cfg.tokenizer
+    v, a = tok.video, tok.audio
+    cells = {sc: (v.size // p) ** 2 for sc, p in (("fine", v.fine_patch), ("coarse", v.coarse_patch))}
+    frame_bytes = sum(cells[sc] * getattr(v, sc).levels * 2 + 96 for sc in cells)
+    if v.vectors:
+        frame_bytes += sum(cells[sc] * getattr(v, sc).dim * 2 for sc in cells)
+    audio_rate = 1000 / (a.fine_frames * a.hop_ms) + 1000 / (a.coarse_frames * a.hop_ms)
+    by_name = {s.name: s for s in cfg.sources}
+    msgs = nbytes = 0.0
+    for g in cfg.effective_groups():
+        group_bytes = 0.0
+        if g.video is not None:
+            fps = getattr(by_name[g.video], "fps", None) or 30.0
+            msgs += 2 * fps
+            group_bytes += fps * frame_bytes
+        if g.audio is not None:
+            msgs += audio_rate
+            group_bytes += audio_rate * 100
+        msgs += 1000 / cfg.alignment.step_ms
+        nbytes += 2 * group_bytes  # the packets, and their copies inside the steps
+    messages = m.buffer_messages or max(1_000, int(msgs * m.buffer_s))
+    size = int(m.buffer_mb * 1e6) if m.buffer_mb else max(1_000_000, int(nbytes * m.buffer_s * 1.25))
+    return messages, size
+
+
+def source_metas(cfg: Any, toks: Any, run_id: str, instance: str) -> list[SourceMeta]:
+    """The retained meta of every source a group uses: its streams' rates, grids, levels, vocabulary."""
+    from livetok.bus.meta import StreamDescription
+    from livetok.vocab import Vocabulary
+    from livetok.wire import Modality, Scale
+
+    vocab = Vocabulary.from_codebooks(toks.codebooks)
+    a = toks.cfg.audio
+    rate = {Scale.FINE: 1000 / (a.fine_frames * a.hop_ms), Scale.COARSE: 1000 / (a.coarse_frames * a.hop_ms)}
+    groups = cfg.effective_groups()
+    video = {g.video for g in groups if g.video}
+    audio = {g.audio for g in groups if g.audio}
+    started = time.time_ns()
+    out = []
+    for src in cfg.sources:
+        streams = []
+        if src.name in video:
+            fps = getattr(src, "fps", None)
+            streams += [StreamDescription(Modality.VIDEO, sc, getattr(toks.cfg.video, sc.name.lower()).levels, None,
+                                          fps) for sc in Scale]
+        if src.name in audio:
+            streams += [StreamDescription(Modality.AUDIO, sc, getattr(a, sc.name.lower()).levels, rate[sc])
+                        for sc in Scale]
+        if streams:
+            out.append(SourceMeta.build(run_id=run_id, instance=instance, source=src.name, vocab=vocab,
+                                        streams=streams, started_unix_ns=started))
+    return out
+
+
+def packet_size(topic: bytes, payload_len: int, qos: int, props_len: int) -> int:
+    """Bytes of an MQTT PUBLISH packet: fixed header, topic, packet id, properties, payload."""
+    remaining = 2 + len(topic) + (2 if qos else 0) + props_len + payload_len
+    return 1 + _varint_len(remaining) + remaining
+
+
+def _varint_len(n: int) -> int:
+    return 1 if n < 128 else 2 if n < 16_384 else 3 if n < 2_097_152 else 4
+
+
+@dataclass
+class BusStats:
+    """The bus's own counters, beyond the sink's books (written / dropped / failed)."""
+
+    connected: bool = False
+    connects: int = 0
+    reconnects: int = 0  # connections made after the first
+    connect_failures: int = 0
+    published: int = 0  # PUBLISH packets handed to paho (resends included)
+    resent: int = 0  # of which messages sent again after a lost connection
+    refused: Counter[str] = field(default_factory=Counter)  # by reason: broker reason codes, "too large"
+    in_flight: int = 0
+    resend_depth: int = 0
+    receive_maximum: int = 0
+    max_packet_bytes: int | None = None
+    stats_published: int = 0
+    last_error: str = ""
+
+    def as_json(self, buffered: int) -> dict[str, Any]:
+        return {"connected": self.connected, "connects": self.connects, "reconnects": self.reconnects,
+                "connect_failures": self.connect_failures, "published": self.published, "resent": self.resent,
+                "refused": sum(self.refused.values()), "refused_by_reason": dict(self.refused),
+                "in_flight": self.in_flight, "buffered": buffered, "receive_maximum": self.receive_maximum,
+                "max_packet_bytes": self.max_packet_bytes, "last_error": self.last_error}
+
+
+@dataclass
+class _Flight:
+    """A message handed to paho, waiting for its acknowledgement."""
+
+    item: Outgoing | None  # None: a control message (meta, availability), not in the books
+    order: int  # submission order, to resend in order after a lost connection
+    sent_ns: int
+    done: asyncio.Future[ReasonCode | int] | None = None
+
+
+class _Lost(Exception):
+    """The connection is gone (paho said so, or a publish could not be queued)."""
+
+
+class MqttSink(Sink):
+    """Publishes the daemon's messages (module doc). ``metas``: the retained meta of each source;
+    ``stats``: makes the stats document (the runner's), published every ``stats_interval_s``."""
+
+    def __init__(self, cfg: Mqtt, *, run_id: str, metas: list[SourceMeta],
+                 stats: Callable[[], dict[str, Any]] | None = None, name: str = "mqtt",
+                 queue_messages: int = 20_000, queue_bytes: int = 64_000_000, log: TextIO | None = None) -> None:
+        super().__init__(name, log, queue_messages, queue_bytes)
+        self.cfg = cfg
+        self.run_id = run_id
+        self.metas = metas
+        self.stats_source = stats
+        self.instance = cfg.instance or default_instance()
+        self.prefix = cfg.prefix
+        self.bus = BusStats()
+        self.opts = connect_options(cfg, load_password(cfg))
+        self.v5 = self.opts.protocol is Protocol.V5
+        self._props = packet_properties(run_id, cfg.message_expiry_s) if self.v5 else None
+        self._props_len = len(self._props.pack()) if self._props is not None else 0
+        self._topics: dict[tuple[str, str, str], tuple[str, bytes]] = {}
+        self._resend: deque[_Flight] = deque()
+        self._flights: dict[int, _Flight] = {}
+        self._order = 0
+        self._wake = asyncio.Event()
+        self._lost = False
+        self._client: aiomqtt.Client | None = None
+        self._said: str = ""
+        self.latency_kind = "publish"
+
+    @property
+    def url(self) -> BrokerUrl:
+        return self.opts.url
+
+    def attach(self, daemon: Any) -> None:
+        """Take the sources' meta and the stats document from the daemon that feeds this sink."""
+        self.metas = source_metas(daemon.cfg, daemon.toks, self.run_id, self.instance)
+        self.stats_source = daemon.stats_document
+
+    def bus_state(self, channel: SinkChannel | None) -> dict[str, Any]:
+        """The bus part of the stats document."""
+        doc = self.bus.as_json(self.buffered(channel))
+        doc.update(dropped=self.stats.dropped, written=self.stats.written, failed=self.stats.failed,
+                   broker=str(self.url))
+        return doc
+
+    def buffered(self, channel: SinkChannel | None) -> int:
+        return (channel.depth if channel is not None else 0) + len(self._resend)
+
+    # -- topics ------------------------------------------------------------------------------------
+    def topic(self, item: Outgoing) -> tuple[str, bytes]:
+        key = (item.stream, item.modality, item.scale)
+        t = self._topics.get(key)
+        if t is None:
+            name = (steps_topic(self.prefix, self.instance, item.stream) if item.is_step
+                    else token_topic(self.prefix, self.instance, item.stream, item.modality, item.scale))
+            t = self._topics[key] = (name, name.encode())
+        return t
+
+    def qos(self, item: Outgoing) -> int:
+        return self.cfg.qos.steps if item.is_step else self.cfg.qos.tokens
+
+    # -- the task --------------------------------------------------------------------------------
+    async def run(self, channel: SinkChannel) -> None:
+        """Connect, publish, reconnect, until the channel is closed and everything is settled."""
+        channel.listen(self._wake.set)
+        backoff = Backoff(0.2, 10.0)
+        stats_task = asyncio.create_task(self._stats_loop(), name=f"{self.name}-stats")
+        try:
+            while True:
+                try:
+                    await self._session(channel, backoff)
+                    return  # the channel closed and every message is settled
+                except (_Lost, aiomqtt.MqttError, OSError, BusError) as err:
+                    self._disconnected(err)
+                delay = backoff.next_delay()
+                if channel.closed and not channel.depth and not self._resend:
+                    return
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
+        finally:
+            stats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stats_task
+            if self._client is not None:
+                force_close(self._client)
+
+    async def _session(self, channel: SinkChannel, backoff: Backoff) -> None:
+        client = await self._connect(backoff)
+        try:
+            await self._announce(client)
+            await self._pump(client, channel)
+            await self._goodbye(client)
+        finally:
+            self.bus.connected = False
+            self._client = None
+            force_close(client)
+
+    async def _connect(self, backoff: Backoff) -> aiomqtt.Client:
+        will = aiomqtt.Will(available_topic(self.prefix, self.instance), b"offline", self.cfg.qos.meta, True)
+        client = make_client(self.opts, will=will, max_inflight_messages=MAX_WINDOW)  # ours is the real window
+        paho = client._client
+        connack: dict[str, Any] = {}
+        # aiomqtt's own handlers, called after ours (typed loosely: paho's stubs say "None").
+        on_connect: Any = paho.on_connect
+        on_publish: Any = paho.on_publish
+        on_disconnect: Any = paho.on_disconnect
+
+        def connected(c: Any, userdata: Any, flags: Any, rc: Any, props: Properties | None = None) -> None:
+            connack["props"] = props
+            on_connect(c, userdata, flags, rc, props)
+
+        def published(c: Any, userdata: Any, mid: int, rc: Any, props: Any = None) -> None:
+            self._settle(mid, rc)
+            on_publish(c, userdata, mid, rc, props)
+
+        def disconnected(c: Any, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+            self._lost = True
+            self._wake.set()
+            for f in self._flights.values():  # a control message being awaited learns of it at once
+                if f.done is not None and not f.done.done():
+                    f.done.set_exception(_Lost())
+            on_disconnect(c, userdata, flags, rc, props)
+
+        paho.on_connect, paho.on_publish, paho.on_disconnect = connected, published, disconnected
+        self._lost = False
+        try:
+            await asyncio.wait_for(client.__aenter__(), self.cfg.connect_timeout_s + 1)
+        except TimeoutError:
+            force_close(client)
+            raise BusError(f"cannot connect to broker {self.url}: no answer within {self.cfg.connect_timeout_s:g} s",
+                           retryable=True) from None
+        except aiomqtt.MqttError as err:
+            force_close(client)
+            error = bus_error(err, self.opts)
+            if not error.retryable:
+                backoff.max_s = 30.0  # a refused login or certificate will not fix itself soon
+            raise error from None
+        self._client = client
+        props = connack.get("props")
+        rm = getattr(props, "ReceiveMaximum", None) if self.v5 else None
+        self.bus.receive_maximum = min(int(rm) if rm else (65535 if self.v5 else V311_INFLIGHT), MAX_WINDOW)
+        broker_max = getattr(props, "MaximumPacketSize", None) if self.v5 else None
+        limits = [x for x in (broker_max, self.cfg.max_packet_bytes) if x]
+        self.bus.max_packet_bytes = int(min(limits)) if limits else None
+        self.bus.connected = True
+        self.bus.connects += 1
+        self.bus.reconnects += self.bus.connects > 1
+        backoff.max_s = 10.0
+        backoff.reset()
+        if self._said:
+            self.say(f"connected to {self.url} again; sending the {self.buffered(None)} messages held back first")
+        self._said = ""
+        return client
+
+    def _disconnected(self, err: BaseException) -> None:
+        """The connection failed or was lost: in-flight messages go back to the front, in order."""
+        self.bus.connected = False
+        if self._flights:
+            back = sorted(self._flights.values(), key=lambda f: f.order)
+            self._flights.clear()
+            for f in reversed(back):
+                if f.item is not None:
+                    self._resend.appendleft(f)
+                if f.done is not None and not f.done.done():
+                    f.done.set_exception(_Lost())
+                    f.done.exception()  # retrieved: nobody awaits it any more
+        self.bus.in_flight = 0
+        self.bus.resend_depth = len(self._resend)
+        if isinstance(err, BusError):
+            text = str(err)
+            self.bus.connect_failures += 1
+        elif isinstance(err, (_Lost, aiomqtt.MqttError)):
+            text = f"lost the connection to broker {self.url}"
+        else:
+            text = str(bus_error(err, self.opts))
+        self.bus.last_error = self.stats.last_error = text
+        if text != self._said:  # one line per distinct failure, not one per retry
+            self._said = text
+            self.say(f"{text}; retrying with backoff, tokens held in a buffer of {self.queue_messages} messages "
+                     "(oldest dropped and counted beyond)")
+
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        """``online`` and every source's meta, retained, before any token."""
+        await self._control(client, available_topic(self.prefix, self.instance), b"online")
+        for meta in self.metas:
+            await self._control(client, meta_topic(self.prefix, self.instance, meta.source), meta.to_json().encode(),
+                                content_type=META_CONTENT_TYPE)
+
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
+        """A clean exit: ``stopped`` (retained; the Last Will is not sent), then DISCONNECT."""
+        with contextlib.suppress(_Lost, TimeoutError, aiomqtt.MqttError):
+            await asyncio.wait_for(self._control(client, available_topic(self.prefix, self.instance), b"stopped"),
+                                   CLOSE_S)
+            await asyncio.wait_for(client.__aexit__(None, None, None), CLOSE_S)
+
+    async def _control(self, client: aiomqtt.Client, topic: str, payload: bytes,
+                       content_type: str | None = None) -> None:
+        """A retained control message, awaited (not in the books: it is not a token)."""
+        props = None
+        if self.v5 and content_type is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ContentType = content_type
+        info = client._client.publish(topic, payload, self.cfg.qos.meta, True, props)
+        if info.rc != 0:
+            raise _Lost()
+        if self.cfg.qos.meta == 0:
+            return
+        flight = _Flight(None, -1, time.monotonic_ns(), asyncio.get_running_loop().create_future())
+        self._flights[info.mid] = flight
+        assert flight.done is not None
+        await asyncio.wait_for(asyncio.shield(flight.done), self.cfg.connect_timeout_s)
+
+    # -- publishing ----------------------------------------------------------------------------------
+    async def _pump(self, client: aiomqtt.Client, channel: SinkChannel) -> None:
+        paho = client._client
+        window = self.bus.receive_maximum
+        while True:
+            if self._lost:
+                raise _Lost()
+            while len(self._flights) < window and (self._resend or channel.depth):
+                resent = bool(self._resend)
+                flight = self._resend.popleft() if resent else self._new_flight(channel)
+                assert flight.item is not None
+                self._send(paho, flight, resent)
+            self.bus.in_flight = len(self._flights)
+            self.bus.resend_depth = len(self._resend)
+            if channel.closed and not channel.depth and not self._resend and not self._flights:
+                return
+            self._wake.clear()
+            if self._lost:
+                raise _Lost()
+            if len(self._flights) < window and (self._resend or channel.depth):
+                continue
+            await self._wake.wait()
+
+    def _new_flight(self, channel: SinkChannel) -> _Flight:
+        item = channel.take()
+        self._order += 1
+        return _Flight(item, self._order, 0)
+
+    def _send(self, paho: Any, flight: _Flight, resent: bool) -> None:
+        item = flight.item
+        assert item is not None
+        topic, raw_topic = self.topic(item)
+        qos = self.qos(item)
+        limit = self.bus.max_packet_bytes
+        if limit is not None and packet_size(raw_topic, len(item.data), qos, self._props_len) > limit:
+            self.bus.refused["too large"] += 1
+            self.stats.count("failed", [item])
+            if self.stats.last_error != "too large":
+                self.stats.last_error = "too large"
+                self.say(f"a {len(item.data)}-byte message on {topic} exceeds the broker's maximum packet size "
+                         f"({limit} bytes): refused before sending, counted (a larger max_packet_size on the broker "
+                         "lets such messages through)")
+            return
+        now = time.monotonic_ns()
+        info = paho.publish(topic, item.data, qos, False, self._props)
+        if info.rc != 0:
+            self._resend.appendleft(flight)
+            raise _Lost()
+        self.bus.published += 1
+        self.bus.resent += resent
+        flight.sent_ns = now
+        self.stats.latencies.append((item, now - item.capture_ns))
+        if qos == 0:
+            self.stats.count("written", [item])
+        else:
+            self._flights[info.mid] = flight
+
+    def _settle(self, mid: int, rc: Any) -> None:
+        """paho's on_publish: the broker acknowledged message ``mid`` with reason code ``rc``."""
+        flight = self._flights.pop(mid, None)
+        if flight is None:
+            return
+        self._wake.set()
+        code = rc.value if isinstance(rc, ReasonCode) else int(rc or 0)
+        if flight.done is not None and not flight.done.done():
+            flight.done.set_result(code)
+        if flight.item is None:
+            return
+        if code >= 0x80:  # a v5 failure reason: never delivered, never retried
+            self.bus.refused[str(rc)] += 1
+            self.stats.count("failed", [flight.item])
+            first = self.stats.last_error != f"broker refused: {rc}"
+            self.stats.last_error = f"broker refused: {rc}"
+            if first:
+                self.say(f"broker {self.url} refused a message on {self.topic(flight.item)[0]}: {rc} "
+                         "(counted as refused)")
+        else:
+            self.stats.count("written", [flight.item])
+
+    def _abandon(self) -> None:
+        """Cancelled at the shutdown deadline: what is in flight is unconfirmed (failed), what waits
+        to be resent is dropped."""
+        unconfirmed = [f.item for f in self._flights.values() if f.item is not None]
+        self.stats.count("failed", unconfirmed)
+        self.stats.count("dropped", [f.item for f in self._resend if f.item is not None])
+        self._flights.clear()
+        self._resend.clear()
+
+    # -- stats ---------------------------------------------------------------------------------------
+    async def _stats_loop(self) -> None:
+        topic = stats_topic(self.prefix, self.instance)
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ContentType = META_CONTENT_TYPE
+            props.MessageExpiryInterval = max(1, round(3 * self.cfg.stats_interval_s))
+        while True:
+            await asyncio.sleep(self.cfg.stats_interval_s)
+            client = self._client
+            if client is None or self.stats_source is None or not self.bus.connected:
+                continue
+            try:
+                doc = json.dumps(self.stats_source(), separators=(",", ":"), allow_nan=False).encode()
+            except (ValueError, TypeError) as err:
+                self.say(f"stats document not published: {err}")
+                continue
+            info = client._client.publish(topic, doc, self.cfg.qos.stats, True, props)
+            if info.rc == 0:
+                self.bus.stats_published += 1
+
+    async def __aenter__(self) -> MqttSink:
+        self.stats.state = "ok"
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._client is not None:
+            force_close(self._client)
+        await super().__aexit__(exc_type, exc, tb)
+
+    async def write_batch(self, batch: list[Outgoing]) -> None:  # pragma: no cover - run() is overridden
+        raise NotImplementedError
