@@ -66,3 +66,7 @@ def test_streams_are_independent_and_totals_add_up() -> None:
     stats = t.stats()
     assert stats[KEY].gaps == 1 and stats[other].duplicates == 1 and stats[other].invalid == 1
     assert str(other) == "host1/g0/steps" and str(KEY) == "host1/cam0/video/fine"
+    # a group named like its source (the daemon's default) sorts beside it
+    same = StreamKey("host1", "cam0")
+    run(t, [(0, "a")], key=same)
+    assert list(t.stats())[:2] == [same, KEY]

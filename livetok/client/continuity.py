@@ -41,7 +41,7 @@ class Continuity(enum.Enum):
     STALE = "stale"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class StreamKey:
     """One stream: ``name`` is the source (tokens) or the group (steps, where modality and scale are None)."""
 
@@ -53,6 +53,11 @@ class StreamKey:
     @property
     def is_steps(self) -> bool:
         return self.modality is None
+
+    def sort_key(self) -> tuple[str, str, int, int]:
+        """Instance, name, then the group's steps before its source's streams."""
+        return (self.instance, self.name, -1 if self.modality is None else int(self.modality),
+                -1 if self.scale is None else int(self.scale))
 
     def __str__(self) -> str:
         if self.modality is None or self.scale is None:
@@ -200,4 +205,4 @@ class ContinuityTracker:
 
     def stats(self) -> dict[StreamKey, StreamStats]:
         """A copy of every stream's counters."""
-        return {k: StreamStats(**vars(st.stats)) for k, st in sorted(self._streams.items())}
+        return {k: StreamStats(**vars(self._streams[k].stats)) for k in sorted(self._streams, key=StreamKey.sort_key)}

@@ -279,6 +279,11 @@ class Subscriber:
     # -- public state ------------------------------------------------------------------------------
 
     @property
+    def url(self) -> str:
+        """The broker, as ``mqtt[s]://[USER@]HOST:PORT`` (never with a password)."""
+        return str(self._opts.url)
+
+    @property
     def subscriptions(self) -> list[str]:
         """The filters actually subscribed to (the caller's, shared if asked, then meta/availability)."""
         return list(self._subscriptions)
