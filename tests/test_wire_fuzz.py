@@ -8,7 +8,9 @@ deletions, extreme values in length fields) are applied to their encodings and t
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
+import zlib
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from livetok.errors import DecodeError
 from livetok.wire import (
     FILE_HEADER,
     PACKET_MAGIC,
+    SYNC,
     WIRE_VERSION,
     AlignedStep,
     Clock,
@@ -30,6 +33,8 @@ from livetok.wire import (
     TokenPacket,
     decode_packet,
     encode_packet,
+    iter_ltk,
+    ltkfile,
     read_ltk,
 )
 
@@ -264,3 +269,134 @@ def test_step_with_nested_packet_on_another_clock_is_decode_error() -> None:
     data += len(body).to_bytes(4, "little") + body
     with pytest.raises(DecodeError, match="clock"):
         decode_packet(bytes(data))
+
+
+# --- reading time is linear in the file size, whatever the bytes ---------------------------
+
+
+def reference_read(blob: bytes) -> list[tuple[str, object]]:
+    """docs/wire-format.md section 6.3 taken literally (every CRC computed byte by byte): what the
+    reader must yield, as ("packet", bytes) and ("error", offset) items."""
+    size, out, o = len(blob), [], len(FILE_HEADER)
+
+    def checks_out(p: int) -> bool:
+        if size - p < 12 or blob[p : p + 4] != b"\xa5LTR":
+            return False
+        length, crc = struct.unpack_from("<II", blob, p + 4)
+        return p + 12 + length <= size and zlib.crc32(blob[p + 12 : p + 12 + length]) == crc
+
+    while o < size:
+        if checks_out(o):
+            (length,) = struct.unpack_from("<I", blob, o + 4)
+            out.append(("packet", blob[o + 12 : o + 12 + length]))
+            o += 12 + length
+            continue
+        out.append(("error", o))
+        p = blob.find(b"\xa5LTR", o + 1)
+        while p >= 0 and not checks_out(p):
+            p = blob.find(b"\xa5LTR", p + 1)
+        if p < 0:
+            break
+        o = p
+    return out
+
+
+def reader_items(blob: bytes) -> list[tuple[str, object]]:
+    """What iter_ltk yields, in reference_read's terms (a bad packet in a good record is a packet)."""
+    out: list[tuple[str, object]] = []
+    for item in _iter_bytes(blob):
+        if isinstance(item, DecodeError):
+            msg = str(item)
+            offset = int(msg.split("offset ")[1].split(":")[0])
+            if "record holds a bad packet" in msg:
+                (length,) = struct.unpack_from("<I", blob, offset + 4)
+                out.append(("packet", blob[offset + 12 : offset + 12 + length]))
+            else:
+                out.append(("error", offset))
+        else:
+            out.append(("packet", encode_packet(item)))
+    return out
+
+
+def _iter_bytes(blob: bytes) -> list:
+    fd, path = tempfile.mkstemp(suffix=".ltk")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        return list(iter_ltk(path))
+    finally:
+        os.unlink(path)
+
+
+@FILE_FUZZ
+@given(st.lists(packets, min_size=1, max_size=6), st.data(), st.sampled_from([8, 16, 64, 1024]))
+def test_reader_follows_the_spec_whatever_the_crc_stride(
+    items: list, data: st.DataObject, stride: int
+) -> None:
+    """The reader's CRC shortcuts (prefix CRCs combined, crcrange.py) give exactly the records that
+    section 6.3 read byte by byte gives, on damaged files, with strides small enough that almost
+    every record takes the shortcut."""
+    blob = ltk_bytes(items)
+    damaged = FILE_HEADER + data.draw(mutated(blob[len(FILE_HEADER) :]))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ltkfile, "CRC_STRIDE", stride)
+        assert reader_items(damaged) == reference_read(damaged)
+
+
+def crafted_ltk(size: int, period: int = 12) -> bytes:
+    """The hostile file of issue 6: a sync marker every ``period`` bytes, each record claiming to
+    run to the end of the file (with a wrong CRC), so a naive resync checks O(size) bytes per marker."""
+    n = (size - len(FILE_HEADER)) // period
+    size = len(FILE_HEADER) + n * period
+    out = bytearray(FILE_HEADER)
+    pad = b"\0" * (period - 12)
+    for i in range(n):
+        pos = len(FILE_HEADER) + i * period
+        out += SYNC + struct.pack("<II", size - pos - 12, 0) + pad
+    return bytes(out)
+
+
+class CountingCrc:
+    """zlib.crc32 that counts the bytes it is given, and fails the test past ``budget`` bytes (so a
+    quadratic reader fails at once instead of running for hours)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.count, self.real = budget, 0, zlib.crc32
+
+    def __call__(self, data: bytes, value: int = 0) -> int:
+        self.count += len(data)
+        if self.count > self.budget:
+            raise AssertionError(f"the reader fed more than {self.budget} bytes to CRC-32")
+        return self.real(data, value)
+
+
+def crc_work(blob: bytes, budget_per_byte: float) -> tuple[int, list]:
+    """Bytes fed to CRC-32 while reading ``blob``, and what was read."""
+    counter = CountingCrc(int(budget_per_byte * len(blob)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(zlib, "crc32", counter)
+        items = _iter_bytes(blob)
+    return counter.count, items
+
+
+def test_crafted_resync_file_is_read_in_linear_work() -> None:
+    """1 MB of sync markers every 12 bytes: the naive resync fed ~4e10 bytes to CRC-32 (probe took
+    15 s); now a few bytes per byte of file, and the same per byte for a file four times larger."""
+    small = crafted_ltk(1_000_000)
+    work_small, items = crc_work(small, budget_per_byte=16)
+    # what the file holds: the first record is bad, the last (0 bytes, CRC 0) checks out but is no packet
+    assert len(items) == 2 and all(isinstance(i, DecodeError) for i in items)
+    assert "CRC mismatch" in str(items[0]) and f"skipped to offset {len(small) - 12}" in str(items[0])
+    large = crafted_ltk(4_000_000)
+    work_large, items = crc_work(large, budget_per_byte=16)
+    assert len(items) == 2
+    assert work_large / len(large) <= 1.25 * work_small / len(small)
+
+
+def test_large_crafted_file_is_read_in_bounded_work() -> None:
+    """A 48 MB file built here, a marker every 4 KiB each claiming the rest of the file: the naive
+    reader would CRC about 280 GB; the bound is a few bytes per byte of file."""
+    blob = crafted_ltk(48 << 20, period=4096)
+    work, items = crc_work(blob, budget_per_byte=3)
+    assert len(items) == 1 and "CRC mismatch" in str(items[0]) and "no records follow" in str(items[0])
+    assert work <= 3 * len(blob)
