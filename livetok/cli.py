@@ -25,6 +25,8 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     print(f"wrote {total} packets to {args.output}", file=sys.stderr)
     for (source, modality, scale), n in sorted(report.packets.items()):
         print(f"  {source} {modality} {scale}: {n}", file=sys.stderr)
+    for w in report.warnings:  # an input that ended early: the tokens stand, exit 0 (docs/cli.md)
+        print(f"livetok: warning: {w}", file=sys.stderr)
     return 0
 
 
@@ -47,12 +49,14 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from livetok.config import load_config
+    from livetok.outputs import check_output
     from livetok.tokenizers.codebooks import load_codebooks, save_codebooks
     from livetok.tokenizers.fit import FitOptions, fit, media_files
 
     cfg = load_config(args.config).tokenizer
     files = media_files([Path(p) for p in args.inputs])
     base = None if args.no_base else load_codebooks(cfg.codebooks)
+    check_output(Path(args.output))  # before minutes of fitting, not after
     cbs = fit(files, cfg, FitOptions(iters=args.iters, seed=args.seed), base)
     save_codebooks(cbs, Path(args.output), {"fitted_on": ",".join(sorted({f.parent.name for f in files}))})
     print(f"wrote codebooks {cbs.codebook_id} to {args.output} ({len(files)} files)", file=sys.stderr)
@@ -81,9 +85,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from livetok.tokenizers import Tokenizers
 
     toks = Tokenizers.from_config(load_config(args.config).tokenizer)
-    inspect(Path(args.file), Path(args.output), toks, Path(args.source) if args.source else None)
-    print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    skipped = inspect(Path(args.file), Path(args.output), toks, Path(args.source) if args.source else None)
+    print(f"wrote {args.output}" + (f" from what could be read ({len(skipped)} damaged regions skipped)"
+                                    if skipped else ""), file=sys.stderr)
+    for e in skipped:
+        print(f"livetok: warning: {e}", file=sys.stderr)
+    return 65 if skipped else 0  # like probe: a damaged token file is reported, after drawing
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -109,6 +116,12 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
     print(format_devices(list_devices()))
     return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from livetok.doctor import doctor
+
+    return doctor(args.config, args.json)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -148,6 +161,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add("devices", _cmd_devices, "list V4L2 cameras and PortAudio input devices")
 
+    sp = add("doctor", _cmd_doctor, "check that everything the daemon needs is here; one line per part, with the fix")
+    config_arg(sp)
+    sp.add_argument("--json", action="store_true", help="one JSON object: {ok, checks: [{name, status, detail, fix}]}")
+
     sp = add("tokenize", _cmd_tokenize, "tokenize media files into a .ltk token file")
     sp.add_argument("inputs", nargs="+", metavar="INPUT", help="any file FFmpeg opens: video, audio, still image")
     sp.add_argument("-o", "--output", required=True, metavar="OUT.ltk")
@@ -157,7 +174,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("file", metavar="FILE.ltk")
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="one JSON summary")
-    g.add_argument("--tokens", action="store_true", help="one JSON object per packet per line")
+    g.add_argument("--tokens", action="store_true",
+                   help="one JSON line per record: a token packet, or an aligned step with its packets")
 
     sp = add("eval", _cmd_eval, "tokenize, decode and report quality (PSNR, log-mel SNR, bits, perplexity)")
     sp.add_argument("input", metavar="INPUT")

@@ -9,8 +9,14 @@ so that the command line can print one clear line and exit non-zero.
     ├── MediaError         a media file or stream cannot be opened/decoded exit 66
     ├── CodebookError      missing, corrupt or mismatched codebooks      exit 65
     ├── DecodeError        bad bytes in a wire packet or a .ltk file     exit 65
+    ├── OutputError        an output file cannot be created or written   exit 73
     └── BusError           the MQTT broker is unreachable, refuses us, or was lost   exit 69
                            (``retryable``: whether trying again later can help)
+
+Anything else that reaches the command line is a bug (exit 1). The CLI's exit codes: 0 success,
+1 an unexpected error, 65 bad data (token file, codebooks), 66 unreadable input media, 73 an output
+that cannot be created or written, 69 an MQTT broker unreachable or refusing us, 78 bad configuration,
+130 interrupted (SIGINT), 141 broken pipe.
 """
 
 from __future__ import annotations
@@ -44,6 +50,13 @@ class DecodeError(LivetokError):
     """Bytes are not a valid wire-format packet or token file (see docs/wire-format.md)."""
 
     exit_code = 65  # EX_DATAERR
+
+
+class OutputError(LivetokError):
+    """An output file cannot be created or written: a missing or read-only directory, a directory
+    or a non-directory in the way, a full disk. The message names the path and the reason."""
+
+    exit_code = 73  # EX_CANTCREAT
 
 
 class BusError(LivetokError):

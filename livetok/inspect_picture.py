@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from livetok.errors import CodebookError, DecodeError, LivetokError
+from livetok.errors import CodebookError, DecodeError, OutputError
+from livetok.outputs import atomic_output, describe_oserror
 from livetok.quality import (
     SCALES,
     AudioSteps,
@@ -114,9 +115,9 @@ def _token_packets(items: list[TokenPacket | AlignedStep]) -> list[TokenPacket]:
     return out
 
 
-def load_packets(ltk: Path, toks: Tokenizers) -> tuple[list[TokenPacket], int]:
-    """The token packets of a .ltk file (and how many damaged regions were skipped), checked
-    against the loaded codebooks."""
+def load_packets(ltk: Path, toks: Tokenizers) -> tuple[list[TokenPacket], list[str]]:
+    """The token packets of a .ltk file and the reader's message for each damaged region skipped,
+    checked against the loaded codebooks."""
     result = read_ltk(ltk)  # DecodeError (one line) for a missing or non-.ltk file
     packets = _token_packets(result.packets)
     if not packets:
@@ -129,7 +130,7 @@ def load_packets(ltk: Path, toks: Tokenizers) -> tuple[list[TokenPacket], int]:
                 f"{ltk}: tokens were made with codebooks {p.codebook_id} but the loaded codebooks are "
                 f"{want} ({toks.codebooks.source}); pass the matching config with -c"
             )
-    return packets, len(result.errors)
+    return packets, result.errors
 
 
 def pick_source(packets: list[TokenPacket], media: Path | None) -> str:
@@ -194,10 +195,14 @@ class _Canvas:
         self.text(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), s, fill=FAINT, anchor="mm")
 
 
-def inspect(ltk: Path, out_png: Path, toks: Tokenizers, source: Path | None) -> None:
-    """Draw the inspection picture of ``ltk`` (see module doc) into ``out_png``."""
+def inspect(ltk: Path, out_png: Path, toks: Tokenizers, source: Path | None) -> list[str]:
+    """Draw the inspection picture of ``ltk`` (see module doc) into ``out_png``, atomically.
+
+    Returns the reader's message for each damaged region of the token file that was skipped (the
+    picture shows what could be read, and says how many regions were skipped)."""
     ltk, out_png = Path(ltk), Path(out_png)
-    packets, damaged = load_packets(ltk, toks)
+    packets, skipped = load_packets(ltk, toks)
+    damaged = len(skipped)
     name = pick_source(packets, source)
     mine = [p for p in packets if p.source == name]
     n_sources = len({p.source for p in packets})
@@ -236,11 +241,12 @@ def inspect(ltk: Path, out_png: Path, toks: Tokenizers, source: Path | None) -> 
         mel = source_logmel(source, toks) if source is not None else None
         _draw_audio(canvas, layout, y, steps, name, mel, source is not None, toks)
 
-    try:
-        out_png.parent.mkdir(parents=True, exist_ok=True)
-        canvas.image.save(out_png, "PNG", optimize=True)
-    except OSError as err:
-        raise LivetokError(f"{out_png}: cannot write ({err.strerror or err})") from err
+    with atomic_output(out_png) as tmp:
+        try:
+            canvas.image.save(tmp, "PNG", optimize=True)
+        except OSError as err:
+            raise OutputError(f"{out_png}: cannot write it: {describe_oserror(err)}") from err
+    return skipped
 
 
 def _draw_video(canvas: _Canvas, layout: Layout, top: int, shown: list[GridFrame],

@@ -6,8 +6,9 @@ media time (pts x time_base), measured from the container's first timestamp.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,17 @@ import av
 from livetok.errors import MediaError
 
 NS = 1_000_000_000
+# How far decoding may stop short of the duration the container states before the input is said to
+# have ended early (a truncated or partial file): 0.25 s, or 1 % of a longer input.
+ENDED_EARLY_S = 0.25
+ENDED_EARLY_FRACTION = 0.01
+
+
+@dataclass
+class DecodeNotes:
+    """What :func:`decode` noticed that is not an error: one line per finding, naming the file."""
+
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -51,11 +63,18 @@ def open_media(path: str | Path, options: dict[str, str] | None = None) -> av.co
     p = Path(path)
     name = str(path)
     if "://" not in name:
-        if not p.exists():
-            raise MediaError(f"{name}: no such file")
-        if p.is_dir():
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            raise MediaError(f"{name}: no such file") from None
+        except OSError as err:
+            raise MediaError(f"{name}: cannot open ({(err.strerror or str(err)).lower()})") from None
+        if stat.S_ISDIR(st.st_mode):
             raise MediaError(f"{name}: is a directory, not a media file")
-        if p.stat().st_size == 0:
+        if not stat.S_ISREG(st.st_mode):
+            raise MediaError(f"{name}: is {_file_kind(st.st_mode)}, not a regular file: livetok reads media "
+                             "files (for live capture, `livetok run --source`)")
+        if st.st_size == 0:
             raise MediaError(f"{name}: empty file")
     try:
         container = av.open(name, mode="r", options=options or {}, timeout=(10.0, 10.0))
@@ -69,14 +88,25 @@ def open_media(path: str | Path, options: dict[str, str] | None = None) -> av.co
     return container
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def _reason(err: av.FFmpegError) -> str:
     return getattr(err, "strerror", None) or str(err)
 
 
-def decode(path: str | Path, audio: bool = True, video: bool = True) -> Iterator[MediaFrame]:
+def decode(path: str | Path, audio: bool = True, video: bool = True,
+           notes: DecodeNotes | None = None) -> Iterator[MediaFrame]:
     """Demux and decode the first video and first audio stream, in file order.
 
     Corrupt packets are skipped by FFmpeg's decoders; a file that yields no frame at all raises.
+    When decoding stops well short of the duration the container states (a file cut short, such
+    as a faststart MP4 truncated in transfer), a warning naming the file is added to ``notes``.
     """
     container = open_media(path)
     name = str(path)
@@ -92,6 +122,7 @@ def decode(path: str | Path, audio: bool = True, video: bool = True) -> Iterator
         start = _start_ticks(container)
         count = 0
         next_ns = {"audio": 0, "video": 0}  # where a frame without pts is placed: after the last one
+        reached: dict[str, int] = {}  # media time each kind was decoded up to
         for packet in container.demux(*streams):
             try:
                 frames = packet.decode()
@@ -102,14 +133,48 @@ def decode(path: str | Path, audio: bool = True, video: bool = True) -> Iterator
                     continue  # subtitles: not demuxed, never reached
                 mf = _media_frame(frame, start, next_ns)
                 next_ns[mf.kind] = mf.pts_ns + mf.duration_ns
+                reached[mf.kind] = max(reached.get(mf.kind, mf.pts_ns), mf.pts_ns + mf.duration_ns)
                 count += 1
                 yield mf
         if count == 0:
             raise MediaError(f"{name}: no decodable audio or video frames")
+        early = _ended_early(container, streams, start, reached)
+        if early and notes is not None:
+            notes.warnings.append(f"{name}: the input ended early: {early} (a truncated or partial file?); "
+                                  "tokens were made for what was there")
     except av.FFmpegError as err:
         raise MediaError(f"{name}: decoding failed ({_reason(err)})") from err
     finally:
         container.close()
+
+
+def _ended_early(container: av.container.InputContainer, streams: list[av.VideoStream | av.AudioStream],
+                 start_ns: int, reached: dict[str, int]) -> str:
+    """``"decoded video to 0.92 s of the 2.00 s the container states"`` when a stream stopped well
+    short of its stated end, else ""."""
+    short = []
+    for s in streams:
+        stated = _stated_end_ns(container, s, start_ns)
+        if stated is None or stated <= 0:
+            continue
+        got = reached.get(s.type, 0)
+        if stated - got > max(ENDED_EARLY_S * NS, ENDED_EARLY_FRACTION * stated):
+            short.append((s.type, got, stated))
+    if not short:
+        return ""
+    parts = " and ".join(f"{kind} to {got / NS:.2f} s" for kind, got, _ in short)
+    return f"decoded {parts} of the {max(st for *_, st in short) / NS:.2f} s the container states"
+
+
+def _stated_end_ns(container: av.container.InputContainer, s: av.VideoStream | av.AudioStream,
+                   start_ns: int) -> int | None:
+    """Where a stream should end, in media time: its own duration when the header gives one, else the
+    container's."""
+    if s.duration and s.time_base:
+        return ticks_to_ns((s.start_time or 0) + s.duration, s.time_base) - start_ns
+    if container.duration:
+        return int(container.duration) * 1000
+    return None
 
 
 def _start_ticks(container: av.container.InputContainer) -> int:

@@ -2,7 +2,9 @@
 
 Decoding and frame scaling run in a reader thread that hands frames to the tokenizer through a
 bounded queue; a full queue blocks the reader (files are never dropped from), so decode and
-tokenization overlap and memory stays bounded.
+tokenization overlap and memory stays bounded. The output is written atomically
+(livetok/outputs.py): to a temporary file beside it, renamed into place only when every input
+was tokenized.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from livetok.errors import LivetokError
-from livetok.media import MediaFrame, decode
+from livetok.errors import OutputError
+from livetok.media import DecodeNotes, MediaFrame, decode
+from livetok.outputs import atomic_output, describe_oserror
 from livetok.tokenizers.session import MediaTokenizer, PreparedVideo, Tokenizers
 from livetok.wire import LtkWriter, TokenPacket
 
@@ -32,6 +35,7 @@ class TokenizeReport:
 
     packets: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     frames: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)  # one line each, e.g. an input that ended early
 
 
 def source_name(path: Path, taken: set[str]) -> str:
@@ -44,14 +48,16 @@ def source_name(path: Path, taken: set[str]) -> str:
     return name
 
 
-def prepared_frames(path: Path, tok: MediaTokenizer) -> Iterator[MediaFrame | PreparedVideo]:
+def prepared_frames(
+    path: Path, tok: MediaTokenizer, notes: DecodeNotes | None = None
+) -> Iterator[MediaFrame | PreparedVideo]:
     """Decode and scale in a background thread; yield in order on the caller's thread."""
     q: queue.Queue[object] = queue.Queue(maxsize=QUEUE_FRAMES)
     stop = threading.Event()
 
     def reader() -> None:
         try:
-            for mf in decode(path):
+            for mf in decode(path, notes=notes):
                 item = tok.prepare(mf)
                 while not stop.is_set():
                     try:
@@ -95,23 +101,38 @@ def tokenize_file(
             else:
                 kept.append(p)
 
-    for item in prepared_frames(path, mt):
+    notes = DecodeNotes()
+    for item in prepared_frames(path, mt, notes):
         report.frames["video" if isinstance(item, PreparedVideo) else "audio"] += 1
         emit(mt.feed(item))
     emit(mt.flush())
+    report.warnings += notes.warnings
     return kept
 
 
 def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path) -> TokenizeReport:
+    """Tokenize ``paths`` into one .ltk file. ``out`` is written atomically: on any error it is left
+    as it was (an existing file keeps its bytes), and it may not be one of the inputs."""
+    for path in paths:
+        if _same_file(path, out):
+            raise OutputError(f"{out}: is also an input: refusing to overwrite it with tokens")
     if toks.video.device.type == "cpu":
         # The reader thread decodes on its own core: torch on all cores would fight it for them.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
     report = TokenizeReport()
     taken: set[str] = set()
-    try:
-        with LtkWriter(out) as sink:
-            for path in paths:
-                tokenize_file(path, toks, source_name(path, taken), sink, report)
-    except OSError as err:
-        raise LivetokError(f"{out}: cannot write ({err.strerror or err})") from err
+    with atomic_output(out) as tmp:
+        try:
+            with LtkWriter(tmp) as sink:
+                for path in paths:
+                    tokenize_file(path, toks, source_name(path, taken), sink, report)
+        except OSError as err:
+            raise OutputError(f"{out}: cannot write it: {describe_oserror(err)}") from err
     return report
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -212,3 +212,30 @@ def test_cli_inspect_missing_source(clip_ltk: Path, tmp_path: Path, capsys: pyte
     assert code != 0
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and "gone.mp4" in lines[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted"])
+def test_cli_inspect_damaged_file_draws_and_says_what_was_skipped(
+    damage: str, clip_ltk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: exit 0 and a picture without a word, while probe exited 65 on the same file."""
+    data = bytearray(clip_ltk.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) * 2 // 3]
+    else:
+        for at in (len(data) // 3, len(data) // 2):
+            data[at] ^= 0xFF
+    bad = tmp_path / f"{damage}.ltk"
+    bad.write_bytes(bytes(data))
+    png = tmp_path / "out.png"
+    capsys.readouterr()
+    assert main(["probe", str(bad)]) == 65
+    probe_errors = [line.removeprefix("error: ") for line in capsys.readouterr().out.splitlines()
+                    if line.startswith("error: ")]
+    code = main(["inspect", str(bad), "-o", str(png)])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 65
+    assert Image.open(png).size[0] > 0  # drawn from what could be read
+    assert err[0] == f"wrote {png} from what could be read ({len(probe_errors)} damaged regions skipped)"
+    assert err[1:] == [f"livetok: warning: {e}" for e in probe_errors] and len(probe_errors) == (
+        1 if damage == "truncated" else 2)
