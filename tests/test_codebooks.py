@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +13,17 @@ import skimage
 import torch
 from mediagen import ffmpeg
 
+from livetok.cli import main
 from livetok.errors import CodebookError
 from livetok.tokenizers import TokenizerConfig, Tokenizers
-from livetok.tokenizers.codebooks import default_codebook_path, load_codebooks, save_codebooks
+from livetok.tokenizers.codebooks import (
+    CodebookSet,
+    compute_id,
+    default_codebook_path,
+    load_codebooks,
+    save_codebooks,
+    vector_size,
+)
 from livetok.tokenizers.config import AudioConfig, RVQConfig, VideoConfig
 from livetok.tokenizers.fit import FitOptions, fit
 from livetok.tokenizers.kmeans import _nearest, fit_rvq, kmeans_pp, lloyd, pca
@@ -121,3 +132,107 @@ def test_fit_takes_missing_modality_from_base(tmp_path: Path) -> None:
     assert np.array_equal(got.scale("video", "fine").codebooks, base.scale("video", "fine").codebooks)
     assert got.scale("audio", "fine").codebooks.shape == (2, 16, 8)
     assert got.codebook_id != base.codebook_id
+
+
+# --- files that pass the content hash but are inconsistent inside (issue 6) ----------------
+
+
+def crafted_codebooks(tmp_path: Path, name: str, frontend_edit=None, **arrays: np.ndarray) -> Path:
+    """The packaged set with some arrays (``audio_fine_proj=...``) or front-end metadata replaced,
+    saved with a recomputed codebook_id, so the content-hash check passes."""
+    base = load_codebooks(None)
+    frontend = json.loads(json.dumps(base.frontend))
+    if frontend_edit is not None:
+        frontend_edit(frontend)
+    scales = dict(base.scales)
+    for arg, value in arrays.items():
+        modality, scale, part = arg.split("_")
+        scales[f"{modality}.{scale}"] = dataclasses.replace(scales[f"{modality}.{scale}"], **{part: value})
+    cbs = CodebookSet(frontend=frontend, scales=scales, codebook_id=compute_id(frontend, scales))
+    path = tmp_path / f"{name}.safetensors"
+    save_codebooks(cbs, path)
+    return path
+
+
+def tokenize_with(codebooks: Path, media: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"tokenizer:\n  device: cpu\n  codebooks: {codebooks}\n")
+    out = tmp_path / "out.ltk"
+    capsys.readouterr()
+    code = main(["tokenize", str(media), "-o", str(out), "-c", str(cfg)])
+    err = capsys.readouterr().err.strip()
+    assert not out.exists()
+    return code, err
+
+
+def _set_type(fe: dict) -> None:
+    fe["audio"]["n_mels"] = "80"
+
+
+def _video_not_object(fe: dict) -> None:
+    fe["video"] = [224, 16, 32]
+
+
+def _negative_patch(fe: dict) -> None:
+    fe["video"]["fine_patch"] = -16
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("proj_wrong_shape", "audio.fine.proj"),
+        ("mean_wrong_shape", "video.fine.mean"),
+        ("frontend_wrong_type", "frontend.audio.n_mels"),
+        ("frontend_not_object", "frontend.video"),
+        ("frontend_out_of_range", "frontend.video.fine_patch"),
+        ("coarse_audio_wrong_width", "audio.coarse.codebooks"),
+        ("all_nan_codebooks", "video.fine.codebooks"),
+        ("inf_in_mean", "audio.coarse.mean"),
+        ("integer_tensor", "video.coarse.proj"),
+    ],
+)
+def test_inconsistent_codebook_file_is_one_line_exit_65(
+    case: str, needle: str, tmp_path: Path, speech_wav: Path, av_clip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each passed the hash check and, before, gave a traceback (exit 1) or wrong tokens with exit 0
+    (coarse audio of the wrong width: every token [28, 28]; all-NaN codebooks: every code 0)."""
+    base = load_codebooks(None)
+    a_fine, a_coarse = base.scale("audio", "fine"), base.scale("audio", "coarse")
+    v_fine, v_coarse = base.scale("video", "fine"), base.scale("video", "coarse")
+    made = {
+        "proj_wrong_shape": lambda: crafted_codebooks(tmp_path, case, audio_fine_proj=a_fine.proj[:150]),
+        "mean_wrong_shape": lambda: crafted_codebooks(tmp_path, case, video_fine_mean=v_fine.mean[:700]),
+        "frontend_wrong_type": lambda: crafted_codebooks(tmp_path, case, _set_type),
+        "frontend_not_object": lambda: crafted_codebooks(tmp_path, case, _video_not_object),
+        "frontend_out_of_range": lambda: crafted_codebooks(tmp_path, case, _negative_patch),
+        "coarse_audio_wrong_width": lambda: crafted_codebooks(
+            tmp_path, case, audio_coarse_codebooks=np.ascontiguousarray(a_coarse.codebooks[:, :, :64])),
+        "all_nan_codebooks": lambda: crafted_codebooks(
+            tmp_path, case, video_fine_codebooks=np.full_like(v_fine.codebooks, np.nan)),
+        "inf_in_mean": lambda: crafted_codebooks(
+            tmp_path, case, audio_coarse_mean=np.where(np.arange(a_coarse.mean.size) == 3, np.inf, a_coarse.mean)),
+        "integer_tensor": lambda: crafted_codebooks(tmp_path, case, video_coarse_proj=v_coarse.proj.astype(np.int32)),
+    }
+    path = made[case]()
+    media = speech_wav if "audio" in needle else av_clip
+    code, err = tokenize_with(path, media, tmp_path, capsys)
+    assert code == 65, err
+    assert len(err.splitlines()) == 1 and err.startswith("livetok: error: "), err
+    assert str(path) in err and needle in err, err
+    with pytest.raises(CodebookError, match=re.escape(needle)):
+        load_codebooks(path)
+
+
+def test_projected_size_must_match_the_configuration() -> None:
+    cfg = TokenizerConfig(audio=AudioConfig(coarse=RVQConfig(levels=2, dim=64)))
+    with pytest.raises(CodebookError, match=r"audio\.coarse to 128 values .*tokenizer\.audio\.coarse\.dim=64"):
+        load_codebooks(None).check(cfg)
+
+
+def test_vector_sizes_follow_the_tokenizers(toks: Tokenizers) -> None:
+    """D as content_problem computes it is the input size of every quantizer the tokenizers build."""
+    fe = toks.codebooks.frontend
+    for scale in ("fine", "coarse"):
+        assert vector_size(fe, "audio", scale) == toks.audio.quantizers[scale].in_dim
+        assert vector_size(fe, "video", scale) == toks.video.quantizers[scale].in_dim
+    assert vector_size(fe, "audio", "fine") == 80 * 2 and vector_size(fe, "video", "coarse") == 3 * 32 * 32

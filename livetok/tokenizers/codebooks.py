@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from livetok.errors import CodebookError
+from livetok.errors import CodebookError, OutputError
+from livetok.outputs import atomic_output, describe_oserror
 from livetok.tokenizers.config import AudioConfig, TokenizerConfig, VideoConfig
 
 FORMAT = "livetok-codebooks/1"
@@ -68,7 +70,12 @@ class CodebookSet:
         return self.scales[f"{modality}.{scale}"]
 
     def check(self, cfg: TokenizerConfig) -> None:
-        """Raise CodebookError naming both values when the configuration does not match."""
+        """Raise CodebookError naming both values when the configuration does not match: front-end
+        parameters, codes per level, projected size (``dim``), and no more levels than fitted. The
+        arrays' own consistency is checked when a file is loaded (:func:`content_problem`)."""
+        problem = content_problem(self.frontend, self.scales)
+        if problem:
+            raise CodebookError(f"codebooks {self.source}: {problem}")
         wanted = {"audio": audio_frontend(cfg.audio), "video": video_frontend(cfg.video)}
         for modality, params in wanted.items():
             for key, value in params.items():
@@ -92,6 +99,11 @@ class CodebookSet:
                         f"codebooks {self.source} have {arr.codebooks.shape[0]} levels for "
                         f"{modality}.{scale} but the configuration asks for "
                         f"tokenizer.{modality}.{scale}.levels={rvq.levels}"
+                    )
+                if arr.proj.shape[1] != rvq.dim:
+                    raise CodebookError(
+                        f"codebooks {self.source} project {modality}.{scale} to {arr.proj.shape[1]} values but "
+                        f"the configuration has tokenizer.{modality}.{scale}.dim={rvq.dim}"
                     )
 
 
@@ -120,8 +132,12 @@ def save_codebooks(cbs: CodebookSet, path: Path, extra: dict[str, str] | None = 
     meta = {"format": FORMAT, "codebook_id": cbs.codebook_id, "frontend": json.dumps(cbs.frontend, sort_keys=True)}
     meta["shapes"] = json.dumps({k: list(v.shape) for k, v in tensors.items()}, sort_keys=True)
     meta.update(extra or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=meta)
+    with atomic_output(path) as tmp:  # a failed save leaves an existing file as it was
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+        except (OSError, SafetensorError) as err:
+            reason = describe_oserror(err) if isinstance(err, OSError) else str(err)
+            raise OutputError(f"{path}: cannot write it: {reason}") from err
 
 
 def load_codebooks(path: Path | None = None) -> CodebookSet:
@@ -155,4 +171,78 @@ def load_codebooks(path: Path | None = None) -> CodebookSet:
         raise CodebookError(
             f"{path}: content hash {cbs.codebook_id} does not match the recorded codebook_id {meta.get('codebook_id')}"
         )
+    problem = content_problem(frontend, scales)
+    if problem:
+        raise CodebookError(f"{path}: {problem}")
     return cbs
+
+
+# Front-end metadata a codebook file must carry, with its type; every value is above 0 but f_min (>= 0).
+FRONTEND_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "audio": {"sample_rate": (int,), "win_length": (int,), "hop_length": (int,), "n_fft": (int,), "n_mels": (int,),
+              "f_min": (int, float), "f_max": (int, float), "fine_frames": (int,), "coarse_frames": (int,)},
+    "video": {"size": (int,), "fine_patch": (int,), "coarse_patch": (int,)},
+}
+MAX_CODES = 65536  # codes travel as u16 (docs/wire-format.md)
+
+
+def vector_size(frontend: dict[str, dict[str, Any]], modality: str, scale: str) -> int:
+    """``D``, the length of the vectors a scale's projection takes, as the tokenizers build them:
+    audio, ``n_mels`` x the scale's log-mel frames per step (frames concatenated); video, the
+    scale's patch as RGB pixels (``3 * patch^2``)."""
+    fe = frontend[modality]
+    if modality == "audio":
+        return int(fe["n_mels"] * fe[f"{scale}_frames"])
+    return int(3 * fe[f"{scale}_patch"] ** 2)
+
+
+def content_problem(frontend: Any, scales: dict[str, ScaleArrays]) -> str:
+    """Why a codebook file's content cannot be used, naming the tensor or metadata key; "" if it can.
+
+    Checks the front-end metadata's keys and types, that every tensor is floating point with finite
+    values, and that shapes agree with each other (``mean [D]``, ``proj [D, d]``, ``codebooks [L, K, d]``)
+    and with the front end (``D``: :func:`vector_size`)."""
+    if not isinstance(frontend, dict):
+        return f"metadata 'frontend' is a {type(frontend).__name__}, not an object"
+    for modality, keys in FRONTEND_TYPES.items():
+        fe = frontend.get(modality)
+        if not isinstance(fe, dict):
+            return f"metadata 'frontend.{modality}' is missing or not an object"
+        for key, types in keys.items():
+            value = fe.get(key)
+            if isinstance(value, bool) or not isinstance(value, types):
+                want = " or ".join(t.__name__ for t in types)
+                return f"metadata 'frontend.{modality}.{key}' is {value!r}, not a {want}"
+            number = float(cast(float, value))
+            if not (math.isfinite(number) and (number >= 0 if key == "f_min" else number > 0)):
+                return f"metadata 'frontend.{modality}.{key}' is {value!r}, out of range"
+    for key, arr in scales.items():
+        modality, scale = key.split(".")
+        d_in = vector_size(frontend, modality, scale)
+        tensors = {"mean": arr.mean, "proj": arr.proj, "codebooks": arr.codebooks}
+        for name, t in tensors.items():
+            if not np.issubdtype(t.dtype, np.floating):
+                return f"tensor {key}.{name} has dtype {t.dtype}, not floating point"
+        mean, proj, books = arr.mean, arr.proj, arr.codebooks
+        if mean.shape != (d_in,):
+            return (f"tensor {key}.mean has shape {list(mean.shape)}, but the front end makes "
+                    f"{d_in}-value {modality} {scale} vectors ({_d_reason(frontend, modality, scale)}): want [{d_in}]")
+        if proj.ndim != 2 or proj.shape[0] != d_in or not 1 <= proj.shape[1] <= d_in:
+            return (f"tensor {key}.proj has shape {list(proj.shape)}, want [{d_in}, d] with 1 <= d <= {d_in} "
+                    f"(mean has {d_in} values)")
+        d = proj.shape[1]
+        if books.ndim != 3 or books.shape[0] < 1 or not 2 <= books.shape[1] <= MAX_CODES or books.shape[2] != d:
+            return (f"tensor {key}.codebooks has shape {list(books.shape)}, want [levels >= 1, 2..{MAX_CODES} "
+                    f"codes, {d}] ({key}.proj projects to {d} values)")
+        for name, t in tensors.items():
+            bad = int(t.size - np.count_nonzero(np.isfinite(t)))
+            if bad:
+                return f"tensor {key}.{name} has {bad} non-finite values (NaN or infinity) of {t.size}"
+    return ""
+
+
+def _d_reason(frontend: dict[str, dict[str, Any]], modality: str, scale: str) -> str:
+    fe = frontend[modality]
+    if modality == "audio":
+        return f"n_mels={fe['n_mels']} x {scale}_frames={fe[f'{scale}_frames']}"
+    return f"3 x {scale}_patch={fe[f'{scale}_patch']} squared"
