@@ -247,6 +247,13 @@ class MqttSink(Sink):
         self.metas = source_metas(daemon.cfg, daemon.toks, self.run_id, self.instance)
         self.stats_source = daemon.stats_document
 
+    def gauges(self) -> dict[str, float]:
+        b = self.bus
+        return {"connected": int(b.connected), "connects": b.connects, "reconnects": b.reconnects,
+                "connect_failures": b.connect_failures, "published": b.published, "resent": b.resent,
+                "refused": sum(b.refused.values()), "in_flight": len(self._flights), "resend_depth": len(self._resend),
+                "receive_maximum": b.receive_maximum, "stats_published": b.stats_published}
+
     def bus_state(self, channel: SinkChannel | None) -> dict[str, Any]:
         """The bus part of the stats document."""
         doc = self.bus.as_json(self.buffered(channel))

@@ -367,6 +367,8 @@ class Daemon:
             st, ch = sink.stats, self.channels.get(sink.name)
             for key in ("written", "dropped", "failed", "errors", "reopens", "bytes_written"):
                 m.set(f"sink.{sink.name}.{key}", getattr(st, key))
+            for key, value in sink.gauges().items():
+                m.set(f"sink.{sink.name}.{key}", value)
             if ch is not None:
                 m.set(f"sink.{sink.name}.queue_depth", ch.depth)
                 m.set(f"sink.{sink.name}.queue_bytes", ch.bytes)
@@ -421,7 +423,8 @@ class Daemon:
         self.report.accounting = self._accounting()
         self.report.sinks = {s.name: {"state": s.stats.state, "written": s.stats.written,
                                       "dropped": s.stats.dropped, "failed": s.stats.failed,
-                                      "errors": s.stats.errors, "last_error": s.stats.last_error}
+                                      "errors": s.stats.errors, "last_error": s.stats.last_error,
+                                      **s.gauges()}
                              for s in self.sinks}
         return self.report
 

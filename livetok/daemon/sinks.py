@@ -39,6 +39,7 @@ from livetok.streams.backoff import Backoff, BackoffPolicy
 from livetok.wire.ltkfile import FILE_HEADER, LTK_MAGIC, LTK_VERSION, RECORD_HEAD, SYNC
 
 BATCH = 256  # messages taken from the channel per write
+CLOSE_S = 2.0  # closing a file at exit, at most (s)
 TAIL_SCAN_BYTES = 64 << 20  # how far back from its end an existing file is searched for its last record
 
 
@@ -87,6 +88,10 @@ class Sink(abc.ABC):
     def accepts(self, item: Outgoing) -> bool:
         """Whether this sink wants ``item`` (e.g. a file that keeps only aligned steps)."""
         return True
+
+    def gauges(self) -> dict[str, float]:
+        """Sink-specific figures for metrics and the run report (the bus: connection, in flight ...)."""
+        return {}
 
     def attach(self, daemon: Any) -> None:  # noqa: B027 -- optional hook
         """Called once by the daemon that will feed this sink (the bus takes its meta from it)."""
@@ -329,7 +334,9 @@ class FileSink(Sink):
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         try:
-            await self.lane.run(self._close_fd)
+            await asyncio.wait_for(self.lane.run(self._close_fd), CLOSE_S)
+        except TimeoutError:  # the lane is stuck in a write (a dead disk): abandoned, like its thread
+            self.say(f"could not close {self.path} within {CLOSE_S:g} s (a write is stuck); abandoned")
         finally:
             self.lane.close()
             await super().__aexit__(exc_type, exc, tb)

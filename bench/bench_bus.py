@@ -1,0 +1,228 @@
+"""The MQTT bus's figures: its own cost, capture-to-receive latency at a subscriber, 720p30 streams
+with publishing on, and a soak at ten times the nominal message rate.
+
+    .venv/bin/python bench/bench_bus.py [--seconds 30] [--soak-minutes 10] [--max-streams 12] [--skip ...]
+
+A private Mosquitto on a free loopback port (persistence off) serves every part.
+
+1. **Latency** (``latency``): the synthetic source at 640x480@30 with 16 kHz audio (a camera and a
+   microphone in one) through ``livetok run`` with ``--sink mqtt://``; a :class:`livetok.client.Subscriber`
+   (QoS 1) in this process takes every message. Printed per stream: capture-to-emit and
+   capture-to-publish p50/p95/p99 from the daemon's own metrics (the bus's cost is the difference
+   of the p99s), and capture-to-receive at the subscriber: receive time minus the packet's capture
+   time (a frame's time; the end of an audio window), both UNIX ns on this machine.
+2. **Streams** (``streams``): N copies of a 720p30 H.264 clip played as live, video only, 20 s each,
+   published; "sustained" as in bench_live.py (< 1 % dropped, >= 97 % of real time), and every
+   message published was acknowledged.
+3. **Soak** (``soak``): three synthetic camera+microphone sources and twelve microphone-only ones,
+   about ten times the ~135 messages/s of one camera and microphone, for ``--soak-minutes``;
+   checked: produced = delivered + dropped, exactly (the daemon's books and the subscriber's
+   count), and the daemon's RSS sampled every 10 s (flat: no leak).
+
+Figures only; nothing is asserted (tests/test_bus_publisher.py asserts the behaviour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _common import print_header, table
+from broker import Mosquitto
+
+from livetok.client import Subscriber
+from livetok.config import LivetokConfig
+from livetok.daemon.main import run_blocking
+from livetok.daemon.runner import RunReport
+from livetok.wire import Modality
+
+MS = 1_000_000
+
+
+class Receiver:
+    """A QoS 1 subscriber in a thread: counts messages and capture-to-receive latencies."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.count = 0
+        self.lat: dict[str, list[float]] = {}
+        self.stats: Any = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        async with Subscriber(self.url, qos=1, buffer_messages=50_000) as sub:
+            self._ready.set()
+            while not self._stop.is_set():
+                msg = await sub.get(timeout_s=0.2)
+                if msg is None:
+                    continue
+                if msg.packet is None and msg.step is None:
+                    continue
+                self.count += 1
+                p = msg.packet
+                if p is not None:
+                    captured = p.start_ns if p.modality == Modality.VIDEO else p.end_ns
+                    key = f"{p.modality.name.lower()}.{p.scale.name.lower()}"
+                    self.lat.setdefault(key, []).append((msg.received_unix_ns - captured) / MS)
+            self.stats = sub.stats
+
+    def start(self) -> Receiver:
+        self.thread.start()
+        self._ready.wait(30)
+        return self
+
+    def stop(self, quiet_s: float = 2.0) -> Receiver:
+        n = -1
+        while n != self.count:
+            n = self.count
+            time.sleep(quiet_s)
+        self._stop.set()
+        self.thread.join(30)
+        return self
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q / 100 * len(v)))]
+
+
+def bus_cfg(port: int, sources: list[dict[str, Any]], groups: list[dict[str, Any]] | None = None,
+            **mqtt: Any) -> LivetokConfig:
+    return LivetokConfig.model_validate({"sources": sources, "groups": groups or [],
+                                         "mqtt": {"host": "127.0.0.1", "port": port, "instance": "bench", **mqtt}})
+
+
+def latency(broker: Mosquitto, seconds: float) -> None:
+    rx = Receiver(broker.url).start()
+    cfg = bus_cfg(broker.port, [{"kind": "synthetic", "name": "cam", "size": "640x480", "fps": 30, "rate": 16000}])
+    report = run_blocking(cfg, seconds)
+    rx.stop()
+    series = report.metrics["series_ms"]
+    rows = []
+    for key, target in (("video.fine", "<= 50"), ("video.coarse", ""), ("audio.fine", "<= 40 after window"),
+                        ("audio.coarse", "")):
+        emit = series[f"latency.emit.cam.{key}"]
+        pub = series[f"latency.publish.mqtt.cam.{key}"]
+        r = rx.lat.get(key, [])
+        rows.append([key, emit["p50"], emit["p99"], pub["p50"], pub["p99"], f"{pub['p99'] - emit['p99']:.3f}",
+                     f"{pct(r, 50):.2f}", f"{pct(r, 95):.2f}", f"{pct(r, 99):.2f}", target])
+    print(f"\n640x480@30 + 16 kHz, {seconds:g} s, QoS 1 to a local Mosquitto; latency in ms")
+    print(table(["stream", "emit p50", "emit p99", "publish p50", "publish p99", "bus cost p99",
+                 "receive p50", "receive p95", "receive p99", "target (receive p99)"], rows))
+    b = report.sinks["mqtt"]
+    print(f"published {b['written']} (dropped {b['dropped']}, failed {b['failed']}); subscriber got {rx.count}; "
+          f"gaps {rx.stats.total.gaps}, duplicates {rx.stats.total.duplicates}")
+
+
+def make_clip(tmp: Path) -> Path:
+    clip = tmp / "720p30.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=1280x720:rate=30:duration=10", "-c:v", "libx264", "-preset", "veryfast",
+                    "-g", "60", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    return clip
+
+
+def streams(broker: Mosquitto, max_streams: int, start: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        clip = make_clip(Path(d))
+        rows, best = [], 0
+        for n in range(start, max_streams + 1):
+            cfg = bus_cfg(broker.port, [{"kind": "file", "name": f"cam{i}", "path": str(clip), "loop": True,
+                                         "audio": False} for i in range(n)])
+            report = run_blocking(cfg, 20.0)
+            g = report.metrics["gauges"]
+            frames = sum(g[f"source.cam{i}.frames"] for i in range(n))
+            dropped = sum(g[f"dropped.cam{i}.video"] for i in range(n))
+            real_time = (frames - dropped) / (n * 30 * 20.0)
+            b = report.sinks["mqtt"]
+            ok = dropped / max(1, frames) < 0.01 and real_time >= 0.97 and not b["dropped"] and not b["failed"]
+            rows.append([n, f"{100 * dropped / max(1, frames):.2f} %", f"{100 * real_time:.1f} %", b["written"],
+                         b["dropped"] + b["failed"], "yes" if ok else "no"])
+            if not ok:
+                break
+            best = n
+        print("\n720p30 H.264 files played as live, 20 s each, video published (QoS 1)")
+        print(table(["streams", "frames dropped", "tokenized / real time", "published", "bus lost", "sustained"],
+                    rows))
+        print(f"sustained with publishing: {best} streams")
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def soak(broker: Mosquitto, minutes: float) -> None:
+    av = [{"kind": "synthetic", "name": f"av{i}", "size": "320x240", "fps": 30, "rate": 16000} for i in range(3)]
+    mics = [{"kind": "synthetic", "name": f"mic{i}", "size": "64x48", "fps": 1, "rate": 16000} for i in range(12)]
+    groups = [{"name": f"av{i}", "video": f"av{i}", "audio": f"av{i}"} for i in range(3)]
+    groups += [{"name": f"mic{i}", "audio": f"mic{i}"} for i in range(12)]
+    cfg = bus_cfg(broker.port, av + mics, groups)
+    rx = Receiver(broker.url).start()
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        t0 = time.monotonic()
+        while not done.wait(10.0):
+            samples.append((time.monotonic() - t0, rss_mb(os.getpid())))
+
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = time.monotonic()
+    report: RunReport = run_blocking(cfg, minutes * 60)
+    took = time.monotonic() - t0
+    done.set()
+    rx.stop()
+    b = report.sinks["mqtt"]
+    offered = report.accounting["sinks"]["mqtt"]["offered"]
+    print(f"\nsoak: {minutes:g} min, {offered / took:.0f} messages/s offered to the bus")
+    print(f"produced {offered} = written {b['written']} + dropped {b['dropped']} + failed {b['failed']}: "
+          f"{'exact' if offered == b['written'] + b['dropped'] + b['failed'] else 'NOT exact'}; books "
+          f"{'balanced' if report.balanced else 'NOT balanced'}")
+    print(f"subscriber received {rx.count} (= written: {rx.count == b['written']}), gaps {rx.stats.total.gaps}, "
+          f"duplicates {rx.stats.total.duplicates}")
+    if samples:
+        half = [r for t, r in samples if t >= samples[-1][0] / 2]
+        print(f"RSS (this process, daemon + subscriber): first {samples[0][1]:.1f} MiB, at half-time "
+              f"{half[0]:.1f}, last {samples[-1][1]:.1f} MiB; second half slope "
+              f"{(half[-1] - half[0]) / max(1e-9, (samples[-1][0] - samples[len(samples) - len(half)][0]) / 60):+.3f}"
+              " MiB/min")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--soak-minutes", type=float, default=10.0)
+    ap.add_argument("--max-streams", type=int, default=12)
+    ap.add_argument("--from-streams", type=int, default=6)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["latency", "streams", "soak"])
+    args = ap.parse_args()
+    print_header("bench_bus: the MQTT bus's cost, latency to a subscriber, streams, soak")
+    with tempfile.TemporaryDirectory() as d, Mosquitto(Path(d) / "broker") as broker:
+        if "latency" not in args.skip:
+            latency(broker, args.seconds)
+        if "streams" not in args.skip:
+            streams(broker, args.max_streams, args.from_streams)
+        if "soak" not in args.skip:
+            soak(broker, args.soak_minutes)
+
+
+if __name__ == "__main__":
+    main()
