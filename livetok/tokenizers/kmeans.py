@@ -11,11 +11,13 @@ Progress = Callable[[int], None]
 
 
 def pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """``x [N, D] -> (mean [D], proj [D, dim])``: the top principal directions, orthonormal columns."""
-    xt = torch.from_numpy(np.asarray(x, dtype=np.float64))
-    mean = xt.mean(0)
-    xc = xt - mean
-    cov = xc.T @ xc / max(1, xt.shape[0] - 1)
+    """``x [N, D] -> (mean [D], proj [D, dim])``: the top principal directions, orthonormal columns.
+    Memory: ``x`` and one float64 copy of it."""
+    arr = np.asarray(x, dtype=np.float64)
+    xc = torch.from_numpy(arr.copy() if arr is x else arr)  # one float64 copy, centred in place
+    mean = xc.mean(0)
+    xc -= mean
+    cov = xc.T @ xc / max(1, xc.shape[0] - 1)
     _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
     proj = vecs[:, -dim:].flip(1)
     # A fixed sign per direction makes fitted files reproducible across BLAS builds.
