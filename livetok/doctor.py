@@ -135,9 +135,11 @@ def check_portaudio() -> Check:
     return Check("portaudio", "ok", f"{version}; {len(inputs)} input devices: {shown}")
 
 
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")  # where Debian puts it, off a user's PATH
+
+
 def check_mosquitto() -> Check:
-    exe = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None)
+    exe = shutil.which("mosquitto") or next((p for p in MOSQUITTO_PATHS if os.access(p, os.X_OK)), None)
     if exe is None:
         return Check("mosquitto", "warn", "not installed (the demo and the tests start a private broker)",
                      "sudo apt-get install mosquitto mosquitto-clients; the daemon can use any MQTT broker")
@@ -215,8 +217,9 @@ def report(checks: Sequence[Check], as_json: bool, out: Any) -> int:
     return 0 if ok else 1
 
 
-def doctor(config_path: str | None, as_json: bool, out: Any = sys.stdout) -> int:
-    """The ``livetok doctor`` command."""
+def doctor(config_path: str | None, as_json: bool, out: Any = None) -> int:
+    """The ``livetok doctor`` command (``out``: sys.stdout as it is at the call)."""
+    out = sys.stdout if out is None else out
     checks: list[Check] = []
     config = None
     try:

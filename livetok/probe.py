@@ -27,7 +27,7 @@ class StreamSummary:
 
     def add(self, p: TokenPacket) -> None:
         if self.packets == 0:
-            self.start_ns, self.first_start = p.start_ns, p.start_ns
+            self.start_ns, self.first_start, self.end_ns = p.start_ns, p.start_ns, p.end_ns
         self.start_ns = min(self.start_ns, p.start_ns)
         self.end_ns = max(self.end_ns, p.end_ns)
         # A gap: flagged by the producer, or a sequence number that skipped.
@@ -78,24 +78,34 @@ def probe_file(path: Path) -> Probe:
 
 
 def packet_json(p: TokenPacket) -> dict[str, Any]:
-    """One packet as JSON; a delta packet also names the grid ``positions`` its codes are for."""
-    out = {"source": p.source, "modality": p.modality.name.lower(), "scale": p.scale.name.lower(),
-           "seq": p.seq, "start_ns": p.start_ns, "end_ns": p.end_ns, "flags": flag_names(p.flags),
-           "codes": p.codes.tolist()}
+    """One token packet as JSON (docs/cli.md); a delta packet also names the grid ``positions`` its
+    codes are for."""
+    out: dict[str, Any] = {
+        "kind": "packet", "source": p.source, "modality": p.modality.name.lower(), "scale": p.scale.name.lower(),
+        "seq": p.seq, "start_ns": p.start_ns, "end_ns": p.end_ns, "flags": flag_names(p.flags),
+        "codes": p.codes.tolist()}
     if p.positions is not None:
         out["positions"] = p.positions.tolist()
     return out
 
 
+def step_json(s: AlignedStep) -> dict[str, Any]:
+    """One aligned step as JSON (docs/cli.md), its token packets nested in full; ``skew_ns`` is
+    null when the step's skew is unknown."""
+    return {"kind": "step", "group": s.group, "seq": s.seq, "start_ns": s.start_ns, "end_ns": s.end_ns,
+            "skew_ns": s.skew_ns, "flags": flag_names(s.flags), "packets": [packet_json(p) for p in s.packets]}
+
+
 def print_tokens(path: Path, out: TextIO) -> list[str]:
+    """One JSON line per record, in file order: a token packet, or an aligned step with its packets
+    nested. Returns the reader's error messages (damaged regions), which are not printed here."""
     errors = []
     for item in iter_ltk(path):
         if isinstance(item, DecodeError):
             errors.append(str(item))
             continue
-        # Aligned steps repeat packets written on their own: list each packet once, in file order.
-        if isinstance(item, TokenPacket):
-            out.write(json.dumps(packet_json(item), separators=(",", ":")) + "\n")
+        doc = packet_json(item) if isinstance(item, TokenPacket) else step_json(item)
+        out.write(json.dumps(doc, separators=(",", ":")) + "\n")
     return errors
 
 

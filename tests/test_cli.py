@@ -16,7 +16,7 @@ from livetok.cli import main
 from livetok.wire import read_ltk
 
 PROBE_KEYS = {"source", "modality", "scale", "packets", "rate_hz", "start_ns", "end_ns", "codebook_id", "gaps"}
-TOKEN_KEYS = {"source", "modality", "scale", "seq", "start_ns", "end_ns", "flags", "codes"}
+TOKEN_KEYS = {"kind", "source", "modality", "scale", "seq", "start_ns", "end_ns", "flags", "codes"}
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str], code: int, *needles: str) -> None:

@@ -1,0 +1,122 @@
+"""``livetok doctor``: one line per part with its fix, ``--json``, exit 0 only when the daemon has
+what it needs; broken parts simulated (a broken codebook file, a missing sink directory, no
+mosquitto, a torchaudio that does not import)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from livetok import doctor
+from livetok.cli import main
+
+CHECKS = {"python", "torch", "torchaudio", "pyav", "numba", "portaudio", "mosquitto", "codebooks", "disk", "config"}
+
+
+def run_doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["doctor", *args])
+    return code, capsys.readouterr().out
+
+
+def lines_by_name(out: str) -> dict[str, str]:
+    return {line.split()[1]: line for line in out.splitlines() if line.strip()}
+
+
+def test_healthy_machine_one_line_per_part(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_doctor(capsys)
+    lines = lines_by_name(out)
+    assert set(lines) == CHECKS
+    assert all(line.split()[0] in ("ok", "warn") for line in lines.values()), out
+    assert code == 0
+    assert " id " in lines["codebooks"] and "loaded and checked" in lines["codebooks"]
+
+
+def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_doctor(capsys, "--json")
+    doc = json.loads(out)
+    assert set(doc) == {"ok", "checks"} and doc["ok"] is (code == 0)
+    assert {c["name"] for c in doc["checks"]} == CHECKS
+    for c in doc["checks"]:
+        assert set(c) == {"name", "status", "detail", "fix"} and c["status"] in ("ok", "warn", "fail")
+
+
+def test_broken_codebook_file_fails_and_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"tokenizer:\n  codebooks: {broken}\n")
+    code, out = run_doctor(capsys, "-c", str(cfg))
+    line = lines_by_name(out)["codebooks"]
+    assert code == 1
+    assert line.startswith("FAIL codebooks") and str(broken) in line and "->" in line
+
+
+def test_missing_sink_directory_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    missing = tmp_path / "no-such-dir"
+    cfg.write_text(f"sinks:\n  - kind: file\n    path: {missing / 'tokens.ltk'}\n")
+    code, out = run_doctor(capsys, "-c", str(cfg), "--json")
+    doc = json.loads(out)
+    disk = next(c for c in doc["checks"] if c["name"] == "disk")
+    assert code == 1 and doc["ok"] is False
+    assert disk["status"] == "fail" and str(missing) in disk["detail"] and f"mkdir -p {missing}" in disk["fix"]
+
+
+def test_invalid_config_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tokenizer:\n  audio:\n    n_mel: 64\n")
+    code, out = run_doctor(capsys, "-c", str(cfg))
+    assert code == 1 and lines_by_name(out)["config"].startswith("FAIL config")
+
+
+def test_no_mosquitto_is_a_warning_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no mosquitto on the PATH
+    monkeypatch.setattr(doctor, "MOSQUITTO_PATHS", ())
+    code, out = run_doctor(capsys)
+    line = lines_by_name(out)["mosquitto"]
+    assert line.startswith("warn mosquitto") and "not installed" in line and "apt-get install mosquitto" in line
+    assert code == 0
+
+
+@pytest.fixture
+def broken_torchaudio(tmp_path: Path) -> dict[str, str]:
+    """An environment whose ``torchaudio`` is a package that raises ImportError when imported, as a
+    torchaudio built for another torch does."""
+    pkg = tmp_path / "fake" / "torchaudio"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "raise ImportError('libtorchaudio.so: undefined symbol: torch_exception_get_what_without_backtrace')\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "fake"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def test_broken_native_package_fails_in_a_subprocess(broken_torchaudio: dict[str, str]) -> None:
+    r = subprocess.run([sys.executable, "-m", "livetok.cli", "doctor"], capture_output=True, text=True,
+                       env=broken_torchaudio, check=False, timeout=300)
+    lines = lines_by_name(r.stdout)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert lines["torchaudio"].startswith("FAIL torchaudio") and "undefined symbol" in lines["torchaudio"]
+    assert "rm -rf .venv && bash scripts/setup.sh" in lines["torchaudio"]
+    assert lines["torch"].startswith("ok")  # only the broken part fails
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_native_mode_for_setup_is_unchanged(broken_torchaudio: dict[str, str]) -> None:
+    """scripts/setup.sh runs ``python -m livetok.doctor --native``: silent and 0 when the native parts
+    load, one ``setup:`` line per broken part and 1 when not."""
+    ok = subprocess.run([sys.executable, "-m", "livetok.doctor", "--native"], capture_output=True, text=True,
+                        check=False, timeout=300)
+    assert ok.returncode == 0 and ok.stdout == "" and ok.stderr == ""
+    bad = subprocess.run([sys.executable, "-m", "livetok.doctor", "--native"], capture_output=True, text=True,
+                         env=broken_torchaudio, check=False, timeout=300)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("setup: torchaudio: does not load: ImportError") and len(bad.stderr.splitlines()) == 1
