@@ -130,6 +130,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out_dir), args.seconds)
 
 
+def _cmd_tail(args: argparse.Namespace) -> int:
+    from livetok.tail import run_tail  # the light client only: no torch on model-server machines
+
+    return run_tail(args)
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from livetok.tail import run_record
+
+    return run_record(args)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livetok", description="Streaming real-time media tokenizer.")
     p.add_argument("--version", action="version", version=f"livetok {__version__}")
@@ -176,6 +188,16 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="one JSON summary")
     g.add_argument("--tokens", action="store_true",
                    help="one JSON line per record: a token packet, or an aligned step with its packets")
+
+    from livetok.tail_args import add_bus_arguments
+
+    sp = add("tail", _cmd_tail, "watch token and step messages on an MQTT broker, one line each")
+    add_bus_arguments(sp)
+    sp.add_argument("--json", action="store_true", help="JSON lines (probe --tokens' shape plus topic, run_id)")
+
+    sp = add("record", _cmd_record, "subscribe to an MQTT broker and write every token packet and step to a .ltk file")
+    add_bus_arguments(sp)
+    sp.add_argument("-o", "--output", required=True, metavar="FILE.ltk")
 
     sp = add("eval", _cmd_eval, "tokenize, decode and report quality (PSNR, log-mel SNR, bits, perplexity)")
     sp.add_argument("input", metavar="INPUT")
