@@ -382,6 +382,8 @@ class Daemon:
     # -- shutdown ---------------------------------------------------------------------------------
     async def _join(self, tasks: list[asyncio.Task[Any]], deadline: Deadline, at_least_s: float = 0.0) -> None:
         """Wait for ``tasks`` until the deadline (at least ``at_least_s``), then cancel what is left."""
+        if not tasks:
+            return
         _, pending = await asyncio.wait(tasks, timeout=max(deadline.left(), at_least_s))
         for t in pending:
             t.cancel()
