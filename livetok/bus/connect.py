@@ -8,6 +8,7 @@ as by type; the texts it looks for are those of CPython's ``ssl`` and ``socket``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import random
@@ -119,6 +120,12 @@ def force_close(client: aiomqtt.Client) -> None:
         return
     with contextlib.suppress(Exception):
         paho._sock_close()
+    # A lost connection leaves aiomqtt's futures holding an exception nobody awaits (we learnt of the
+    # loss from paho): mark them retrieved, or asyncio logs "Future exception was never retrieved".
+    for name in ("_disconnected", "_connected"):
+        fut = getattr(client, name, None)
+        if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled():
+            fut.exception()
 
 
 # CONNACK reason codes that retrying with the same credentials cannot fix (v5 values, and the

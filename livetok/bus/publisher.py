@@ -65,8 +65,11 @@ CLOSE_S = 2.0  # waiting for the last acknowledgement and the DISCONNECT at a cl
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 
 
-def default_client_id() -> str:
-    return f"livetok-{socket.gethostname()}"[:128]
+def default_client_id(instance: str) -> str:
+    """``livetok-{instance}`` (the instance defaults to the host name): two daemons on one broker need
+    different instances anyway, and then get different client ids (one id twice would make the broker
+    throw each one out in turn)."""
+    return f"livetok-{instance}"[:128]
 
 
 def default_instance() -> str:
@@ -87,7 +90,7 @@ def load_password(cfg: Mqtt) -> Secret | None:
     return None
 
 
-def connect_options(cfg: Mqtt, password: Secret | None) -> ConnectOptions:
+def connect_options(cfg: Mqtt, password: Secret | None, instance: str) -> ConnectOptions:
     """The connection the configuration describes (checked: TLS files load, the password is there)."""
     assert cfg.host is not None
     scheme = "mqtts" if cfg.tls.enabled else "mqtt"
@@ -96,7 +99,7 @@ def connect_options(cfg: Mqtt, password: Secret | None) -> ConnectOptions:
     if cfg.tls.enabled:
         tls = TlsOptions(cfg.tls.ca_file, cfg.tls.cert_file, cfg.tls.key_file, cfg.tls.min_version)
         make_ssl_context(tls)  # unreadable or invalid files: one line now, not at the first connect
-    return ConnectOptions(url=url, client_id=cfg.client_id or default_client_id(),
+    return ConnectOptions(url=url, client_id=cfg.client_id or default_client_id(instance),
                           protocol=Protocol.V5 if cfg.protocol == "5" else Protocol.V311,
                           keepalive_s=cfg.keepalive_s, password=password, tls=tls,
                           timeout_s=cfg.connect_timeout_s)
@@ -185,6 +188,7 @@ class BusStats:
     receive_maximum: int = 0
     max_packet_bytes: int | None = None
     stats_published: int = 0
+    control_refused: int = 0  # meta / availability / stats messages too large for the broker
     last_error: str = ""
 
     def as_json(self, buffered: int) -> dict[str, Any]:
@@ -192,7 +196,8 @@ class BusStats:
                 "connect_failures": self.connect_failures, "published": self.published, "resent": self.resent,
                 "refused": sum(self.refused.values()), "refused_by_reason": dict(self.refused),
                 "in_flight": self.in_flight, "buffered": buffered, "receive_maximum": self.receive_maximum,
-                "max_packet_bytes": self.max_packet_bytes, "last_error": self.last_error}
+                "max_packet_bytes": self.max_packet_bytes, "control_refused": self.control_refused,
+                "last_error": self.last_error}
 
 
 @dataclass
@@ -224,7 +229,7 @@ class MqttSink(Sink):
         self.instance = cfg.instance or default_instance()
         self.prefix = cfg.prefix
         self.bus = BusStats()
-        self.opts = connect_options(cfg, load_password(cfg))
+        self.opts = connect_options(cfg, load_password(cfg), self.instance)
         self.v5 = self.opts.protocol is Protocol.V5
         self._props = packet_properties(run_id, cfg.message_expiry_s) if self.v5 else None
         self._props_len = len(self._props.pack()) if self._props is not None else 0
@@ -236,6 +241,7 @@ class MqttSink(Sink):
         self._lost = False
         self._client: aiomqtt.Client | None = None
         self._said: str = ""
+        self._oversize_said: set[str] = set()
         self.latency_kind = "publish"
 
     @property
@@ -290,6 +296,13 @@ class MqttSink(Sink):
                     return  # the channel closed and every message is settled
                 except (_Lost, aiomqtt.MqttError, OSError, BusError) as err:
                     self._disconnected(err)
+                    if channel.closed and isinstance(err, BusError) and not err.retryable:
+                        # Stopping, and the broker refuses us (login, certificate): no retry within the
+                        # shutdown deadline can deliver; what is held is dropped and counted now.
+                        self.stats.count("dropped", [f.item for f in self._resend if f.item is not None]
+                                         + channel.abandon())
+                        self._resend.clear()
+                        return
                 delay = backoff.next_delay()
                 if channel.closed and not channel.depth and not self._resend:
                     return
@@ -420,6 +433,15 @@ class MqttSink(Sink):
         if self.v5 and content_type is not None:
             props = Properties(PacketTypes.PUBLISH)
             props.ContentType = content_type
+        limit = self.bus.max_packet_bytes
+        size = packet_size(topic.encode(), len(payload), self.cfg.qos.meta, len(props.pack()) if props else 0)
+        if limit is not None and size > limit:  # sent, it would cost the connection (and loop)
+            self.bus.control_refused += 1
+            if topic not in self._oversize_said:
+                self._oversize_said.add(topic)
+                self.say(f"{topic} ({size} bytes) exceeds the broker's maximum packet size ({limit} bytes): "
+                         "not published (raise max_packet_size on the broker)")
+            return
         info = client._client.publish(topic, payload, self.cfg.qos.meta, True, props)
         if info.rc != 0:
             raise _Lost()

@@ -267,6 +267,7 @@ class Subscriber:
         self._gen = 0
         self._lost: BaseException | None = None  # set while the connection is down
         self._reconnecting = False
+        self._reconnect_task: asyncio.Task[None] | None = None
         self._reconnect_deadline: float | None = None
         self._closed = False
         self._counts = {"messages": 0, "foreign": 0, "meta_errors": 0, "dropped": 0, "connects": 0,
@@ -347,6 +348,11 @@ class Subscriber:
         self._closed = True
         if self._wake is not None:
             self._wake.set()
+        task, self._reconnect_task = self._reconnect_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self._drop_client(graceful=True)
 
     async def _connect_once(self) -> None:
@@ -479,7 +485,18 @@ class Subscriber:
             if self._closed:
                 raise StopAsyncIteration
             if self._lost is not None:
-                await self._reconnect()
+                # The reconnection runs as a task of its own: a caller that gives up waiting
+                # (get(timeout_s)) must not cancel it half-way, or a short timeout against a
+                # growing backoff would keep it from ever connecting.
+                task = self._reconnect_task
+                if task is None or task.done():
+                    task = self._reconnect_task = asyncio.create_task(self._reconnect(),
+                                                                      name="livetok-subscriber-reconnect")
+                try:
+                    await asyncio.shield(task)
+                finally:
+                    if task.done():
+                        self._reconnect_task = None
                 continue
             self._wake.clear()
             await self._wake.wait()

@@ -164,7 +164,7 @@ class Mqtt(_Strict):
     port: int | None = Field(None, ge=1, le=65535, description="broker port; null = 1883, or 8883 with TLS")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT version; 3.1.1 has no properties or reason codes")
     client_id: str | None = Field(None, min_length=1, max_length=128,
-                                  description="MQTT client id; null = livetok-HOSTNAME")
+                                  description="MQTT client id; null = livetok-INSTANCE (livetok-HOSTNAME by default)")
     prefix: str = Field("livetok", pattern=r"^[A-Za-z0-9_.-]{1,64}(/[A-Za-z0-9_.-]{1,64}){0,7}$",
                         description="first topic levels: {prefix}/{instance}/...")
     instance: str | None = Field(None, pattern=NAME, description="this daemon's topic level; null = the host name")
