@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from unprivileged import can_drop_privileges, read_only_dir, run_livetok
 
+from livetok import demo
 from livetok.cli import main
-from livetok.daemon import main as daemon_main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def no_live_run(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         calls.append(args)
         raise AssertionError("the demo ran although its output directory is unusable")
 
-    monkeypatch.setattr(daemon_main, "run_blocking", refuse)
+    monkeypatch.setattr(demo, "live_run", refuse)
     return calls
 
 
@@ -62,14 +62,16 @@ def test_read_only_directory_is_exit_73() -> None:
         assert r.stdout == ""
 
 
-def fake_run(tokens_from: Path, fail: BaseException | None = None) -> Callable[[object, float], SimpleNamespace]:
-    def run_blocking(cfg: object, seconds: float) -> SimpleNamespace:
+def fake_run(tokens_from: Path, fail: BaseException | None = None
+             ) -> Callable[[object, str, float], tuple[SimpleNamespace, demo.Received]]:
+    def live_run(cfg: object, url: str, seconds: float) -> tuple[SimpleNamespace, demo.Received]:
         sink = Path(cfg.sinks[0].path)  # type: ignore[attr-defined]
         sink.write_bytes(tokens_from.read_bytes() if fail is None else b"LTKF\x01\x00\x00\x00partial")
         if fail is not None:
             raise fail
-        return SimpleNamespace(steps=3, metrics={"series_ms": {}, "gauges": {}})
-    return run_blocking
+        report = SimpleNamespace(steps=3, sinks={}, balanced=True, metrics={"series_ms": {}, "gauges": {}})
+        return report, demo.Received()
+    return live_run
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +84,14 @@ def clip_ltk(av_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_outputs_are_atomic_and_named(clip_ltk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "d"
-    monkeypatch.setattr(daemon_main, "run_blocking", fake_run(clip_ltk))
+    monkeypatch.setattr(demo, "live_run", fake_run(clip_ltk))
     assert main(["demo", "--out-dir", str(out_dir), "--seconds", "1"]) == 0
     assert (out_dir / "demo.ltk").read_bytes() == clip_ltk.read_bytes()
     assert (out_dir / "demo-inspect.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in out_dir.iterdir()) == ["demo-inspect.png", "demo.ltk"]
     assert f"outputs (tokens, picture) are in {out_dir}" in capsys.readouterr().out
     # a run that is interrupted leaves the last run's tokens as they were, and no temporary file
-    monkeypatch.setattr(daemon_main, "run_blocking", fake_run(clip_ltk, fail=KeyboardInterrupt()))
+    monkeypatch.setattr(demo, "live_run", fake_run(clip_ltk, fail=KeyboardInterrupt()))
     assert main(["demo", "--out-dir", str(out_dir), "--seconds", "1"]) == 130
     assert (out_dir / "demo.ltk").read_bytes() == clip_ltk.read_bytes()
     assert sorted(p.name for p in out_dir.iterdir()) == ["demo-inspect.png", "demo.ltk"]

@@ -21,7 +21,8 @@ from livetok.daemon.stopping import StopControl
 from livetok.errors import ConfigError
 
 
-async def _main(cfg: LivetokConfig, duration_s: float | None, stop: StopControl, log: TextIO) -> RunReport:
+async def run_async(cfg: LivetokConfig, duration_s: float | None, stop: StopControl, log: TextIO) -> RunReport:
+    """The whole run inside an already running event loop (the demo runs a subscriber beside it)."""
     from livetok.bus.meta import new_run_id
 
     stop.bind()
@@ -47,7 +48,7 @@ def run_blocking(cfg: LivetokConfig, duration_s: float | None, stop: StopControl
 
     check_sources(cfg)
     check_sinks(cfg)
-    return uvloop.run(_main(cfg, duration_s, stop if stop is not None else StopControl(),
+    return uvloop.run(run_async(cfg, duration_s, stop if stop is not None else StopControl(),
                             log if log is not None else sys.stderr))
 
 
