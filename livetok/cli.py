@@ -94,20 +94,51 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from livetok.daemon.stopping import StopControl
+
+    # First, before anything slow: SIGINT/SIGTERM from now on mean "stop cleanly" (exit 0), never a
+    # traceback or exit 130/143, even during the seconds the tokenizers take to load.
+    stop = StopControl().install()
     from livetok.config import load_config
     from livetok.daemon.adhoc import compose
     from livetok.daemon.main import run_and_report
 
-    cfg = compose(load_config(args.config), args.source or [], args.mic or [], args.sink or [])
-    return run_and_report(cfg, args.duration, sys.stderr)
+    try:
+        duration = _duration(args.duration)
+        cfg = compose(load_config(args.config), args.source or [], args.mic or [], args.sink or [],
+                      args.password_file)
+        return run_and_report(cfg, duration, stop, sys.stderr)
+    finally:
+        sys.stderr.flush()
+        stop.done()
+
+
+def _duration(value: str | None) -> float | None:
+    """``--duration``: a finite number of seconds above 0 (ConfigError, exit 78, otherwise)."""
+    import math
+
+    from livetok.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"--duration {value}: expected a number of seconds above 0")
+    return seconds
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from livetok.config import load_config
+    from livetok.daemon.preflight import preflight
 
     cfg = load_config(args.config)
+    codebook_id = preflight(cfg)  # everything `run` checks before capture starts
     groups = ", ".join(f"{g.name}(video={g.video}, audio={g.audio})" for g in cfg.effective_groups()) or "none"
-    print(f"{args.config}: valid; {len(cfg.sources)} sources, groups: {groups}; {len(cfg.sinks)} sinks")
+    print(f"{args.config}: valid; {len(cfg.sources)} sources, groups: {groups}; {len(cfg.sinks)} sinks; "
+          f"codebooks {codebook_id}")
     return 0
 
 
@@ -127,7 +158,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from livetok.demo import run_demo
 
-    return run_demo(Path(args.out_dir), args.seconds)
+    return run_demo(Path(args.out_dir), args.seconds, args.broker)
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
@@ -155,8 +186,10 @@ def _parser() -> argparse.ArgumentParser:
     def config_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-c", "--config", help="config.yaml (default: embedded defaults)")
 
-    sp = add("demo", _cmd_demo, "run the synthetic source live through the pipeline; report tokens, latency, skew")
-    sp.add_argument("--out-dir", default="livetok-demo", help="where the clip, tokens and picture go")
+    sp = add("demo", _cmd_demo, "the synthetic source live through the daemon into a private MQTT broker and a "
+             "subscriber; report what it received, latency, skew, gaps")
+    sp.add_argument("--out-dir", default="livetok-demo", help="where the tokens and picture go")
+    sp.add_argument("--broker", metavar="URL", help="use this broker (mqtt://HOST[:PORT]) instead of a private one")
     sp.add_argument("--seconds", type=float, default=6.0, help="how long to run (s)")
 
     sp = add("run", _cmd_run, "run sources -> alignment -> tokenizers -> sinks until stopped (SIGINT/SIGTERM)")
@@ -165,8 +198,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="a camera (/dev/videoN), stream URL, file played as live, lavfi:GRAPH or 'synthetic'; "
                     "repeatable")
     sp.add_argument("--mic", action="append", metavar="DEVICE", help="a PortAudio input (name, index or 'default')")
-    sp.add_argument("--sink", action="append", metavar="file:PATH.ltk", help="where packets go; repeatable")
-    sp.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    sp.add_argument("--sink", action="append", metavar="file:PATH.ltk|mqtt://[USER@]HOST[:PORT]",
+                    help="where packets go: a token file, or the MQTT bus (mqtts:// for TLS); repeatable")
+    sp.add_argument("--password-file", metavar="PATH",
+                    help="file holding the MQTT password for the --sink URL's user (never on the command line)")
+    sp.add_argument("--duration", metavar="SECONDS", help="stop after this long (s, above 0)")
 
     sp = add("check-config", _cmd_check_config, "validate a configuration file and exit (78 when invalid)")
     sp.add_argument("-c", "--config", required=True, help="config.yaml")
