@@ -400,3 +400,18 @@ def test_three_daemons_two_shared_consumers(tmp_path: Path, mosquitto: Mosquitto
     assert set(got_a).isdisjoint(got_b)  # to exactly one consumer
     assert set(got_a) | set(got_b) == set(made)
     assert got_a and got_b  # both consumers took a share
+
+
+def test_a_stalled_consumer_costs_the_daemon_nothing(tmp_path: Path, mosquitto_factory: MosquittoFactory) -> None:
+    """A persistent consumer goes away while the daemon publishes: the broker queues for it, the
+    daemon's buffer stays (nearly) empty, and the consumer gets everything when it is back."""
+    broker = mosquitto_factory(persistence=True, max_queued_messages=100_000)
+    first = Collector(broker.url, **persistent("stalled", broker.url)).start()
+    first.stop(quiet_s=0.1, limit_s=0.1)  # gone, its session kept
+    report = DaemonThread(daemon_config(tmp_path, broker.port), 5.0).start().join()
+    back = Collector(broker.url, **persistent("stalled", broker.url)).start().stop()
+    check_books(report)
+    b = bus(report)
+    assert b["queue_max_depth"] <= b["receive_maximum"] + 50  # a handful waiting for acks, no backlog
+    made = truth(tmp_path / "host1.ltk")
+    assert set(back.keys) | set(first.keys) >= made and back.stats.total.missing == 0

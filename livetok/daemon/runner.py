@@ -371,6 +371,7 @@ class Daemon:
                 m.set(f"sink.{sink.name}.{key}", value)
             if ch is not None:
                 m.set(f"sink.{sink.name}.queue_depth", ch.depth)
+                m.set(f"sink.{sink.name}.queue_max_depth", ch.max_depth)
                 m.set(f"sink.{sink.name}.queue_bytes", ch.bytes)
             kind = sink.latency_kind
             for item, lat in st.latencies:
@@ -426,7 +427,8 @@ class Daemon:
         self.report.sinks = {s.name: {"state": s.stats.state, "written": s.stats.written,
                                       "dropped": s.stats.dropped, "failed": s.stats.failed,
                                       "errors": s.stats.errors, "last_error": s.stats.last_error,
-                                      **s.gauges()}
+                                      "queue_max_depth": self.channels[s.name].max_depth if s.name in self.channels
+                                      else 0, **s.gauges()}
                              for s in self.sinks}
         return self.report
 
