@@ -48,7 +48,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   uvreq=$(mktemp)
   awk '/^uv==/{p=1} p{print} p&&!/\\$/{exit}' requirements.lock > "$uvreq"
   installed=""
-  if [ -s "$uvreq" ] && quiet .venv/bin/python -m pip install --require-hashes --no-deps -r "$uvreq"; then
+  # LIVETOK_INSTALLER=pip skips uv (the fallback on its own; also how its time was measured).
+  if [ "${LIVETOK_INSTALLER:-uv}" = uv ] && [ -s "$uvreq" ] \
+      && quiet .venv/bin/python -m pip install --require-hashes --no-deps -r "$uvreq"; then
     if quiet .venv/bin/uv pip install --python .venv/bin/python --require-hashes -r requirements.lock; then
       installed=uv
     else
