@@ -14,7 +14,7 @@ import sys
 from typing import TextIO
 
 from livetok.config import LivetokConfig
-from livetok.daemon.preflight import check_sinks, check_sources
+from livetok.daemon.preflight import check_bus, check_sinks, check_sources
 from livetok.daemon.runner import RunReport, run
 from livetok.daemon.sinks import open_sinks
 from livetok.daemon.stopping import StopControl
@@ -48,6 +48,7 @@ def run_blocking(cfg: LivetokConfig, duration_s: float | None, stop: StopControl
 
     check_sources(cfg)
     check_sinks(cfg)
+    check_bus(cfg)
     return uvloop.run(run_async(cfg, duration_s, stop if stop is not None else StopControl(),
                             log if log is not None else sys.stderr))
 

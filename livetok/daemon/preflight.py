@@ -75,8 +75,22 @@ def check_sinks(cfg: LivetokConfig) -> None:
             check_file_sink(Path(s.path), f"{cfg.where('sinks', i, 'path')}: sink file:{s.path}")
 
 
+def check_bus(cfg: LivetokConfig) -> None:
+    """The MQTT section's files: the password (file or systemd credential) readable and not empty,
+    the TLS CA, certificate and key loadable — ConfigError naming the key, never the secret."""
+    if cfg.mqtt.host is None:
+        return
+    from livetok.bus.publisher import connect_options, default_instance, load_password
+
+    try:
+        connect_options(cfg.mqtt, load_password(cfg.mqtt), cfg.mqtt.instance or default_instance())
+    except ConfigError as err:
+        raise ConfigError(f"{cfg.where('mqtt')}: {err}") from None
+
+
 def preflight(cfg: LivetokConfig) -> str:
     """All of the above; returns the codebook id."""
     check_sources(cfg)
     check_sinks(cfg)
+    check_bus(cfg)
     return check_codebooks(cfg)
