@@ -1,0 +1,296 @@
+"""``livetok install-service`` and ``livetok uninstall-service``.
+
+install-service writes, under ``--root`` (default ``/``; another root is a staging tree for tests and
+packaging, and nothing is reloaded there):
+
+* ``etc/systemd/system/livetok.service``: the unit (:mod:`livetok.service.unit`), its ExecStart the
+  ``livetok`` script beside the Python running this command (the environment it is run from), mode
+  0644; rewritten on every install, so an upgrade is ``scripts/setup.sh`` then install-service again;
+* ``etc/livetok/config.yaml``: from ``-c FILE`` (validated first), else the source tree's documented
+  ``config.yaml``; **kept** when one is already there;
+* ``etc/livetok/mqtt-password``: the MQTT password, loaded by ``LoadCredential=``; created empty with
+  mode 0600 when absent, **never** overwritten or truncated.
+
+The service runs as a ``DynamicUser`` (no account is created). When systemd runs here (and the
+root is ``/``), ``systemctl daemon-reload`` is run; otherwise the commands to run are printed.
+Every failure is one line: 73 for a file or directory that cannot be written, 78 for a bad
+``-c FILE`` or an environment without a livetok executable, 69 when systemctl fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from livetok.errors import ConfigError, LivetokError, OutputError
+from livetok.outputs import atomic_output, describe_oserror
+from livetok.service.unit import CONFIG_PATH, CREDENTIAL_NAME, CREDENTIAL_PATH, UNIT_NAME, render_unit
+
+SYSTEMD_RUNTIME = Path("/run/systemd/system")  # exists when systemd is PID 1 (sd_booted())
+SYSTEMCTL = "systemctl"
+SYSTEMCTL_TIMEOUT_S = 90.0
+# ProtectHome=yes makes these inaccessible to the service: an executable or code under them cannot start.
+HIDDEN_BY_PROTECT_HOME = ("/home", "/root", "/run/user")
+STATE_DIRS = ("/var/lib/livetok", "/var/lib/private/livetok", "/var/cache/livetok", "/var/cache/private/livetok")
+
+
+class SystemctlError(LivetokError):
+    """systemctl failed (or is missing) while systemd runs: the files are in place, systemd does not know yet."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where install-service writes, under ``root``."""
+
+    root: Path
+
+    def _at(self, absolute: str) -> Path:
+        return self.root / absolute.lstrip("/")
+
+    @property
+    def unit_dir(self) -> Path:
+        return self._at("/etc/systemd/system")
+
+    @property
+    def unit(self) -> Path:
+        return self.unit_dir / UNIT_NAME
+
+    @property
+    def config(self) -> Path:
+        return self._at(CONFIG_PATH)
+
+    @property
+    def credential(self) -> Path:
+        return self._at(CREDENTIAL_PATH)
+
+    @property
+    def is_host(self) -> bool:
+        return self.root.resolve() == Path("/")
+
+
+def systemd_running(layout: Layout) -> bool:
+    """Whether to talk to systemd: the root is this machine's and systemd is PID 1 here."""
+    return layout.is_host and SYSTEMD_RUNTIME.is_dir()
+
+
+def livetok_executable() -> Path:
+    """The ``livetok`` script of the environment this runs from (beside ``sys.executable``; not
+    resolved: a venv's python is a symlink to the system's, its livetok is not)."""
+    exe = Path(os.path.abspath(sys.executable)).parent / "livetok"
+    if not (exe.is_file() and os.access(exe, os.X_OK)):
+        raise ConfigError(f"no livetok executable at {exe} (beside {sys.executable}): install livetok in this "
+                          "environment first (bash scripts/setup.sh), then run its own livetok install-service")
+    return exe
+
+
+def source_tree() -> Path | None:
+    """The livetok source tree this package runs from (its config.yaml and docs), if it is one."""
+    import livetok
+
+    top = Path(livetok.__file__).resolve().parent.parent
+    return top if (top / "config.yaml").is_file() and (top / "pyproject.toml").is_file() else None
+
+
+def _hidden_by_protect_home(path: Path) -> str | None:
+    for top in HIDDEN_BY_PROTECT_HOME:
+        if path == Path(top) or Path(top) in path.parents:
+            return top
+    return None
+
+
+def _cannot(path: Path, err: OSError, what: str = "write") -> OutputError:
+    hint = " (run as root: sudo livetok install-service ...)" if err.errno in (errno.EACCES, errno.EPERM) else ""
+    return OutputError(f"cannot {what} {path}: {describe_oserror(err)}{hint}")
+
+
+def _mkdir(path: Path) -> None:
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot create {path}: {probe} is not a directory")
+    try:
+        path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as err:
+        raise _cannot(path, err, "create") from None
+    if not path.is_dir():
+        raise OutputError(f"cannot create {path}: it exists and is not a directory")
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: a directory is in the way")
+    try:
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(data)
+            tmp.chmod(mode)
+    except OSError as err:
+        raise _cannot(path, err) from None
+
+
+def _create_credential(path: Path) -> bool:
+    """Create the empty credential file (0600) unless something is already there; True if created.
+    O_EXCL | O_NOFOLLOW: an existing file, or a link to one, is never opened for writing."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    except OSError as err:
+        raise _cannot(path, err, "create") from None
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+    finally:
+        os.close(fd)
+    return True
+
+
+def _systemctl(*args: str) -> None:
+    cmd = [SYSTEMCTL, *args]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise SystemctlError(f"{' '.join(cmd)} failed: {err}") from None
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise SystemctlError(f"{' '.join(cmd)} failed: {why}")
+
+
+def _config_source(config: str | None) -> Path:
+    from livetok.config import load_config
+
+    if config is None:
+        tree = source_tree()
+        if tree is None:
+            raise ConfigError("no -c FILE given and this livetok does not run from a source tree with the "
+                              "documented config.yaml: give -c FILE")
+        return tree / "config.yaml"
+    load_config(config)  # a bad file is refused before anything is written (ConfigError, its key and line)
+    return Path(config)
+
+
+def install_service(root: str, config: str | None, out: TextIO, err: TextIO) -> int:
+    """``livetok install-service [-c FILE] [--root DIR]``; 0 when everything is in place."""
+    layout = Layout(Path(root))
+    exe = livetok_executable()
+    source = _config_source(config)
+    if not layout.root.is_dir():
+        what = "does not exist" if not layout.root.exists() else "is not a directory"
+        raise OutputError(f"--root {layout.root}: {what}")
+    tree = source_tree()
+    docs = tree / "docs" / "service.md" if tree is not None else None
+    unit_text = render_unit(str(exe), str(docs) if docs is not None and docs.is_file() else None)
+
+    _mkdir(layout.unit_dir)
+    _mkdir(layout.config.parent)
+    before = layout.unit.read_text(errors="replace") if layout.unit.is_file() else None
+    _write(layout.unit, unit_text.encode(), 0o644)
+    state = "unchanged" if before == unit_text else "updated" if before is not None else "installed"
+    print(f"{state} {layout.unit} (ExecStart={exe} run -c {CONFIG_PATH})", file=out)
+
+    if layout.config.exists() or layout.config.is_symlink():
+        if not layout.config.is_file():
+            raise OutputError(f"{layout.config} exists and is not a regular file")
+        print(f"kept {layout.config} (already there; not overwritten)", file=out)
+        _warn_if_invalid(layout.config, err)
+    else:
+        try:
+            data = source.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"{source}: cannot read it: {describe_oserror(e)}") from None
+        _write(layout.config, data, 0o644)
+        print(f"installed {layout.config} (from {source}): set sources: and mqtt.host there", file=out)
+
+    if _create_credential(layout.credential):
+        print(f"created {layout.credential} (empty, mode 0600): the broker password goes in it, with "
+              f"mqtt.username and mqtt.password_credential: {CREDENTIAL_NAME} in the config", file=out)
+    else:
+        print(f"kept {layout.credential} (already there; never overwritten)", file=out)
+        _warn_if_exposed(layout.credential, err)
+
+    for path, what in ((exe, "the livetok executable"), (Path(__file__).resolve(), "the livetok package")):
+        top = _hidden_by_protect_home(path)
+        if top is not None:
+            print(f"livetok: warning: {what} ({path}) is under {top}, which ProtectHome= hides from the service: "
+                  "it will not start; install livetok under /opt (docs/service.md) and run install-service there",
+                  file=err)
+            break
+
+    if systemd_running(layout):
+        _systemctl("daemon-reload")
+        print("systemd reloaded. Check the configuration, then enable and start the service:", file=out)
+    else:
+        where = "a staging root" if not layout.is_host else "systemd is not running here"
+        print(f"nothing reloaded ({where}). On the target machine, check the configuration, then run:", file=out)
+        print("  systemctl daemon-reload", file=out)
+    print(f"  CREDENTIALS_DIRECTORY=/etc/livetok livetok check-config -c {CONFIG_PATH}", file=out)
+    print("  systemctl enable --now livetok", file=out)
+    print("  journalctl -u livetok -f          # its log; livetok monitor mqtt://BROKER to watch it", file=out)
+    return 0
+
+
+def _warn_if_invalid(config: Path, err: TextIO) -> None:
+    from livetok.config import load_config
+
+    try:
+        load_config(config)
+    except ConfigError as e:
+        print(f"livetok: warning: the kept configuration is invalid, the service would exit 78: {e}", file=err)
+
+
+def _warn_if_exposed(path: Path, err: TextIO) -> None:
+    try:
+        mode = path.lstat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o077:
+        print(f"livetok: warning: {path} is readable by others (mode {mode:04o}): chmod 600 {path}", file=err)
+
+
+def _enable_links(layout: Layout) -> list[Path]:
+    """``systemctl enable``'s symlinks (``*.wants/livetok.service``), dangling or not (glob skips those)."""
+    if not layout.unit_dir.is_dir():
+        return []
+    dirs = [d for d in layout.unit_dir.iterdir() if d.name.endswith((".wants", ".requires")) and d.is_dir()]
+    return [d / UNIT_NAME for d in sorted(dirs) if (d / UNIT_NAME).is_symlink()]
+
+
+def uninstall_service(root: str, out: TextIO, err: TextIO) -> int:
+    """``livetok uninstall-service [--root DIR]``: the unit goes; configuration, credential and state stay."""
+    layout = Layout(Path(root))
+    if not layout.root.is_dir():
+        raise OutputError(f"--root {layout.root}: does not exist or is not a directory")
+    links = _enable_links(layout)
+    if not layout.unit.exists() and not layout.unit.is_symlink() and not links:
+        print(f"{UNIT_NAME} is not installed (no {layout.unit}); nothing removed", file=out)
+        return 0
+    running = systemd_running(layout)
+    if running:
+        _systemctl("disable", "--now", UNIT_NAME)  # stops it and removes its enable links
+    for path in [layout.unit, *links]:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                raise OutputError(f"cannot remove {path}: it is a directory")
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            raise _cannot(path, e, "remove") from None
+        print(f"removed {path}", file=out)
+    if running:
+        _systemctl("daemon-reload")
+        print("systemd reloaded", file=out)
+    else:
+        print("nothing reloaded; on the target machine: systemctl disable --now livetok; systemctl daemon-reload",
+              file=out)
+    drop_in = layout.unit_dir / f"{UNIT_NAME}.d"
+    kept = [str(layout.config.parent)] + ([str(drop_in)] if drop_in.exists() else [])
+    kept += [str(layout.root / d.lstrip("/")) for d in STATE_DIRS if (layout.root / d.lstrip("/")).exists()]
+    print(f"left in place: {', '.join(kept)} (configuration, credential"
+          f"{', drop-ins' if drop_in.exists() else ''}, tokens and caches); remove them by hand when no longer wanted",
+          file=out)
+    return 0
