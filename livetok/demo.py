@@ -84,7 +84,7 @@ async def _demo(cfg: LivetokConfig, url: str, seconds: float) -> tuple[Any, Rece
 
         taker = asyncio.create_task(take(), name="demo-subscriber")
         try:
-            report = await run_async(cfg, seconds, StopControl(), sys.stderr)
+            report = await run_async(cfg, seconds, StopControl())
             end = time.monotonic() + 10 * QUIET_S
             while time.monotonic() < end and time.monotonic_ns() - got.last_ns < QUIET_S * 1e9:
                 await asyncio.sleep(0.1)

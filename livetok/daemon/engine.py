@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from livetok.config import LivetokConfig
+from livetok.daemon.config import Group
 from livetok.streams.types import AudioCapture, VideoCapture
 from livetok.sync import Aligner, BeepDetector, ClockModel, FlashDetector, SkewEstimator, SourceClock, Step
 from livetok.tokenizers import Tokenizers
@@ -116,29 +117,52 @@ class Engine:
         self.toks = toks
         self.sources: dict[str, _Source] = {}
         self.groups: dict[str, _Group] = {}
+        for g in cfg.effective_groups():
+            self.add_group(g, cfg)
+
+    def add_group(self, g: Group, cfg: LivetokConfig) -> None:
+        """Start aligning group ``g`` (its sources' clocks and token streams start anew unless another
+        group already uses them). A reload adds the groups it changed."""
         by_name = {s.name: s for s in cfg.sources}
         synthetic = {s.name for s in cfg.sources if s.kind == "synthetic"}
         step_ns = round(cfg.alignment.step_ms * 1e6)
         lateness_ns = round(cfg.alignment.lateness_ms * 1e6)
-        for g in cfg.effective_groups():
-            modalities = [m for m, n in ((Modality.VIDEO, g.video), (Modality.AUDIO, g.audio)) if n is not None]
-            aligner = Aligner[HostPacket](g.name, modalities=modalities, step_ns=step_ns, lateness_ns=lateness_ns)
-            markers = g.markers or g.video in synthetic or g.audio in synthetic
-            self.groups[g.name] = _Group(g.name, aligner, SkewEstimator() if markers else None)
-            for name, modality in ((g.video, Modality.VIDEO), (g.audio, Modality.AUDIO)):
-                if name is None:
-                    continue
-                src = self.sources.get(name)
-                if src is None:
-                    conf = by_name[name]
-                    model = ClockModel(latency_ns=round(conf.latency_ms * 1e6))
-                    src = self.sources[name] = _Source(name, SourceClock(model), round(conf.audio_latency_ms * 1e6))
-                if modality == Modality.VIDEO:
-                    src.video, src.video_group = toks.video.stream(name), g.name
-                    src.flash = FlashDetector() if markers else None
-                else:
-                    src.audio, src.audio_group = AudioTrack(toks, name), g.name
-                    src.beep = BeepDetector() if markers else None
+        modalities = [m for m, n in ((Modality.VIDEO, g.video), (Modality.AUDIO, g.audio)) if n is not None]
+        aligner = Aligner[HostPacket](g.name, modalities=modalities, step_ns=step_ns, lateness_ns=lateness_ns)
+        markers = g.markers or g.video in synthetic or g.audio in synthetic
+        self.groups[g.name] = _Group(g.name, aligner, SkewEstimator() if markers else None)
+        for name, modality in ((g.video, Modality.VIDEO), (g.audio, Modality.AUDIO)):
+            if name is None:
+                continue
+            src = self.sources.get(name)
+            if src is None:
+                conf = by_name[name]
+                model = ClockModel(latency_ns=round(conf.latency_ms * 1e6))
+                src = self.sources[name] = _Source(name, SourceClock(model), round(conf.audio_latency_ms * 1e6))
+            if modality == Modality.VIDEO:
+                src.video, src.video_group = self.toks.video.stream(name), g.name
+                src.flash = FlashDetector() if markers else None
+            else:
+                src.audio, src.audio_group = AudioTrack(self.toks, name), g.name
+                src.beep = BeepDetector() if markers else None
+
+    def remove_group(self, name: str) -> EngineOutput:
+        """Stop aligning group ``name``: its sources' audio is flushed (every sample into a token), its
+        pending steps are emitted, and sources no other group uses are forgotten."""
+        out = EngineOutput()
+        group = self.groups.pop(name, None)
+        if group is None:
+            return out
+        for src in list(self.sources.values()):
+            if src.audio_group == name and src.audio is not None:
+                self._audio_packets(src, group, src.audio.flush(), out)
+                src.audio, src.audio_group, src.beep, src.audio_done = None, None, None, {}
+            if src.video_group == name:
+                src.video, src.video_group, src.flash = None, None, None
+            if src.video is None and src.audio is None:
+                del self.sources[src.name]
+        out.steps += group.aligner.flush()
+        return out
 
     # -- input -----------------------------------------------------------------------------------
     def on_video(self, caps: list[VideoCapture], lost: frozenset[str] = frozenset()) -> EngineOutput:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ class BlockingLane:
 
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.busy_since_ns = 0  # monotonic ns at which the running job started; 0 while idle
+        self.done = 0  # jobs finished
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
@@ -33,6 +36,11 @@ class BlockingLane:
         self._jobs.put((loop, fut, fn, args))
         return await fut
 
+    def stuck_for_s(self) -> float:
+        """How long the running job has been running (s); 0 while idle. The watchdog reads it."""
+        since = self.busy_since_ns
+        return (time.monotonic_ns() - since) / 1e9 if since else 0.0
+
     def close(self) -> None:
         """Let the thread end after the jobs already queued (never waits for it)."""
         self._jobs.put(_STOP)
@@ -40,10 +48,13 @@ class BlockingLane:
     def _main(self) -> None:
         while (job := self._jobs.get()) is not _STOP:
             loop, fut, fn, args = job
+            self.busy_since_ns = time.monotonic_ns()
             try:
                 result, error = fn(*args), None
             except BaseException as err:  # handed to the awaiting task
                 result, error = None, err
+            self.busy_since_ns = 0
+            self.done += 1
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, fut, result, error)
 

@@ -57,12 +57,15 @@ def check_file_sink(path: Path, key: str) -> None:
         head = os.pread(fd, 4, 0)
         if head and head != LTK_MAGIC:
             raise OutputError(f"{key}: {path} exists and is not a .ltk token file; refusing to overwrite it")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutputError(f"{key}: {path} is in use by another process (locked)") from None
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        from livetok.daemon.sinks import HELD
+
+        if os.path.realpath(path) not in HELD:  # our own sink's lock (a reload) is no conflict
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputError(f"{key}: {path} is in use by another process (locked)") from None
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
     if not os.access(path, os.W_OK):

@@ -26,26 +26,31 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 from livetok.config import LivetokConfig
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.engine import Engine, EngineOutput
 from livetok.daemon.lane import BlockingLane
+from livetok.daemon.log import NOTICE
+from livetok.daemon.log import get as get_logger
 from livetok.daemon.metrics import Metrics
+from livetok.daemon.notify import Notifier
 from livetok.daemon.outbound import Outgoing, WireStamper
 from livetok.daemon.sinks import Sink
 from livetok.daemon.sources import RunningSource, build_sources
 from livetok.daemon.stopping import Deadline, StopControl
+from livetok.daemon.supervise import Supervisor
+from livetok.errors import LivetokError
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, VideoCapture
 from livetok.tokenizers import Tokenizers
 
+_log = get_logger("daemon")
 TICK_S = 0.02
 METRICS_S = 1.0
 SHUTDOWN_S = 10.0
@@ -95,13 +100,21 @@ class Daemon:
     """Async context manager: the engine's worker, the sources, and the run over already opened sinks."""
 
     def __init__(self, cfg: LivetokConfig, toks: Tokenizers, sinks: list[Sink], stop: StopControl,
-                 log: TextIO | None = None, run_id: str = "") -> None:
+                 run_id: str = "", notifier: Notifier | None = None,
+                 reconfigure: Callable[[], LivetokConfig] | None = None) -> None:
         self.cfg = cfg
         self.run_id = run_id
         self.toks = toks
         self.sinks = sinks
         self.stop = stop
-        self.log = log if log is not None else sys.stderr
+        self.notifier = notifier if notifier is not None else Notifier({})
+        self.supervisor = Supervisor(self, self.notifier)
+        self.reconfigure = reconfigure  # re-reads and checks the configuration (SIGHUP); None: no reload
+        self.retired_sources: list[RunningSource] = []  # stopped by a reload: still in the books
+        self.retired_sinks: list[Sink] = []
+        self._sink_tasks: dict[str, asyncio.Task[None]] = {}
+        self._retired_channels: list[tuple[Sink, SinkChannel]] = []
+        self._tg: asyncio.TaskGroup | None = None
         self.metrics = Metrics()
         self.books = Books()
         self.worker = BlockingLane("livetok-tokenizer")
@@ -155,26 +168,55 @@ class Daemon:
             self.report.stopped_by = f"{self.stop.reason} during start-up"
             return self._finish()
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             producers = [
                 tg.create_task(self._loop("video-batcher", self._video_once), name="video-batcher"),
                 tg.create_task(self._loop("audio-feeder", self._audio_once), name="audio-feeder"),
                 tg.create_task(self._loop("aligner-tick", self._tick_once), name="aligner-tick"),
                 tg.create_task(self._loop("metrics", self._metrics_once), name="metrics"),
             ]
-            sink_tasks = [tg.create_task(self._sink(s), name=f"sink:{s.name}") for s in self.sinks]
+            # Service tasks: alive through the shutdown (the watchdog keeps pinging), cancelled at its end.
+            service = [
+                tg.create_task(self._guard("status", self.supervisor.status_loop), name="status"),
+                tg.create_task(self._guard("watchdog", self.supervisor.watchdog_loop), name="watchdog"),
+            ]
+            if self.reconfigure is not None:
+                service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
+            for sink in self.sinks:
+                self._start_sink(sink)
+            self.notifier.ready(self.supervisor.status_line())
             await self._wait_stop(duration_s)
             self.report.stopped_by = self.stop.reason
+            self.notifier.stopping(f"stopping ({self.stop.reason})")
             deadline = Deadline(SHUTDOWN_S, self.stop)
             self.stopping.set()
             self.video_ready.set()
             self.audio_ready.set()
             await self._join(producers, deadline)
-            await self._stop_sources(deadline)
+            await self._stop_sources(self.sources, deadline)
             await self._final_drain(deadline)
             for ch in self.channels.values():
                 ch.close()
-            await self._join(sink_tasks, deadline, at_least_s=0.5)
+            await self._join(list(self._sink_tasks.values()), deadline, at_least_s=0.5)
+            for t in service:
+                t.cancel()
+        self._tg = None
         return self._finish()
+
+    def _start_sink(self, sink: Sink) -> None:
+        assert self._tg is not None
+        if sink.name not in self.channels:
+            self.channels[sink.name] = SinkChannel(sink.queue_messages, sink.queue_bytes, sink.on_drop)
+        self._sink_tasks[sink.name] = self._tg.create_task(self._sink(sink), name=f"sink:{sink.name}")
+
+    async def _guard(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        """A service task (status, watchdog): an unexpected error is said once and counted; it stops."""
+        try:
+            await body()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            self._error(f"errors.{name}", f"unexpected error in {name}: {err!r}")
 
     async def _wait_stop(self, duration_s: float | None) -> None:
         end = None if duration_s is None else time.monotonic() + duration_s
@@ -221,7 +263,133 @@ class Daemon:
         self.metrics.count(key)
         if key not in self._said:
             self._said.add(key)
-            print(f"livetok: {line} (counted in {key}; the daemon goes on)", file=self.log, flush=True)
+            _log.error("%s (counted in %s; the daemon goes on)", line, key)
+
+    # -- reload (SIGHUP) ----------------------------------------------------------------------------
+    async def _reload_once(self) -> bool:
+        await self.stop.wait_reload()
+        if self.stopping.is_set():
+            return False
+        await self.reload()
+        return True
+
+    async def reload(self) -> None:
+        """Re-read the configuration and apply what changed (livetok.daemon.reload); an invalid one,
+        or one that changes what cannot change while running, is refused in one line."""
+        from livetok.daemon.reload import plan
+
+        assert self.reconfigure is not None
+        self.notifier.reloading()
+        _log.log(NOTICE, "reload: re-reading the configuration")
+        try:
+            new = await asyncio.to_thread(self.reconfigure)
+        except LivetokError as err:
+            _log.error("reload: %s; keeping the running configuration", err)
+            self.notifier.ready(self.supervisor.status_line())
+            return
+        p = plan(self.cfg, new)
+        if p.fixed:
+            _log.error("reload: %s changed, which needs a restart (systemctl restart livetok); keeping the running "
+                       "configuration", ", ".join(p.fixed))
+        elif p.empty:
+            _log.log(NOTICE, "reload: nothing changed")
+        else:
+            try:
+                await self._apply(p, new)
+            except LivetokError as err:
+                _log.error("reload: %s; keeping the running configuration", err)
+            else:
+                self.metrics.count("reloads")
+                _log.log(NOTICE, "reload: applied (%s)", p.describe())
+        self.notifier.ready(self.supervisor.status_line())
+
+    async def _apply(self, p: Any, new: LivetokConfig) -> None:
+        from livetok.daemon.sinks import make_sink
+
+        # 1. Sinks at new paths open first: one that cannot open aborts with nothing touched.
+        old_sinks = {s.name: s for s in self.sinks}
+        fresh: list[Sink] = []
+        same_file = {n for n in p.reopen_sinks if _path_of(old_sinks[n]) == _sink_path(new, n)}
+        try:
+            for name in sorted((p.reopen_sinks - same_file) | p.open_sinks):
+                sink = make_sink(new, name, self.run_id)
+                await sink.__aenter__()
+                fresh.append(sink)
+            if p.bus in ("start", "restart"):
+                bus = make_sink(new, "mqtt", self.run_id)
+                await bus.__aenter__()
+                fresh.append(bus)
+        except BaseException:
+            for sink in fresh:
+                with contextlib.suppress(Exception):
+                    await sink.__aexit__(None, None, None)
+            raise
+        deadline = Deadline(SHUTDOWN_S, self.stop)
+        # 2. Sources that stop: their captures go through the engine, then their groups are flushed.
+        leaving = p.restart_sources | p.stop_sources
+        stopped = [s for s in self.sources if s.name in leaving]
+        await self._stop_sources(stopped, deadline)
+        await self._drain(stopped, deadline)
+        for g in sorted(p.remove_groups):
+            self._fan_out(await self.worker.run(self._work, self.engine.remove_group, g))
+        self.sources = [s for s in self.sources if s.name not in leaving]
+        self.retired_sources += stopped
+        # 3. The new configuration: groups, then sources.
+        self.cfg = new
+        for g in new.effective_groups():
+            if g.name in p.add_groups:
+                await self.worker.run(self.engine.add_group, g, new)
+        loop = asyncio.get_running_loop()
+        for src in build_sources(new, self.toks.cfg.video, only=p.restart_sources | p.start_sources):
+            if src.video is not None:
+                src.video.bind(loop, self.video_ready)
+            if src.audio is not None:
+                src.audio.bind(loop, self.audio_ready)
+            src.start()
+            self.sources.append(src)
+        # 4. Sinks: out of the fan-out first, then drained and closed; the new ones take over.
+        going = [s for s in self.sinks if s.name in p.reopen_sinks | p.close_sinks
+                 or (s.latency_kind == "publish" and p.bus in ("restart", "stop"))]
+        self.sinks = [s for s in self.sinks if s not in going]
+        for sink in fresh:  # messages queue in the new channels while the old sinks drain
+            self.sinks.append(sink)
+            self.channels[sink.name] = SinkChannel(sink.queue_messages, sink.queue_bytes, sink.on_drop)
+        await self._retire_sinks(going, deadline)
+        for name in sorted(same_file):  # the same file: reopened once the old writer let go of it
+            sink = make_sink(new, name, self.run_id)
+            try:
+                await sink.__aenter__()
+            except LivetokError as err:
+                _log.error("reload: sink %s: %s (it stays closed)", name, err)
+                continue
+            fresh.append(sink)
+            self.sinks.append(sink)
+            self.channels[sink.name] = SinkChannel(sink.queue_messages, sink.queue_bytes, sink.on_drop)
+        for sink in fresh:
+            sink.attach(self)
+            self._start_sink(sink)
+
+    async def _drain(self, sources: list[RunningSource], deadline: Deadline) -> None:
+        """What ``sources`` captured, through the engine (the shutdown and a reload do this)."""
+        batch_size = self.toks.cfg.video.batch_size
+        handoffs = [(s, s.video) for s in sources if s.video is not None]
+        while batch := self._take_video(handoffs, batch_size):
+            await self._process("video", batch, deadline)
+        blocks = [b for s in sources if s.audio is not None for b in s.audio.drain()]
+        if blocks:
+            await self._process("audio", blocks, deadline)
+
+    async def _retire_sinks(self, sinks: list[Sink], deadline: Deadline) -> None:
+        for sink in sinks:
+            channel = self.channels.pop(sink.name)
+            channel.close()
+            task = self._sink_tasks.pop(sink.name, None)
+            if task is not None:
+                await self._join([task], deadline, at_least_s=0.5, channels=[(sink, channel)])
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sink.__aexit__(None, None, None), 5.0)
+            self.retired_sinks.append(sink)
+            self._retired_channels.append((sink, channel))
 
     # -- producers --------------------------------------------------------------------------------
     def _video_handoffs(self) -> list[tuple[RunningSource, Handoff[VideoCapture]]]:
@@ -381,8 +549,10 @@ class Daemon:
             st.latencies = []
 
     # -- shutdown ---------------------------------------------------------------------------------
-    async def _join(self, tasks: list[asyncio.Task[Any]], deadline: Deadline, at_least_s: float = 0.0) -> None:
-        """Wait for ``tasks`` until the deadline (at least ``at_least_s``), then cancel what is left."""
+    async def _join(self, tasks: list[asyncio.Task[Any]], deadline: Deadline, at_least_s: float = 0.0,
+                    channels: list[tuple[Sink, SinkChannel]] | None = None) -> None:
+        """Wait for ``tasks`` until the deadline (at least ``at_least_s``), then cancel what is left;
+        whatever closed channels still hold is counted as dropped."""
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=max(deadline.left(), at_least_s))
@@ -390,30 +560,21 @@ class Daemon:
             t.cancel()
         if pending:
             await asyncio.wait(pending, timeout=1.0)  # cancellation is prompt: they only await
-        self._abandon_channels()
-
-    def _abandon_channels(self) -> None:
-        for sink in self.sinks:
-            ch = self.channels[sink.name]
+        for sink, ch in channels if channels is not None else [(s, self.channels[s.name]) for s in self.sinks]:
             if ch.closed:
                 for item in ch.abandon():
                     sink.on_drop(item)
 
-    async def _stop_sources(self, deadline: Deadline) -> None:
+    async def _stop_sources(self, sources: list[RunningSource], deadline: Deadline) -> None:
         loop = asyncio.get_running_loop()
-        stoppers = [loop.run_in_executor(None, s.stop) for s in self.sources]
+        stoppers = [loop.run_in_executor(None, s.stop) for s in sources]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*stoppers, return_exceptions=True), max(0.1, deadline.left()))
 
     async def _final_drain(self, deadline: Deadline) -> None:
         """What the sources captured before they stopped, through the engine; then the engine's flush."""
-        batch_size = self.toks.cfg.video.batch_size
-        handoffs = self._video_handoffs()
         try:
-            while batch := self._take_video(handoffs, batch_size):
-                await self._process("video", batch, deadline)
-            if blocks := self._take_audio():
-                await self._process("audio", blocks, deadline)
+            await self._drain(self.sources, deadline)
             self._fan_out(await asyncio.wait_for(self.worker.run(self._work, self.engine.flush),
                                                  max(0.001, deadline.left())))
         except TimeoutError:
@@ -437,23 +598,26 @@ class Daemon:
         b = self.books
         captures: dict[str, dict[str, int]] = {}
         ok = True
-        for s in self.sources:
-            for kind, h in (("video", s.video), ("audio", s.audio)):
-                if h is None:
-                    continue
-                key = (s.name, kind)
-                left = h.depth
-                row = {"captured": h.put_count, "dropped_queue": h.dropped, "tokenized": b.tokenized[key],
-                       "failed": b.failed[key], "dropped_shutdown": b.discarded[key] + left}
-                # The hand-over's own books, and ours of what was taken from it, must both close.
-                row["balanced"] = int(h.put_count == h.dropped + h.taken + left
-                                      and h.taken == b.tokenized[key] + b.failed[key] + b.discarded[key])
-                ok &= bool(row["balanced"])
-                captures[f"{s.name}.{kind}"] = row
+        # A source restarted by a reload had several hand-overs under one name: their counts add up.
+        handoffs: dict[tuple[str, str], list[Handoff[Any]]] = {}
+        for src in self.retired_sources + self.sources:
+            for kind, h in (("video", src.video), ("audio", src.audio)):
+                if h is not None:
+                    handoffs.setdefault((src.name, kind), []).append(h)
+        for key, hs in handoffs.items():
+            put, dropped, taken, left = (sum(getattr(h, a) for h in hs)
+                                         for a in ("put_count", "dropped", "taken", "depth"))
+            row = {"captured": put, "dropped_queue": dropped, "tokenized": b.tokenized[key], "failed": b.failed[key],
+                   "dropped_shutdown": b.discarded[key] + left}
+            # The hand-over's own books, and ours of what was taken from it, must both close.
+            row["balanced"] = int(put == dropped + taken + left
+                                  and taken == b.tokenized[key] + b.failed[key] + b.discarded[key])
+            ok &= bool(row["balanced"])
+            captures[".".join(key)] = row
         sinks: dict[str, dict[str, Any]] = {}
-        for sink in self.sinks:
+        for sink, channel in [(s, self.channels[s.name]) for s in self.sinks] + self._retired_channels:
             st = sink.stats
-            queued = self.channels[sink.name].depth
+            queued = channel.depth
             streams = {}
             for key in sorted(st.offered_by):
                 streams[".".join(key)] = {"produced": st.offered_by[key], "written": st.written_by[key],
@@ -461,14 +625,24 @@ class Daemon:
             balanced = st.offered == st.written + st.dropped + st.failed + queued and all(
                 v["produced"] == v["written"] + v["dropped"] + v["failed"] for v in streams.values())
             ok &= balanced
-            sinks[sink.name] = {"offered": st.offered, "written": st.written, "dropped": st.dropped,
-                                "failed": st.failed, "queued": queued, "balanced": int(balanced),
-                                "streams": streams}
+            label = sink.name if sink.name not in sinks else f"{sink.name}@{len(sinks)}"  # one a reload replaced
+            sinks[label] = {"offered": st.offered, "written": st.written, "dropped": st.dropped,
+                            "failed": st.failed, "queued": queued, "balanced": int(balanced), "streams": streams}
         emitted = {".".join(k): v for k, v in sorted(b.emitted.items())}
         return {"captures": captures, "emitted": emitted, "sinks": sinks, "balanced": int(ok)}
 
 
     # -- the stats document (published on the bus; docs/bus.md) -------------------------------------
+    def stats_groups(self) -> dict[str, Any]:
+        """Per group: the aligner's counts (as of the last metrics refresh), skew, step latency."""
+        series: dict[str, Any] = self.metrics.snapshot()["series_ms"]  # type: ignore[assignment]
+        groups: dict[str, Any] = {}
+        for name, a in self._aligner_stats.items():
+            skew = series.get(f"skew.{name}")
+            groups[name] = {**a, "skew_ms": _num(skew["p50"]) if skew else None,
+                            "latency_ms": {"step": _pct(series.get(f"latency.step.{name}"))}}
+        return groups
+
     def stats_document(self) -> dict[str, Any]:
         """Per source and group: rates, latency percentiles, skew, drift, drops, depths; per sink its
         books; the bus's state. JSON-ready (no NaN)."""
@@ -505,11 +679,7 @@ class Daemon:
                 "queue": {k: h.depth for k, h in (("video", src.video), ("audio", src.audio)) if h is not None},
                 "reconnects": st.reconnects, "stalls": st.stalls, "errors": st.errors, "last_error": st.last_error,
             }
-        groups: dict[str, Any] = {}
-        for name, a in self._aligner_stats.items():
-            skew = series.get(f"skew.{name}")
-            groups[name] = {**a, "skew_ms": _num(skew["p50"]) if skew else None,
-                            "latency_ms": {"step": _pct(series.get(f"latency.step.{name}"))}}
+        groups = self.stats_groups()
         sinks = {s.name: {"state": s.stats.state, "written": s.stats.written, "dropped": s.stats.dropped,
                           "failed": s.stats.failed, "queue_depth": self.channels[s.name].depth,
                           "last_error": s.stats.last_error} for s in self.sinks if s.name in self.channels}
@@ -521,6 +691,18 @@ class Daemon:
         if bus is not None:
             doc["bus"] = bus.bus_state(self.channels.get(bus.name))  # type: ignore[attr-defined]
         return doc
+
+
+def _path_of(sink: Sink) -> str | None:
+    cfg = getattr(sink, "cfg", None)
+    return str(getattr(cfg, "path", "")) or None
+
+
+def _sink_path(cfg: LivetokConfig, name: str) -> str | None:
+    for i, s in enumerate(cfg.sinks):
+        if (s.name or f"{s.kind}{i}") == name:
+            return str(s.path)
+    return None
 
 
 class _Rates:
@@ -551,6 +733,7 @@ def _pct(s: dict[str, Any] | None) -> dict[str, float | None] | None:
 
 
 async def run(cfg: LivetokConfig, toks: Tokenizers, sinks: list[Sink], stop: StopControl,
-              duration_s: float | None, log: TextIO | None = None, run_id: str = "") -> RunReport:
-    async with Daemon(cfg, toks, sinks, stop, log, run_id) as daemon:
+              duration_s: float | None, run_id: str = "", notifier: Notifier | None = None,
+              reconfigure: Callable[[], LivetokConfig] | None = None) -> RunReport:
+    async with Daemon(cfg, toks, sinks, stop, run_id, notifier, reconfigure) as daemon:
         return await daemon.run(duration_s)

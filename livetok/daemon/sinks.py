@@ -19,8 +19,8 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
-import sys
 import time
 import zlib
 from collections import Counter
@@ -28,16 +28,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.config import FileSink as FileSinkConfig
 from livetok.daemon.lane import BlockingLane
+from livetok.daemon.log import NOTICE
+from livetok.daemon.log import get as get_logger
 from livetok.daemon.outbound import Outgoing
 from livetok.errors import OutputError
 from livetok.streams.backoff import Backoff, BackoffPolicy
 from livetok.wire.ltkfile import FILE_HEADER, LTK_MAGIC, LTK_VERSION, RECORD_HEAD, SYNC
 
+_log = get_logger("sink")
+# Files this process's sinks hold (their advisory lock): a reload's preflight must not see our own
+# lock as another daemon's.
+HELD: set[str] = set()
 BATCH = 256  # messages taken from the channel per write
 CLOSE_S = 2.0  # closing a file at exit, at most (s)
 TAIL_SCAN_BYTES = 64 << 20  # how far back from its end an existing file is searched for its last record
@@ -75,14 +81,12 @@ class Sink(abc.ABC):
     """A destination. Subclasses open in ``__aenter__`` (raising a LivetokError when they cannot
     work at all), write in :meth:`write_batch`, close in ``__aexit__``."""
 
-    def __init__(self, name: str, log: TextIO | None = None, queue_messages: int = 20_000,
-                 queue_bytes: int = 64_000_000) -> None:
+    def __init__(self, name: str, queue_messages: int = 20_000, queue_bytes: int = 64_000_000) -> None:
         self.name = name
         self.latency_kind = "write"  # metrics: latency.<kind>.<sink>, capture to written
         self.queue_messages = queue_messages  # the bounds of this sink's channel (the runner makes it)
         self.queue_bytes = queue_bytes
         self.stats = SinkStats()
-        self.log = log if log is not None else sys.stderr
         self.backoff = Backoff(BackoffPolicy())
 
     def accepts(self, item: Outgoing) -> bool:
@@ -105,8 +109,9 @@ class Sink(abc.ABC):
     def on_drop(self, item: Outgoing) -> None:
         self.stats.count("dropped", [item])
 
-    def say(self, line: str) -> None:
-        print(f"livetok: sink {self.name}: {line}", file=self.log, flush=True)
+    def say(self, line: str, level: int = logging.WARNING) -> None:
+        """One event line (docs: one line per event, with its priority under journald)."""
+        _log.log(level, "sink %s: %s", self.name, line)
 
     async def run(self, channel: SinkChannel) -> None:
         """Write what the channel gives until it is closed and empty; never raises but CancelledError."""
@@ -126,7 +131,7 @@ class Sink(abc.ABC):
                 self.stats.latencies += [(it, now - it.capture_ns) for it in batch]
                 if self.stats.state != "ok":
                     if self.stats.state == "failing":
-                        self.say(f"writing again after {self.stats.errors} failed attempts")
+                        self.say(f"writing again after {self.stats.errors} failed attempts", NOTICE)
                     self.stats.state = "ok"
                 self.backoff.running()
                 break
@@ -191,8 +196,8 @@ class FileSink(Sink):
     full file to ``NAME.UTC.ltk`` and starts a new one, keeping the newest ``keep`` of them.
     """
 
-    def __init__(self, cfg: FileSinkConfig, name: str, log: TextIO | None = None) -> None:
-        super().__init__(name, log, cfg.queue_messages, int(cfg.queue_mb * 1e6))
+    def __init__(self, cfg: FileSinkConfig, name: str) -> None:
+        super().__init__(name, cfg.queue_messages, int(cfg.queue_mb * 1e6))
         self.cfg = cfg
         self.path = Path(cfg.path)
         self.lane = BlockingLane(f"livetok-sink-{name}")
@@ -253,6 +258,7 @@ class FileSink(Sink):
                 self._open()
                 return
         self._fd, self._size, self._opened_ns = fd, size, time.monotonic_ns()
+        HELD.add(os.path.realpath(self.path))
 
     def _aside(self, tag: str) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -304,6 +310,7 @@ class FileSink(Sink):
     def _close_fd(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
+            HELD.discard(os.path.realpath(self.path))
             with contextlib.suppress(OSError):
                 os.close(fd)  # also releases the lock
 
@@ -346,15 +353,22 @@ def sink_name(index: int, cfg: FileSinkConfig) -> str:
     return cfg.name or f"{cfg.kind}{index}"
 
 
-def open_sinks(cfg: Any, run_id: str, log: TextIO | None = None) -> list[Sink]:
-    """Sink objects for the configuration's file sinks and MQTT bus (not yet opened: ``async with``
-    each). The bus's password and TLS files are read here: a problem is one line before anything
-    starts."""
-    sinks: list[Sink] = [FileSink(c, sink_name(i, c), log) for i, c in enumerate(cfg.sinks)]
-    if cfg.mqtt.host is not None:
+def make_sink(cfg: Any, name: str, run_id: str) -> Sink:
+    """The sink called ``name`` in ``cfg`` (a file sink's name, or "mqtt" for the bus), not yet opened."""
+    for i, c in enumerate(cfg.sinks):
+        if sink_name(i, c) == name:
+            return FileSink(c, name)
+    if name == "mqtt" and cfg.mqtt.host is not None:
         from livetok.bus.publisher import MqttSink, buffer_bounds
 
         messages, nbytes = buffer_bounds(cfg)
-        sinks.append(MqttSink(cfg.mqtt, run_id=run_id, metas=[], name="mqtt", queue_messages=messages,
-                              queue_bytes=nbytes, log=log))
-    return sinks
+        return MqttSink(cfg.mqtt, run_id=run_id, metas=[], name="mqtt", queue_messages=messages, queue_bytes=nbytes)
+    raise KeyError(name)
+
+
+def open_sinks(cfg: Any, run_id: str) -> list[Sink]:
+    """Sink objects for the configuration's file sinks and MQTT bus (not yet opened: ``async with``
+    each). The bus's password and TLS files are read here: a problem is one line before anything
+    starts."""
+    names = [sink_name(i, c) for i, c in enumerate(cfg.sinks)] + (["mqtt"] if cfg.mqtt.host is not None else [])
+    return [make_sink(cfg, n, run_id) for n in names]

@@ -50,8 +50,10 @@ def _size(spec: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def build_sources(cfg: LivetokConfig, video_cfg: VideoConfig) -> list[RunningSource]:
-    """One RunningSource per configured source that a group uses (others are not opened)."""
+def build_sources(cfg: LivetokConfig, video_cfg: VideoConfig, only: set[str] | frozenset[str] | None = None
+                  ) -> list[RunningSource]:
+    """One RunningSource per configured source that a group uses (others are not opened); ``only``:
+    just these (a reload)."""
     groups = cfg.effective_groups()
     as_video = {g.video for g in groups if g.video}
     as_audio = {g.audio for g in groups if g.audio}
@@ -61,7 +63,7 @@ def build_sources(cfg: LivetokConfig, video_cfg: VideoConfig) -> list[RunningSou
 
     out = []
     for s in cfg.sources:
-        if s.name not in as_video | as_audio:
+        if s.name not in as_video | as_audio or (only is not None and s.name not in only):
             continue
         stats = SourceStats()
         video = Handoff[VideoCapture](cfg.queues.video_frames) if s.name in as_video else None

@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM for the whole life of ``livetok run``, start-up included.
+"""SIGINT and SIGTERM for the whole life of ``livetok run``, start-up included; SIGHUP to reload.
 
 Installed before anything slow (importing torch, loading codebooks, warming up), and never removed:
 the first signal asks for a clean stop (sources stopped, queues drained, files whole, exit 0), a
@@ -7,7 +7,9 @@ counted as dropped). Neither ever raises in the program: no ``KeyboardInterrupt`
 from an ``atexit`` callback, and no exit 130/143 from a signal that arrives at a bad moment.
 
 The handlers are plain ``signal.signal`` handlers: they run on the main thread, which is the event
-loop's thread once it runs (uvloop wakes up for them at once).
+loop's thread once it runs (uvloop wakes up for them at once). SIGHUP asks the running daemon to
+re-read its configuration (:mod:`livetok.daemon.reload`); one arriving during start-up is applied
+once the daemon runs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class StopControl:
         self.reason = ""  # "SIGTERM", "SIGINT", "duration", ... ; "" while running
         self.signals = 0
         self.hurry = False
+        self.reloads = 0  # SIGHUPs received
+        self._reloads_seen = 0
+        self._reload_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
         self._hurry_event: asyncio.Event | None = None
@@ -34,13 +39,24 @@ class StopControl:
     def install(self) -> StopControl:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handler)
+        signal.signal(signal.SIGHUP, self._hup)
         return self
+
+    def _hup(self, signum: int, frame: object) -> None:
+        self.reloads += 1
+        self._wake()
+
+    async def wait_reload(self) -> None:
+        """Until a SIGHUP arrives (one that came earlier is taken at once)."""
+        assert self._reload_event is not None, "bind() first"
+        await self._reload_event.wait()
+        self._reload_event.clear()
 
     def done(self) -> None:
         """The run is over and reported: ignore further signals while the process exits. (Python's
         finalisation puts a Python-level handler back to the default, so a second signal arriving
         then would kill the process with 130/143 after a clean stop; an ignored one cannot.)"""
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
 
     def _handler(self, signum: int, frame: object) -> None:
@@ -69,12 +85,16 @@ class StopControl:
             self._event.set()
         if self._hurry_event is not None and self.hurry:
             self._hurry_event.set()
+        if self._reload_event is not None and self.reloads > self._reloads_seen:
+            self._reloads_seen = self.reloads
+            self._reload_event.set()
 
     def bind(self) -> None:
         """Call from the running loop: from now on :meth:`wait` and :attr:`hurried` work."""
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
         self._hurry_event = asyncio.Event()
+        self._reload_event = asyncio.Event()
         self._set()
 
     @property

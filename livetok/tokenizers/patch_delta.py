@@ -11,12 +11,17 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from livetok.tokenizers.jitcache import ensure_cache_dir
+
 
 def patch_change_numpy(image: np.ndarray, ref: np.ndarray, patch: int) -> np.ndarray:
     """``image, ref [S, S, 3] uint8 -> [g, g] float64`` mean |image - ref| per patch (0-255 levels)."""
     g = image.shape[0] // patch
     diff = np.abs(image.astype(np.int16) - ref.astype(np.int16))
     return diff.reshape(g, patch, g, patch, 3).mean(axis=(1, 3, 4))
+
+
+ensure_cache_dir()  # before numba picks where the cache=True kernels below are kept
 
 
 @numba.njit(cache=True, nogil=True)

@@ -13,6 +13,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from livetok.tokenizers.jitcache import ensure_cache_dir
+
+ensure_cache_dir()  # before numba picks where the cache=True kernels below are kept
+
 
 @numba.njit(cache=True, nogil=True)
 def encode_rows(

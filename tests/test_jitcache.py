@@ -1,0 +1,37 @@
+"""numba kernels import for a user who can write neither beside the installation nor in a home
+(systemd's DynamicUser= running a root-owned checkout). Before: ``RuntimeError: cannot cache function``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from livetok.tokenizers import jitcache
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_kernels_import_for_a_user_with_nowhere_obvious_to_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    top = tmp_path_factory.mktemp("ro")
+    top.chmod(0o755)
+    for p in top.parents:  # pytest's base folder is root-only: let nobody through to ours
+        if str(p).startswith("/tmp/"):
+            p.chmod(p.stat().st_mode | 0o711)
+    shutil.copytree(Path(jitcache.__file__).resolve().parents[1], top / "livetok",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["chmod", "-R", "a+rX,a-w", str(top / "livetok")], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(HOME="/nonexistent", PYTHONPATH=str(top))
+    code = ("import os, livetok.tokenizers.rvq_rows as r, livetok.tokenizers.patch_delta as d; "
+            "print(os.environ['NUMBA_CACHE_DIR'], r.__file__)")
+    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-c",
+                        code], env=env, capture_output=True, text=True, timeout=120, cwd="/")
+    assert r.returncode == 0, r.stderr
+    cache_dir, module = r.stdout.split()
+    assert module.startswith(str(top)) and cache_dir.endswith(f"livetok-numba-{NOBODY}")

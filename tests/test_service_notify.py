@@ -1,0 +1,205 @@
+"""The daemon under systemd's eyes: the sd_notify protocol read from a socket the test binds
+(READY after warm-up, EXTEND_TIMEOUT_USEC before it, STATUS, WATCHDOG at the cadence WATCHDOG_USEC
+asks for, RELOADING with MONOTONIC_USEC on SIGHUP, STOPPING), the pings stopping while the
+tokenizer worker hangs, SIGHUP reloads (a changed source list; an invalid file), and exit 78
+before READY on a bad configuration. Faked: only systemd itself (no running systemd here) — the
+socket is the protocol's real transport."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from broker import Mosquitto
+
+from livetok.config import LivetokConfig
+from livetok.daemon import engine as engine_module
+from livetok.daemon.main import run_async
+from livetok.daemon.notify import Notifier
+from livetok.daemon.stopping import StopControl
+from livetok.wire import Flag, TokenPacket, read_ltk
+
+
+class NotifySocket:
+    """An AF_UNIX datagram socket standing in for systemd's; collects (monotonic s, fields)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            self.messages.append((time.monotonic(), fields))
+
+    def wait_for(self, key: str, value: str | None = None, after: int = 0, timeout_s: float = 60.0) -> int:
+        """Index of the first message from ``after`` on that has ``key`` (= ``value``)."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            for i, (_, f) in enumerate(self.messages[after:], after):
+                if key in f and (value is None or f[key] == value):
+                    return i
+            time.sleep(0.05)
+        raise AssertionError(f"no {key}={value} after message {after}: {[f for _, f in self.messages][-5:]}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    s = NotifySocket(tmp_path / "notify.sock")
+    yield s
+    s.close()
+
+
+def daemon(config: Path, notify_path: Path, watchdog_usec: int = 2_000_000) -> subprocess.Popen[str]:
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": str(watchdog_usec),
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("WATCHDOG_PID", None)
+    return subprocess.Popen([sys.executable, "-m", "livetok.cli", "run", "-c", str(config)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return err
+
+
+def test_ready_status_watchdog_reload_stopping(tmp_path: Path, notify: NotifySocket, mosquitto: Mosquitto) -> None:
+    """One daemon through its life. SIGHUP with a changed source list: the unchanged source keeps its
+    sequence numbers and the bus keeps its connection; SIGHUP with an invalid file: one line, the
+    running configuration kept."""
+    out = tmp_path / "run.ltk"
+    cfg = tmp_path / "c.yaml"
+    base = ("sources:\n  - {kind: synthetic, name: keep, size: 160x120, fps: 10}\n"
+            "  - {kind: synthetic, name: %s, size: 160x120, fps: 10}\n"
+            f"sinks:\n  - {{kind: file, path: '{out}'}}\n"
+            f"mqtt: {{host: 127.0.0.1, port: {mosquitto.port}, instance: svc}}\n")
+    cfg.write_text(base % "old")
+    proc = daemon(cfg, notify.path)
+    try:
+        extend = notify.wait_for("EXTEND_TIMEOUT_USEC")
+        ready = notify.wait_for("READY", "1")
+        assert extend < ready
+        assert not any("WATCHDOG" in f for _, f in notify.messages[:ready])  # only once running
+        assert "sources " in notify.messages[ready][1]["STATUS"]
+        w1 = notify.wait_for("WATCHDOG", "1", after=ready)
+        w2 = notify.wait_for("WATCHDOG", "1", after=w1 + 1)
+        w3 = notify.wait_for("WATCHDOG", "1", after=w2 + 1)
+        gaps = [notify.messages[b][0] - notify.messages[a][0] for a, b in ((w1, w2), (w2, w3))]
+        assert all(g <= 2.0 for g in gaps), gaps  # within WATCHDOG_USEC: systemd's own limit
+        status = notify.wait_for("STATUS", after=ready + 1)
+        assert "msg/s" in notify.messages[status][1]["STATUS"]
+        time.sleep(3)
+        cfg.write_text(base % "new")  # the second source replaced
+        proc.send_signal(signal.SIGHUP)
+        reloading = notify.wait_for("RELOADING", "1", after=status)
+        assert int(notify.messages[reloading][1]["MONOTONIC_USEC"]) > 0
+        notify.wait_for("READY", "1", after=reloading + 1)
+        time.sleep(3)
+        cfg.write_text("sources: [not closed\n")
+        proc.send_signal(signal.SIGHUP)
+        again = notify.wait_for("RELOADING", "1", after=reloading + 1)
+        notify.wait_for("READY", "1", after=again + 1)
+        time.sleep(2)
+        err = stop(proc)
+        notify.wait_for("STOPPING", "1", after=again)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "reload: applied (sources stopped: old; sources started: new)" in err
+    assert re.search(r"reload: \S*c\.yaml:\d+: not valid YAML.*; keeping the running configuration", err)
+    assert "Traceback" not in err
+    packets = [p for p in read_ltk(out).packets if isinstance(p, TokenPacket)]
+    for source in ("keep", "old", "new"):
+        for key in {(p.modality, p.scale) for p in packets if p.source == source}:
+            seqs = [p.seq for p in packets if p.source == source and (p.modality, p.scale) == key]
+            assert seqs == list(range(len(seqs))), (source, key)  # none lost, none repeated
+            assert not any(p.flags & (Flag.GAP | Flag.DISCONTINUITY) for p in packets
+                           if p.source == source and (p.modality, p.scale) == key and p.seq > 0), (source, key)
+    keep = [p for p in packets if p.source == "keep"]
+    old = [p for p in packets if p.source == "old"]
+    new = [p for p in packets if p.source == "new"]
+    assert keep and old and new and max(p.end_ns for p in old) < max(p.end_ns for p in keep)
+    gauges = json.loads(err[err.index("{"):])["gauges"]
+    assert gauges["sink.mqtt.connects"] == 1  # the bus was not touched by the reload
+
+
+def test_bad_configuration_exits_78_before_ready(tmp_path: Path, notify: NotifySocket) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("sources:\n  - {kind: synthetic, name: s, fps: -3}\nsinks:\n  - {kind: file, path: /tmp/x.ltk}\n")
+    proc = daemon(cfg, notify.path)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 78 and "bad.yaml:2: sources.0.fps" in err
+    time.sleep(0.3)
+    assert not any("READY" in f for _, f in notify.messages)
+
+
+def test_watchdog_pings_stop_while_the_worker_hangs(tmp_path: Path, notify: NotifySocket,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process (the only way to hang the worker on purpose): a tick that blocks makes the watchdog
+    withhold its pings; once the worker moves again they resume."""
+    hang = threading.Event()
+    release = threading.Event()
+    tick = engine_module.Engine.tick
+
+    def maybe_hang(self: engine_module.Engine, now_ns: int) -> engine_module.EngineOutput:
+        if hang.is_set() and not release.is_set():
+            release.wait(30)
+        return tick(self, now_ns)
+
+    monkeypatch.setattr(engine_module.Engine, "tick", maybe_hang)
+    cfg = LivetokConfig.model_validate({"sources": [{"kind": "synthetic", "name": "s", "size": "160x120", "fps": 5}],
+                                        "sinks": [{"kind": "file", "path": str(tmp_path / "w.ltk")}]})
+    notifier = Notifier({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"})
+
+    import uvloop
+
+    result: list[object] = []
+    t = threading.Thread(target=lambda: result.append(uvloop.run(run_async(cfg, 14.0, StopControl(),
+                                                                           notifier=notifier))), daemon=True)
+    t.start()
+    try:
+        ready = notify.wait_for("READY", "1")
+        before = notify.wait_for("WATCHDOG", "1", after=ready)
+        hang.set()
+        time.sleep(1.5)  # the worker is now stuck in a tick: longer than a ping interval (0.5 s)
+        stuck_from = len(notify.messages)
+        time.sleep(2.0)
+        during = [f for _, f in notify.messages[stuck_from:] if "WATCHDOG" in f]
+        release.set()
+        after = notify.wait_for("WATCHDOG", "1", after=len(notify.messages), timeout_s=10)
+    finally:
+        release.set()
+        t.join(60)
+    assert before >= ready and after >= stuck_from  # resumed once the worker moved again
+    assert during == []  # no ping while the worker was stuck
