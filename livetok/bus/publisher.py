@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -55,6 +55,7 @@ from livetok.bus.topics import available_topic, meta_topic, stats_topic, steps_t
 from livetok.bus.url import BrokerUrl
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.config import Mqtt
+from livetok.daemon.log import NOTICE
 from livetok.daemon.outbound import Outgoing
 from livetok.daemon.sinks import Sink
 from livetok.errors import BusError, ConfigError
@@ -220,8 +221,8 @@ class MqttSink(Sink):
 
     def __init__(self, cfg: Mqtt, *, run_id: str, metas: list[SourceMeta],
                  stats: Callable[[], dict[str, Any]] | None = None, name: str = "mqtt",
-                 queue_messages: int = 20_000, queue_bytes: int = 64_000_000, log: TextIO | None = None) -> None:
-        super().__init__(name, log, queue_messages, queue_bytes)
+                 queue_messages: int = 20_000, queue_bytes: int = 64_000_000) -> None:
+        super().__init__(name, queue_messages, queue_bytes)
         self.cfg = cfg
         self.run_id = run_id
         self.metas = metas
@@ -381,7 +382,7 @@ class MqttSink(Sink):
         backoff.max_s = 10.0
         backoff.reset()
         if self._said:
-            self.say(f"connected to {self.url} again; sending the {self.buffered(None)} messages held back first")
+            self.say(f"connected to {self.url} again; sending what was held back first", NOTICE)
         self._said = ""
         return client
 
