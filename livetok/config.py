@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from livetok.daemon.config import Alignment, Group, Mqtt, Queues, Sink, Source
+from livetok.daemon.config import Alignment, Group, MetricsEndpoint, Mqtt, Queues, Sink, Source
 from livetok.errors import ConfigError
 from livetok.tokenizers.config import TokenizerConfig
 
@@ -34,6 +34,7 @@ class LivetokConfig(BaseModel):
     sinks: list[Sink] = Field(default_factory=list, description="token files; the MQTT bus is the mqtt: section")
     queues: Queues = Field(Queues(), description="capture-to-tokenizer hand-over")
     mqtt: Mqtt = Field(Mqtt(), description="the MQTT bus (off until a host is set)")
+    metrics: MetricsEndpoint = Field(MetricsEndpoint(), description="the Prometheus endpoint (off by default)")
     # Where the configuration came from, to name a key's line in errors found after validation
     # (a codebook file that does not load, a sink directory that is missing); not configuration.
     _path: str = PrivateAttr("")

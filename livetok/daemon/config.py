@@ -204,3 +204,11 @@ class Mqtt(_Strict):
         if self.tls.cert_file is None and self.tls.key_file is not None:
             raise ValueError("tls.key_file needs tls.cert_file")
         return self
+
+
+class MetricsEndpoint(_Strict):
+    """The Prometheus endpoint (docs/service.md)."""
+
+    listen: str | None = Field(
+        None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$",
+        description="HOST:PORT to serve /metrics on, e.g. 127.0.0.1:9464; null = off")

@@ -6,6 +6,7 @@ flat however long the daemon runs; percentiles are computed on demand.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -14,16 +15,28 @@ import numpy as np
 WINDOW = 4096
 
 
+# Histogram bucket bounds for latencies (s), as Prometheus histograms export them: from 5 ms (a
+# frame's tokenization) to 5 s (a step held for a late modality), denser where the targets are.
+BUCKETS_S = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+_BOUNDS_NS = tuple(round(b * 1e9) for b in BUCKETS_S)
+
+
 @dataclass
 class Series:
-    """The most recent values of one measurement (ns), with a total count."""
+    """The most recent values of one measurement (ns), with a total count, and a histogram of every
+    value since the start (``buckets[i]``: values <= ``BUCKETS_S[i]`` and > the one before; the last
+    one above them all)."""
 
     values: deque[int] = field(default_factory=lambda: deque(maxlen=WINDOW))
     count: int = 0
+    total_ns: int = 0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_S) + 1))
 
     def add(self, v: int) -> None:
         self.values.append(v)
         self.count += 1
+        self.total_ns += v
+        self.buckets[bisect.bisect_left(_BOUNDS_NS, v)] += 1
 
     def percentiles_ms(self) -> dict[str, float]:
         if not self.values:

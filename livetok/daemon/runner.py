@@ -114,6 +114,7 @@ class Daemon:
         self.retired_sinks: list[Sink] = []
         self._sink_tasks: dict[str, asyncio.Task[None]] = {}
         self._retired_channels: list[tuple[Sink, SinkChannel]] = []
+        self.exporter: Any = None  # the Prometheus endpoint, when metrics.listen is set
         self._tg: asyncio.TaskGroup | None = None
         self.metrics = Metrics()
         self.books = Books()
@@ -184,6 +185,12 @@ class Daemon:
                 service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
             for sink in self.sinks:
                 self._start_sink(sink)
+            if self.cfg.metrics.listen:
+                from livetok.daemon.prometheus import Exporter
+
+                self.exporter = Exporter(self, self.cfg.metrics.listen)
+                self.exporter.refresh()
+                self.exporter.start()
             self.notifier.ready(self.supervisor.status_line())
             await self._wait_stop(duration_s)
             self.report.stopped_by = self.stop.reason
@@ -200,6 +207,8 @@ class Daemon:
             await self._join(list(self._sink_tasks.values()), deadline, at_least_s=0.5)
             for t in service:
                 t.cancel()
+        if self.exporter is not None:
+            self.exporter.stop()
         self._tg = None
         return self._finish()
 
@@ -506,6 +515,8 @@ class Daemon:
             self.metrics.set(f"drift_ppm.{name}", c.drift_ppm)
             self.metrics.set(f"clock_slewing_ms.{name}", round(c.slewing_ns / 1e6, 3))
         self._aligner_stats = await self.worker.run(self.engine.aligner_stats)
+        if self.exporter is not None:
+            self.exporter.refresh()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), METRICS_S)
         return True
@@ -584,7 +595,7 @@ class Daemon:
     def _finish(self) -> RunReport:
         self._refresh_gauges()
         self.report.metrics = self.metrics.snapshot()
-        self.report.accounting = self._accounting()
+        self.report.accounting = self.accounting()
         self.report.sinks = {s.name: {"state": s.stats.state, "written": s.stats.written,
                                       "dropped": s.stats.dropped, "failed": s.stats.failed,
                                       "errors": s.stats.errors, "last_error": s.stats.last_error,
@@ -593,7 +604,7 @@ class Daemon:
                              for s in self.sinks}
         return self.report
 
-    def _accounting(self) -> dict[str, Any]:
+    def accounting(self) -> dict[str, Any]:
         """The run's books, and whether they balance: nothing unseen was lost."""
         b = self.books
         captures: dict[str, dict[str, int]] = {}
@@ -631,6 +642,9 @@ class Daemon:
         emitted = {".".join(k): v for k, v in sorted(b.emitted.items())}
         return {"captures": captures, "emitted": emitted, "sinks": sinks, "balanced": int(ok)}
 
+
+    def uptime_s(self) -> float:
+        return round((time.monotonic_ns() - self.started_ns) / 1e9, 3)
 
     # -- the stats document (published on the bus; docs/bus.md) -------------------------------------
     def stats_groups(self) -> dict[str, Any]:
