@@ -40,6 +40,15 @@ class LivetokConfig(BaseModel):
     _path: str = PrivateAttr("")
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal settings, wherever they were read from (the location is not configuration)."""
+        if not isinstance(other, LivetokConfig):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(self.model_dump_json())
+
     def where(self, *key: str | int) -> str:
         """``FILE:LINE: dotted.key`` for error messages (the line of the deepest key the file has);
         ``dotted.key`` alone for the embedded defaults and command-line flags."""
