@@ -285,7 +285,7 @@ def test_network_cuts_and_black_holes(tmp_path: Path, mosquitto_factory: Mosquit
     made = truth(tmp_path / "host1.ltk")
     got = set(sub.keys)
     b = bus(report)
-    assert b["reconnects"] >= 20
+    assert b["reconnects"] >= 10 and cycles["cut"] >= 10 and cycles["hole"] == 4  # a cut during a backoff cuts nothing
     lost = made - got
     assert len(lost) == b["dropped"] + b["failed"], (len(lost), b)
     assert sub.stats.total.duplicates <= b["reconnects"] * b["receive_maximum"]
