@@ -253,7 +253,8 @@ def test_broker_kill(tmp_path: Path, mosquitto_factory: MosquittoFactory, autosa
 # -- network faults through a proxy ----------------------------------------------------------------
 
 def test_network_cuts_and_black_holes(tmp_path: Path, mosquitto_factory: MosquittoFactory) -> None:
-    """40 dropped connections and 4 black holes (no FIN: found by keepalive) while publishing: nothing
+    """50 fault cycles — 46 dropped connections and 4 black holes (no FIN: found by keepalive) — while
+    publishing: nothing
     lost beyond what the daemon's books report as dropped, duplicates at most the in-flight window per
     reconnect."""
     broker = mosquitto_factory(persistence=True)
@@ -262,8 +263,8 @@ def test_network_cuts_and_black_holes(tmp_path: Path, mosquitto_factory: Mosquit
     cycles = {"cut": 0, "hole": 0}
 
     def faults() -> None:
-        for i in range(44):
-            if i % 11 == 10:
+        for i in range(50):
+            if i % 12 == 11:
                 proxy.blackhole()
                 time.sleep(5.0)  # keepalive 2 s: paho gives up after 1.5 x, then backoff
                 proxy.cut()
@@ -274,7 +275,7 @@ def test_network_cuts_and_black_holes(tmp_path: Path, mosquitto_factory: Mosquit
                 cycles["cut"] += proxy.cut() > 0 or 0
     try:
         cfg = daemon_config(tmp_path, proxy.port, mqtt={"buffer_messages": 100_000})
-        d = DaemonThread(cfg, 38.0).start()
+        d = DaemonThread(cfg, 42.0).start()
         time.sleep(4.0)
         faults()
         report = d.join()
