@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _common import print_header, table
+from bench_live import make_clip
 from broker import Mosquitto
 
 from livetok.client import Subscriber
@@ -126,14 +126,6 @@ def latency(broker: Mosquitto, seconds: float) -> None:
     b = report.sinks["mqtt"]
     print(f"published {b['written']} (dropped {b['dropped']}, failed {b['failed']}); subscriber got {rx.count}; "
           f"gaps {rx.stats.total.gaps}, duplicates {rx.stats.total.duplicates}")
-
-
-def make_clip(tmp: Path) -> Path:
-    clip = tmp / "720p30.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc2=size=1280x720:rate=30:duration=10", "-c:v", "libx264", "-preset", "veryfast",
-                    "-g", "60", "-pix_fmt", "yuv420p", str(clip)], check=True)
-    return clip
 
 
 def streams(broker: Mosquitto, max_streams: int, start: int) -> None:

@@ -69,12 +69,12 @@ class Work:
 class Books:
     """Per (source, modality): captures in and where each went; per (stream, modality): messages.
 
-    ``captured = dropped_queue + tokenized + failed + discarded + left`` for every source and modality,
+    ``captured = dropped (by the hand-over queue) + tokenized + failed + discarded + left`` for every
+    source and modality (the hand-over's counts come from the hand-over itself),
     and for every sink ``offered = written + dropped + failed + queued``.
     """
 
     captured: Counter[tuple[str, str]] = field(default_factory=Counter)
-    dropped_queue: Counter[tuple[str, str]] = field(default_factory=Counter)
     tokenized: Counter[tuple[str, str]] = field(default_factory=Counter)
     failed: Counter[tuple[str, str]] = field(default_factory=Counter)  # the engine raised on them
     discarded: Counter[tuple[str, str]] = field(default_factory=Counter)  # cut off by the shutdown deadline
