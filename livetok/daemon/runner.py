@@ -74,7 +74,6 @@ class Books:
     and for every sink ``offered = written + dropped + failed + queued``.
     """
 
-    captured: Counter[tuple[str, str]] = field(default_factory=Counter)
     tokenized: Counter[tuple[str, str]] = field(default_factory=Counter)
     failed: Counter[tuple[str, str]] = field(default_factory=Counter)  # the engine raised on them
     discarded: Counter[tuple[str, str]] = field(default_factory=Counter)  # cut off by the shutdown deadline
