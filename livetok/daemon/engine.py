@@ -22,8 +22,8 @@ from livetok.daemon.config import Group
 from livetok.streams.types import AudioCapture, VideoCapture
 from livetok.sync import Aligner, BeepDetector, ClockModel, FlashDetector, SkewEstimator, SourceClock, Step
 from livetok.tokenizers import Tokenizers
-from livetok.tokenizers.session import AudioTrack, VideoItem, encode_video
-from livetok.tokenizers.video import VideoStream
+from livetok.tokenizers.session import AudioTrack, VideoItem, encode_images, encode_video
+from livetok.tokenizers.video import BatchCodes, VideoStream
 from livetok.wire import Modality, Scale, TokenPacket
 
 NS = 1_000_000_000
@@ -165,9 +165,17 @@ class Engine:
         return out
 
     # -- input -----------------------------------------------------------------------------------
-    def on_video(self, caps: list[VideoCapture], lost: frozenset[str] = frozenset()) -> EngineOutput:
-        """Frames of any sources -> one batched tokenizer call. ``lost``: sources whose queue dropped
-        frames since the last call (their next packet is flagged GAP)."""
+    def encode(self, caps: list[VideoCapture]) -> BatchCodes | None:
+        """The pure, heavy part of :meth:`on_video` — the batched tokenizer call, ``[B, S, S, 3] ->
+        codes`` — which reads no engine state, so the runner runs it in a thread of its own while
+        audio goes on in the engine's (None for no frames)."""
+        return encode_images(self.toks, [c.image for c in caps]) if caps else None
+
+    def on_video(self, caps: list[VideoCapture], lost: frozenset[str] = frozenset(),
+                 codes: BatchCodes | None = None) -> EngineOutput:
+        """Frames of any sources -> one batched tokenizer call (or ``codes``, from :meth:`encode` of the
+        same ``caps``). ``lost``: sources whose queue dropped frames since the last call (their next
+        packet is flagged GAP)."""
         out = EngineOutput()
         for name in lost:
             src = self.sources.get(name)
@@ -176,10 +184,12 @@ class Engine:
                 out.gaps.append((name, "video"))
         items: list[VideoItem] = []
         hosts: list[tuple[_Source, int, int]] = []
-        for cap in caps:
+        kept: list[int] = []  # indices in ``caps`` (and ``codes``) of the frames a group uses
+        for i, cap in enumerate(caps):
             src = self.sources.get(cap.source)
             if src is None or src.video is None:
                 continue
+            kept.append(i)
             if cap.discontinuity:
                 self._discontinuity(src, cap.media_ns)
                 if src.video.state.seq:  # the very first frame is a start, not a gap
@@ -191,7 +201,11 @@ class Engine:
             items.append(VideoItem(src.video, cap.image, cap.media_ns, cap.media_ns + duration))
             end = start + duration
             hosts.append((src, start, end))
-        for (src, start, end), packets, item in zip(hosts, encode_video(self.toks, items), items, strict=True):
+        if codes is not None and len(kept) != len(caps):
+            codes = BatchCodes({k: v[kept] for k, v in codes.codes.items()},
+                               {k: None if v is None else v[kept] for k, v in codes.vectors.items()})
+        packets_of = encode_video(self.toks, items, codes)
+        for (src, start, end), packets, item in zip(hosts, packets_of, items, strict=True):
             group = self.groups[src.video_group or ""]
             if src.flash is not None and group.skew is not None:
                 onset = src.flash.feed(item.image, start)

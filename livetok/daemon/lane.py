@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -23,7 +24,8 @@ _STOP = object()
 class BlockingLane:
     """Runs callables one at a time in its own daemon thread; :meth:`run` awaits the result."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, nice: int = 0) -> None:
+        self.nice = nice  # > 0: this thread yields the CPU to the others (Linux: per thread)
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.busy_since_ns = 0  # monotonic ns at which the running job started; 0 while idle
         self.done = 0  # jobs finished
@@ -46,6 +48,10 @@ class BlockingLane:
         self._jobs.put(_STOP)
 
     def _main(self) -> None:
+        if self.nice:
+            with contextlib.suppress(OSError, AttributeError):
+                me = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, me, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
         while (job := self._jobs.get()) is not _STOP:
             loop, fut, fn, args = job
             self.busy_since_ns = time.monotonic_ns()

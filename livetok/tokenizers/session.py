@@ -17,7 +17,7 @@ from livetok.tokenizers.audio import AudioStream, AudioTokenizer
 from livetok.tokenizers.codebooks import CodebookSet, load_codebooks
 from livetok.tokenizers.config import TokenizerConfig
 from livetok.tokenizers.frames import to_model_image
-from livetok.tokenizers.video import VideoStream, VideoTokenizer
+from livetok.tokenizers.video import BatchCodes, VideoStream, VideoTokenizer
 from livetok.wire import Clock, Flag, TokenPacket
 
 
@@ -70,16 +70,25 @@ class VideoItem:
     end_ns: int
 
 
-def encode_video(toks: Tokenizers, items: Sequence[VideoItem]) -> list[list[TokenPacket]]:
+def encode_video(toks: Tokenizers, items: Sequence[VideoItem], codes: BatchCodes | None = None
+                 ) -> list[list[TokenPacket]]:
     """Frames of any streams -> one batched tokenizer call -> per item its packets (fine, coarse).
 
     ``[B, S, S, 3]`` uint8 in, for each of the B items ``[fine, coarse]`` out (delta mode: only the
     changed positions). The one video path: files (:class:`MediaTokenizer`) and the daemon use it.
+    ``codes``: the batch already encoded by :func:`encode_images` (the daemon encodes in a thread of
+    its own, so that audio never waits behind a batch of frames; the streams' state is touched here).
     """
     if not items:
         return []
-    codes = toks.video.encode(np.stack([it.image for it in items]), vectors=toks.cfg.video.vectors)
+    if codes is None:
+        codes = encode_images(toks, [it.image for it in items])
     return [it.stream.packets(it.image, codes, k, it.start_ns, it.end_ns) for k, it in enumerate(items)]
+
+
+def encode_images(toks: Tokenizers, images: Sequence[np.ndarray]) -> BatchCodes:
+    """``B x [S, S, 3]`` uint8 -> their codes, both scales: pure (no stream state), any thread."""
+    return toks.video.encode(np.stack(images), vectors=toks.cfg.video.vectors)
 
 
 # A block whose first sample is further than this from where the previous block ended means samples
