@@ -3,9 +3,10 @@
 * ``STATUS=`` one line, every :data:`STATUS_S` and at each state change: sources up of total,
   messages per second, the worst capture-to-publish (or emit) p99 and where, the A/V skew, the bus.
 * ``WATCHDOG=1`` every half of ``WATCHDOG_USEC``, and only while both the event loop and the
-  tokenizer worker make progress: the pings come from a task on the loop (a blocked loop sends
-  none), and a worker job that has run longer than a ping interval stops them, so a hung worker
-  (a stuck GPU call, a deadlock) makes systemd restart the service. One line says so when it happens.
+  tokenizer threads (the engine's and the video encoder's) make progress: the pings come from a
+  task on the loop (a blocked loop sends none), and a job that has run longer than a ping interval
+  stops them, so a hung tokenizer (a stuck GPU call, a deadlock) makes systemd restart the service.
+  One line says so when it happens.
 """
 
 from __future__ import annotations
@@ -86,12 +87,12 @@ class Supervisor:
             return
         stuck_said = False
         while True:
-            stuck = self.daemon.worker.stuck_for_s()
+            stuck = max(self.daemon.worker.stuck_for_s(), self.daemon.video_encoder.stuck_for_s())
             if stuck > interval:
                 self.withheld += 1
                 if not stuck_said:
                     stuck_said = True
-                    _log.error("the tokenizer worker has been stuck for %.1f s: watchdog pings withheld "
+                    _log.error("a tokenizer thread has been stuck for %.1f s: watchdog pings withheld "
                                "(systemd restarts the service after WatchdogSec)", stuck)
             else:
                 if stuck_said:
