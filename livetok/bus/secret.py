@@ -8,6 +8,7 @@ never from a URL, the command line or the environment (docs/bus.md).
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from livetok.errors import ConfigError
@@ -54,10 +55,12 @@ def read_secret_file(path: str | os.PathLike[str], what: str = "password file") 
     """
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = _read_regular(p, MAX_SECRET_BYTES + 2)  # + a line break
     except OSError as err:
         reason = err.strerror.lower() if err.strerror else type(err).__name__
         raise ConfigError(f"{what} {p}: cannot read it: {reason}") from None
+    except ValueError as err:  # a NUL in the path, or not a regular file
+        raise ConfigError(f"{what} {p}: cannot read it: {err}") from None
     if raw.endswith(b"\r\n"):
         raw = raw[:-2]
     elif raw.endswith(b"\n"):
@@ -70,3 +73,24 @@ def read_secret_file(path: str | os.PathLike[str], what: str = "password file") 
         return Secret(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{what} {p} is not UTF-8 text") from None
+
+
+def _read_regular(p: Path, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes of a regular file, opened without blocking: a FIFO would block
+    forever and /dev/zero never ends (ValueError for those, naming what they are)."""
+    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise ValueError(f"it is {kind}, not a regular file")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -3,7 +3,9 @@ broker's certificate and host name always (there is no "insecure" switch)."""
 
 from __future__ import annotations
 
+import os
 import ssl
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,9 @@ def make_ssl_context(opts: TlsOptions) -> ssl.SSLContext:
         raise ConfigError(f"TLS minimum version {opts.min_version!r} is not one of {', '.join(_VERSIONS)}")
     if opts.key_file is not None and opts.cert_file is None:
         raise ConfigError("a TLS client key was given without its certificate (cert_file)")
+    _regular(opts.ca_file, f"TLS CA file {opts.ca_file}")
+    _regular(opts.cert_file, f"TLS client certificate {opts.cert_file}")
+    _regular(opts.key_file, f"TLS client key {opts.key_file}")
     try:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=_path(opts.ca_file))
     except (OSError, ssl.SSLError) as err:
@@ -43,6 +48,20 @@ def make_ssl_context(opts: TlsOptions) -> ssl.SSLContext:
                 f"cannot load it: {_reason(err)}"
             ) from None
     return ctx
+
+
+def _regular(p: Path | None, what: str) -> None:
+    """OpenSSL reads a FIFO or a device until it ends, which may be never: refuse anything but a
+    regular file (a missing one is left to OpenSSL's own message)."""
+    if p is None:
+        return
+    try:
+        mode = os.stat(p).st_mode
+    except (OSError, ValueError):  # missing or unreadable, a NUL in the path: OpenSSL says which below
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise ConfigError(f"{what}: cannot load it: it is {kind}, not a regular file")
 
 
 def _path(p: Path | None) -> str | None:

@@ -6,12 +6,22 @@ Sources are a list discriminated by ``kind``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+MIN_SIDE, MAX_SIDE = 16, 8192  # px: a frame size outside this is a typo (00x00), or 30 GB frames (99999x99999)
+
+
+def _frame_size(size: str | None) -> str | None:
+    if size is not None:
+        w, h = (int(x) for x in size.split("x"))
+        if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+            raise ValueError(f"{size}: width and height must be from {MIN_SIDE} to {MAX_SIDE} px")
+    return size
 
 
 class _Strict(BaseModel):
@@ -31,8 +41,10 @@ class _SourceBase(_Strict):
 
 class StreamSource(_SourceBase):
     kind: Literal["stream"] = "stream"
-    url: str = Field(description="rtsp://, http(s)://, udp://, rtp://, srt:// URL (or anything FFmpeg opens)")
-    format: str | None = Field(None, description="FFmpeg input format when it cannot be guessed (e.g. mpegts)")
+    url: str = Field(min_length=1,
+                     description="rtsp://, http(s)://, udp://, rtp://, srt:// URL (or anything FFmpeg opens)")
+    format: str | None = Field(None, min_length=1,
+                               description="FFmpeg input format when it cannot be guessed (e.g. mpegts)")
     transport: Literal["tcp", "udp"] | None = Field(None, description="RTSP transport")
     audio: bool = Field(True, description="use the stream's audio track (if any) as this source's audio")
     open_timeout_s: float = Field(10.0, gt=0, le=120, description="give up opening after this long (s)")
@@ -42,10 +54,11 @@ class StreamSource(_SourceBase):
 
 class V4l2Source(_SourceBase):
     kind: Literal["v4l2"] = "v4l2"
-    device: str = Field("/dev/video0", description="V4L2 device path")
+    device: str = Field("/dev/video0", min_length=1, description="V4L2 device path")
     size: str | None = Field(None, pattern=r"^\d{2,5}x\d{2,5}$", description="capture size, WIDTHxHEIGHT (px)")
+    _size = field_validator("size")(_frame_size)
     fps: float | None = Field(None, gt=0, le=1000, description="capture rate (frames/s)")
-    pixel_format: str | None = Field(None, description="V4L2 input format, e.g. mjpeg, yuyv422")
+    pixel_format: str | None = Field(None, min_length=1, description="V4L2 input format, e.g. mjpeg, yuyv422")
     read_timeout_s: float = Field(3.0, gt=0, le=60, description="a read stalled this long counts as a lost camera (s)")
 
 
@@ -58,7 +71,7 @@ class FileSource(_SourceBase):
 
 class LavfiSource(_SourceBase):
     kind: Literal["lavfi"] = "lavfi"
-    graph: str = Field(description="FFmpeg lavfi source graph, e.g. testsrc2=size=640x480:rate=30")
+    graph: str = Field(min_length=1, description="FFmpeg lavfi source graph, e.g. testsrc2=size=640x480:rate=30")
 
 
 class MicSource(_SourceBase):
@@ -72,6 +85,7 @@ class MicSource(_SourceBase):
 class SyntheticSource(_SourceBase):
     kind: Literal["synthetic"] = "synthetic"
     size: str = Field("640x480", pattern=r"^\d{2,5}x\d{2,5}$", description="WIDTHxHEIGHT (px)")
+    _size = field_validator("size")(_frame_size)
     fps: float = Field(30.0, gt=0, le=240, description="frames/s")
     rate: int = Field(16000, ge=8000, le=96000, description="audio rate (Hz)")
     marker_interval_s: float = Field(2.0, gt=0.1, le=3600, description="a white flash and a 1 kHz beep this often (s)")
@@ -195,6 +209,16 @@ class Mqtt(_Strict):
     stats_interval_s: float = Field(5.0, ge=0.5, le=3600, description="publish the stats JSON this often (s)")
     connect_timeout_s: float = Field(10.0, gt=0, le=120, description="give up one connection attempt after this (s)")
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, host: str | None) -> str | None:
+        # Checked here, not at the first connection: "mqtt://broker" or "broker:1883" would pass as a
+        # string and then fail to resolve forever in a running service.
+        if host is not None and not re.fullmatch(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*", host):
+            raise ValueError(f"{host!r} is not a host name or address (no scheme, port or path: the port is "
+                             "mqtt.port, TLS is mqtt.tls.enabled)")
+        return host
+
     @model_validator(mode="after")
     def _secrets(self) -> Mqtt:
         if self.password_file is not None and self.password_credential is not None:
@@ -212,3 +236,11 @@ class MetricsEndpoint(_Strict):
     listen: str | None = Field(
         None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$",
         description="HOST:PORT to serve /metrics on, e.g. 127.0.0.1:9464; null = off")
+
+    @field_validator("listen")
+    @classmethod
+    def _port(cls, listen: str | None) -> str | None:
+        # the pattern lets 0 and 99999 through; checked here so that check-config refuses them, not the start
+        if listen is not None and not 0 < int(listen.rpartition(":")[2]) < 65536:
+            raise ValueError(f"{listen}: the port must be from 1 to 65535")
+        return listen
