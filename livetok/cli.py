@@ -173,6 +173,24 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return run_record(args)
 
 
+def _cmd_install_service(args: argparse.Namespace) -> int:
+    from livetok.service.install import install_service
+
+    return install_service(args.root, args.config, sys.stdout, sys.stderr)
+
+
+def _cmd_uninstall_service(args: argparse.Namespace) -> int:
+    from livetok.service.install import uninstall_service
+
+    return uninstall_service(args.root, sys.stdout, sys.stderr)
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from livetok.monitor.app import run_monitor  # the light client and rich only: no torch
+
+    return run_monitor(args)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livetok", description="Streaming real-time media tokenizer.")
     p.add_argument("--version", action="version", version=f"livetok {__version__}")
@@ -254,6 +272,23 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--no-base", action="store_true", help="do not take unfitted modalities from the current codebooks")
     config_arg(sp)
+
+    sp = add("install-service", _cmd_install_service, "install the systemd unit, /etc/livetok/config.yaml (kept if "
+             "present) and the MQTT password credential file (docs/service.md)")
+    sp.add_argument("-c", "--config", metavar="FILE", help="the configuration to install (default: the documented "
+                    "config.yaml); an existing /etc/livetok/config.yaml is kept")
+    sp.add_argument("--root", default="/", metavar="DIR", help="install under this directory instead of / "
+                    "(a staging tree: nothing is reloaded)")
+
+    sp = add("uninstall-service", _cmd_uninstall_service, "remove the systemd unit (configuration, credential and "
+             "state are left in place)")
+    sp.add_argument("--root", default="/", metavar="DIR", help="the root it was installed under")
+
+    from livetok.monitor.args import add_monitor_arguments
+
+    sp = add("monitor", _cmd_monitor, "a live terminal dashboard of the daemons' stats on an MQTT broker: fps, "
+             "latency, A/V skew, drift, drops, bus; late, stalled or out-of-sync streams in red")
+    add_monitor_arguments(sp)
     return p
 
 

@@ -1,0 +1,259 @@
+"""What the monitor knows: the latest stats document and availability of each daemon instance, a
+bounded history per series for the sparklines, and the verdict on each stream. Pure: the caller
+passes the clock, so everything here is tested without a broker or a terminal.
+
+A stream (one source of one instance) is shown in red, with the reason, when it is
+
+* **stalled**: its instance sent no stats for ``stale_intervals`` stats intervals, or the source is
+  not ``running`` (connecting, backoff, stopped), or it tokenized no video frame (``fps`` 0) or no
+  audio block in the last interval; or its daemon said ``stopped`` / went ``offline``;
+* **late**: its capture-to-publish p99 is above ``late_video_ms`` / ``late_audio_ms`` (the worse of
+  the fine and coarse scales; capture-to-emit when the daemon has no bus sink);
+* **out of sync**: the A/V skew of its group (audio minus video, from sync markers) is beyond
+  ``skew_ms`` either way.
+
+The stats interval of an instance is read from the document (``stats_interval_s``) when it carries
+one, else taken as the median spacing of its documents' ``time_unix_ns``, else the daemon's default
+(5 s) until two documents have been seen.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_INTERVAL_S = 5.0  # the daemon's mqtt.stats_interval_s default
+AVAILABILITY_PROBLEMS = {"stopped": "daemon stopped", "offline": "daemon offline (connection lost)"}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a stream is red. ``late_*_ms``: capture-to-publish p99 (ms); ``skew_ms``: |A/V skew| (ms);
+    ``stale_intervals``: stats intervals without a document; ``history``: samples kept per series."""
+
+    late_video_ms: float = 100.0
+    late_audio_ms: float = 150.0
+    skew_ms: float = 40.0
+    stale_intervals: float = 3.0
+    history: int = 120
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    measured_at: str  # "publish" (capture to the broker's connection) or "emit" (capture to the event loop)
+
+
+@dataclass
+class StreamView:
+    """One source of one instance, as drawn: numbers from the latest document, histories, verdict."""
+
+    instance: str
+    source: str
+    state: str | None
+    fps: float | None
+    audio_per_s: float | None
+    video: Percentiles | None
+    audio: Percentiles | None
+    skew_ms: float | None
+    skew_history: list[float]
+    drift_ppm: float | None
+    drift_history: list[float]
+    dropped_capture: int
+    dropped_sinks: int
+    last_error: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class InstanceView:
+    """One daemon: its availability, bus state, age of its stats, and its streams."""
+
+    name: str
+    availability: str | None
+    run_id: str | None
+    uptime_s: float | None
+    stats_age_s: float | None
+    interval_s: float
+    bus: dict[str, Any] | None
+    streams: list[StreamView]
+    problems: list[str] = field(default_factory=list)
+    note: str = ""  # a state that is not a problem (yet): "waiting for stats"
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(s.ok for s in self.streams)
+
+
+class _Instance:
+    def __init__(self, history: int, first_mono_s: float) -> None:
+        self.first_mono_s = first_mono_s  # when any message of it was first received
+        self.doc: dict[str, Any] | None = None
+        self.seen_mono_s: float | None = None  # when the latest document was made, on our monotonic clock
+        self.availability: str | None = None
+        self.times: deque[int] = deque(maxlen=16)  # time_unix_ns of recent documents
+        self.skew: dict[str, deque[float]] = {}
+        self.drift: dict[str, deque[float]] = {}
+        self.history = history
+
+    def interval_s(self) -> float:
+        declared = _number(self.doc.get("stats_interval_s")) if self.doc else None
+        if declared is not None and declared > 0:
+            return declared
+        steps = [(b - a) / 1e9 for a, b in zip(self.times, list(self.times)[1:], strict=False) if b > a]
+        return statistics.median(steps) if steps else DEFAULT_INTERVAL_S
+
+    def append(self, table: dict[str, deque[float]], key: str, value: float | None) -> None:
+        if value is not None:
+            table.setdefault(key, deque(maxlen=self.history)).append(value)
+
+
+class Board:
+    """Every instance seen on the bus. Feed it with :meth:`stats` and :meth:`available`; read
+    :meth:`view` (what to draw, with verdicts) at any time."""
+
+    def __init__(self, thresholds: Thresholds | None = None) -> None:
+        self.thresholds = thresholds or Thresholds()
+        self._instances: dict[str, _Instance] = {}
+
+    def _get(self, name: str, now_mono_s: float) -> _Instance:
+        if name not in self._instances:
+            self._instances[name] = _Instance(self.thresholds.history, now_mono_s)
+        return self._instances[name]
+
+    def stats(self, instance: str, doc: Any, received_mono_s: float, received_unix_s: float,
+              retained: bool = False) -> None:
+        """A stats document (parsed JSON; anything else, or an empty retained message, clears it).
+        ``retained``: the broker's stored copy, sent on subscribing, which may be old."""
+        inst = self._get(instance, received_mono_s)
+        if not isinstance(doc, dict):
+            inst.doc = None
+            return
+        made_ns = doc.get("time_unix_ns")
+        made_ns = made_ns if isinstance(made_ns, int) and not isinstance(made_ns, bool) else None
+        if made_ns is not None and inst.times and made_ns <= inst.times[-1]:
+            return  # the same document again (a retained copy after a reconnect) or an older one
+        # A retained copy may be old: date it by the daemon's clock (hosts in NTP sync). A live one is
+        # dated by its arrival, so a monitor whose clock is off does not see live daemons as silent.
+        age = received_unix_s - made_ns / 1e9 if made_ns is not None and retained else 0.0
+        inst.doc = doc
+        inst.seen_mono_s = received_mono_s - max(0.0, age)
+        if made_ns is not None:
+            inst.times.append(made_ns)
+        for name, src in _mapping(doc.get("sources")).items():
+            inst.append(inst.drift, name, _number(_mapping(src).get("drift_ppm")))
+        for name, grp in _mapping(doc.get("groups")).items():
+            inst.append(inst.skew, name, _number(_mapping(grp).get("skew_ms")))
+
+    def available(self, instance: str, text: str, received_mono_s: float) -> None:
+        """``online`` / ``stopped`` / ``offline``; empty: the retained state was cleared."""
+        self._get(instance, received_mono_s).availability = text or None
+
+    def view(self, now_mono_s: float) -> list[InstanceView]:
+        return [self._view(name, inst, now_mono_s) for name, inst in sorted(self._instances.items())]
+
+    def _view(self, name: str, inst: _Instance, now: float) -> InstanceView:
+        th = self.thresholds
+        doc = inst.doc or {}
+        interval = inst.interval_s()
+        age = None if inst.seen_mono_s is None else max(0.0, now - inst.seen_mono_s)
+        shared: list[str] = []
+        if inst.availability in AVAILABILITY_PROBLEMS:
+            shared.append(AVAILABILITY_PROBLEMS[inst.availability])
+        # Silence is measured from the latest document, or from when the instance was first heard of.
+        silent = now - (inst.seen_mono_s if inst.seen_mono_s is not None else inst.first_mono_s)
+        note = ""
+        if silent > th.stale_intervals * interval:
+            shared.append(f"stalled: no stats for {silent:.0f} s")
+        elif inst.doc is None:
+            note = "waiting for stats" if inst.seen_mono_s is None else "stats cleared"
+        bus = doc.get("bus") if isinstance(doc.get("bus"), dict) else None
+        view = InstanceView(name, inst.availability, _text(doc.get("run_id")), _number(doc.get("uptime_s")), age,
+                            interval, bus, [], list(shared), note)
+        if bus is not None and bus.get("connected") is False and not shared:
+            view.problems.append("bus disconnected")
+        groups = _mapping(doc.get("groups"))
+        for source, raw in sorted(_mapping(doc.get("sources")).items()):
+            view.streams.append(self._stream(name, inst, source, _mapping(raw), _mapping(groups.get(source)), shared))
+        return view
+
+    def _stream(self, instance: str, inst: _Instance, source: str, src: dict[str, Any], group: dict[str, Any],
+                shared: list[str]) -> StreamView:
+        th = self.thresholds
+        lat = _mapping(src.get("latency_ms"))
+        dropped = _mapping(src.get("dropped"))
+        s = StreamView(
+            instance=instance, source=source, state=_text(src.get("state")), fps=_number(src.get("fps")),
+            audio_per_s=_number(src.get("audio_blocks_per_s")), video=_worst(lat, "video"),
+            audio=_worst(lat, "audio"), skew_ms=_number(group.get("skew_ms")),
+            skew_history=list(inst.skew.get(source, ())), drift_ppm=_number(src.get("drift_ppm")),
+            drift_history=list(inst.drift.get(source, ())),
+            dropped_capture=_total(dropped.get("capture")), dropped_sinks=_total(dropped.get("sinks")),
+            last_error=_text(src.get("last_error")) or "", problems=list(shared))
+        if shared:  # the daemon is gone or silent: its last numbers are history, not verdicts
+            return s
+        if s.state is not None and s.state != "running":
+            s.problems.append(f"stalled: source {s.state}" + (f" ({s.last_error})" if s.last_error else ""))
+        if s.fps == 0:
+            s.problems.append("stalled: 0 video frames/s")
+        if s.audio_per_s == 0:
+            s.problems.append("stalled: 0 audio blocks/s")
+        for modality, pct, limit in (("video", s.video, th.late_video_ms), ("audio", s.audio, th.late_audio_ms)):
+            if pct is not None and pct.p99 is not None and pct.p99 > limit:
+                s.problems.append(f"late: {modality} p99 {pct.p99:.0f} ms > {limit:g}")
+        if s.skew_ms is not None and abs(s.skew_ms) > th.skew_ms:
+            s.problems.append(f"out of sync: A/V skew {s.skew_ms:+.0f} ms, beyond ±{th.skew_ms:g}")
+        return s
+
+
+def _worst(lat: dict[str, Any], modality: str) -> Percentiles | None:
+    """The worse of the fine and coarse scales, percentile by percentile: capture-to-publish, or
+    capture-to-emit for a scale the bus has not measured (no bus sink, or nothing published yet)."""
+    found: list[tuple[dict[str, Any], str]] = []
+    for key, entry in lat.items():
+        if not (isinstance(key, str) and key.startswith(f"{modality}/")):
+            continue
+        entry = _mapping(entry)
+        for kind in ("publish", "emit"):
+            if isinstance(entry.get(kind), dict):
+                found.append((entry[kind], kind))
+                break
+    if not found:
+        return None
+
+    def worst(p: str) -> float | None:
+        values = [v for v in (_number(d.get(p)) for d, _ in found) if v is not None]
+        return max(values) if values else None
+
+    kind = "publish" if all(k == "publish" for _, k in found) else "emit"
+    return Percentiles(worst("p50"), worst("p95"), worst("p99"), kind)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _total(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(int(v) for v in value.values() if isinstance(v, int | float) and not isinstance(v, bool)
+                   and math.isfinite(v))
+    return 0
