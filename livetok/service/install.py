@@ -229,7 +229,9 @@ def install_service(root: str, config: str | None, out: TextIO, err: TextIO) -> 
         where = "a staging root" if not layout.is_host else "systemd is not running here"
         print(f"nothing reloaded ({where}). On the target machine, check the configuration, then run:", file=out)
         print("  systemctl daemon-reload", file=out)
-    print(f"  CREDENTIALS_DIRECTORY=/etc/livetok livetok check-config -c {CONFIG_PATH}", file=out)
+    # the credential file is named after the credential: check-config finds it where the service will
+    print(f"  sudo env CREDENTIALS_DIRECTORY={Path(CREDENTIAL_PATH).parent} {exe} check-config -c {CONFIG_PATH}",
+          file=out)
     print("  systemctl enable --now livetok", file=out)
     print("  journalctl -u livetok -f          # its log; livetok monitor mqtt://BROKER to watch it", file=out)
     return 0

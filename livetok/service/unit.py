@@ -41,14 +41,14 @@ SyslogIdentifier=livetok
 # Who: a user allocated at start, no account to manage; video and audio for cameras and microphones.
 DynamicUser=yes
 SupplementaryGroups=video audio
-# Where: /etc/livetok (read), /var/lib/livetok (state, file sinks), /var/cache/livetok (numba's cache).
+# Where: /etc/livetok (read), /var/lib/livetok (state, file sinks), /var/cache/livetok: numba's
+# compiled kernels ($CACHE_DIRECTORY/numba; the installation is read-only to the service, and a cache
+# in PrivateTmp would be compiled again at every start).
 ConfigurationDirectory=livetok
 StateDirectory=livetok
 CacheDirectory=livetok
 WorkingDirectory=/var/lib/livetok
 LoadCredential={credential}:{credential_path}
-# numba cannot cache compiled code in a read-only installation: it fails at import without this.
-Environment=NUMBA_CACHE_DIR=/var/cache/livetok/numba XDG_CACHE_HOME=/var/cache/livetok
 Environment=PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 UMask=0077
 
