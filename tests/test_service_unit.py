@@ -319,10 +319,12 @@ def test_uninstall_removes_the_unit_and_says_what_stays(tmp_path: Path, capsys: 
     wants.mkdir()
     (wants / "livetok.service").symlink_to("/etc/systemd/system/livetok.service")
     (root / "etc/livetok/mqtt-password").write_text("pw")
+    (root / "var/lib/private/livetok").mkdir(parents=True)  # what a DynamicUser service leaves
     assert main(["uninstall-service", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert not unit.exists() and not (wants / "livetok.service").is_symlink()
-    assert f"removed {unit}" in out and f"left in place: {root}/etc/livetok" in out
+    assert f"removed {unit}" in out and f"left in place: {root}/etc/livetok (configuration and credential)" in out
+    assert f"{root}/var/lib/private/livetok (token files)" in out and "numba" not in out
     assert (root / "etc/livetok/config.yaml").is_file() and (root / "etc/livetok/mqtt-password").read_text() == "pw"
     assert main(["uninstall-service", "--root", str(root)]) == 0  # again: nothing to do, said
     assert "is not installed" in capsys.readouterr().out

@@ -36,7 +36,8 @@ SYSTEMCTL = "systemctl"
 SYSTEMCTL_TIMEOUT_S = 90.0
 # ProtectHome=yes makes these inaccessible to the service: an executable or code under them cannot start.
 HIDDEN_BY_PROTECT_HOME = ("/home", "/root", "/run/user")
-STATE_DIRS = ("/var/lib/livetok", "/var/lib/private/livetok", "/var/cache/livetok", "/var/cache/private/livetok")
+STATE_DIRS = (("/var/lib/livetok", "token files"), ("/var/lib/private/livetok", "token files"),
+              ("/var/cache/livetok", "numba's cache"), ("/var/cache/private/livetok", "numba's cache"))
 
 
 class SystemctlError(LivetokError):
@@ -290,9 +291,9 @@ def uninstall_service(root: str, out: TextIO, err: TextIO) -> int:
         print("nothing reloaded; on the target machine: systemctl disable --now livetok; systemctl daemon-reload",
               file=out)
     drop_in = layout.unit_dir / f"{UNIT_NAME}.d"
-    kept = [str(layout.config.parent)] + ([str(drop_in)] if drop_in.exists() else [])
-    kept += [str(layout.root / d.lstrip("/")) for d in STATE_DIRS if (layout.root / d.lstrip("/")).exists()]
-    print(f"left in place: {', '.join(kept)} (configuration, credential"
-          f"{', drop-ins' if drop_in.exists() else ''}, tokens and caches); remove them by hand when no longer wanted",
-          file=out)
+    kept = [f"{layout.config.parent} (configuration and credential)"]
+    kept += [f"{drop_in} (drop-ins)"] if drop_in.exists() else []
+    kept += [f"{layout.root / d.lstrip('/')} ({what})" for d, what in STATE_DIRS
+             if (layout.root / d.lstrip("/")).exists()]
+    print(f"left in place: {'; '.join(kept)}; remove them by hand when no longer wanted", file=out)
     return 0
