@@ -154,6 +154,18 @@ def test_history_is_bounded_and_repeats_are_not_counted() -> None:
     assert s.skew_history == [7.0, 8.0, 9.0, 10.0, 11.0] and len(s.drift_history) == 5
 
 
+def test_a_group_not_named_after_a_source_has_a_row_for_its_skew() -> None:
+    doc = stats_doc(skew=None)
+    doc["sources"]["mic"] = {**doc["sources"]["cam0"], "fps": None}
+    doc["groups"] = {"desk": {"skew_ms": -48.0}}  # groups: [{name: desk, video: cam0, audio: mic}]
+    board = Board()
+    board.stats("host1", doc, 1.0, NOW_NS / 1e9)
+    (inst,) = board.view(1.5)
+    assert [(s.source, s.kind) for s in inst.streams] == [("cam0", "source"), ("mic", "source"), ("desk", "group")]
+    assert inst.streams[0].ok and inst.streams[2].problems == ["out of sync: A/V skew -48 ms, beyond ±40"]
+    assert inst.streams[2].skew_history == [-48.0]
+
+
 def test_garbage_documents_do_not_break_the_board() -> None:
     board = Board()
     board.stats("a", stats_doc(), 0.5, NOW_NS / 1e9)

@@ -51,7 +51,7 @@ class Percentiles:
 
 @dataclass
 class StreamView:
-    """One source of one instance, as drawn: numbers from the latest document, histories, verdict."""
+    """One source (or group) of one instance, as drawn: numbers from the latest document, histories, verdict."""
 
     instance: str
     source: str
@@ -68,6 +68,7 @@ class StreamView:
     dropped_sinks: int
     last_error: str
     problems: list[str] = field(default_factory=list)
+    kind: str = "source"  # or "group": an aligned group not named after a source (its skew only)
 
     @property
     def ok(self) -> bool:
@@ -182,12 +183,18 @@ class Board:
         if bus is not None and bus.get("connected") is False and not shared:
             view.problems.append("bus disconnected")
         groups = _mapping(doc.get("groups"))
-        for source, raw in sorted(_mapping(doc.get("sources")).items()):
+        sources = _mapping(doc.get("sources"))
+        for source, raw in sorted(sources.items()):
             view.streams.append(self._stream(name, inst, source, _mapping(raw), _mapping(groups.get(source)), shared))
+        # A group is shown on its camera's row when named after it (the default groups are); one
+        # named otherwise (groups: in the config) gets a row of its own for its skew.
+        for group, raw in sorted(groups.items()):
+            if group not in sources:
+                view.streams.append(self._stream(name, inst, group, {}, _mapping(raw), shared, kind="group"))
         return view
 
     def _stream(self, instance: str, inst: _Instance, source: str, src: dict[str, Any], group: dict[str, Any],
-                shared: list[str]) -> StreamView:
+                shared: list[str], kind: str = "source") -> StreamView:
         th = self.thresholds
         lat = _mapping(src.get("latency_ms"))
         dropped = _mapping(src.get("dropped"))
@@ -198,7 +205,7 @@ class Board:
             skew_history=list(inst.skew.get(source, ())), drift_ppm=_number(src.get("drift_ppm")),
             drift_history=list(inst.drift.get(source, ())),
             dropped_capture=_total(dropped.get("capture")), dropped_sinks=_total(dropped.get("sinks")),
-            last_error=_text(src.get("last_error")) or "", problems=list(shared))
+            last_error=_text(src.get("last_error")) or "", problems=list(shared), kind=kind)
         if shared:  # the daemon is gone or silent: its last numbers are history, not verdicts
             return s
         if s.state is not None and s.state != "running":

@@ -84,7 +84,9 @@ def _row(s: StreamView) -> list[RenderableType]:
     red = "bold red" if s.problems else ""
     status = Text("\n".join(s.problems), style="bold red") if s.problems else Text("ok", style="green")
     drops = f"{s.dropped_capture}/{s.dropped_sinks}"
-    return [Text(s.source, style=red), Text(s.state or "-", style="" if s.state == "running" else "yellow"),
+    name = s.source if s.kind == "source" else f"{s.source} (group)"
+    state = Text(s.state or "-", style="" if s.state == "running" or s.kind == "group" else "yellow")
+    return [Text(name, style=red), state,
             _num(s.fps), _num(s.audio_per_s), _pct(s.video), _pct(s.audio), _num(s.skew_ms, signed=True),
             sparkline(s.skew_history), _num(s.drift_ppm), sparkline(s.drift_history),
             Text(drops, style="yellow" if s.dropped_capture or s.dropped_sinks else ""), status]
