@@ -7,9 +7,13 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from livetok import __version__
 from livetok.errors import LivetokError
+
+if TYPE_CHECKING:
+    from livetok.config import LivetokConfig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -100,14 +104,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # traceback or exit 130/143, even during the seconds the tokenizers take to load.
     stop = StopControl().install()
     from livetok.config import load_config
+    from livetok.daemon import log
     from livetok.daemon.adhoc import compose
     from livetok.daemon.main import run_and_report
+    from livetok.daemon.preflight import preflight
+
+    log.configure(verbose=args.verbose)
+
+    def configuration() -> LivetokConfig:
+        """The file and the flags, as at start; SIGHUP re-reads them (checked like check-config)."""
+        cfg = compose(load_config(args.config), args.source or [], args.mic or [], args.sink or [],
+                      args.password_file)
+        preflight(cfg)
+        return cfg
 
     try:
         duration = _duration(args.duration)
         cfg = compose(load_config(args.config), args.source or [], args.mic or [], args.sink or [],
                       args.password_file)
-        return run_and_report(cfg, duration, stop, sys.stderr)
+        return run_and_report(cfg, duration, stop, sys.stderr, reconfigure=configuration)
     finally:
         sys.stderr.flush()
         stop.done()
@@ -194,6 +209,8 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livetok", description="Streaming real-time media tokenizer.")
     p.add_argument("--version", action="version", version=f"livetok {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug lines, and the traceback of an unexpected error (a bug: please report it)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
@@ -304,6 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    except Exception as err:  # a bug: one line (and exit 1), the traceback only when asked for
+        if args.verbose:
+            raise
+        print(f"livetok: internal error: {type(err).__name__}: {err} (run with -v for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

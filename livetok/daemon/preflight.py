@@ -88,7 +88,12 @@ def check_bus(cfg: LivetokConfig) -> None:
     try:
         connect_options(cfg.mqtt, load_password(cfg.mqtt), cfg.mqtt.instance or default_instance())
     except ConfigError as err:
-        raise ConfigError(f"{cfg.where('mqtt')}: {err}") from None
+        text = str(err)
+        key = next((k for marker, k in (("CA file", ("tls", "ca_file")), ("client certificate", ("tls", "cert_file")),
+                                        ("password_credential", ("password_credential",)),
+                                        ("password_file", ("password_file",)))
+                    if marker in text), ())
+        raise ConfigError(f"{cfg.where('mqtt', *key)}: {text}") from None
 
 
 def preflight(cfg: LivetokConfig) -> str:

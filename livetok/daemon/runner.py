@@ -706,7 +706,7 @@ class Daemon:
                           "failed": s.stats.failed, "queue_depth": self.channels[s.name].depth,
                           "last_error": s.stats.last_error} for s in self.sinks if s.name in self.channels}
         doc: dict[str, Any] = {
-            "run_id": self.run_id, "time_unix_ns": time.time_ns(),
+            "run_id": self.run_id, "time_unix_ns": time.time_ns(), "stats_interval_s": self.cfg.mqtt.stats_interval_s,
             "uptime_s": round((now - self.started_ns) / 1e9, 3), "sources": sources, "groups": groups,
             "sinks": sinks,
         }
