@@ -14,10 +14,10 @@ A private Mosquitto on a free loopback port (persistence off) serves every part.
 2. **Streams** (``streams``): N copies of a 720p30 H.264 clip played as live, video only, 20 s each,
    published; "sustained" as in bench_live.py (< 1 % dropped, >= 97 % of real time), and every
    message published was acknowledged.
-3. **Soak** (``soak``): three synthetic camera+microphone sources and twelve microphone-only ones,
-   about ten times the ~135 messages/s of one camera and microphone, for ``--soak-minutes``;
-   checked: produced = delivered + dropped, exactly (the daemon's books and the subscriber's
-   count), and the daemon's RSS sampled every 10 s (flat: no leak).
+3. **Soak** (``soak``): ``livetok run`` as its own process with one synthetic camera+microphone and
+   sixteen microphone-only sources, about ten times the ~135 messages/s of one camera and
+   microphone, for ``--soak-minutes``; checked: produced = delivered + dropped, exactly (the
+   daemon's books and a subscriber's count), and the daemon's RSS sampled every 10 s (flat: no leak).
 
 Figures only; nothing is asserted (tests/test_bus_publisher.py asserts the behaviour).
 """
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -38,12 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _common import print_header, table
 from bench_live import make_clip
-from broker import Mosquitto
+from broker import BrokerOptions, Mosquitto
 
 from livetok.client import Subscriber
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
-from livetok.daemon.runner import RunReport
 from livetok.wire import Modality
 
 MS = 1_000_000
@@ -52,8 +51,9 @@ MS = 1_000_000
 class Receiver:
     """A QoS 1 subscriber in a thread: counts messages and capture-to-receive latencies."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, keep_latency: bool = True) -> None:
         self.url = url
+        self.keep_latency = keep_latency
         self.count = 0
         self.lat: dict[str, list[float]] = {}
         self.stats: Any = None
@@ -72,7 +72,7 @@ class Receiver:
                     continue
                 self.count += 1
                 p = msg.packet
-                if p is not None:
+                if p is not None and self.keep_latency:
                     captured = p.start_ns if p.modality == Modality.VIDEO else p.end_ns
                     key = f"{p.modality.name.lower()}.{p.scale.name.lower()}"
                     self.lat.setdefault(key, []).append((msg.received_unix_ns - captured) / MS)
@@ -161,41 +161,51 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def soak(broker: Mosquitto, minutes: float) -> None:
-    av = [{"kind": "synthetic", "name": f"av{i}", "size": "320x240", "fps": 30, "rate": 16000} for i in range(3)]
-    mics = [{"kind": "synthetic", "name": f"mic{i}", "size": "64x48", "fps": 1, "rate": 16000} for i in range(12)]
-    groups = [{"name": f"av{i}", "video": f"av{i}", "audio": f"av{i}"} for i in range(3)]
-    groups += [{"name": f"mic{i}", "audio": f"mic{i}"} for i in range(12)]
-    cfg = bus_cfg(broker.port, av + mics, groups)
-    rx = Receiver(broker.url).start()
+def soak(broker: Mosquitto, minutes: float, tmp: Path) -> None:
+    """The daemon as its own process (its RSS alone), one camera+microphone and sixteen microphones:
+    about ten times the messages of one camera and microphone."""
+    import json
+
+    import yaml
+
+    cfg = {
+        "sources": [{"kind": "synthetic", "name": "av0", "size": "320x240", "fps": 30, "rate": 16000}]
+        + [{"kind": "synthetic", "name": f"mic{i}", "size": "64x48", "fps": 1, "rate": 16000} for i in range(16)],
+        "groups": [{"name": "av0", "video": "av0", "audio": "av0"}] + [{"name": f"mic{i}", "audio": f"mic{i}"}
+                                                                         for i in range(16)],
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "instance": "soak"},
+    }
+    path = tmp / "soak.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rx = Receiver(broker.url, keep_latency=False).start()
+    proc = subprocess.Popen([sys.executable, "-m", "livetok.cli", "run", "-c", str(path), "--duration",
+                             str(minutes * 60)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, float]] = []
-    done = threading.Event()
-
-    def sample() -> None:
-        t0 = time.monotonic()
-        while not done.wait(10.0):
-            samples.append((time.monotonic() - t0, rss_mb(os.getpid())))
-
-    threading.Thread(target=sample, daemon=True).start()
     t0 = time.monotonic()
-    report: RunReport = run_blocking(cfg, minutes * 60)
+    while proc.poll() is None:
+        time.sleep(10.0)
+        if proc.poll() is None:
+            samples.append((time.monotonic() - t0, rss_mb(proc.pid)))
+    err = proc.stderr.read() if proc.stderr else ""
     took = time.monotonic() - t0
-    done.set()
     rx.stop()
-    b = report.sinks["mqtt"]
-    offered = report.accounting["sinks"]["mqtt"]["offered"]
-    print(f"\nsoak: {minutes:g} min, {offered / took:.0f} messages/s offered to the bus")
-    print(f"produced {offered} = written {b['written']} + dropped {b['dropped']} + failed {b['failed']}: "
-          f"{'exact' if offered == b['written'] + b['dropped'] + b['failed'] else 'NOT exact'}; books "
-          f"{'balanced' if report.balanced else 'NOT balanced'}")
-    print(f"subscriber received {rx.count} (= written: {rx.count == b['written']}), gaps {rx.stats.total.gaps}, "
-          f"duplicates {rx.stats.total.duplicates}")
+    report = json.loads(err[err.index("{"):])
+    sink = report["accounting"]["sinks"]["mqtt"]
+    offered, written, dropped, failed = sink["offered"], sink["written"], sink["dropped"], sink["failed"]
+    print(f"\nsoak: {minutes:g} min, {offered / took:.0f} messages/s offered to the bus (one camera and "
+          "microphone is about 135/s)")
+    print(f"produced {offered} = written {written} + dropped {dropped} + failed {failed}: "
+          f"{'exact' if offered == written + dropped + failed else 'NOT exact'}; books "
+          f"{'balanced' if report['accounting']['balanced'] else 'NOT balanced'}")
+    total = rx.stats.total
+    print(f"subscriber received {rx.count} distinct-or-not messages (written {written}); gaps {total.gaps}, "
+          f"missing {total.missing}, duplicates {total.duplicates}, subscriber-side drops {rx.stats.dropped}")
     if samples:
-        half = [r for t, r in samples if t >= samples[-1][0] / 2]
-        print(f"RSS (this process, daemon + subscriber): first {samples[0][1]:.1f} MiB, at half-time "
-              f"{half[0]:.1f}, last {samples[-1][1]:.1f} MiB; second half slope "
-              f"{(half[-1] - half[0]) / max(1e-9, (samples[-1][0] - samples[len(samples) - len(half)][0]) / 60):+.3f}"
-              " MiB/min")
+        half = [(t, r) for t, r in samples if t >= samples[-1][0] / 2]
+        slope = (half[-1][1] - half[0][1]) / max(1e-9, (half[-1][0] - half[0][0]) / 60)
+        print(f"daemon RSS: at {samples[0][0]:.0f} s {samples[0][1]:.1f} MiB, at half-time {half[0][1]:.1f}, "
+              f"at {samples[-1][0]:.0f} s {samples[-1][1]:.1f} MiB; second-half slope {slope:+.3f} MiB/min")
+        print("  per minute (MiB): " + " ".join(f"{r:.0f}" for t, r in samples if round(t) % 60 < 10))
 
 
 def main() -> None:
@@ -207,13 +217,14 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["latency", "streams", "soak"])
     args = ap.parse_args()
     print_header("bench_bus: the MQTT bus's cost, latency to a subscriber, streams, soak")
-    with tempfile.TemporaryDirectory() as d, Mosquitto(Path(d) / "broker") as broker:
+    with tempfile.TemporaryDirectory() as d, Mosquitto(Path(d) / "broker",
+                                                       BrokerOptions(max_queued_messages=1_000_000)) as broker:
         if "latency" not in args.skip:
             latency(broker, args.seconds)
         if "streams" not in args.skip:
             streams(broker, args.max_streams, args.from_streams)
         if "soak" not in args.skip:
-            soak(broker, args.soak_minutes)
+            soak(broker, args.soak_minutes, Path(d))
 
 
 if __name__ == "__main__":
