@@ -295,7 +295,7 @@ def test_network_cuts_and_black_holes(tmp_path: Path, mosquitto_factory: Mosquit
 # -- limits and refusals ---------------------------------------------------------------------------
 
 def test_oversize_is_refused_before_sending(tmp_path: Path, mosquitto_factory: MosquittoFactory) -> None:
-    """The broker advertises max_packet_size 1024 in its CONNACK: video fine packets (~1.7 KB) and steps
+    """The broker advertises max_packet_size 1024 in its CONNACK: video fine packets (~1.7 KB) and long steps
     are refused and counted before they are sent; the connection never drops; the rest arrives."""
     broker = mosquitto_factory(extra=("max_packet_size 1024",))
     sub = Collector(broker.url, qos=1).start()
@@ -306,8 +306,13 @@ def test_oversize_is_refused_before_sending(tmp_path: Path, mosquitto_factory: M
     assert b["connects"] == 1 and b["reconnects"] == 0
     assert b["refused"] == b["failed"] > 0
     made = truth(tmp_path / "host1.ltk")
-    big = {k for k in made if k[0].endswith("video/fine") or k[1] == "step"}
-    assert set(sub.keys) == made - big and b["failed"] == len(big)
+    got = set(sub.keys)
+    # Video fine packets (~1.7 KB) never fit; audio and coarse video always do; a step's size follows
+    # how many packets it names, so a short one may fit: each step is either received or refused.
+    fine_video = {k for k in made if k[0].endswith("video/fine")}
+    small = {k for k in made if k[1] == "packet"} - fine_video
+    assert got <= made and not got & fine_video and small <= got
+    assert len(got) == len(sub.keys) and b["failed"] == len(made - got)
 
 
 def test_configured_max_packet_bytes_for_a_broker_that_does_not_say(tmp_path: Path,

@@ -20,6 +20,19 @@ def scrape(port: int) -> dict[str, object]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
+def ready(families: dict[str, object]) -> bool:
+    """Every series the test reads has enough data: each of the four latency series, acks, captures."""
+    pub, ack, cap = (families.get(n) for n in ("livetok_capture_to_publish_seconds", "livetok_bus_publish",
+                                               "livetok_captured"))
+    if pub is None or ack is None or cap is None:
+        return False
+    counts = [s.value for s in pub.samples if s.name.endswith("_count")]  # type: ignore[attr-defined]
+    acks = [s.value for s in ack.samples if s.labels.get("outcome") == "acknowledged"]  # type: ignore[attr-defined]
+    caps = {s.labels.get("modality"): s.value for s in cap.samples}  # type: ignore[attr-defined]
+    return (len(counts) >= 4 and min(counts) > 10 and bool(acks) and acks[0] > 10
+            and caps.get("video", 0) > 5 and caps.get("audio", 0) > 20)
+
+
 def test_scrape_a_live_daemon(tmp_path: Path, mosquitto: Mosquitto) -> None:
     port = free_port()
     cfg = LivetokConfig.model_validate({
@@ -38,8 +51,7 @@ def test_scrape_a_live_daemon(tmp_path: Path, mosquitto: Mosquitto) -> None:
         except OSError:
             time.sleep(0.3)
             continue
-        pub = families.get("livetok_capture_to_publish_seconds")
-        if pub is not None and any(s.name.endswith("_count") and s.value > 10 for s in pub.samples):  # type: ignore[attr-defined]
+        if ready(families):
             break
         time.sleep(0.3)
     t.join(60)
