@@ -105,8 +105,8 @@ class Exporter(Collector):
         skew = GaugeMetricFamily("livetok_av_skew_seconds", "A/V skew measured from sync markers (audio minus "
                                  "video), running median", labels=["group"])
         for key, s in series.items():
-            if key.startswith("skew.") and s.values:
-                skew.add_metric([key[5:]], s.values[-1] / 1e9)
+            if key.startswith("skew.") and s.last is not None:
+                skew.add_metric([key[5:]], s.last / 1e9)
         drift = GaugeMetricFamily("livetok_clock_drift_ppm", "Fitted drift of a source's clock against the host",
                                   labels=["source"])
         slew = GaugeMetricFamily("livetok_clock_slewing_seconds", "Start-up error of a source's clock still being "
