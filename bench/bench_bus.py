@@ -18,6 +18,9 @@ A private Mosquitto on a free loopback port (persistence off) serves every part.
    sixteen microphone-only sources, about ten times the ~135 messages/s of one camera and
    microphone, for ``--soak-minutes``; checked: produced = delivered + dropped, exactly (the
    daemon's books and a subscriber's count), and the daemon's RSS sampled every 10 s (flat: no leak).
+   A second, persistent-session consumer is stalled (gone) for two minutes from the first minute:
+   the broker queues its backlog, it gets everything when back, and the daemon's RSS and bus queue
+   do not notice.
 
 Figures only; nothing is asserted (tests/test_bus_publisher.py asserts the behaviour).
 """
@@ -46,14 +49,16 @@ from livetok.daemon.main import run_blocking
 from livetok.wire import Modality
 
 MS = 1_000_000
+STALL_S = 120.0  # the soak's stalled consumer is away this long (at most the soak minus 90 s)
 
 
 class Receiver:
     """A QoS 1 subscriber in a thread: counts messages and capture-to-receive latencies."""
 
-    def __init__(self, url: str, keep_latency: bool = True) -> None:
+    def __init__(self, url: str, keep_latency: bool = True, client_id: str | None = None) -> None:
         self.url = url
         self.keep_latency = keep_latency
+        self.client_id = client_id  # set: a persistent session the broker keeps while it is away
         self.count = 0
         self.lat: dict[str, list[float]] = {}
         self.stats: Any = None
@@ -62,7 +67,8 @@ class Receiver:
         self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
     async def _main(self) -> None:
-        async with Subscriber(self.url, qos=1, buffer_messages=50_000) as sub:
+        async with Subscriber(self.url, qos=1, buffer_messages=50_000, client_id=self.client_id,
+                              persistent=self.client_id is not None) as sub:
             self._ready.set()
             while not self._stop.is_set():
                 msg = await sub.get(timeout_s=0.2)
@@ -91,6 +97,13 @@ class Receiver:
         self._stop.set()
         self.thread.join(30)
         return self
+
+    def restart(self) -> Receiver:
+        """Connect again (same client id: a persistent session resumes), keeping the counts."""
+        self._stop.clear()
+        self._ready.clear()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        return self.start()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -173,11 +186,17 @@ def soak(broker: Mosquitto, minutes: float, tmp: Path) -> None:
         + [{"kind": "synthetic", "name": f"mic{i}", "size": "64x48", "fps": 1, "rate": 16000} for i in range(16)],
         "groups": [{"name": "av0", "video": "av0", "audio": "av0"}] + [{"name": f"mic{i}", "audio": f"mic{i}"}
                                                                          for i in range(16)],
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "instance": "soak"},
+        # Expiry above the stalled consumer's absence, so what it missed is still queued for it.
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "instance": "soak", "message_expiry_s": 600},
     }
     path = tmp / "soak.yaml"
     path.write_text(yaml.safe_dump(cfg))
     rx = Receiver(broker.url, keep_latency=False).start()
+    # A second consumer on a persistent session, stalled (gone) for STALL_S from the first minute:
+    # the broker queues its backlog; the daemon should not notice.
+    stalled = Receiver(broker.url, keep_latency=False, client_id="soak-stalled").start()
+    stall_from, stall_s = 60.0, min(STALL_S, max(0.0, minutes * 60 - 90))
+    stall_state = "before"
     proc = subprocess.Popen([sys.executable, "-m", "livetok.cli", "run", "-c", str(path), "--duration",
                              str(minutes * 60)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, float]] = []
@@ -186,9 +205,17 @@ def soak(broker: Mosquitto, minutes: float, tmp: Path) -> None:
         time.sleep(10.0)
         if proc.poll() is None:
             samples.append((time.monotonic() - t0, rss_mb(proc.pid)))
+        now = time.monotonic() - t0
+        if stall_state == "before" and stall_s > 0 and now >= stall_from:
+            stalled.stop(quiet_s=0.0)
+            stall_state, stall_at = "away", now
+        elif stall_state == "away" and now >= stall_at + stall_s:
+            stalled.restart()
+            stall_state, back_at = "back", now
     err = proc.stderr.read() if proc.stderr else ""
     took = time.monotonic() - t0
     rx.stop()
+    stalled.stop()
     report = json.loads(err[err.index("{"):])
     sink = report["accounting"]["sinks"]["mqtt"]
     offered, written, dropped, failed = sink["offered"], sink["written"], sink["dropped"], sink["failed"]
@@ -206,6 +233,16 @@ def soak(broker: Mosquitto, minutes: float, tmp: Path) -> None:
         print(f"daemon RSS: at {samples[0][0]:.0f} s {samples[0][1]:.1f} MiB, at half-time {half[0][1]:.1f}, "
               f"at {samples[-1][0]:.0f} s {samples[-1][1]:.1f} MiB; second-half slope {slope:+.3f} MiB/min")
         print("  per minute (MiB): " + " ".join(f"{r:.0f}" for t, r in samples if round(t) % 60 < 10))
+    if stall_state == "back":
+        def rss_in(a: float, b: float) -> str:
+            window = [r for t, r in samples if a <= t <= b]
+            return f"{min(window):.1f}-{max(window):.1f}" if window else "-"
+        st = stalled.stats.total
+        print(f"a persistent consumer stalled {back_at - stall_at:.0f} s (from {stall_at:.0f} s): received "
+              f"{stalled.count} of {written}, missing {st.missing}, gaps {st.gaps}, duplicates {st.duplicates}; "
+              f"daemon RSS (MiB) before {rss_in(0, stall_at)}, during {rss_in(stall_at, back_at)}, after "
+              f"{rss_in(back_at, took)}; bus queue max depth {report['sinks']['mqtt'].get('queue_max_depth')} "
+              f"(receive maximum {report['sinks']['mqtt'].get('receive_maximum')})")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import pytest
 from broker import mosquitto, mosquitto_factory  # noqa: F401  -- per-test Mosquitto fixtures (tests/broker.py)
 from mediagen import ffmpeg
 from netproxy import netproxy_factory  # noqa: F401  -- TCP fault proxy fixture (tests/netproxy.py)
+from unprivileged import unprivileged_user  # noqa: F401  -- runs as nobody where it can (tests/unprivileged.py)
 
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 

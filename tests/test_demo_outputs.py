@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from unprivileged import can_drop_privileges, read_only_dir, run_livetok
+from unprivileged import read_only_dir, run_livetok
 
 from livetok import demo
 from livetok.cli import main
@@ -50,7 +50,7 @@ def test_unusable_out_dir_is_exit_73(case: str, tmp_path: Path, no_live_run: lis
     assert blocker.read_text() == "not a directory" and no_live_run == []
 
 
-@pytest.mark.skipif(not can_drop_privileges(), reason="needs setpriv to run as an unprivileged user")
+@pytest.mark.usefixtures("unprivileged_user")
 def test_read_only_directory_is_exit_73() -> None:
     """``livetok demo`` in a directory the user cannot write (root is run as nobody): the default
     ``livetok-demo/`` cannot be made; one line, exit 73, before anything runs. Before: a traceback."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import skimage
-from unprivileged import can_drop_privileges, read_only_dir, run_livetok
+from unprivileged import read_only_dir, run_livetok
 
 from livetok.cli import main
 from livetok.errors import OutputError
@@ -149,7 +149,7 @@ def test_tokenize_uncreatable_output_is_exit_73(case: str, av_clip: Path, tmp_pa
     one_line(capsys, str(out))
 
 
-@pytest.mark.skipif(not can_drop_privileges(), reason="needs setpriv to run as an unprivileged user")
+@pytest.mark.usefixtures("unprivileged_user")
 def test_tokenize_into_a_read_only_directory(av_clip: Path) -> None:
     """As a user who cannot write there (root is run as nobody): one line, exit 73."""
     with read_only_dir() as top:

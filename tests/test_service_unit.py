@@ -19,7 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from unprivileged import can_drop_privileges, read_only_dir, run_livetok
+from unprivileged import read_only_dir, run_livetok
 
 from livetok.cli import main
 from livetok.service import install
@@ -157,7 +157,7 @@ def test_mdwe_would_break_the_jit() -> None:
     assert "cannot allocate executable memory" in mdwe.stderr
 
 
-@pytest.mark.skipif(not can_drop_privileges(), reason="needs setpriv to run as nobody")
+@pytest.mark.usefixtures("unprivileged_user")
 def test_numba_caches_in_the_cache_directory() -> None:
     """What CacheDirectory=livetok is for: a user who cannot write the installation (ProtectSystem=strict,
     DynamicUser) with an unwritable home gets numba's kernels cached in $CACHE_DIRECTORY/numba, which
@@ -263,7 +263,7 @@ def test_install_errors_are_one_line_73(tmp_path: Path, capsys: pytest.CaptureFi
     assert "Traceback" not in err
 
 
-@pytest.mark.skipif(not can_drop_privileges(), reason="needs setpriv to run as nobody")
+@pytest.mark.usefixtures("unprivileged_user")
 def test_install_into_a_read_only_root_is_73(tmp_path: Path) -> None:
     with read_only_dir() as top:
         done = run_livetok(["install-service", "--root", str(top / "ro")], cwd=top / "scratch", scratch=top / "scratch")

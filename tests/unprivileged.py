@@ -14,13 +14,61 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
+import pytest
+
 NOBODY = 65534
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def can_drop_privileges() -> bool:
     return os.geteuid() != 0 or shutil.which("setpriv") is not None
+
+
+def _let_through(path: Path) -> None:
+    """Add others' search (x) permission to the temporary directories above ``path`` (a clone in a
+    ``mktemp -d`` folder is 0700): never their read or write permission, never outside /tmp."""
+    for p in reversed(path.parents):
+        if str(p).startswith(tempfile.gettempdir() + "/"):
+            mode = p.stat().st_mode
+            if not mode & 0o001:
+                p.chmod(mode | 0o001)
+
+
+@cache
+def _nobody_cannot_import() -> str | None:
+    probe = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-c",
+             "import livetok, numba"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": "/nonexistent"}
+    for attempt in range(2):
+        done = subprocess.run(probe, env=env, cwd="/", capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode == 0:
+            return None
+        if attempt == 0:
+            _let_through(Path(sys.prefix))
+            _let_through(ROOT)
+    return (f"nobody cannot import livetok and numba from {sys.prefix} and {ROOT} (a folder above them is "
+            f"private): {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+
+
+def require_unprivileged_user() -> None:
+    """Skip unless an unprivileged user can run this checkout: as root, ``setpriv`` exists and
+    ``nobody`` can reach the interpreter and the package (made so under /tmp, else skipped)."""
+    if os.geteuid() != 0:
+        return
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv to run as nobody")
+    reason = _nobody_cannot_import()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def unprivileged_user() -> None:
+    """A test that runs something as an unprivileged user: skipped where that cannot be (above)."""
+    require_unprivileged_user()
 
 
 @contextmanager
@@ -47,5 +95,5 @@ def run_livetok(args: list[str], cwd: Path, scratch: Path) -> subprocess.Complet
     cmd = [sys.executable, "-m", "livetok.cli", *args]
     if os.geteuid() == 0:
         cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *cmd]
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300)
