@@ -238,11 +238,12 @@ def soak(broker: Mosquitto, minutes: float, tmp: Path) -> None:
             window = [r for t, r in samples if a <= t <= b]
             return f"{min(window):.1f}-{max(window):.1f}" if window else "-"
         st = stalled.stats.total
+        gauges = report.get("gauges", {})
         print(f"a persistent consumer stalled {back_at - stall_at:.0f} s (from {stall_at:.0f} s): received "
               f"{stalled.count} of {written}, missing {st.missing}, gaps {st.gaps}, duplicates {st.duplicates}; "
               f"daemon RSS (MiB) before {rss_in(0, stall_at)}, during {rss_in(stall_at, back_at)}, after "
-              f"{rss_in(back_at, took)}; bus queue max depth {report['sinks']['mqtt'].get('queue_max_depth')} "
-              f"(receive maximum {report['sinks']['mqtt'].get('receive_maximum')})")
+              f"{rss_in(back_at, took)}; bus queue max depth {gauges.get('sink.mqtt.queue_max_depth')} "
+              f"(receive maximum {gauges.get('sink.mqtt.receive_maximum')})")
 
 
 def main() -> None:
