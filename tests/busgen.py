@@ -104,6 +104,12 @@ class TestPublisher:
         for item in items:
             await self.send(item)
 
+    async def send_many(self, items: Sequence[TokenPacket | AlignedStep], window: int = 500) -> None:
+        """Publish ``items`` in order with up to ``window`` awaiting their acks (a fast backlog; the
+        client needs ``max_inflight_messages`` at least ``window``)."""
+        for i in range(0, len(items), window):
+            await asyncio.gather(*(self.send(item) for item in items[i:i + window]))
+
     async def send_meta(self, source: str = "cam0", run_id: str | None = None) -> None:
         assert self._client is not None
         doc = meta(run_id or self.run_id, self.instance, source)

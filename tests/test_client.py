@@ -116,6 +116,31 @@ def test_a_persistent_session_loses_nothing_across_a_broker_restart(mosquitto_fa
     asyncio.run(main())
 
 
+def test_a_persistent_consumer_back_to_a_large_backlog_resumes_at_once(mosquitto_factory: MosquittoFactory) -> None:
+    """Back after an absence, the broker sends a resumed session's backlog before the SUBACK of any
+    new subscribe: the subscriber renews its subscriptions without waiting for that SUBACK.
+    Before: the subscribe timed out behind the backlog on every attempt and the consumer gave up
+    (bench_bus's soak: a consumer stalled two minutes could not come back)."""
+    broker = mosquitto_factory(BrokerOptions(max_queued_messages=100_000))
+    n = 30_000
+
+    async def main() -> None:
+        async with Subscriber(broker.url, client_id="model-back", persistent=True):
+            pass  # gone: the broker keeps the session and queues for it
+        async with TestPublisher(broker.url, max_inflight_messages=500) as pub:
+            await pub.send_meta()
+            await pub.send_many([packet(s) for s in range(n)])
+        async with Subscriber(broker.url, client_id="model-back", persistent=True, timeout_s=1.0,
+                              connect_attempts=1, buffer_messages=n) as sub:
+            got = await take(sub, n, timeout_s=120)
+            assert seqs(got) == list(range(n))
+            s = sub.stats
+            assert s.resumed == 1 and s.connects == 1 and s.total.gaps == 0 and s.dropped == 0
+            assert s.last_error is None
+
+    asyncio.run(main())
+
+
 def test_a_consumer_that_falls_behind_makes_the_broker_hold_qos1_messages(mosquitto: Mosquitto) -> None:
     """Acks go out as messages are taken and the broker may not have more unacknowledged ones out
     than the buffer holds: 300 messages through a 5-message buffer (Mosquitto alone would send 20), none dropped."""

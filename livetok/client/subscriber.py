@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import time
 from collections import deque
@@ -131,7 +132,8 @@ class SubscriberStats:
     message taken off the broker; ``foreign``: on topics that are not livetok's (skipped);
     ``meta_errors``: meta documents that did not parse; ``dropped``: thrown away because the
     buffer was full; ``buffered``: waiting now. ``connects``/``reconnects``/``disconnects``: the
-    connection's history; ``last_error``: the most recent problem, one line.
+    connection's history; ``last_error``: the most recent problem, one line; ``resumed``:
+    connections on which the broker still held this subscriber's persistent session.
     """
 
     streams: dict[StreamKey, StreamStats]
@@ -146,6 +148,7 @@ class SubscriberStats:
     disconnects: int = 0
     connected: bool = False
     last_error: str | None = None
+    resumed: int = 0  # connections on which the broker still held our persistent session
 
 
 class _Intake:
@@ -264,6 +267,8 @@ class Subscriber:
         self._wake: asyncio.Event | None = None
         self._client: Any = None  # aiomqtt.Client of the current connection
         self._watch: asyncio.Task[None] | None = None
+        self._confirm: asyncio.Task[None] | None = None  # a resumed session's SUBACK, awaited aside
+        self._refused: BusError | None = None  # a subscription refused after connecting
         self._gen = 0
         self._lost: BaseException | None = None  # set while the connection is down
         self._reconnecting = False
@@ -271,7 +276,7 @@ class Subscriber:
         self._reconnect_deadline: float | None = None
         self._closed = False
         self._counts = {"messages": 0, "foreign": 0, "meta_errors": 0, "dropped": 0, "connects": 0,
-                        "reconnects": 0, "disconnects": 0}
+                        "reconnects": 0, "disconnects": 0, "resumed": 0}
         self._last_error: str | None = None
 
     def __repr__(self) -> str:
@@ -302,7 +307,7 @@ class Subscriber:
         c = self._counts
         return SubscriberStats(streams, total, c["messages"], c["foreign"], c["meta_errors"], c["dropped"],
                                len(self._inbox), c["connects"], c["reconnects"], c["disconnects"], self.connected,
-                               self._last_error)
+                               self._last_error, c["resumed"])
 
     @property
     def meta(self) -> dict[tuple[str, str], SourceMeta]:
@@ -362,6 +367,7 @@ class Subscriber:
         # QoS 1/2 acknowledgements go out when the caller takes a message (module doc); paho's
         # switch for that is on the client aiomqtt wraps, and must be set before connecting
         client._client.manual_ack_set(True)
+        connack = self._note_session_present(client)
         try:
             await client.__aenter__()
         except asyncio.CancelledError:
@@ -370,21 +376,28 @@ class Subscriber:
         except (MqttError, OSError) as err:
             force_close(client)
             raise bus_error(err, self._opts) from err
-        try:
-            codes = await client.subscribe([(f, self._qos) for f in self._subscriptions])
-        except asyncio.CancelledError:
-            force_close(client)
-            raise
-        except (MqttError, OSError) as err:
-            force_close(client)
-            raise bus_error(err, self._opts, "subscribe at") from err
-        refused = [(f, c) for f, c in zip(self._subscriptions, codes, strict=False) if reason_failed(c)]
-        if refused:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
-            force_close(client)
-            what = ", ".join(f"{f!r} ({reason_text(c)})" for f, c in refused)
-            raise BusError(f"broker {self._opts.url} refused the subscription to {what}", retryable=False)
+        # A resumed persistent session already holds our subscriptions, and the broker sends what it
+        # queued for us the moment it accepts the connection, ahead of the SUBACK of a subscribe sent
+        # now: behind a backlog of minutes (up to our Receive Maximum of messages, each through
+        # paho) that SUBACK takes longer than any timeout, and giving up leaves the backlog unacked
+        # for the next try. So then the subscription is renewed (filters may have changed) and its
+        # SUBACK awaited aside; a refusal still ends iteration with BusError.
+        resumed = self._opts.persistent and connack.get("session_present", False)
+        if not resumed:
+            try:
+                codes = await client.subscribe([(f, self._qos) for f in self._subscriptions])
+            except asyncio.CancelledError:
+                force_close(client)
+                raise
+            except (MqttError, OSError) as err:
+                force_close(client)
+                raise bus_error(err, self._opts, "subscribe at") from err
+            refused = self._refusal(codes)
+            if refused is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
+                force_close(client)
+                raise refused
         if self._closed:  # closed while connecting
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
@@ -395,6 +408,44 @@ class Subscriber:
         self._counts["connects"] += 1
         self._backoff.reset()
         self._watch = asyncio.create_task(self._watch_connection(client, gen), name="livetok-subscriber-watch")
+        if resumed:
+            self._counts["resumed"] += 1
+            self._confirm = asyncio.create_task(self._confirm_subscriptions(client, gen),
+                                                name="livetok-subscriber-suback")
+
+    @staticmethod
+    def _note_session_present(client: Any) -> dict[str, bool]:
+        """CONNACK's session-present flag, which aiomqtt does not pass on: read from paho's callback."""
+        connack: dict[str, bool] = {}
+        paho = client._client
+        on_connect: Any = paho.on_connect
+
+        def connected(c: Any, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+            connack["session_present"] = bool(getattr(flags, "session_present", False))
+            on_connect(c, userdata, flags, rc, props)
+
+        paho.on_connect = connected
+        return connack
+
+    def _refusal(self, codes: Sequence[Any]) -> BusError | None:
+        refused = [(f, c) for f, c in zip(self._subscriptions, codes, strict=False) if reason_failed(c)]
+        if not refused:
+            return None
+        what = ", ".join(f"{f!r} ({reason_text(c)})" for f, c in refused)
+        return BusError(f"broker {self._opts.url} refused the subscription to {what}", retryable=False)
+
+    async def _confirm_subscriptions(self, client: Any, gen: int) -> None:
+        """Renew the subscriptions of a resumed session; its SUBACK may wait behind the backlog."""
+        try:
+            codes = await client.subscribe([(f, self._qos) for f in self._subscriptions], timeout=math.inf)
+        except (MqttError, OSError):
+            return  # the connection went: the watch says so, and the next connection subscribes
+        refused = self._refusal(codes)
+        if refused is not None and gen == self._gen:
+            self._refused = refused
+            self._last_error = str(refused)
+            if self._wake is not None:
+                self._wake.set()
 
     async def _watch_connection(self, client: Any, gen: int) -> None:
         """Wait for the connection to drop (aiomqtt's iterator raises then) and say so."""
@@ -412,6 +463,9 @@ class Subscriber:
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.cancel()
+        confirm, self._confirm = self._confirm, None
+        if confirm is not None:
+            confirm.cancel()
         if client is None:
             return
         try:
@@ -484,6 +538,8 @@ class Subscriber:
                     return out
             if self._closed:
                 raise StopAsyncIteration
+            if self._refused is not None:
+                raise self._refused
             if self._lost is not None:
                 # The reconnection runs as a task of its own: a caller that gives up waiting
                 # (get(timeout_s)) must not cancel it half-way, or a short timeout against a
