@@ -41,7 +41,7 @@ def test_scrape_a_live_daemon(tmp_path: Path, mosquitto: Mosquitto) -> None:
         "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "instance": "prom"},
         "metrics": {"listen": f"127.0.0.1:{port}"},
     })
-    t = threading.Thread(target=run_blocking, args=(cfg, 7.0), daemon=True)
+    t = threading.Thread(target=run_blocking, args=(cfg, 10.0), daemon=True)  # margin for a slow CI
     t.start()
     families: dict[str, object] = {}
     end = time.monotonic() + 60
