@@ -27,7 +27,7 @@ def can_drop_privileges() -> bool:
     return os.geteuid() != 0 or shutil.which("setpriv") is not None
 
 
-def _let_through(path: Path) -> None:
+def let_through(path: Path) -> None:
     """Add others' search (x) permission to the temporary directories above ``path`` (a clone in a
     ``mktemp -d`` folder is 0700): never their read or write permission, never outside /tmp."""
     for p in reversed(path.parents):
@@ -47,8 +47,8 @@ def _nobody_cannot_import() -> str | None:
         if done.returncode == 0:
             return None
         if attempt == 0:
-            _let_through(Path(sys.prefix))
-            _let_through(ROOT)
+            let_through(Path(sys.prefix))
+            let_through(ROOT)
     return (f"nobody cannot import livetok and numba from {sys.prefix} and {ROOT} (a folder above them is "
             f"private): {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
 
