@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from unprivileged import NOBODY, let_through
+from unprivileged import AS_NOBODY, NOBODY, let_through
 
 from livetok.tokenizers import jitcache
 
@@ -28,8 +28,8 @@ def test_kernels_import_for_a_user_with_nowhere_obvious_to_cache(tmp_path_factor
     env.update(HOME="/nonexistent", PYTHONPATH=str(top))
     code = ("import os, livetok.tokenizers.rvq_rows as r, livetok.tokenizers.patch_delta as d; "
             "print(os.environ['NUMBA_CACHE_DIR'], r.__file__)")
-    r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-c",
-                        code], env=env, capture_output=True, text=True, timeout=120, cwd="/")
+    r = subprocess.run([*AS_NOBODY, sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120, cwd="/")
     assert r.returncode == 0, r.stderr
     cache_dir, module = r.stdout.split()
     assert module.startswith(str(top)) and cache_dir.endswith(f"livetok-numba-{NOBODY}")

@@ -19,7 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from unprivileged import read_only_dir, run_livetok
+from unprivileged import AS_NOBODY, read_only_dir, run_livetok
 
 from livetok.cli import main
 from livetok.service import install
@@ -169,7 +169,7 @@ def test_numba_caches_in_the_cache_directory() -> None:
         code = "import os, livetok.tokenizers.rvq_rows; print(os.environ['NUMBA_CACHE_DIR'])"
         cmd = [sys.executable, "-c", code]
         if os.geteuid() == 0:
-            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+            cmd = [*AS_NOBODY, *cmd]
         env = {"PATH": "/usr/bin:/bin", "HOME": str(top / "ro"), "PYTHONPATH": str(ROOT), "CACHE_DIRECTORY": str(cache)}
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr

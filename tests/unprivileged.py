@@ -20,11 +20,8 @@ from pathlib import Path
 import pytest
 
 NOBODY = 65534
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]  # prefix a command (root)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def can_drop_privileges() -> bool:
-    return os.geteuid() != 0 or shutil.which("setpriv") is not None
 
 
 def let_through(path: Path) -> None:
@@ -39,8 +36,7 @@ def let_through(path: Path) -> None:
 
 @cache
 def _nobody_cannot_import() -> str | None:
-    probe = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-c",
-             "import livetok, numba"]
+    probe = [*AS_NOBODY, sys.executable, "-c", "import livetok, numba"]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": "/nonexistent"}
     for attempt in range(2):
         done = subprocess.run(probe, env=env, cwd="/", capture_output=True, text=True, timeout=120, check=False)
@@ -94,6 +90,6 @@ def run_livetok(args: list[str], cwd: Path, scratch: Path) -> subprocess.Complet
     env = dict(os.environ, NUMBA_CACHE_DIR=str(scratch / "numba"), HOME=str(scratch))
     cmd = [sys.executable, "-m", "livetok.cli", *args]
     if os.geteuid() == 0:
-        cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *cmd]
+        cmd = [*AS_NOBODY, *cmd]
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300)

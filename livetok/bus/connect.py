@@ -108,6 +108,30 @@ def make_client(opts: ConnectOptions, **extra: Any) -> aiomqtt.Client:
     return aiomqtt.Client(opts.url.host, opts.url.port, **kwargs)
 
 
+@dataclass
+class Connack:
+    """What the broker's CONNACK said beyond success, filled in when it arrives."""
+
+    session_present: bool = False  # the broker kept our persistent session (subscriptions, queue)
+    properties: Properties | None = None  # v5: Receive Maximum, Maximum Packet Size, ...
+
+
+def capture_connack(client: aiomqtt.Client) -> Connack:
+    """Record the CONNACK's session-present flag and v5 properties, which aiomqtt drops: wraps
+    paho's on_connect (aiomqtt's own handler still runs after). Call before connecting."""
+    connack = Connack()
+    paho = client._client
+    on_connect: Any = paho.on_connect  # typed loosely: paho's stubs say "None"
+
+    def connected(c: Any, userdata: Any, flags: Any, rc: Any, props: Properties | None = None) -> None:
+        connack.session_present = bool(getattr(flags, "session_present", False))
+        connack.properties = props
+        on_connect(c, userdata, flags, rc, props)
+
+    paho.on_connect = connected
+    return connack
+
+
 def force_close(client: aiomqtt.Client) -> None:
     """Close a client's socket whatever state it is in, without waiting.
 

@@ -46,7 +46,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from livetok.bus.connect import Backoff, ConnectOptions, Protocol, bus_error, force_close, make_client
+from livetok.bus.connect import (
+    Backoff,
+    ConnectOptions,
+    Protocol,
+    bus_error,
+    capture_connack,
+    force_close,
+    make_client,
+)
 from livetok.bus.meta import SourceMeta
 from livetok.bus.properties import META_CONTENT_TYPE, packet_properties
 from livetok.bus.secret import Secret, read_secret_file
@@ -333,15 +341,10 @@ class MqttSink(Sink):
         will = aiomqtt.Will(available_topic(self.prefix, self.instance), b"offline", self.cfg.qos.meta, True)
         client = make_client(self.opts, will=will, max_inflight_messages=MAX_WINDOW)  # ours is the real window
         paho = client._client
-        connack: dict[str, Any] = {}
+        connack = capture_connack(client)
         # aiomqtt's own handlers, called after ours (typed loosely: paho's stubs say "None").
-        on_connect: Any = paho.on_connect
         on_publish: Any = paho.on_publish
         on_disconnect: Any = paho.on_disconnect
-
-        def connected(c: Any, userdata: Any, flags: Any, rc: Any, props: Properties | None = None) -> None:
-            connack["props"] = props
-            on_connect(c, userdata, flags, rc, props)
 
         def published(c: Any, userdata: Any, mid: int, rc: Any, props: Any = None) -> None:
             self._settle(mid, rc)
@@ -355,7 +358,7 @@ class MqttSink(Sink):
                     f.done.set_exception(_Lost())
             on_disconnect(c, userdata, flags, rc, props)
 
-        paho.on_connect, paho.on_publish, paho.on_disconnect = connected, published, disconnected
+        paho.on_publish, paho.on_disconnect = published, disconnected
         self._lost = False
         try:
             await asyncio.wait_for(client.__aenter__(), self.cfg.connect_timeout_s + 1)
@@ -370,7 +373,7 @@ class MqttSink(Sink):
                 backoff.max_s = 30.0  # a refused login or certificate will not fix itself soon
             raise error from None
         self._client = client
-        props = connack.get("props")
+        props = connack.properties
         rm = getattr(props, "ReceiveMaximum", None) if self.v5 else None
         self.bus.receive_maximum = min(int(rm) if rm else (65535 if self.v5 else V311_INFLIGHT), MAX_WINDOW)
         broker_max = getattr(props, "MaximumPacketSize", None) if self.v5 else None

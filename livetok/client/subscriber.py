@@ -52,6 +52,7 @@ from livetok.bus.connect import (
     ConnectOptions,
     Protocol,
     bus_error,
+    capture_connack,
     force_close,
     make_client,
     reason_failed,
@@ -367,7 +368,7 @@ class Subscriber:
         # QoS 1/2 acknowledgements go out when the caller takes a message (module doc); paho's
         # switch for that is on the client aiomqtt wraps, and must be set before connecting
         client._client.manual_ack_set(True)
-        connack = self._note_session_present(client)
+        connack = capture_connack(client)
         try:
             await client.__aenter__()
         except asyncio.CancelledError:
@@ -382,7 +383,7 @@ class Subscriber:
         # paho) that SUBACK takes longer than any timeout, and giving up leaves the backlog unacked
         # for the next try. So then the subscription is renewed (filters may have changed) and its
         # SUBACK awaited aside; a refusal still ends iteration with BusError.
-        resumed = self._opts.persistent and connack.get("session_present", False)
+        resumed = self._opts.persistent and connack.session_present
         if not resumed:
             try:
                 codes = await client.subscribe([(f, self._qos) for f in self._subscriptions])
@@ -412,20 +413,6 @@ class Subscriber:
             self._counts["resumed"] += 1
             self._confirm = asyncio.create_task(self._confirm_subscriptions(client, gen),
                                                 name="livetok-subscriber-suback")
-
-    @staticmethod
-    def _note_session_present(client: Any) -> dict[str, bool]:
-        """CONNACK's session-present flag, which aiomqtt does not pass on: read from paho's callback."""
-        connack: dict[str, bool] = {}
-        paho = client._client
-        on_connect: Any = paho.on_connect
-
-        def connected(c: Any, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
-            connack["session_present"] = bool(getattr(flags, "session_present", False))
-            on_connect(c, userdata, flags, rc, props)
-
-        paho.on_connect = connected
-        return connack
 
     def _refusal(self, codes: Sequence[Any]) -> BusError | None:
         refused = [(f, c) for f, c in zip(self._subscriptions, codes, strict=False) if reason_failed(c)]

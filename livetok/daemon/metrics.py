@@ -28,7 +28,7 @@ class Series:
 
     The recent values live in a ring allocated whole at creation (``WINDOW`` int64s, 32 KiB): a
     series costs the same memory on its first value and its millionth, so a daemon's RSS does not
-    creep while its rings fill (a deque of Python ints grew ~160 KiB per series over minutes)."""
+    creep while its rings fill (a deque of Python ints grew ~144 KiB per series over minutes)."""
 
     ring: np.ndarray = field(default_factory=lambda: np.zeros(WINDOW, dtype=np.int64))
     count: int = 0
