@@ -100,7 +100,7 @@ def check_output(path: str | os.PathLike[str]) -> None:
     dest = Path(path)
     target, st = prepare(dest)
     if st is None or stat.S_ISREG(st.st_mode):
-        tmp, fd = _create_temp(dest, target)
+        tmp, fd = open_temp(dest, target)
         os.close(fd)
         tmp.unlink(missing_ok=True)
 
@@ -139,12 +139,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def create_temp(dest: Path, target: Path) -> Path:
     """A new empty file ``.STEM.XXXXXXXX.tmp.SUFFIX`` beside ``target``; OutputError naming ``dest``."""
-    tmp, fd = _create_temp(dest, target)
+    tmp, fd = open_temp(dest, target)
     os.close(fd)
     return tmp
 
 
-def _create_temp(dest: Path, target: Path) -> tuple[Path, int]:
+def open_temp(dest: Path, target: Path) -> tuple[Path, int]:
     """An exclusive new file ``.STEM.XXXXXXXX.tmp.SUFFIX`` beside ``target`` (mode 0666 & ~umask); the
     suffix is kept for tools that go by it."""
     for _ in range(100):
