@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from livetok import __version__
+from livetok import __version__, interrupts
 from livetok.errors import LivetokError
+from livetok.flagparser import FlagError, FlagParser
 
 if TYPE_CHECKING:
     from livetok.config import LivetokConfig
@@ -37,6 +39,10 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 def _cmd_probe(args: argparse.Namespace) -> int:
     from livetok import probe
 
+    if args.config:  # a token file carries all probe needs; a configuration given is checked all the same
+        from livetok.config import load_config
+
+        load_config(args.config)
     path = Path(args.file)
     if args.tokens:
         errors = probe.print_tokens(path, sys.stdout)
@@ -207,7 +213,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="livetok", description="Streaming real-time media tokenizer.")
+    p = FlagParser(prog="livetok", description="Streaming real-time media tokenizer.")
     p.add_argument("--version", action="version", version=f"livetok {__version__}")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="debug lines, and the traceback of an unexpected error (a bug: please report it)")
@@ -255,6 +261,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = add("probe", _cmd_probe, "summarise a .ltk token file")
     sp.add_argument("file", metavar="FILE.ltk")
+    config_arg(sp)
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="one JSON summary")
     g.add_argument("--tokens", action="store_true",
@@ -310,23 +317,48 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    # SIGINT, SIGTERM and SIGHUP stop a command with one line and 128 + the signal, its outputs
+    # cleaned up, from the first moment (livetok/interrupts.py); `run` handles them itself.
+    with interrupts.catching():
+        try:
+            args = _parser().parse_args(argv)
+        except FlagError as err:  # 78 like any bad flag value, one line (argparse alone: usage and 2)
+            print(f"livetok: error: {err}", file=sys.stderr)
+            return err.exit_code
+        except KeyboardInterrupt as err:
+            return _interrupted(err)
+        if args.handler is not _cmd_run:
+            return _dispatch(args)
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args))
-    except LivetokError as err:
-        print(f"livetok: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("livetok: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        return _interrupted(err)
     except BrokenPipeError:
         return 141
-    except Exception as err:  # a bug: one line (and exit 1), the traceback only when asked for
-        if args.verbose:
+    except Exception as err:
+        if interrupts.received() is not None:
+            # The signal landed where it was turned into another error (an import cut short leaves
+            # its module half-made, and the next import of it fails): it is still an interruption.
+            return _interrupted(err)
+        if isinstance(err, LivetokError):
+            print(f"livetok: error: {err}", file=sys.stderr)
+            return err.exit_code
+        if args.verbose:  # a bug: one line (and exit 1), the traceback only when asked for
             raise
         print(f"livetok: internal error: {type(err).__name__}: {err} (run with -v for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _interrupted(err: BaseException) -> int:
+    signum = err.signum if isinstance(err, interrupts.Interrupted) else interrupts.received()
+    signum = signum or signal.SIGINT
+    print(f"livetok: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+    return 128 + signum
 
 
 if __name__ == "__main__":

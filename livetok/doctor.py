@@ -170,6 +170,77 @@ def check_codebooks(config: Any) -> Check:
     return Check("codebooks", "ok", f"{path}: id {cbs.codebook_id}, loaded and checked against the configuration")
 
 
+BROKER_TIMEOUT_S = 5.0  # doctor answers soon: at most this long for the broker's CONNACK
+
+
+def check_broker(config: Any) -> Check:
+    """The configuration's MQTT broker: reachable and accepting the login (with its TLS), or not
+    configured. Never shows a password; connects with a client id of its own (the daemon's would
+    throw a running daemon off the broker)."""
+    mqtt = config.mqtt
+    if mqtt.host is None:
+        return Check("broker", "ok", "not configured (mqtt.host is not set): tokens go to the file sinks only")
+    from livetok.errors import LivetokError
+
+    try:
+        from livetok.bus.publisher import CREDENTIALS_ENV, connect_options, default_instance, load_password
+
+        if mqtt.password_credential is not None and not os.environ.get(CREDENTIALS_ENV):
+            return _broker_tcp(mqtt, f"the password is systemd credential {mqtt.password_credential!r}, which only "
+                               "the service can read: the login was not tried")
+        opts = connect_options(mqtt, load_password(mqtt), mqtt.instance or default_instance())
+    except LivetokError as err:
+        return Check("broker", "fail", str(err), "fix the named key; `livetok check-config -c FILE`")
+    except Exception as err:
+        return Check("broker", "fail", f"cannot be checked: {_one_line(err)}", REINSTALL)
+    return _broker_login(opts)
+
+
+def _broker_login(opts: Any) -> Check:
+    import asyncio
+    import dataclasses
+    import time
+
+    from livetok.bus.connect import bus_error, make_client
+
+    opts = dataclasses.replace(opts, client_id=f"livetok-doctor-{os.getpid()}", persistent=False,
+                               timeout_s=min(opts.timeout_s, BROKER_TIMEOUT_S))
+
+    async def connect() -> None:
+        async with make_client(opts):
+            pass
+
+    started = time.monotonic()
+    try:
+        asyncio.run(connect())
+    except Exception as err:
+        failure = bus_error(err, opts)
+        text = str(failure)
+        fix = ("start the broker, or correct mqtt.host / mqtt.port (is it listening there? a firewall?)"
+               if failure.retryable else
+               "check mqtt.tls (ca_file, the broker's certificate and name)" if text.startswith("TLS") else
+               "check mqtt.username, the password (mqtt.password_file or password_credential), mqtt.protocol, "
+               "and the broker's users")
+        return Check("broker", "fail", text, fix)
+    login = f"logged in as {opts.url.username!r}" if opts.url.username else "connected without a login"
+    return Check("broker", "ok", f"{opts.url}: reachable, {login} (MQTT {opts.protocol.value}"
+                 f"{', TLS verified' if opts.url.tls else ''}; {(time.monotonic() - started) * 1000:.0f} ms)")
+
+
+def _broker_tcp(mqtt: Any, why: str) -> Check:
+    import socket
+
+    port = mqtt.port or (8883 if mqtt.tls.enabled else 1883)
+    where = f"{mqtt.host}:{port}"
+    try:
+        with socket.create_connection((mqtt.host, port), timeout=BROKER_TIMEOUT_S):
+            pass
+    except OSError as err:
+        return Check("broker", "fail", f"{where}: not reachable ({err.strerror or err}); {why}",
+                     "start the broker, or correct mqtt.host / mqtt.port (is it listening there? a firewall?)")
+    return Check("broker", "ok", f"{where}: accepts connections; {why}")
+
+
 MIN_FREE_BYTES = 1 << 30
 
 
@@ -202,7 +273,7 @@ def run_checks(config: Any | None, native_only: bool = False) -> list[Check]:
         return checks
     checks.append(check_mosquitto())
     if config is not None:
-        checks += [check_codebooks(config), check_disk(config)]
+        checks += [check_broker(config), check_codebooks(config), check_disk(config)]
     return checks
 
 

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from livetok.errors import OutputError
+from livetok.interrupts import checkpoint, held
 
 
 def describe_oserror(err: OSError) -> str:
@@ -74,7 +75,7 @@ def _target(path: Path) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
-def _prepare(dest: Path) -> tuple[Path, os.stat_result | None]:
+def prepare(dest: Path) -> tuple[Path, os.stat_result | None]:
     """Where ``dest``'s bytes go and what is there now; OutputError when it cannot be created."""
     target = _target(dest)
     try:
@@ -97,9 +98,9 @@ def _prepare(dest: Path) -> tuple[Path, os.stat_result | None]:
 def check_output(path: str | os.PathLike[str]) -> None:
     """Raise OutputError now if ``path`` could not be written later (before a long computation)."""
     dest = Path(path)
-    target, st = _prepare(dest)
+    target, st = prepare(dest)
     if st is None or stat.S_ISREG(st.st_mode):
-        tmp, fd = _create_temp(dest, target)
+        tmp, fd = open_temp(dest, target)
         os.close(fd)
         tmp.unlink(missing_ok=True)
 
@@ -108,30 +109,42 @@ def check_output(path: str | os.PathLike[str]) -> None:
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s content to; see the module doc."""
     dest = Path(path)
-    target, st = _prepare(dest)
+    target, st = prepare(dest)
     if st is not None and not stat.S_ISREG(st.st_mode):
         yield target  # a device or a FIFO: written in place
         return
     parent = target.parent
-    tmp, fd = _create_temp(dest, target)
-    os.close(fd)
+    tmp: Path | None = None
     try:
+        with held():  # a signal (livetok/interrupts.py) between creating it and knowing its name: not here
+            tmp = create_temp(dest, target)
         yield tmp
-        try:
-            if st is not None:
-                os.chmod(tmp, stat.S_IMODE(st.st_mode))
-            _fsync_file(tmp)
-            os.replace(tmp, target)
-        except OSError as err:
-            raise OutputError(f"{dest}: cannot write it: {describe_oserror(err)}") from None
+        with held():  # nor between the rename and forgetting the name
+            checkpoint()  # and not at all once asked to stop
+            try:
+                if st is not None:
+                    os.chmod(tmp, stat.S_IMODE(st.st_mode))
+                _fsync_file(tmp)
+                os.replace(tmp, target)
+                tmp = None
+            except OSError as err:
+                raise OutputError(f"{dest}: cannot write it: {describe_oserror(err)}") from None
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise
     _fsync_dir(parent)
 
 
-def _create_temp(dest: Path, target: Path) -> tuple[Path, int]:
+def create_temp(dest: Path, target: Path) -> Path:
+    """A new empty file ``.STEM.XXXXXXXX.tmp.SUFFIX`` beside ``target``; OutputError naming ``dest``."""
+    tmp, fd = open_temp(dest, target)
+    os.close(fd)
+    return tmp
+
+
+def open_temp(dest: Path, target: Path) -> tuple[Path, int]:
     """An exclusive new file ``.STEM.XXXXXXXX.tmp.SUFFIX`` beside ``target`` (mode 0666 & ~umask); the
     suffix is kept for tools that go by it."""
     for _ in range(100):

@@ -21,28 +21,40 @@ class StreamSummary:
     start_ns: int = 0
     end_ns: int = 0
     gaps: int = 0
+    restarts: int = 0
     last_seq: int | None = None
-    first_start: int = 0
+    run_start: int = 0  # start_ns of the current run's first packet
     last_start: int = 0
+    span_ns: int = 0  # the start-to-start time covered by earlier runs
+    intervals: int = 0  # packet-to-packet steps within runs (a restart is not one)
 
     def add(self, p: TokenPacket) -> None:
         if self.packets == 0:
-            self.start_ns, self.first_start, self.end_ns = p.start_ns, p.start_ns, p.end_ns
+            self.start_ns, self.run_start, self.end_ns = p.start_ns, p.start_ns, p.end_ns
         self.start_ns = min(self.start_ns, p.start_ns)
         self.end_ns = max(self.end_ns, p.end_ns)
-        # A gap: flagged by the producer, or a sequence number that skipped.
-        if p.flags & Flag.GAP or (self.last_seq is not None and p.seq != self.last_seq + 1):
-            self.gaps += 1
+        if self.last_seq is not None and p.seq <= self.last_seq and (p.seq == 0 or p.flags & Flag.DISCONTINUITY):
+            # A new run of the producer (a daemon restarted, appending to its file): its sequence
+            # numbers start over. A discontinuity, not a loss: counted apart from the gaps, and the
+            # time between the runs (the daemon was down) is not in the rate.
+            self.restarts += 1
+            self.span_ns += self.last_start - self.run_start
+            self.run_start = p.start_ns
+        else:
+            # A gap: flagged by the producer, or a sequence number that skipped (or went back).
+            if p.flags & Flag.GAP or (self.last_seq is not None and p.seq != self.last_seq + 1):
+                self.gaps += 1
+            self.intervals += self.packets > 0
         self.last_seq = p.seq
         self.last_start = p.start_ns
         self.packets += 1
 
     def as_json(self) -> dict[str, Any]:
-        span = self.last_start - self.first_start
-        rate = (self.packets - 1) * 1e9 / span if self.packets > 1 and span > 0 else 0.0
+        span = self.span_ns + self.last_start - self.run_start
+        rate = self.intervals * 1e9 / span if self.intervals > 0 and span > 0 else 0.0
         return {"source": self.source, "modality": self.modality, "scale": self.scale, "packets": self.packets,
                 "rate_hz": round(rate, 6), "start_ns": self.start_ns, "end_ns": self.end_ns,
-                "codebook_id": self.codebook_id, "gaps": self.gaps}
+                "codebook_id": self.codebook_id, "gaps": self.gaps, "restarts": self.restarts}
 
 
 @dataclass
@@ -111,11 +123,12 @@ def print_tokens(path: Path, out: TextIO) -> list[str]:
 
 def print_table(probe: Probe, out: TextIO) -> None:
     head = (f"{'source':<16} {'modality':<8} {'scale':<6} {'packets':>8} {'rate_hz':>9} "
-            f"{'start_s':>10} {'end_s':>10} {'gaps':>5}  codebook")
+            f"{'start_s':>10} {'end_s':>10} {'gaps':>5} {'restarts':>8}  codebook")
     out.write(head + "\n")
     for s in probe.streams.values():
         j = s.as_json()
         out.write(f"{j['source'][:16]:<16} {j['modality']:<8} {j['scale']:<6} {j['packets']:>8} {j['rate_hz']:>9.3f} "
-                  f"{j['start_ns'] / 1e9:>10.3f} {j['end_ns'] / 1e9:>10.3f} {j['gaps']:>5}  {j['codebook_id']}\n")
+                  f"{j['start_ns'] / 1e9:>10.3f} {j['end_ns'] / 1e9:>10.3f} {j['gaps']:>5} {j['restarts']:>8}  "
+                  f"{j['codebook_id']}\n")
     for e in probe.errors:
         out.write(f"error: {e}\n")

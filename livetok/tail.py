@@ -28,9 +28,10 @@ from typing import Any, TextIO
 from livetok.bus.tls import TlsOptions
 from livetok.bus.topics import TopicKind, data_filters
 from livetok.client import Continuity, Message, Subscriber, SubscriberStats
-from livetok.errors import BusError, ConfigError, OutputError
+from livetok.errors import ConfigError
 from livetok.probe import packet_json, step_json
-from livetok.wire import AlignedStep, Clock, LtkWriter, TokenPacket, flag_names
+from livetok.recordfile import RecordFile
+from livetok.wire import AlignedStep, Clock, TokenPacket, flag_names
 
 MAX_CODES_SHOWN = 8
 
@@ -82,7 +83,8 @@ async def consume(sub: Subscriber, handle: Callable[[Message], None], duration_s
     say on ``err`` once subscribed."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in before:
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
     handled = 0
@@ -110,8 +112,9 @@ async def consume(sub: Subscriber, handle: Callable[[Message], None], duration_s
         with contextlib.suppress(asyncio.CancelledError):
             await task  # re-raises a BusError from connecting or a fatal reconnect
         await sub.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig, handler in before.items():
             loop.remove_signal_handler(sig)
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)  # the command line's again
     return RunResult(handled, time.monotonic() - started, stop.is_set(), sub.stats)
 
 
@@ -225,39 +228,24 @@ def run_record(args: argparse.Namespace, err: TextIO = sys.stderr) -> int:
     duration = _seconds(args.duration, "--duration")
     sub = make_subscriber(args)
     out = Path(args.output)
-    existed = out.exists()
-    try:
-        writer = LtkWriter(out)  # before connecting: an unwritable place fails at once
-        writer.flush()  # the file header, so the file reads as a (still empty) token file from now on
-    except OSError as e:
-        reason = e.strerror.lower() if e.strerror else str(e)
-        raise OutputError(f"{out}: cannot create it: {reason}") from None
     counts = {"packets": 0, "steps": 0}
+    # Checked and opened before connecting: a file that must not be written is refused at once, and
+    # one that is never written (nothing received) is left as it was, or not made (livetok/recordfile.py).
+    with RecordFile(out) as recording:
 
-    def handle(msg: Message) -> None:
-        if msg.packet is None and msg.step is None:
-            return  # meta, availability, stats: not token data
-        note = continuity_note(msg)
-        if note:
-            err.write(f"livetok: {note}\n")
-        try:
-            writer.write_encoded(msg.payload)  # the bytes as published, not re-encoded
-            writer.flush()  # a recording killed at any moment keeps all but at most the last record
-        except OSError as e:
-            reason = e.strerror.lower() if e.strerror else str(e)
-            raise OutputError(f"{out}: cannot write it: {reason}") from None
-        counts["steps" if msg.step is not None else "packets"] += 1
+        def handle(msg: Message) -> None:
+            if msg.packet is None and msg.step is None:
+                return  # meta, availability, stats: not token data
+            note = continuity_note(msg)
+            if note:
+                err.write(f"livetok: {note}\n")
+            recording.write(msg.payload)  # the bytes as published, not re-encoded
+            counts["steps" if msg.step is not None else "packets"] += 1
 
-    try:
         result = asyncio.run(consume(sub, handle, duration, args.count, err))
-    except BusError:
-        if not existed and not any(counts.values()):
-            with contextlib.suppress(OSError):
-                out.unlink()  # never connected: leave no empty file behind
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            writer.close()
-    err.write(f"livetok: recorded {counts['packets'] + counts['steps']} messages ({counts['packets']} packets, "
-              f"{counts['steps']} steps) to {out}; {summary(result)}\n")
+    total = counts["packets"] + counts["steps"]
+    where = (f"to {out}" if total else
+             f"nothing appended to {out}" if recording.appending else f"no file made at {out}")
+    err.write(f"livetok: recorded {total} messages ({counts['packets']} packets, {counts['steps']} steps) "
+              f"{where}; {summary(result)}\n")
     return 0

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from livetok.flagparser import FlagParser
+
 DEFAULT_PREFIX = "livetok"  # as livetok.bus.topics.DEFAULT_PREFIX, without importing the bus here
 
 
-class _Intermixed(argparse.ArgumentParser):
+class _Intermixed(FlagParser):
     """Lets the FILTER positionals come after options (``record URL -o F.ltk --duration 5 FILTER``):
     plain argparse binds a ``*`` positional at its first chance and rejects later ones."""
 

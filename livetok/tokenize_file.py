@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from livetok.errors import OutputError
+from livetok.interrupts import checkpoint
 from livetok.media import DecodeNotes, MediaFrame, decode
 from livetok.outputs import atomic_output, describe_oserror
 from livetok.tokenizers.session import MediaTokenizer, PreparedVideo, Tokenizers
@@ -102,6 +103,7 @@ def tokenize_file(
                 kept.append(p)
 
     notes = DecodeNotes()
+    checkpoint()  # start-up (imports, codebooks) is done: an interrupt it swallowed stops us here
     for item in prepared_frames(path, mt, notes):
         report.frames["video" if isinstance(item, PreparedVideo) else "audio"] += 1
         emit(mt.feed(item))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from mediagen import ffmpeg
 from livetok.cli import main
 from livetok.wire import read_ltk
 
-PROBE_KEYS = {"source", "modality", "scale", "packets", "rate_hz", "start_ns", "end_ns", "codebook_id", "gaps"}
+PROBE_KEYS = {"source", "modality", "scale", "packets", "rate_hz", "start_ns", "end_ns", "codebook_id", "gaps",
+              "restarts"}
 TOKEN_KEYS = {"kind", "source", "modality", "scale", "seq", "start_ns", "end_ns", "flags", "codes"}
 
 
@@ -166,3 +168,58 @@ def test_fit_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["fit", str(media), "-o", str(out), "-c", str(cfg), "--iters", "2"]) == 0
     assert out.stat().st_size > 0 and "wrote codebooks" in capsys.readouterr().err
     np.testing.assert_equal(out.exists(), True)
+
+
+# --- flag errors: one line and 78, like a bad flag value (not argparse's usage block and 2) -------------
+
+
+def _commands() -> list[str]:
+    from livetok.cli import _parser
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(sub.choices)
+
+
+def flag_error(capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str) -> str:
+    capsys.readouterr()
+    code = main(argv)
+    captured = capsys.readouterr()
+    err = captured.err
+    assert code == 78 and captured.out == "", (code, err)
+    assert err.count("\n") == 1 and err.startswith("livetok: error: ") and "usage:" not in err, err
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_commands_unknown_flag_is_one_line_78(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: exit 2 with argparse's usage block, though the documented code for flags is 78. (A
+    command with a required argument names that first.)"""
+    err = flag_error(capsys, [command, "--no-such-flag"], f"livetok: error: {command}: ", f"livetok {command} --help")
+    assert "--no-such-flag" in err or "arguments are required" in err, err
+
+
+@pytest.mark.parametrize(("argv", "needles"), [
+    ([], ["required: COMMAND"]),
+    (["tokenise", "a.mp4"], ["invalid choice: 'tokenise'"]),
+    (["tokenize", "a.mp4"], ["tokenize: ", "required: -o/--output"]),
+    (["probe"], ["probe: ", "FILE.ltk"]),
+    (["probe", "x.ltk", "--json", "--tokens"], ["probe: ", "not allowed with"]),
+    (["tail", "mqtt://127.0.0.1:1", "--count", "many"], ["tail: ", "--count", "'many'"]),
+    (["record", "mqtt://127.0.0.1:1", "-o", "x.ltk", "--qos", "3"], ["record: ", "--qos", "invalid choice"]),
+    (["fit", "media", "-o", "cb.safetensors", "--iters", "2.5"], ["fit: ", "--iters"]),
+    (["demo", "--seconds", "six"], ["demo: ", "--seconds"]),
+])
+def test_flag_errors_are_one_line_78(argv: list[str], needles: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    flag_error(capsys, argv, *needles)
+
+
+def test_flag_errors_as_a_user_sees_them(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "livetok.cli", "tokenize", "clip.mp4"], capture_output=True,
+                       text=True, check=False, cwd=tmp_path)
+    assert r.returncode == 78 and r.stdout == ""
+    assert r.stderr == ("livetok: error: tokenize: the following arguments are required: -o/--output "
+                        "(see livetok tokenize --help)\n")
+    r = subprocess.run([sys.executable, "-m", "livetok.cli", "--help"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and "usage: livetok" in r.stdout  # asking for help is not an error

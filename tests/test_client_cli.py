@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from broker import BrokerOptions, Mosquitto, MosquittoFactory, free_port
@@ -17,7 +18,7 @@ from busgen import TestPublisher, json_lines, packet, run_cli, step, wait_for
 
 from livetok.errors import DecodeError
 from livetok.probe import packet_json, step_json
-from livetok.wire import Modality, Scale, TokenPacket, encode_packet, read_ltk
+from livetok.wire import LtkWriter, Modality, Scale, TokenPacket, encode_packet, read_ltk
 
 LIVETOK = str(Path(sys.executable).with_name("livetok"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,3 +255,111 @@ def test_the_client_stays_light(tmp_path: Path) -> None:
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "69 []", out.stdout + out.stderr
     assert not (tmp_path / "none.ltk").exists()  # a record that never connected leaves no file
+
+
+# -- record's output: the daemon's file sink's rules (livetok/recordfile.py) --------------------------
+
+
+def some_ltk(path: Path, n: int = 3) -> bytes:
+    """A token file of ``n`` packets; its bytes."""
+    with LtkWriter(path) as w:
+        for i in range(n):
+            w.write(packet(i))
+    return path.read_bytes()
+
+
+MP4_HEAD = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(range(256)) * 4
+
+
+def hidden(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ".tmp" in p.name)
+
+
+@pytest.mark.parametrize("existing", ["ltk", "mp4", "none"])
+@pytest.mark.parametrize("broker", ["wrong port", "dead broker"])
+def test_a_record_that_never_connects_changes_nothing(mosquitto: Mosquitto, tmp_path: Path, existing: str,
+                                                      broker: str) -> None:
+    """Before: exit 69 and the existing file (a .ltk or an .mp4) cut to an 8-byte header."""
+    out = tmp_path / f"run.{'mp4' if existing == 'mp4' else 'ltk'}"
+    before = some_ltk(out) if existing == "ltk" else None
+    if existing == "mp4":
+        out.write_bytes(MP4_HEAD)
+        before = MP4_HEAD
+    if broker == "dead broker":
+        url = mosquitto.url
+        mosquitto.kill()
+    else:
+        url = f"mqtt://127.0.0.1:{free_port()}"
+    proc = run_cli("record", url, "-o", str(out), "--connect-attempts", "1")
+    if existing == "mp4":  # refused before the bus is tried: it is not a token file
+        one_line_error(proc, 73, str(out), "not a .ltk token file", "refusing")
+    else:
+        one_line_error(proc, 69, "Connection refused")
+    assert (out.read_bytes() if out.exists() else None) == before and hidden(tmp_path) == []
+
+
+def test_record_refuses_what_it_must_not_append_to(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """An existing file that is not a whole .ltk of this version, or that another writer holds: one
+    line, 73, before connecting, and the file as it was."""
+    import fcntl
+
+    good = some_ltk(tmp_path / "good.ltk")
+    cases = {"damaged.ltk": good[:-3], "v2.ltk": good[:4] + b"\x02" + good[5:], "text.ltk": b"hello\n"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    for name, needle in (("damaged.ltk", "last record is damaged"), ("v2.ltk", "version 2"),
+                         ("text.ltk", "not a .ltk token file")):
+        proc = run_cli("record", mosquitto.url, "-o", str(tmp_path / name), "--duration", "1")
+        one_line_error(proc, 73, name, needle)
+        assert (tmp_path / name).read_bytes() == cases[name]
+    with (tmp_path / "good.ltk").open("rb") as held:  # as a daemon's file sink holds its file
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = run_cli("record", mosquitto.url, "-o", str(tmp_path / "good.ltk"), "--duration", "1")
+    one_line_error(proc, 73, "in use by another process")
+    proc = run_cli("record", mosquitto.url, "-o", str(tmp_path), "--duration", "1")
+    one_line_error(proc, 73, "is a directory")
+    assert (tmp_path / "good.ltk").read_bytes() == good and hidden(tmp_path) == []
+
+
+def test_a_successful_record_appends_to_an_existing_ltk(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Before: the existing file was replaced by the new recording (the daemon's sink appends)."""
+    out = tmp_path / "run.ltk"
+    before = some_ltk(out, 5)
+    with Feeder(mosquitto.url, lambda s: packet(s, modality=Modality.VIDEO, scale=Scale.COARSE)):
+        proc = run_cli("record", mosquitto.url, "-o", str(out), "--count", "6")
+    assert proc.returncode == 0, proc.stderr
+    after = out.read_bytes()
+    got = read_ltk(out)
+    assert after[:len(before)] == before and not got.errors
+    assert [p.modality for p in got.packets] == [Modality.AUDIO] * 5 + [Modality.VIDEO] * 6
+    assert "recorded 6 messages (6 packets, 0 steps) to " in proc.stderr and hidden(tmp_path) == []
+
+
+def test_a_record_that_receives_nothing_leaves_no_file_or_an_untouched_one(mosquitto: Mosquitto,
+                                                                           tmp_path: Path) -> None:
+    new, old = tmp_path / "new.ltk", tmp_path / "old.ltk"
+    before = some_ltk(old)
+    for out in (new, old):
+        proc = run_cli("record", mosquitto.url, "-o", str(out), "--duration", "0.5")
+        assert proc.returncode == 0, proc.stderr
+    assert not new.exists() and old.read_bytes() == before and hidden(tmp_path) == []
+
+
+def test_a_record_interrupted_while_connecting_leaves_nothing(mosquitto: Mosquitto, tmp_path: Path,
+                                                             netproxy_factory: Any) -> None:
+    """SIGHUP (a closed terminal) while the broker does not answer: one line, 129, no temporary file."""
+    proxy = netproxy_factory(mosquitto.port)
+    proxy.blackhole()
+    out = tmp_path / "rec.ltk"
+    proc = subprocess.Popen([LIVETOK, "record", proxy.url, "-o", str(out), "--connect-attempts", "1"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: proxy.connections >= 1, 30)  # connecting, the temporary file made
+        assert hidden(tmp_path) != []
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait(5)
+    assert (proc.returncode, err) == (129, "livetok: interrupted (SIGHUP)\n")
+    assert not out.exists() and hidden(tmp_path) == []

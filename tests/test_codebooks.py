@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +191,9 @@ def _negative_patch(fe: dict) -> None:
         ("all_nan_codebooks", "video.fine.codebooks"),
         ("inf_in_mean", "audio.coarse.mean"),
         ("integer_tensor", "video.coarse.proj"),
+        ("huge_codebooks", "video.fine.codebooks"),
+        ("huge_proj", "audio.fine.proj"),
+        ("huge_mean", "audio.coarse.mean"),
     ],
 )
 def test_inconsistent_codebook_file_is_one_line_exit_65(
@@ -212,6 +217,11 @@ def test_inconsistent_codebook_file_is_one_line_exit_65(
         "inf_in_mean": lambda: crafted_codebooks(
             tmp_path, case, audio_coarse_mean=np.where(np.arange(a_coarse.mean.size) == 3, np.inf, a_coarse.mean)),
         "integer_tensor": lambda: crafted_codebooks(tmp_path, case, video_coarse_proj=v_coarse.proj.astype(np.int32)),
+        # finite in float32, but not fitted values: before, exit 0 (with numpy's overflow warnings) and
+        # meaningless codes
+        "huge_codebooks": lambda: crafted_codebooks(tmp_path, case, video_fine_codebooks=huge(v_fine.codebooks)),
+        "huge_proj": lambda: crafted_codebooks(tmp_path, case, audio_fine_proj=huge(a_fine.proj)),
+        "huge_mean": lambda: crafted_codebooks(tmp_path, case, audio_coarse_mean=huge(a_coarse.mean)),
     }
     path = made[case]()
     media = speech_wav if "audio" in needle else av_clip
@@ -221,6 +231,27 @@ def test_inconsistent_codebook_file_is_one_line_exit_65(
     assert str(path) in err and needle in err, err
     with pytest.raises(CodebookError, match=re.escape(needle)):
         load_codebooks(path)
+
+
+def huge(a: np.ndarray) -> np.ndarray:
+    """``a`` scaled so that its largest value is 1e37: every value finite in float32."""
+    return (a / np.abs(a).max() * np.float32(1e37)).astype(np.float32)
+
+
+def test_huge_values_are_one_line_without_numpy_warnings(tmp_path: Path, av_clip: Path) -> None:
+    """Before: numpy's "RuntimeWarning: overflow encountered in cast" with its source line on stderr,
+    then exit 0."""
+    path = crafted_codebooks(tmp_path, "huge", audio_fine_codebooks=huge(load_codebooks(None).scale(
+        "audio", "fine").codebooks))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"tokenizer:\n  device: cpu\n  codebooks: {path}\n")
+    why = (f"{path}: tensor audio.fine.codebooks has 262144 values beyond ±1e+06 of 262144 (the largest 1e+37): "
+           "not fitted codebooks; tokenizing with them would overflow")
+    for argv, code in ((["tokenize", str(av_clip), "-o", str(tmp_path / "o.ltk")], 65), (["check-config"], 78)):
+        r = subprocess.run([sys.executable, "-W", "default", "-m", "livetok.cli", *argv, "-c", str(cfg)],
+                           capture_output=True, text=True, timeout=300, check=False)
+        assert r.returncode == code and r.stderr.count("\n") == 1 and r.stderr.endswith(f"{why}\n"), r.stderr
+    assert not (tmp_path / "o.ltk").exists()
 
 
 def test_projected_size_must_match_the_configuration() -> None:

@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from broker import BrokerOptions, MosquittoFactory, free_port
 
 from livetok import doctor
 from livetok.cli import main
 
-CHECKS = {"python", "torch", "torchaudio", "pyav", "numba", "portaudio", "mosquitto", "codebooks", "disk", "config"}
+CHECKS = {"python", "torch", "torchaudio", "pyav", "numba", "portaudio", "mosquitto", "broker", "codebooks", "disk",
+          "config"}
 
 
 def run_doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -84,6 +86,60 @@ def test_no_mosquitto_is_a_warning_not_a_failure(
     line = lines_by_name(out)["mosquitto"]
     assert line.startswith("warn mosquitto") and "not installed" in line and "apt-get install mosquitto" in line
     assert code == 0
+
+
+# -- the broker line (README lists it): reachable and logged in, or not configured; never a secret ------
+
+
+def test_no_broker_configured_is_said(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: no broker line at all."""
+    _, out = run_doctor(capsys)
+    assert lines_by_name(out)["broker"] == ("ok   broker      not configured (mqtt.host is not set): tokens go to "
+                                            "the file sinks only")
+
+
+def broker_config(tmp_path: Path, port: int, extra: str = "") -> Path:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"mqtt:\n  host: 127.0.0.1\n  port: {port}\n  instance: cam-host\n{extra}")
+    return cfg
+
+
+def test_the_configured_broker_reachable_with_the_login_or_not(mosquitto_factory: MosquittoFactory, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    broker = mosquitto_factory(BrokerOptions(users={"daemon": "S3cret-pw"}))
+    pw = broker.password_file("daemon", tmp_path)
+    login = f"  username: daemon\n  password_file: {pw}\n"
+    code, out = run_doctor(capsys, "-c", str(broker_config(tmp_path, broker.port, login)))
+    line = lines_by_name(out)["broker"]
+    assert code == 0 and line.startswith(f"ok   broker      mqtt://daemon@127.0.0.1:{broker.port}: reachable, "
+                                         "logged in as 'daemon' (MQTT 5; "), line
+    # its own client id: the daemon's (livetok-cam-host) would throw a running daemon off the broker
+    assert "livetok-doctor-" in broker.log() and "livetok-cam-host" not in broker.log()
+
+    pw.write_text("wrong-pw\n")
+    code, out = run_doctor(capsys, "-c", str(broker_config(tmp_path, broker.port, login)))
+    line = lines_by_name(out)["broker"]
+    assert code == 1 and line.startswith("FAIL broker") and "refused the connection as user 'daemon'" in line
+    assert "-> check mqtt.username, the password" in line and "wrong-pw" not in out and "S3cret" not in out
+
+    code, out = run_doctor(capsys, "-c", str(broker_config(tmp_path, port := free_port())))
+    line = lines_by_name(out)["broker"]
+    assert code == 1 and f"cannot connect to broker mqtt://127.0.0.1:{port}: Connection refused" in line
+    assert "-> start the broker, or correct mqtt.host / mqtt.port" in line
+
+
+def test_a_credential_outside_the_service_is_not_tried(mosquitto_factory: MosquittoFactory, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The installed configuration reads its password from a systemd credential, which a person running
+    doctor cannot read: the broker is checked for reachability only, and says so."""
+    broker = mosquitto_factory(BrokerOptions(users={"daemon": "S3cret-pw"}))
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    cfg = broker_config(tmp_path, broker.port, "  username: daemon\n  password_credential: mqtt-password\n")
+    code, out = run_doctor(capsys, "-c", str(cfg))
+    line = lines_by_name(out)["broker"]
+    assert code == 0 and line.startswith(f"ok   broker      127.0.0.1:{broker.port}: accepts connections; the "
+                                         "password is systemd credential 'mqtt-password'"), line
 
 
 @pytest.fixture

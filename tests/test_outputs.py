@@ -4,14 +4,21 @@ line and exit 73."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import skimage
+from busgen import wait_for
+from mediagen import ffmpeg
 from unprivileged import read_only_dir, run_livetok
 
+from livetok import interrupts
 from livetok.cli import main
 from livetok.errors import OutputError
 from livetok.outputs import atomic_output, check_output
@@ -196,3 +203,81 @@ def test_fit_output_is_atomic_and_checked_first(tmp_path: Path, capsys: pytest.C
     assert out.read_bytes() == b"older codebooks"
     assert main(["fit", str(media), "-o", str(out), "-c", str(cfg), "--iters", "1"]) == 0
     assert out.read_bytes()[:8] != b"older co" and leftovers(tmp_path) == []
+
+
+# --- interrupted: SIGINT, SIGTERM, SIGHUP at start-up and mid-run --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 s of 320x240 video and audio: a tokenize that is still running when it is interrupted."""
+    out = tmp_path_factory.mktemp("long") / "long.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=60",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=60",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(out))
+    return out
+
+
+def _mapped(pid: int, library: str) -> bool:
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True  # it has ended: the signal below finds nothing, and the test says so
+
+
+def _tokenizing(directory: Path) -> bool:
+    """The hidden temporary output exists and holds tokens (the writer's first buffer went out)."""
+    return any(p.stat().st_size > 0 for p in directory.glob(".out.*.tmp.ltk"))
+
+
+MOMENTS = {
+    # while numpy's core is loaded from inside torch's C start-up (the interrupt that became
+    # "internal error: AttributeError: module 'numpy._core'..." or was ignored altogether)
+    "importing numpy": lambda pid, d: _mapped(pid, "_multiarray_umath"),
+    "importing torch": lambda pid, d: _mapped(pid, "libtorch_cpu"),
+    "mid-run": lambda pid, d: _tokenizing(d),
+}
+
+
+@pytest.mark.parametrize(("sig", "moment"), [
+    (signal.SIGINT, "importing numpy"), (signal.SIGINT, "importing torch"), (signal.SIGINT, "mid-run"),
+    (signal.SIGTERM, "importing torch"), (signal.SIGTERM, "mid-run"),
+    (signal.SIGHUP, "importing numpy"), (signal.SIGHUP, "mid-run"),
+])
+def test_an_interrupted_tokenize_says_so_and_leaves_nothing(sig: signal.Signals, moment: str, long_clip: Path,
+                                                           good_ltk: bytes, tmp_path: Path) -> None:
+    """Before: SIGINT during start-up was exit 1 "internal error: ..." (or no effect at all), and
+    SIGTERM or SIGHUP killed it with the hidden .out.*.tmp.ltk left beside the output."""
+    out = tmp_path / "out.ltk"
+    out.write_bytes(good_ltk)
+    proc = subprocess.Popen([sys.executable, "-m", "livetok.cli", "tokenize", str(long_clip), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert wait_for(lambda: MOMENTS[moment](proc.pid, tmp_path), 120, 0.001), moment
+        assert proc.poll() is None, f"ended before {moment}: {proc.stderr.read() if proc.stderr else ''}"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert (proc.returncode, err) == (128 + sig, f"livetok: interrupted ({sig.name})\n")
+    assert out.read_bytes() == good_ltk and leftovers(tmp_path) == []
+
+
+def test_a_signal_while_the_output_is_created_or_placed_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """The steps that create and rename the temporary file hold a signal until they are done; then
+    it is raised, and the temporary file is gone either way."""
+    dest = tmp_path / "o.bin"
+    with interrupts.catching(), pytest.raises(interrupts.Interrupted), atomic_output(dest) as tmp:
+        with interrupts.held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert tmp.exists()  # held: nothing raised yet
+        pytest.fail("the held signal was not raised at the end of the block")
+    assert leftovers(tmp_path) == [] and not dest.exists()
+    # one swallowed before the rename (as torch's C start-up does): the output is not placed
+    with interrupts.catching(), pytest.raises(interrupts.Interrupted), atomic_output(dest) as tmp:
+        tmp.write_bytes(b"x")
+        with contextlib.suppress(interrupts.Interrupted):
+            os.kill(os.getpid(), signal.SIGHUP)
+    assert leftovers(tmp_path) == [] and not dest.exists()

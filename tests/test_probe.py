@@ -219,3 +219,67 @@ def test_every_exit_code_is_documented() -> None:
     assert codes <= table, codes - table
     commands = README.read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
     assert all(re.search(rf"\b{c}\b", commands) for c in codes), commands
+
+
+# --- restarts: a new run of the daemon appending to its file is a discontinuity, not a gap -----------
+
+
+def test_a_restart_is_counted_as_such_never_as_a_gap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: every stream of a file a restarted daemon appended to showed ``gaps 1``."""
+    hour = 3600 * 10**9
+    first = [packet(i, i * 20_000_000, (i + 1) * 20_000_000) for i in range(5)]
+    # the new run: seq from 0 again, an hour later (the daemon was down), its first packet flagged
+    second = [packet(i, hour + i * 20_000_000, hour + (i + 1) * 20_000_000,
+                     flags=Flag.DISCONTINUITY if i == 0 else Flag.NONE) for i in range(5)]
+    code, out, _ = probe_out(capsys, str(write(tmp_path / "restart.ltk", first + second)), "--json")
+    (stream,) = json.loads(out)["streams"]
+    assert code == 0 and (stream["gaps"], stream["restarts"], stream["packets"]) == (0, 1, 10)
+    assert stream["rate_hz"] == 50.0  # within each run: the hour the daemon was down is not in it
+    # a restart whose first packet is not flagged (seq back to 0 is the evidence), and one that is
+    # flagged but lost its first packets (seq 2, below where the old run was)
+    third = [packet(i, 2 * hour + i * 20_000_000, 2 * hour + (i + 1) * 20_000_000,
+                    flags=Flag.DISCONTINUITY if i == 2 else Flag.NONE) for i in range(2, 4)]
+    unflagged = [packet(i, hour + i * 20_000_000, hour + (i + 1) * 20_000_000) for i in range(5)]
+    code, out, _ = probe_out(capsys, str(write(tmp_path / "two.ltk", first + unflagged + third)), "--json")
+    (stream,) = json.loads(out)["streams"]
+    assert (stream["gaps"], stream["restarts"]) == (0, 2)
+
+
+def test_gaps_are_still_gaps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pkts = [packet(0, 0, 20), packet(1, 20, 40), packet(3, 60, 80), packet(4, 80, 100, flags=Flag.GAP),
+            packet(2, 100, 120)]  # skipped; flagged; went back without a restart's marks (not seq 0, no flag)
+    code, out, _ = probe_out(capsys, str(write(tmp_path / "gaps.ltk", pkts)), "--json")
+    (stream,) = json.loads(out)["streams"]
+    assert code == 0 and (stream["gaps"], stream["restarts"]) == (3, 0)
+
+
+def test_the_table_has_a_restarts_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pkts = [packet(i, i * 20, i * 20 + 20) for i in range(3)] + [packet(0, 100, 120)]
+    code, out, _ = probe_out(capsys, str(write(tmp_path / "t.ltk", pkts)))
+    head, row = out.splitlines()
+    assert code == 0 and head.split()[-3:] == ["gaps", "restarts", "codebook"]
+    assert row.split()[-3:] == ["0", "1", "c0ff5bee45950755"]
+
+
+def test_a_daemon_restarted_onto_its_file_shows_restarts_not_gaps(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The case as found: `livetok run` twice onto one file sink (the second run appends)."""
+    out = tmp_path / "run.ltk"
+    for _ in range(2):
+        assert main(["run", "--source", "synthetic", "--sink", f"file:{out}", "--duration", "1.5"]) == 0
+    code, text, _ = probe_out(capsys, str(out), "--json")
+    streams = json.loads(text)["streams"]
+    assert code == 0 and len(streams) == 4
+    assert all((s["gaps"], s["restarts"]) == (0, 1) for s in streams), streams
+
+
+def test_probe_takes_a_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: `probe -c config.yaml FILE` was argparse's usage and exit 2, though every command takes -c."""
+    path = write(tmp_path / "c.ltk", [packet(0, 0, 20)])
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("mqtt:\n  stats_interval_s: 2\n")
+    code, out, err = probe_out(capsys, "-c", str(cfg), str(path), "--json")
+    assert code == 0 and err == "" and json.loads(out)["streams"][0]["packets"] == 1
+    cfg.write_text("mqtt:\n  stats_interval: 2\n")  # a configuration given is checked like any other
+    code, _, err = probe_out(capsys, str(path), "-c", str(cfg))
+    assert code == 78 and len(err.splitlines()) == 1 and "mqtt.stats_interval" in err

@@ -38,7 +38,7 @@ from livetok.daemon.log import get as get_logger
 from livetok.daemon.outbound import Outgoing
 from livetok.errors import OutputError
 from livetok.streams.backoff import Backoff, BackoffPolicy
-from livetok.wire.ltkfile import FILE_HEADER, LTK_MAGIC, LTK_VERSION, RECORD_HEAD, SYNC
+from livetok.wire.ltkfile import FILE_HEADER, LTK_MAGIC, LTK_VERSION, RECORD_HEAD, SYNC, last_record_end
 
 _log = get_logger("sink")
 # Files this process's sinks hold (their advisory lock): a reload's preflight must not see our own
@@ -46,7 +46,6 @@ _log = get_logger("sink")
 HELD: set[str] = set()
 BATCH = 256  # messages taken from the channel per write
 CLOSE_S = 2.0  # closing a file at exit, at most (s)
-TAIL_SCAN_BYTES = 64 << 20  # how far back from its end an existing file is searched for its last record
 
 
 @dataclass
@@ -167,23 +166,6 @@ class Sink(abc.ABC):
 
 
 # -- .ltk files --------------------------------------------------------------------------------------
-
-def last_record_end(fd: int, size: int) -> int | None:
-    """Where the file's last whole record ends (== ``size`` for a sound file; the header's end for a
-    file of no records), or None when its tail is damaged (a crash mid-record, garbage)."""
-    if size == len(FILE_HEADER):
-        return size
-    lo = max(len(FILE_HEADER), size - TAIL_SCAN_BYTES)
-    tail = os.pread(fd, size - lo, lo)
-    pos = len(tail)
-    while (pos := tail.rfind(SYNC, 0, pos)) >= 0:
-        if pos + RECORD_HEAD.size <= len(tail):
-            _, length, crc = RECORD_HEAD.unpack_from(tail, pos)
-            start = pos + RECORD_HEAD.size
-            if start + length == len(tail) and zlib.crc32(tail[start:]) == crc:
-                return size
-    return None
-
 
 class FileSink(Sink):
     """Appends records to a ``.ltk`` file, never truncating what was there.

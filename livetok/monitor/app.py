@@ -67,7 +67,8 @@ def feed(board: Board, msg: Message) -> None:
     now = time.monotonic()
     if msg.kind is TopicKind.STATS:
         received_s = msg.received_mono_ns / 1e9 if msg.received_mono_ns else now
-        board.stats(msg.instance, msg.data, received_s, msg.received_unix_ns / 1e9, retained=msg.retain)
+        board.stats(msg.instance, msg.data, received_s, msg.received_unix_ns / 1e9, retained=msg.retain,
+                    raw=msg.text)
     elif msg.kind is TopicKind.AVAILABLE:
         board.available(msg.instance, msg.text or "", msg.received_mono_ns / 1e9 if msg.received_mono_ns else now)
 
@@ -111,10 +112,11 @@ async def _once(sub: Subscriber, board: Board, th: Thresholds, wait_s: float, as
     if as_json:
         print(json.dumps(snapshot_json(views, th), indent=2))
         return 0
-    console = Console(file=sys.stdout, color_system=None, force_terminal=False, width=_width(), highlight=False,
+    width = _width()
+    console = Console(file=sys.stdout, color_system=None, force_terminal=False, width=width, highlight=False,
                       emoji=False)
     with console.capture() as captured:
-        console.print(draw(views, th, url))
+        console.print(draw(views, th, url, width))
     print("\n".join(line.rstrip() for line in captured.get().splitlines()))  # no padding: easier to grep
     return 0
 
@@ -144,7 +146,7 @@ async def _live(sub: Subscriber, board: Board, th: Thresholds, refresh_s: float)
                     return f"{sub.url} connected"
                 return f"{sub.url} reconnecting ({sub.stats.last_error or 'connection lost'})"
 
-            with Live(draw(board.view(time.monotonic()), th, status()), console=console, screen=True,
+            with Live(draw(board.view(time.monotonic()), th, status(), console.width), console=console, screen=True,
                       auto_refresh=False, redirect_stderr=False) as live:
                 getter: asyncio.Task[Message | None] | None = None
                 stopper = asyncio.create_task(stop.wait())
@@ -165,7 +167,8 @@ async def _live(sub: Subscriber, board: Board, th: Thresholds, refresh_s: float)
                             # soon, not at once: the retained documents of many daemons come in a burst
                             next_draw = min(next_draw, time.monotonic() + 0.1)
                         if time.monotonic() >= next_draw:
-                            live.update(draw(board.view(time.monotonic()), th, status()), refresh=True)
+                            live.update(draw(board.view(time.monotonic()), th, status(), console.width),
+                                        refresh=True)
                             next_draw = time.monotonic() + refresh_s
                 finally:
                     stopper.cancel()

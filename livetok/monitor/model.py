@@ -12,6 +12,11 @@ A stream (one source of one instance) is shown in red, with the reason, when it 
 * **out of sync**: the A/V skew of its group (audio minus video, from sync markers) is beyond
   ``skew_ms`` either way.
 
+An instance whose latest message on its stats topic is **junk** (not JSON, or JSON that is not a
+stats document: not an object with a ``sources`` object) is red too, saying so, with how many such
+messages came; its last good numbers, if any, stay on the screen as history. An empty message (a
+retained document cleared) is not junk.
+
 The stats interval of an instance is read from the document (``stats_interval_s``) when it carries
 one, else taken as the median spacing of its documents' ``time_unix_ns``, else the daemon's default
 (5 s) until two documents have been seen.
@@ -89,6 +94,7 @@ class InstanceView:
     streams: list[StreamView]
     problems: list[str] = field(default_factory=list)
     note: str = ""  # a state that is not a problem (yet): "waiting for stats"
+    junk: int = 0  # messages on its stats topic that were not stats documents
 
     @property
     def ok(self) -> bool:
@@ -105,6 +111,8 @@ class _Instance:
         self.skew: dict[str, deque[float]] = {}
         self.drift: dict[str, deque[float]] = {}
         self.history = history
+        self.junk = 0  # messages on the stats topic that were not stats documents
+        self.junk_latest = ""  # what the latest message was, when it was junk
 
     def interval_s(self) -> float:
         declared = _number(self.doc.get("stats_interval_s")) if self.doc else None
@@ -132,12 +140,17 @@ class Board:
         return self._instances[name]
 
     def stats(self, instance: str, doc: Any, received_mono_s: float, received_unix_s: float,
-              retained: bool = False) -> None:
-        """A stats document (parsed JSON; anything else, or an empty retained message, clears it).
+              retained: bool = False, raw: str | None = None) -> None:
+        """A stats message: ``doc`` its parsed JSON (None when it was not JSON), ``raw`` its text.
+        Empty (``doc`` None, ``raw`` empty or not given): the retained document was cleared.
         ``retained``: the broker's stored copy, sent on subscribing, which may be old."""
         inst = self._get(instance, received_mono_s)
-        if not isinstance(doc, dict):
-            inst.doc = None
+        if doc is None and not raw:
+            inst.doc, inst.junk_latest = None, ""
+            return
+        if not (isinstance(doc, dict) and isinstance(doc.get("sources"), dict)):
+            inst.junk += 1
+            inst.junk_latest = _junk(doc, raw)
             return
         made_ns = doc.get("time_unix_ns")
         made_ns = made_ns if isinstance(made_ns, int) and not isinstance(made_ns, bool) else None
@@ -146,7 +159,7 @@ class Board:
         # A retained copy may be old: date it by the daemon's clock (hosts in NTP sync). A live one is
         # dated by its arrival, so a monitor whose clock is off does not see live daemons as silent.
         age = received_unix_s - made_ns / 1e9 if made_ns is not None and retained else 0.0
-        inst.doc = doc
+        inst.doc, inst.junk_latest = doc, ""
         inst.seen_mono_s = received_mono_s - max(0.0, age)
         if made_ns is not None:
             inst.times.append(made_ns)
@@ -170,16 +183,19 @@ class Board:
         shared: list[str] = []
         if inst.availability in AVAILABILITY_PROBLEMS:
             shared.append(AVAILABILITY_PROBLEMS[inst.availability])
+        if inst.junk_latest:
+            shared.append(f"junk on the stats topic: {inst.junk_latest}"
+                          + (f" ({inst.junk} junk messages so far)" if inst.junk > 1 else ""))
         # Silence is measured from the latest document, or from when the instance was first heard of.
         silent = now - (inst.seen_mono_s if inst.seen_mono_s is not None else inst.first_mono_s)
         note = ""
         if silent > th.stale_intervals * interval:
             shared.append(f"stalled: no stats for {silent:.0f} s")
-        elif inst.doc is None:
+        elif inst.doc is None and not inst.junk_latest:
             note = "waiting for stats" if inst.seen_mono_s is None else "stats cleared"
         bus = doc.get("bus") if isinstance(doc.get("bus"), dict) else None
         view = InstanceView(name, inst.availability, _text(doc.get("run_id")), _number(doc.get("uptime_s")), age,
-                            interval, bus, [], list(shared), note)
+                            interval, bus, [], list(shared), note, inst.junk)
         if bus is not None and bus.get("connected") is False and not shared:
             view.problems.append("bus disconnected")
         groups = _mapping(doc.get("groups"))
@@ -243,6 +259,19 @@ def _worst(lat: dict[str, Any], modality: str) -> Percentiles | None:
 
     kind = "publish" if all(k == "publish" for _, k in found) else "emit"
     return Percentiles(worst("p50"), worst("p95"), worst("p99"), kind)
+
+
+def _junk(doc: Any, raw: str | None) -> str:
+    """What a message that is not a stats document was, in a few words, with its start."""
+    if doc is None and raw is not None and raw.strip() != "null":
+        what = "not JSON"
+    elif isinstance(doc, dict):
+        what = "a JSON object without a 'sources' object"
+    else:
+        what = f"JSON {'null' if doc is None else type(doc).__name__}, not an object"
+    text = raw if raw is not None else repr(doc)
+    shown = "".join(c if c.isprintable() else "?" for c in text[:32]) + ("..." if len(text) > 32 else "")
+    return f"{what}, {len(text.encode())} bytes: {shown!r}"
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""Drawing the board: one rich table per daemon instance, one row per source; red rows say why.
+"""Drawing the board: per daemon instance a header and one row per source; red rows say why.
+
+As much as the terminal's width holds (:data:`LAYOUTS`, widest first): on a wide one a single
+table with the reasons in its status column; narrower, the reasons each on a line of their own
+under the table; then the columns in two tables (rates and latency; sync and drops), then with
+headers on two lines. Every header and value is drawn whole, never cut to an ellipsis: 80 columns
+hold the narrowest layout.
 
 The same renderables serve the live screen (colours) and ``--once`` (plain text, no escape codes);
 :func:`snapshot_json` is ``--once --json``.
@@ -7,12 +13,15 @@ The same renderables serve the live screen (colours) and ``--once`` (plain text,
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -44,10 +53,15 @@ def _num(value: float | None, digits: int = 1, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
+def _ms(value: float | None) -> str:
+    """A latency: one decimal below 100 ms, whole milliseconds above (the column stays narrow)."""
+    return _num(value, 1 if value is None or abs(value) < 100 else 0)
+
+
 def _pct(p: Percentiles | None) -> str:
     if p is None:
         return "-"
-    text = "/".join(_num(v) for v in (p.p50, p.p95, p.p99))
+    text = "/".join(_ms(v) for v in (p.p50, p.p95, p.p99))
     return text + (" e" if p.measured_at == "emit" else "")
 
 
@@ -75,37 +89,121 @@ def _header(v: InstanceView) -> Text:
         t.append("".join(f", {k} {b.get(k, '-')}" for k in ("reconnects", "buffered", "dropped", "refused")))
     if v.note:
         t.append(f"  {v.note}", style="yellow")
-    for p in v.problems:
-        t.append(f"  {p}", style="bold red")
     return t
 
 
-def _row(s: StreamView) -> list[RenderableType]:
-    red = "bold red" if s.problems else ""
-    status = Text("\n".join(s.problems), style="bold red") if s.problems else Text("ok", style="green")
+# -- layouts: as much as the terminal's width holds, every header and value whole ---------------------
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str  # on one line
+    stacked: str  # on two lines, for narrow terminals
+    justify: str = "right"
+
+
+COLUMNS = {c.key: c for c in (
+    Column("stream", "stream", "stream", "left"),
+    Column("state", "state", "state", "left"),
+    Column("fps", "fps", "fps"),
+    Column("audio", "audio/s", "audio/s"),
+    Column("video_ms", "video ms p50/p95/p99", "video ms\np50/p95/p99"),
+    Column("audio_ms", "audio ms p50/p95/p99", "audio ms\np50/p95/p99"),
+    Column("skew", "A/V skew ms", "A/V skew\nms"),
+    Column("skew_trend", "skew trend", "skew\ntrend", "left"),
+    Column("drift", "drift ppm", "drift\nppm"),
+    Column("drift_trend", "drift trend", "drift\ntrend", "left"),
+    Column("drops", "drops cap/sink", "drops\ncap/sink"),
+    Column("status", "status", "status", "left"),
+)}
+EVERY = tuple(COLUMNS)
+RATES = ("stream", "state", "fps", "audio", "video_ms", "audio_ms", "status")
+SYNC = ("stream", "skew", "skew_trend", "drift", "drift_trend", "drops")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """``tables``: the columns of each table drawn per instance; ``stacked``: two-line headers;
+    ``inline``: the red reasons in the status column (else ``red`` there, and each reason on a
+    line of its own under the table); ``spark``: sparkline width (characters)."""
+
+    tables: tuple[tuple[str, ...], ...]
+    stacked: bool = False
+    inline: bool = False
+    spark: int = SPARK_WIDTH
+
+
+LAYOUTS = (  # widest first: the first whose tables fit the width is drawn
+    Layout((EVERY,), inline=True),
+    Layout((EVERY,)),
+    Layout((RATES, SYNC)),
+    Layout((RATES, SYNC), stacked=True),
+    Layout((RATES, SYNC), stacked=True, spark=SPARK_WIDTH // 2),
+)
+
+
+def _cells(s: StreamView, layout: Layout) -> dict[str, RenderableType]:
+    if s.problems:
+        status = Text("\n".join(s.problems) if layout.inline else "red", style="bold red")
+    else:
+        status = Text("ok", style="green")
     drops = f"{s.dropped_capture}/{s.dropped_sinks}"
     name = s.source if s.kind == "source" else f"{s.source} (group)"
     state = Text(s.state or "-", style="" if s.state == "running" or s.kind == "group" else "yellow")
-    return [Text(name, style=red), state,
-            _num(s.fps), _num(s.audio_per_s), _pct(s.video), _pct(s.audio), _num(s.skew_ms, signed=True),
-            sparkline(s.skew_history), _num(s.drift_ppm), sparkline(s.drift_history),
-            Text(drops, style="yellow" if s.dropped_capture or s.dropped_sinks else ""), status]
+    return {"stream": Text(name, style="bold red" if s.problems else ""), "state": state, "fps": _num(s.fps),
+            "audio": _num(s.audio_per_s), "video_ms": _pct(s.video), "audio_ms": _pct(s.audio),
+            "skew": _num(s.skew_ms, signed=True), "skew_trend": sparkline(s.skew_history, layout.spark),
+            "drift": _num(s.drift_ppm), "drift_trend": sparkline(s.drift_history, layout.spark),
+            "drops": Text(drops, style="yellow" if s.dropped_capture or s.dropped_sinks else ""), "status": status}
 
 
-def instance_table(v: InstanceView) -> Table:
-    table = Table(title=_header(v), title_justify="left", box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
-    for name, justify in (("stream", "left"), ("state", "left"), ("fps", "right"), ("audio/s", "right"),
-                          ("video ms p50/p95/p99", "right"), ("audio ms p50/p95/p99", "right"),
-                          ("A/V skew ms", "right"), ("skew trend", "left"), ("drift ppm", "right"),
-                          ("drift trend", "left"), ("drops cap/sink", "right"), ("status", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "status",  # type: ignore[arg-type]
-                         overflow="fold" if name == "status" else "ellipsis")
+def _table(v: InstanceView, keys: tuple[str, ...], layout: Layout) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False, show_edge=False)
+    for key in keys:
+        c = COLUMNS[key]
+        # Only a stream's name (any length) and the inline reasons may take more than one line.
+        folds = key == "stream" or (key == "status" and layout.inline)
+        table.add_column(c.stacked if layout.stacked else c.header, justify=c.justify,  # type: ignore[arg-type]
+                         no_wrap=not folds, overflow="fold")
     for s in v.streams:
-        table.add_row(*_row(s), style="red" if s.problems else None)
-    if not v.streams:
-        table.add_row(Text("(no sources)" if v.stats_age_s is not None else "(no stats)", style="dim"),
-                      *[""] * 11)
+        cells = _cells(s, layout)
+        table.add_row(*(cells[k] for k in keys), style="red" if s.problems else None)
     return table
+
+
+def _reasons(v: InstanceView) -> list[Text]:
+    """Each stream's reasons (those not its instance's own), one line each, for under its table."""
+    lines = []
+    for s in v.streams:
+        name = s.source if s.kind == "source" else f"{s.source} (group)"
+        lines += [Text(f"{name}: {p}", style="bold red") for p in s.problems if p not in v.problems]
+    return lines
+
+
+def _fits(views: list[InstanceView], layout: Layout, width: int) -> bool:
+    options = _MEASURE.options.update_width(1 << 20)
+    return all(Measurement.get(_MEASURE, options, _table(v, keys, layout)).maximum <= width
+               for v in views if v.streams for keys in layout.tables)
+
+
+_MEASURE = Console(file=io.StringIO(), width=1 << 20, color_system=None)
+
+
+def choose_layout(views: list[InstanceView], width: int) -> Layout:
+    """The widest layout whose tables fit ``width`` columns (the narrowest when none does)."""
+    return next((lay for lay in LAYOUTS if _fits(views, lay, width)), LAYOUTS[-1])
+
+
+def instance_block(v: InstanceView, layout: Layout) -> RenderableType:
+    """One daemon: its header line, its problems one a line, its table(s), its streams' reasons."""
+    parts: list[RenderableType] = [_header(v), *(Text(p, style="bold red") for p in v.problems)]
+    if not v.streams:
+        parts.append(Text("(no sources)" if v.stats_age_s is not None else "(no stats)", style="dim"))
+    else:
+        parts += [_table(v, keys, layout) for keys in layout.tables]
+    if not layout.inline:
+        parts += _reasons(v)
+    return Group(*parts)
 
 
 def legend(th: Thresholds) -> Text:
@@ -121,8 +219,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def board(views: list[InstanceView], th: Thresholds, status: str) -> RenderableType:
-    """Everything on the screen: a status line, a table per instance, the legend."""
+def board(views: list[InstanceView], th: Thresholds, status: str, width: int = 1 << 20) -> RenderableType:
+    """Everything on the screen: a status line, a block per instance, the legend; laid out for a
+    terminal ``width`` columns wide (:data:`LAYOUTS`)."""
     streams = sum(len(v.streams) for v in views)
     red = sum(1 for v in views for s in v.streams if s.problems) + sum(1 for v in views if not v.streams
                                                                          and v.problems)
@@ -132,7 +231,9 @@ def board(views: list[InstanceView], th: Thresholds, status: str) -> RenderableT
     parts: list[RenderableType] = [top]
     if not views:
         parts.append(Text("no livetok daemon has published here yet (waiting)", style="yellow"))
-    parts += [instance_table(v) for v in views]
+    layout = choose_layout(views, width)
+    for v in views:
+        parts += [Text(""), instance_block(v, layout)]
     parts.append(legend(th))
     return Group(*parts)
 

@@ -184,6 +184,10 @@ FRONTEND_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "video": {"size": (int,), "fine_patch": (int,), "coarse_patch": (int,)},
 }
 MAX_CODES = 65536  # codes travel as u16 (docs/wire-format.md)
+# The largest magnitude a tensor value may have. Fitted values are log-mel or pixel scale (the
+# packaged set's largest is about 222); far beyond, the tokenizers' float32 sums of squares and
+# projections overflow (to infinity at about 1e19) and every code becomes meaningless.
+MAX_ABS_VALUE = 1e6
 
 
 def vector_size(frontend: dict[str, dict[str, Any]], modality: str, scale: str) -> int:
@@ -200,8 +204,8 @@ def content_problem(frontend: Any, scales: dict[str, ScaleArrays]) -> str:
     """Why a codebook file's content cannot be used, naming the tensor or metadata key; "" if it can.
 
     Checks the front-end metadata's keys and types, that every tensor is floating point with finite
-    values, and that shapes agree with each other (``mean [D]``, ``proj [D, d]``, ``codebooks [L, K, d]``)
-    and with the front end (``D``: :func:`vector_size`)."""
+    values no larger than :data:`MAX_ABS_VALUE`, and that shapes agree with each other (``mean [D]``,
+    ``proj [D, d]``, ``codebooks [L, K, d]``) and with the front end (``D``: :func:`vector_size`)."""
     if not isinstance(frontend, dict):
         return f"metadata 'frontend' is a {type(frontend).__name__}, not an object"
     for modality, keys in FRONTEND_TYPES.items():
@@ -238,6 +242,10 @@ def content_problem(frontend: Any, scales: dict[str, ScaleArrays]) -> str:
             bad = int(t.size - np.count_nonzero(np.isfinite(t)))
             if bad:
                 return f"tensor {key}.{name} has {bad} non-finite values (NaN or infinity) of {t.size}"
+            huge = int(np.count_nonzero(np.abs(t) > MAX_ABS_VALUE))
+            if huge:
+                return (f"tensor {key}.{name} has {huge} values beyond ±{MAX_ABS_VALUE:g} of {t.size} (the largest "
+                        f"{float(np.abs(t).max()):.3g}): not fitted codebooks; tokenizing with them would overflow")
     return ""
 
 

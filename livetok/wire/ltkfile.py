@@ -34,6 +34,7 @@ SYNC = b"\xa5LTR"
 RECORD_HEAD = struct.Struct("<4sII")  # sync, packet length, CRC-32 of the packet
 MAX_RECORD_BYTES = (1 << 32) - 1  # the length field is u32
 CRC_STRIDE = 1024  # bytes between the reader's CRC prefixes: a record check costs at most 2 x this
+TAIL_SCAN_BYTES = 64 << 20  # how far back from its end an existing file is searched for its last record
 
 Packet = TokenPacket | AlignedStep
 _Buffer = bytes | mmap.mmap
@@ -59,9 +60,7 @@ class LtkWriter:
         """Append already-encoded packet bytes (e.g. the bytes just published) as one record."""
         if len(data) > MAX_RECORD_BYTES:
             raise ValueError(f"packet of {len(data)} bytes exceeds the u32 record length")
-        if data[:4] != PACKET_MAGIC:
-            raise ValueError("data is not an encoded wire packet (bad magic)")
-        self._file.write(RECORD_HEAD.pack(SYNC, len(data), zlib.crc32(data)) + data)
+        self._file.write(frame_record(data))
 
     def flush(self) -> None:
         """Push buffered records to the operating system."""
@@ -85,6 +84,61 @@ class LtkWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def frame_record(data: bytes) -> bytes:
+    """One record: the framing (sync, length, CRC-32) and the encoded packet ``data``."""
+    if len(data) > MAX_RECORD_BYTES:
+        raise ValueError(f"packet of {len(data)} bytes exceeds the u32 record length")
+    if data[:4] != PACKET_MAGIC:
+        raise ValueError("data is not an encoded wire packet (bad magic)")
+    return RECORD_HEAD.pack(SYNC, len(data), zlib.crc32(data)) + data
+
+
+# -- appending to an existing file (the daemon's file sink, ``livetok record``) ----------------------
+
+
+def last_record_end(fd: int, size: int) -> int | None:
+    """Where the file's last whole record ends (== ``size`` for a sound file; the header's end for a
+    file of no records), or None when its tail is damaged (a crash mid-record, garbage)."""
+    if size == len(FILE_HEADER):
+        return size
+    lo = max(len(FILE_HEADER), size - TAIL_SCAN_BYTES)
+    tail = os.pread(fd, size - lo, lo)
+    pos = len(tail)
+    while (pos := tail.rfind(SYNC, 0, pos)) >= 0:
+        if pos + RECORD_HEAD.size <= len(tail):
+            _, length, crc = RECORD_HEAD.unpack_from(tail, pos)
+            start = pos + RECORD_HEAD.size
+            if start + length == len(tail) and zlib.crc32(tail[start:]) == crc:
+                return size
+    return None
+
+
+@dataclass(frozen=True)
+class AppendCheck:
+    """Whether records can be appended to an open file: ``problem`` is "" when they can (``size``:
+    where they go; 0: an empty file, the header goes first), else why not, in a few words;
+    ``damaged_tail``: the header is a token file's, but its last record is not whole."""
+
+    size: int
+    problem: str = ""
+    damaged_tail: bool = False
+
+
+def check_append(fd: int) -> AppendCheck:
+    """Check an existing file the way a writer that appends must: a ``.ltk`` header of this version,
+    and a last record that is whole (the file's end is a record's end)."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return AppendCheck(0)
+    problem = _header_problem(os.pread(fd, len(FILE_HEADER), 0))
+    if problem:
+        return AppendCheck(size, problem)
+    if last_record_end(fd, size) is None:
+        return AppendCheck(size, "a .ltk token file whose last record is damaged (cut short or overwritten)",
+                           damaged_tail=True)
+    return AppendCheck(size)
 
 
 @dataclass
