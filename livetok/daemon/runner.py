@@ -39,7 +39,7 @@ from livetok.daemon.lane import BlockingLane
 from livetok.daemon.log import NOTICE
 from livetok.daemon.log import get as get_logger
 from livetok.daemon.metrics import Metrics
-from livetok.daemon.notify import Notifier
+from livetok.daemon.notify import Notifier, ReloadAnswers
 from livetok.daemon.outbound import Outgoing, WireStamper
 from livetok.daemon.sinks import Sink
 from livetok.daemon.sources import RunningSource, build_sources
@@ -112,6 +112,7 @@ class Daemon:
         self.notifier = notifier if notifier is not None else Notifier({})
         self.supervisor = Supervisor(self, self.notifier)
         self.reconfigure = reconfigure  # re-reads and checks the configuration (SIGHUP); None: no reload
+        self.reload_answers = ReloadAnswers()  # `livetok reload` (ExecReload=) waits for these
         self.retired_sources: list[RunningSource] = []  # stopped by a reload: still in the books
         self.retired_sinks: list[Sink] = []
         self._sink_tasks: dict[str, asyncio.Task[None]] = {}
@@ -197,6 +198,7 @@ class Daemon:
                 self.exporter = Exporter(self, self.cfg.metrics.listen)
                 self.exporter.refresh()
                 self.exporter.start()
+            await self.supervisor.until_capturing()  # READY=1 means capturing (docs/daemon.md)
             self.notifier.ready(self.supervisor.status_line())
             await self._wait_stop(duration_s)
             self.report.stopped_by = self.stop.reason
@@ -284,13 +286,17 @@ class Daemon:
     async def _reload_once(self) -> bool:
         await self.stop.wait_reload()
         if self.stopping.is_set():
+            self.reload_answers.answer(self.reload_answers.take(), "refused", "the daemon is stopping")
             return False
-        await self.reload()
+        requests = self.reload_answers.take()  # before the file is read: the answer covers what they asked
+        outcome, line = await self.reload()
+        self.reload_answers.answer(requests, outcome, line)
         return True
 
-    async def reload(self) -> None:
+    async def reload(self) -> tuple[str, str]:
         """Re-read the configuration and apply what changed (livetok.daemon.reload); an invalid one,
-        or one that changes what cannot change while running, is refused in one line."""
+        or one that changes what cannot change while running, is refused in one line. Returns the
+        outcome (``applied``, ``unchanged``, ``refused``) and that line."""
         from livetok.daemon.reload import plan
 
         assert self.reconfigure is not None
@@ -299,24 +305,30 @@ class Daemon:
         try:
             new = await asyncio.to_thread(self.reconfigure)
         except LivetokError as err:
-            _log.error("reload: %s; keeping the running configuration", err)
+            result = ("refused", f"reload: {err}; keeping the running configuration")
+            _log.error("%s", result[1])
             self.notifier.ready(self.supervisor.status_line())
-            return
+            return result
         p = plan(self.cfg, new)
         if p.fixed:
-            _log.error("reload: %s changed, which needs a restart (systemctl restart livetok); keeping the running "
-                       "configuration", ", ".join(p.fixed))
+            result = ("refused", f"reload: {', '.join(p.fixed)} changed, which needs a restart (systemctl restart "
+                      "livetok); keeping the running configuration")
+            _log.error("%s", result[1])
         elif p.empty:
-            _log.log(NOTICE, "reload: nothing changed")
+            result = ("unchanged", "reload: nothing changed")
+            _log.log(NOTICE, "%s", result[1])
         else:
             try:
                 await self._apply(p, new)
             except LivetokError as err:
-                _log.error("reload: %s; keeping the running configuration", err)
+                result = ("refused", f"reload: {err}; keeping the running configuration")
+                _log.error("%s", result[1])
             else:
                 self.metrics.count("reloads")
-                _log.log(NOTICE, "reload: applied (%s)", p.describe())
+                result = ("applied", f"reload: applied ({p.describe()})")
+                _log.log(NOTICE, "%s", result[1])
         self.notifier.ready(self.supervisor.status_line())
+        return result
 
     async def _apply(self, p: Any, new: LivetokConfig) -> None:
         from livetok.daemon.sinks import make_sink
