@@ -22,6 +22,7 @@ import pytest
 from unprivileged import AS_NOBODY, read_only_dir, run_livetok
 
 from livetok.cli import main
+from livetok.errors import OutputError
 from livetok.service import install
 from livetok.service.unit import REFERENCE_DOCS, REFERENCE_EXECUTABLE, render_unit, unit_quote
 
@@ -412,3 +413,34 @@ def test_uninstall_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     (tmp_path / "etc/systemd/system/livetok.service").mkdir(parents=True)
     assert main(["uninstall-service", "--root", str(tmp_path)]) == 73
     assert "is a directory" in capsys.readouterr().err
+
+
+# -- check-config before the service's first start ---------------------------------------------------
+
+
+def test_check_config_passes_a_sink_in_the_state_directory_before_the_first_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The documented check after install: a file sink in /var/lib/livetok, which systemd creates at
+    the first start (StateDirectory=). Before: exit 73, "directory /var/lib/livetok does not exist".
+    The directory is a temporary one standing for /var/lib/livetok (the table is patched); the real
+    one is checked under systemd by tests/test_service_systemd.py."""
+    from livetok.daemon import preflight
+
+    state = tmp_path / "var-lib" / "livetok"
+    state.parent.mkdir()
+    monkeypatch.setattr(preflight, "SYSTEMD_CREATES", {str(state): "StateDirectory=livetok"})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"sinks:\n  - {{kind: file, path: '{state}/tokens.ltk'}}\n")
+    assert main(["check-config", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {cfg}:2: sinks.0.path: sink file:{state}/tokens.ltk: {state} does not exist yet; systemd " \
+           "creates it for the service at its start (StateDirectory=livetok)" in out
+    # run's own check takes no such exception, and nothing else does: a deeper directory, another one
+    from livetok.config import load_config
+
+    with pytest.raises(OutputError, match="does not exist"):
+        preflight.check_sinks(load_config(cfg))
+    for path in (state / "sub" / "t.ltk", tmp_path / "elsewhere" / "t.ltk"):
+        cfg.write_text(f"sinks:\n  - {{kind: file, path: '{path}'}}\n")
+        assert main(["check-config", "-c", str(cfg)]) == 73
+        assert f"directory {path.parent} does not exist" in capsys.readouterr().err

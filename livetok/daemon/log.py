@@ -107,6 +107,7 @@ def configure(verbose: bool = False, stream: TextIO | None = None, journal: bool
             warned.removeHandler(h)
     warned.addHandler(handler)
     warned.propagate = False
+    logging.captureWarnings(False)  # (again: whatever showwarning is now, e.g. a test's, is wrapped afresh)
     logging.captureWarnings(True)
     logging.getLogger("mqtt").setLevel(logging.CRITICAL)  # aiomqtt/paho: the sink says it better, once
 

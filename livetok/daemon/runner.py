@@ -183,13 +183,6 @@ class Daemon:
                 tg.create_task(self._loop("aligner-tick", self._tick_once), name="aligner-tick"),
                 tg.create_task(self._loop("metrics", self._metrics_once), name="metrics"),
             ]
-            # Service tasks: alive through the shutdown (the watchdog keeps pinging), cancelled at its end.
-            service = [
-                tg.create_task(self._guard("status", self.supervisor.status_loop), name="status"),
-                tg.create_task(self._guard("watchdog", self.supervisor.watchdog_loop), name="watchdog"),
-            ]
-            if self.reconfigure is not None:
-                service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
             for sink in self.sinks:
                 self._start_sink(sink)
             if self.cfg.metrics.listen:
@@ -198,9 +191,17 @@ class Daemon:
                 self.exporter = Exporter(self, self.cfg.metrics.listen)
                 self.exporter.refresh()
                 self.exporter.start()
-            await self.supervisor.until_capturing()  # READY=1 means capturing (docs/daemon.md)
+            began = time.monotonic()  # --duration counts from capture's start, READY's wait included
+            await self.supervisor.until_capturing(duration_s)  # READY=1 means capturing (docs/daemon.md)
+            # Service tasks: alive through the shutdown (the watchdog keeps pinging), cancelled at its end.
+            service = [
+                tg.create_task(self._guard("status", self.supervisor.status_loop), name="status"),
+                tg.create_task(self._guard("watchdog", self.supervisor.watchdog_loop), name="watchdog"),
+            ]
+            if self.reconfigure is not None:
+                service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
             self.notifier.ready(self.supervisor.status_line())
-            await self._wait_stop(duration_s)
+            await self._wait_stop(None if duration_s is None else max(0.0, duration_s - (time.monotonic() - began)))
             self.report.stopped_by = self.stop.reason
             self.notifier.stopping(f"stopping ({self.stop.reason})")
             deadline = Deadline(SHUTDOWN_S, self.stop)

@@ -103,10 +103,10 @@ class Supervisor:
         self.pings = 0
         self.withheld = 0  # pings not sent because the worker was stuck
 
-    async def until_capturing(self) -> str:
+    async def until_capturing(self, limit_s: float | None = None) -> str:
         """Wait (on the loop; the run's tasks go on) until capture has started as READY=1 promises,
-        at most the longest first attempt of a source or the bus plus :data:`READY_MARGIN_S`, or a
-        stop; say it in one line, and return it."""
+        at most the longest first attempt of a source or the bus plus :data:`READY_MARGIN_S`, a stop,
+        or ``limit_s`` (a run's --duration); say it in one line, and return it."""
         d = self.daemon
         t0 = time.monotonic()
         by_name = {s.name: s for s in d.cfg.sources}
@@ -119,6 +119,8 @@ class Supervisor:
         bus_at: float | None = None
         while not d.stop.requested:
             at = time.monotonic() - t0
+            if limit_s is not None and at >= limit_s:
+                break
             waiting = [src for src in d.sources if not arrivals[src.name].settled(src, at) and at < limits[src.name]]
             if bus is not None and bus_at is None:
                 g = bus.gauges()
@@ -132,7 +134,7 @@ class Supervisor:
     def _say_ready(self, arrivals: dict[str, Arrival], limits: dict[str, float], bus: Any, bus_at: float | None,
                    took: float) -> str:
         for a in arrivals.values():
-            if a.video is None and a.audio is None and not a.failed and not self.daemon.stop.requested:
+            if a.video is None and a.audio is None and not a.failed and took >= limits[a.name]:
                 _log.warning("%s: nothing captured within its first attempt (%.1f s); ready without it, it keeps "
                              "trying", a.name, limits[a.name] - READY_MARGIN_S)
         parts = [a.describe() for a in arrivals.values()]
