@@ -156,10 +156,13 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     from livetok.daemon.preflight import preflight
 
     cfg = load_config(args.config)
-    codebook_id = preflight(cfg)  # everything `run` checks before capture starts
+    notes: list[str] = []  # a sink in the service's StateDirectory before its first start
+    codebook_id = preflight(cfg, notes)  # everything `run` checks before capture starts
     groups = ", ".join(f"{g.name}(video={g.video}, audio={g.audio})" for g in cfg.effective_groups()) or "none"
     print(f"{args.config}: valid; {len(cfg.sources)} sources, groups: {groups}; {len(cfg.sinks)} sinks; "
           f"codebooks {codebook_id}")
+    for note in notes:
+        print(f"  note: {note}")
     return 0
 
 
@@ -204,6 +207,12 @@ def _cmd_uninstall_service(args: argparse.Namespace) -> int:
     from livetok.service.install import uninstall_service
 
     return uninstall_service(args.root, sys.stdout, sys.stderr)
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    from livetok.service.reload import reload_and_wait
+
+    return reload_and_wait(args.pid, args.timeout, args.runtime_dir, sys.stdout)
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
@@ -307,6 +316,12 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("uninstall-service", _cmd_uninstall_service, "remove the systemd unit (configuration, credential and "
              "state are left in place)")
     sp.add_argument("--root", default="/", metavar="DIR", help="the root it was installed under")
+
+    sp = add("reload", _cmd_reload, "SIGHUP a running daemon and wait until it has applied or refused its "
+             "configuration (the unit's ExecReload=; docs/service.md)")
+    sp.add_argument("--pid", type=int, required=True, help="the daemon's process id ($MAINPID)")
+    sp.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="wait at most this long (60 s)")
+    sp.add_argument("--runtime-dir", metavar="DIR", help="where the daemon answers (default: $RUNTIME_DIRECTORY)")
 
     from livetok.monitor.args import add_monitor_arguments
 

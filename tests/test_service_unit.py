@@ -22,6 +22,7 @@ import pytest
 from unprivileged import AS_NOBODY, read_only_dir, run_livetok
 
 from livetok.cli import main
+from livetok.errors import OutputError
 from livetok.service import install
 from livetok.service.unit import REFERENCE_DOCS, REFERENCE_EXECUTABLE, render_unit, unit_quote
 
@@ -64,7 +65,10 @@ def test_unit_settings_the_issue_asks_for() -> None:
     settings = unit_settings(render_unit(REFERENCE_EXECUTABLE))
     for pair in [("Type", "notify"), ("NotifyAccess", "main"), ("WatchdogSec", "30"), ("TimeoutStartSec", "90"),
                  ("TimeoutStopSec", "20"), ("Restart", "on-failure"), ("RestartSec", "2"),
-                 ("RestartPreventExitStatus", "78"), ("ExecReload", "/bin/kill -HUP $MAINPID"),
+                 ("RestartPreventExitStatus", "78 203 226 243"),
+                 ("ExecReload", f"{REFERENCE_EXECUTABLE} reload --pid $MAINPID"),
+                 ("StartLimitIntervalSec", "600"), ("StartLimitBurst", "10"), ("SyslogLevel", "err"),
+                 ("RuntimeDirectory", "livetok"), ("ProtectHome", "yes"),
                  ("StateDirectory", "livetok"), ("ConfigurationDirectory", "livetok"),
                  ("LoadCredential", "mqtt-password:/etc/livetok/mqtt-password"), ("DevicePolicy", "closed"),
                  ("DeviceAllow", "char-video4linux rw"), ("DeviceAllow", "char-alsa rw"), ("DynamicUser", "yes"),
@@ -76,6 +80,35 @@ def test_unit_settings_the_issue_asks_for() -> None:
     assert "ProcSubset" not in keys  # torch reads /proc/cpuinfo
     # numba's kernels are cached in $CACHE_DIRECTORY/numba: test_numba_caches_in_the_cache_directory
     assert ("CacheDirectory", "livetok") in settings
+
+
+def test_a_unit_that_cannot_exec_does_not_loop() -> None:
+    """203/EXEC (and the other statuses no restart can fix) are not restarted, and a start limit that
+    trips at RestartSec=2 stops any other loop: the default (5 starts in 10 s) never trips at 2.2 s
+    a start, which is how a hidden interpreter looped forever. tests/test_service_systemd.py starts one."""
+    settings = dict(unit_settings(render_unit(REFERENCE_EXECUTABLE)))
+    assert {"78", "203"} <= set(settings["RestartPreventExitStatus"].split())
+    interval, burst, every = int(settings["StartLimitIntervalSec"]), int(settings["StartLimitBurst"]), 2.2
+    assert burst * every < interval  # a loop at systemd's fastest pace trips the limit
+
+
+def test_check_config_knows_the_directories_the_unit_creates() -> None:
+    from livetok.daemon.preflight import SYSTEMD_CREATES
+
+    settings = unit_settings(render_unit(REFERENCE_EXECUTABLE))
+    made = {f"/var/lib/{v}": f"StateDirectory={v}" for k, v in settings if k == "StateDirectory"}
+    made |= {f"/var/cache/{v}": f"CacheDirectory={v}" for k, v in settings if k == "CacheDirectory"}
+    assert made == SYSTEMD_CREATES
+
+
+def test_binds_replace_protect_home_yes_with_an_empty_tmpfs() -> None:
+    settings = unit_settings(render_unit(REFERENCE_EXECUTABLE, binds=("/root/.pyenv/versions/3.11.7", "/home/a/lt")))
+    assert ("ProtectHome", "tmpfs") in settings and ("ProtectHome", "yes") not in settings
+    assert [v for k, v in settings if k == "BindReadOnlyPaths"] == ["/root/.pyenv/versions/3.11.7", "/home/a/lt"]
+    for bad in ("/home/a b/x", "/home/a:b", "/home/a\\b"):
+        with pytest.raises(ValueError, match="cannot be bound"):
+            render_unit(REFERENCE_EXECUTABLE, binds=(bad,))
+    assert "BindReadOnlyPaths=/home/100%%/x" in render_unit(REFERENCE_EXECUTABLE, binds=("/home/100%/x",))
 
 
 def test_exec_start_words_are_escaped() -> None:
@@ -272,12 +305,55 @@ def test_install_into_a_read_only_root_is_73(tmp_path: Path) -> None:
         assert list((top / "ro").iterdir()) == []
 
 
-def test_protect_home_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(install, "livetok_executable", lambda: Path("/home/ana/livetok/.venv/bin/livetok"))
-    _, _, err = installed(tmp_path, capsys)
-    assert err.count("\n") == 1
-    assert "is under /home, which ProtectHome= hides from the service" in err and "under /opt" in err
+def test_the_installed_unit_binds_what_lies_under_a_home_directory(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """This checkout's unit: what its venv needs under /home, /root or /run/user (here root's pyenv)
+    is bound read-only, and nothing else; with nothing there, ProtectHome=yes as in the reference."""
+    root, out, _ = installed(tmp_path, capsys)
+    settings = unit_settings((root / "etc/systemd/system/livetok.service").read_text())
+    binds = [v for k, v in settings if k == "BindReadOnlyPaths"]
+    hidden = [p for p in {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), str(ROOT)}
+              if p.startswith(("/home/", "/root/", "/run/user/"))]
+    assert all(any(p == b or p.startswith(b + "/") for b in binds) for p in hidden), (hidden, binds)
+    assert all(b.startswith(("/home/", "/root/", "/run/user/")) for b in binds)
+    assert ("ProtectHome", "tmpfs" if binds else "yes") in settings
+    assert ("bound read-only for the service" in out) == bool(binds)
+
+
+def fake_venv(top: Path) -> Path:
+    """A livetok script with this interpreter on its #! line, as a venv's is."""
+    exe = top / "venv" / "bin" / "livetok"
+    exe.parent.mkdir(parents=True)
+    exe.write_text(f"#!{sys.executable}\nfrom livetok.cli import main\nmain()\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def test_install_refuses_a_livetok_the_service_cannot_reach(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under /tmp (PrivateTmp= gives the service its own): refused in one line, nothing written.
+    Before: installed, and the service failed 203/EXEC in a restart loop."""
+    exe = fake_venv(tmp_path)
+    monkeypatch.setattr(install, "livetok_executable", lambda: exe)
+    root = tmp_path / "root"
+    root.mkdir()
+    assert main(["install-service", "--root", str(root)]) == 78
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{exe} is under /tmp, which the service's PrivateTmp= replaces" in err
+    assert list(root.iterdir()) == []
+
+
+def test_install_says_what_the_c_file_still_lacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: "set sources: and mqtt.host there" whatever FILE set."""
+    full = tmp_path / "full.yaml"
+    full.write_text("sources:\n  - {kind: synthetic, name: s}\nmqtt:\n  host: broker.lan\n")
+    _, out, _ = installed(tmp_path, capsys, "-c", str(full))
+    assert f"(from {full})\n" in out and "set " not in out.replace("systemctl", "")
+    part = tmp_path / "part.yaml"
+    part.write_text("mqtt:\n  host: broker.lan\n")
+    (tmp_path / "root/etc/livetok/config.yaml").unlink()
+    _, out, _ = installed(tmp_path, capsys, "-c", str(part))
+    assert f"(from {part}): set sources: there\n" in out
 
 
 def fake_systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> Path:
@@ -337,3 +413,34 @@ def test_uninstall_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     (tmp_path / "etc/systemd/system/livetok.service").mkdir(parents=True)
     assert main(["uninstall-service", "--root", str(tmp_path)]) == 73
     assert "is a directory" in capsys.readouterr().err
+
+
+# -- check-config before the service's first start ---------------------------------------------------
+
+
+def test_check_config_passes_a_sink_in_the_state_directory_before_the_first_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The documented check after install: a file sink in /var/lib/livetok, which systemd creates at
+    the first start (StateDirectory=). Before: exit 73, "directory /var/lib/livetok does not exist".
+    The directory is a temporary one standing for /var/lib/livetok (the table is patched); the real
+    one is checked under systemd by tests/test_service_systemd.py."""
+    from livetok.daemon import preflight
+
+    state = tmp_path / "var-lib" / "livetok"
+    state.parent.mkdir()
+    monkeypatch.setattr(preflight, "SYSTEMD_CREATES", {str(state): "StateDirectory=livetok"})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"sinks:\n  - {{kind: file, path: '{state}/tokens.ltk'}}\n")
+    assert main(["check-config", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {cfg}:2: sinks.0.path: sink file:{state}/tokens.ltk: {state} does not exist yet; systemd " \
+           "creates it for the service at its start (StateDirectory=livetok)" in out
+    # run's own check takes no such exception, and nothing else does: a deeper directory, another one
+    from livetok.config import load_config
+
+    with pytest.raises(OutputError, match="does not exist"):
+        preflight.check_sinks(load_config(cfg))
+    for path in (state / "sub" / "t.ltk", tmp_path / "elsewhere" / "t.ltk"):
+        cfg.write_text(f"sinks:\n  - {{kind: file, path: '{path}'}}\n")
+        assert main(["check-config", "-c", str(cfg)]) == 73
+        assert f"directory {path.parent} does not exist" in capsys.readouterr().err

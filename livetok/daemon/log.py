@@ -8,6 +8,11 @@ files it under (``sd-daemon(3)``):
 
     <2> critical   <3> error   <4> warning   <5> notice   <6> info   <7> debug (only with -v)
 
+Under the unit, a line without a prefix is filed as an error (``SyslogLevel=err``): the daemon's
+own lines all carry one, so what has none is a command-line error (a bad configuration at start,
+printed by :func:`livetok.cli.main`; exit 78) or a crash. Python warnings (``warnings.warn``, from
+livetok's libraries) are routed here too, as warnings (``<4>``), so they are not mistaken for errors.
+
 No traceback unless asked for (``-v``): an exception logged with its traceback is one line plus
 "(-v shows the traceback)". No secret is ever formatted into a message (passwords are
 :class:`~livetok.bus.secret.Secret` objects that print as ``***``). The chatter of paho/aiomqtt's
@@ -25,6 +30,7 @@ NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
 _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, NOTICE: 5, logging.INFO: 6, logging.DEBUG: 7}
 ROOT = "livetok"
+WARNINGS = "py.warnings"  # the logger logging.captureWarnings writes to
 
 
 def priority(level: int) -> int:
@@ -95,6 +101,14 @@ def configure(verbose: bool = False, stream: TextIO | None = None, journal: bool
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
+    warned = logging.getLogger(WARNINGS)  # warnings.warn -> one <4> line (logging.captureWarnings)
+    for h in list(warned.handlers):
+        if isinstance(h, _Handler):
+            warned.removeHandler(h)
+    warned.addHandler(handler)
+    warned.propagate = False
+    logging.captureWarnings(False)  # (again: whatever showwarning is now, e.g. a test's, is wrapped afresh)
+    logging.captureWarnings(True)
     logging.getLogger("mqtt").setLevel(logging.CRITICAL)  # aiomqtt/paho: the sink says it better, once
 
 

@@ -9,14 +9,27 @@ not die because systemd's socket went away.
 ``WATCHDOG_USEC`` (and ``WATCHDOG_PID``, when it names this process) say that systemd expects
 ``WATCHDOG=1`` at least that often; the daemon sends it every half of it, and only while both its
 event loop and its tokenizer worker make progress (:mod:`livetok.daemon.runner`).
+
+Reload answers (:class:`ReloadAnswers`): ``systemctl reload`` must return only once the new
+configuration is applied or refused, and with ``Type=notify`` (systemd 252; ``notify-reload`` came
+in 253) it returns when ``ExecReload=`` exits. So ``ExecReload=`` is ``livetok reload --pid
+$MAINPID`` (:mod:`livetok.service.reload`): it creates ``reload-TOKEN.request`` in the unit's
+``RuntimeDirectory=`` (``$RUNTIME_DIRECTORY``), sends SIGHUP, and waits for
+``reload-TOKEN.answer``: ``{"outcome": "applied" | "unchanged" | "refused", "line": "..."}``. The
+daemon takes the requests present when a reload begins, before it reads the file, and answers
+them when that reload ends; a request made after that is answered by the next reload, which its
+own SIGHUP causes. So an answer always covers a reading of the file that began after the request.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 
 class Notifier:
@@ -88,6 +101,48 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+REQUEST_SUFFIX = ".request"
+ANSWER_SUFFIX = ".answer"
+
+
+class ReloadAnswers:
+    """The daemon's side of ``livetok reload``; inert without ``$RUNTIME_DIRECTORY``. A failure to
+    answer is counted (``failed``) and never raised: the waiting command then times out and says so."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        first = env.get("RUNTIME_DIRECTORY", "").split(":")[0]  # systemd lists one per RuntimeDirectory=
+        self.directory = Path(first) if first else None
+        self.answered = 0
+        self.failed = 0
+
+    def take(self) -> list[Path]:
+        """The requests waiting now (call before reading the configuration)."""
+        if self.directory is None:
+            return []
+        try:
+            return sorted(p for p in self.directory.iterdir()
+                          if p.name.startswith("reload-") and p.name.endswith(REQUEST_SUFFIX))
+        except OSError:
+            self.failed += 1
+            return []
+
+    def answer(self, requests: list[Path], outcome: str, line: str) -> None:
+        data = json.dumps({"outcome": outcome, "line": line}).encode()
+        for req in requests:
+            answer = req.with_name(req.name[: -len(REQUEST_SUFFIX)] + ANSWER_SUFFIX)
+            tmp = answer.with_name(answer.name + ".tmp")
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, answer)  # whole or absent: the command never reads half an answer
+                req.unlink(missing_ok=True)
+                self.answered += 1
+            except OSError:
+                self.failed += 1
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
 
 
 def _one_line(value: str) -> str:

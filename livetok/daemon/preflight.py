@@ -4,6 +4,13 @@ Validation of the file itself happens when it is loaded (:func:`livetok.config.l
 what needs the file system: the codebooks load and match the configuration; every file source exists;
 every file sink's directory exists and is writable, and an existing sink file is a ``.ltk`` file that no
 other process holds. A problem raises the same one-line error ``run`` would give, naming the key.
+
+One exception, for ``check-config`` only (``notes``): a file sink directly in a directory that the
+systemd unit's ``StateDirectory=`` or ``CacheDirectory=`` names (:data:`SYSTEMD_CREATES`), when that
+directory does not exist yet (its parent does). systemd creates it, owned by the service's user, at
+the service's first start, so a service's configuration can be checked before that start; the
+check says so in a note instead of failing. Deeper paths, and every other directory, are checked
+as always (systemd creates only the directory itself), and ``run`` never takes the exception.
 """
 
 from __future__ import annotations
@@ -38,9 +45,21 @@ def check_sources(cfg: LivetokConfig) -> None:
             raise ConfigError(f"{cfg.where('sources', i, 'path')}: {s.path}: {what}")
 
 
-def check_file_sink(path: Path, key: str) -> None:
-    """Would a file sink at ``path`` open? (OutputError naming ``key`` if not; nothing is created.)"""
+# What the livetok unit's StateDirectory=/CacheDirectory= make at start (tests/test_service_unit.py
+# keeps this equal to systemd/livetok.service).
+SYSTEMD_CREATES = {"/var/lib/livetok": "StateDirectory=livetok", "/var/cache/livetok": "CacheDirectory=livetok"}
+
+
+def check_file_sink(path: Path, key: str, notes: list[str] | None = None) -> None:
+    """Would a file sink at ``path`` open? (OutputError naming ``key`` if not; nothing is created.)
+    With ``notes`` (check-config): a directory systemd creates at the service's start, not there
+    yet, is a note instead (see the module's docstring)."""
     parent = path.parent
+    made = SYSTEMD_CREATES.get(str(parent))
+    if notes is not None and made and not parent.exists() and parent.parent.is_dir():
+        notes.append(f"{key}: {parent} does not exist yet; systemd creates it for the service at its start "
+                     f"({made}), so the file is not checked further")
+        return
     if not parent.is_dir():
         raise OutputError(f"{key}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -72,10 +91,10 @@ def check_file_sink(path: Path, key: str) -> None:
         raise OutputError(f"{key}: {path} is not writable")
 
 
-def check_sinks(cfg: LivetokConfig) -> None:
+def check_sinks(cfg: LivetokConfig, notes: list[str] | None = None) -> None:
     for i, s in enumerate(cfg.sinks):
         if isinstance(s, dc.FileSink):
-            check_file_sink(Path(s.path), f"{cfg.where('sinks', i, 'path')}: sink file:{s.path}")
+            check_file_sink(Path(s.path), f"{cfg.where('sinks', i, 'path')}: sink file:{s.path}", notes)
 
 
 def check_bus(cfg: LivetokConfig) -> None:
@@ -96,9 +115,9 @@ def check_bus(cfg: LivetokConfig) -> None:
         raise ConfigError(f"{cfg.where('mqtt', *key)}: {text}") from None
 
 
-def preflight(cfg: LivetokConfig) -> str:
-    """All of the above; returns the codebook id."""
+def preflight(cfg: LivetokConfig, notes: list[str] | None = None) -> str:
+    """All of the above; returns the codebook id. ``notes``: check-config's (see the module's docstring)."""
     check_sources(cfg)
-    check_sinks(cfg)
+    check_sinks(cfg, notes)
     check_bus(cfg)
     return check_codebooks(cfg)

@@ -39,7 +39,7 @@ from livetok.daemon.lane import BlockingLane
 from livetok.daemon.log import NOTICE
 from livetok.daemon.log import get as get_logger
 from livetok.daemon.metrics import Metrics
-from livetok.daemon.notify import Notifier
+from livetok.daemon.notify import Notifier, ReloadAnswers
 from livetok.daemon.outbound import Outgoing, WireStamper
 from livetok.daemon.sinks import Sink
 from livetok.daemon.sources import RunningSource, build_sources
@@ -112,6 +112,7 @@ class Daemon:
         self.notifier = notifier if notifier is not None else Notifier({})
         self.supervisor = Supervisor(self, self.notifier)
         self.reconfigure = reconfigure  # re-reads and checks the configuration (SIGHUP); None: no reload
+        self.reload_answers = ReloadAnswers()  # `livetok reload` (ExecReload=) waits for these
         self.retired_sources: list[RunningSource] = []  # stopped by a reload: still in the books
         self.retired_sinks: list[Sink] = []
         self._sink_tasks: dict[str, asyncio.Task[None]] = {}
@@ -182,13 +183,6 @@ class Daemon:
                 tg.create_task(self._loop("aligner-tick", self._tick_once), name="aligner-tick"),
                 tg.create_task(self._loop("metrics", self._metrics_once), name="metrics"),
             ]
-            # Service tasks: alive through the shutdown (the watchdog keeps pinging), cancelled at its end.
-            service = [
-                tg.create_task(self._guard("status", self.supervisor.status_loop), name="status"),
-                tg.create_task(self._guard("watchdog", self.supervisor.watchdog_loop), name="watchdog"),
-            ]
-            if self.reconfigure is not None:
-                service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
             for sink in self.sinks:
                 self._start_sink(sink)
             if self.cfg.metrics.listen:
@@ -197,8 +191,17 @@ class Daemon:
                 self.exporter = Exporter(self, self.cfg.metrics.listen)
                 self.exporter.refresh()
                 self.exporter.start()
+            began = time.monotonic()  # --duration counts from capture's start, READY's wait included
+            await self.supervisor.until_capturing(duration_s)  # READY=1 means capturing (docs/daemon.md)
+            # Service tasks: alive through the shutdown (the watchdog keeps pinging), cancelled at its end.
+            service = [
+                tg.create_task(self._guard("status", self.supervisor.status_loop), name="status"),
+                tg.create_task(self._guard("watchdog", self.supervisor.watchdog_loop), name="watchdog"),
+            ]
+            if self.reconfigure is not None:
+                service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
             self.notifier.ready(self.supervisor.status_line())
-            await self._wait_stop(duration_s)
+            await self._wait_stop(None if duration_s is None else max(0.0, duration_s - (time.monotonic() - began)))
             self.report.stopped_by = self.stop.reason
             self.notifier.stopping(f"stopping ({self.stop.reason})")
             deadline = Deadline(SHUTDOWN_S, self.stop)
@@ -284,13 +287,17 @@ class Daemon:
     async def _reload_once(self) -> bool:
         await self.stop.wait_reload()
         if self.stopping.is_set():
+            self.reload_answers.answer(self.reload_answers.take(), "refused", "the daemon is stopping")
             return False
-        await self.reload()
+        requests = self.reload_answers.take()  # before the file is read: the answer covers what they asked
+        outcome, line = await self.reload()
+        self.reload_answers.answer(requests, outcome, line)
         return True
 
-    async def reload(self) -> None:
+    async def reload(self) -> tuple[str, str]:
         """Re-read the configuration and apply what changed (livetok.daemon.reload); an invalid one,
-        or one that changes what cannot change while running, is refused in one line."""
+        or one that changes what cannot change while running, is refused in one line. Returns the
+        outcome (``applied``, ``unchanged``, ``refused``) and that line."""
         from livetok.daemon.reload import plan
 
         assert self.reconfigure is not None
@@ -299,24 +306,30 @@ class Daemon:
         try:
             new = await asyncio.to_thread(self.reconfigure)
         except LivetokError as err:
-            _log.error("reload: %s; keeping the running configuration", err)
+            result = ("refused", f"reload: {err}; keeping the running configuration")
+            _log.error("%s", result[1])
             self.notifier.ready(self.supervisor.status_line())
-            return
+            return result
         p = plan(self.cfg, new)
         if p.fixed:
-            _log.error("reload: %s changed, which needs a restart (systemctl restart livetok); keeping the running "
-                       "configuration", ", ".join(p.fixed))
+            result = ("refused", f"reload: {', '.join(p.fixed)} changed, which needs a restart (systemctl restart "
+                      "livetok); keeping the running configuration")
+            _log.error("%s", result[1])
         elif p.empty:
-            _log.log(NOTICE, "reload: nothing changed")
+            result = ("unchanged", "reload: nothing changed")
+            _log.log(NOTICE, "%s", result[1])
         else:
             try:
                 await self._apply(p, new)
             except LivetokError as err:
-                _log.error("reload: %s; keeping the running configuration", err)
+                result = ("refused", f"reload: {err}; keeping the running configuration")
+                _log.error("%s", result[1])
             else:
                 self.metrics.count("reloads")
-                _log.log(NOTICE, "reload: applied (%s)", p.describe())
+                result = ("applied", f"reload: applied ({p.describe()})")
+                _log.log(NOTICE, "%s", result[1])
         self.notifier.ready(self.supervisor.status_line())
+        return result
 
     async def _apply(self, p: Any, new: LivetokConfig) -> None:
         from livetok.daemon.sinks import make_sink

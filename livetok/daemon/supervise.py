@@ -1,5 +1,10 @@
-"""What the daemon tells systemd while it runs: the STATUS line and the watchdog pings.
+"""What the daemon tells systemd while it runs: READY, the STATUS line and the watchdog pings.
 
+* ``READY=1`` means capturing (:meth:`Supervisor.until_capturing`): every source has delivered
+  (each modality a group uses), or its first attempt failed and said so in a line (a failed open,
+  a stall: the source then retries with backoff), or its first attempt's time ran out
+  (:func:`first_attempt_s`; said in a line); and the bus's first connection attempt ended
+  (connected, or failed and said so). One NOTICE line says how long each took after capture started.
 * ``STATUS=`` one line, every :data:`STATUS_S` and at each state change: sources up of total,
   messages per second, the worst capture-to-publish (or emit) p99 and where, the A/V skew, the bus.
 * ``WATCHDOG=1`` every half of ``WATCHDOG_USEC``, and only while both the event loop and the
@@ -13,18 +18,78 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from livetok.daemon import config as dc
+from livetok.daemon.log import NOTICE
 from livetok.daemon.log import get as get_logger
 from livetok.daemon.notify import Notifier
 from livetok.streams.types import SourceState
 
 if TYPE_CHECKING:
     from livetok.daemon.runner import Daemon
+    from livetok.daemon.sources import RunningSource
 
 STATUS_S = 5.0
+READY_POLL_S = 0.02  # how often the start-up looks at the sources' counters (written by their threads)
+FIRST_ATTEMPT_S = 5.0  # a device, microphone, file or generator: opened and delivering within this (s)
+READY_MARGIN_S = 1.0  # after a source's own timeouts: time for its thread to count and say the fault
 _log = get_logger("daemon")
+
+
+def first_attempt_s(source: object) -> float:
+    """How long a source's first attempt may take before it has failed by its own rules: a stream's
+    open timeout plus one read timeout (then it counts a stall and says so), a camera's read timeout
+    plus :data:`FIRST_ATTEMPT_S` to open; anything else :data:`FIRST_ATTEMPT_S`."""
+    if isinstance(source, dc.StreamSource):
+        return source.open_timeout_s + source.read_timeout_s
+    if isinstance(source, dc.V4l2Source):
+        return FIRST_ATTEMPT_S + source.read_timeout_s
+    return FIRST_ATTEMPT_S
+
+
+@dataclass
+class Arrival:
+    """One source's start: when each modality first arrived, or how its first attempt ended (s after capture start)."""
+
+    name: str
+    video: float | None = None
+    audio: float | None = None
+    failed: str = ""  # its first attempt's fault (the source said it in a line), or "" while none
+    failed_at: float | None = None
+
+    def settled(self, src: RunningSource, at: float) -> bool:
+        st = src.stats
+        if src.video is not None and self.video is None and st.frames:
+            self.video = at
+        if src.audio is not None and self.audio is None and st.blocks:
+            self.audio = at
+        delivered = (src.video is None or self.video is not None) and (src.audio is None or self.audio is not None)
+        if not delivered and not self.failed and (st.errors or st.stalls or st.state is SourceState.BACKOFF
+                                                  or src.finished):
+            self.failed = st.last_error or ("ended" if src.finished else "failed")
+            self.failed_at = at
+        return delivered or bool(self.failed)
+
+    def describe(self) -> str:
+        got = [f"{m} {t:.2f} s" for m, t in (("video", self.video), ("audio", self.audio)) if t is not None]
+        if self.failed:
+            got.append(f"first attempt failed at {self.failed_at:.2f} s ({self.failed})")
+        return f"{self.name}: " + (", ".join(got) or "nothing yet")
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux: /proc/self/stat against CLOCK_BOOTTIME)."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class Supervisor:
@@ -37,6 +102,52 @@ class Supervisor:
         self._last_ns = 0
         self.pings = 0
         self.withheld = 0  # pings not sent because the worker was stuck
+
+    async def until_capturing(self, limit_s: float | None = None) -> str:
+        """Wait (on the loop; the run's tasks go on) until capture has started as READY=1 promises,
+        at most the longest first attempt of a source or the bus plus :data:`READY_MARGIN_S`, a stop,
+        or ``limit_s`` (a run's --duration); say it in one line, and return it."""
+        d = self.daemon
+        t0 = time.monotonic()
+        by_name = {s.name: s for s in d.cfg.sources}
+        limits = {src.name: first_attempt_s(by_name.get(src.name)) + READY_MARGIN_S for src in d.sources}
+        bus = next((s for s in d.sinks if s.latency_kind == "publish"), None)
+        bus_limit = d.cfg.mqtt.connect_timeout_s + READY_MARGIN_S
+        longest = max([*limits.values(), bus_limit if bus is not None else 0.0])
+        self.notifier.extend_timeout(longest + 10.0)  # systemd waits for this start-up to end
+        arrivals = {src.name: Arrival(src.name) for src in d.sources}
+        bus_at: float | None = None
+        while not d.stop.requested:
+            at = time.monotonic() - t0
+            if limit_s is not None and at >= limit_s:
+                break
+            waiting = [src for src in d.sources if not arrivals[src.name].settled(src, at) and at < limits[src.name]]
+            if bus is not None and bus_at is None:
+                g = bus.gauges()
+                if g.get("connected") or g.get("connect_failures"):
+                    bus_at = at
+            if not waiting and (bus is None or bus_at is not None or at >= bus_limit):
+                break
+            await asyncio.sleep(READY_POLL_S)
+        return self._say_ready(arrivals, limits, bus, bus_at, time.monotonic() - t0)
+
+    def _say_ready(self, arrivals: dict[str, Arrival], limits: dict[str, float], bus: Any, bus_at: float | None,
+                   took: float) -> str:
+        for a in arrivals.values():
+            if a.video is None and a.audio is None and not a.failed and took >= limits[a.name]:
+                _log.warning("%s: nothing captured within its first attempt (%.1f s); ready without it, it keeps "
+                             "trying", a.name, limits[a.name] - READY_MARGIN_S)
+        parts = [a.describe() for a in arrivals.values()]
+        if bus is not None:
+            g = bus.gauges()
+            state = "connected" if g.get("connected") else "not connected"
+            parts.append(f"bus {state}" + (f" at {bus_at:.2f} s" if bus_at is not None else ""))
+        age = process_age_s()
+        line = (f"ready: capturing {took:.2f} s after the sources started"
+                + (f" ({age:.2f} s after the process did)" if age is not None else "")
+                + "; first data " + "; ".join(parts))
+        _log.log(NOTICE, "%s", line)
+        return line
 
     def status_line(self) -> str:
         d = self.daemon

@@ -5,7 +5,10 @@ packaging, and nothing is reloaded there):
 
 * ``etc/systemd/system/livetok.service``: the unit (:mod:`livetok.service.unit`), its ExecStart the
   ``livetok`` script beside the Python running this command (the environment it is run from), mode
-  0644; rewritten on every install, so an upgrade is ``scripts/setup.sh`` then install-service again;
+  0644; rewritten on every install, so an upgrade is ``scripts/setup.sh`` then install-service again.
+  Before anything is written, :mod:`livetok.service.reach` checks that the service's user can run
+  that script, its interpreter and its libraries, and which of them under a home directory the unit
+  must bind read-only; one that cannot work is refused in one line (78);
 * ``etc/livetok/config.yaml``: from ``-c FILE`` (validated first), else the source tree's documented
   ``config.yaml``; **kept** when one is already there;
 * ``etc/livetok/mqtt-password``: the MQTT password, loaded by ``LoadCredential=``; created empty with
@@ -29,13 +32,12 @@ from typing import TextIO
 
 from livetok.errors import ConfigError, LivetokError, OutputError
 from livetok.outputs import atomic_output, describe_oserror
+from livetok.service.reach import service_reach
 from livetok.service.unit import CONFIG_PATH, CREDENTIAL_NAME, CREDENTIAL_PATH, UNIT_NAME, render_unit
 
 SYSTEMD_RUNTIME = Path("/run/systemd/system")  # exists when systemd is PID 1 (sd_booted())
 SYSTEMCTL = "systemctl"
 SYSTEMCTL_TIMEOUT_S = 90.0
-# ProtectHome=yes makes these inaccessible to the service: an executable or code under them cannot start.
-HIDDEN_BY_PROTECT_HOME = ("/home", "/root", "/run/user")
 STATE_DIRS = (("/var/lib/livetok", "token files"), ("/var/lib/private/livetok", "token files"),
               ("/var/cache/livetok", "numba's cache"), ("/var/cache/private/livetok", "numba's cache"))
 
@@ -99,16 +101,19 @@ def source_tree() -> Path | None:
     return top if (top / "config.yaml").is_file() and (top / "pyproject.toml").is_file() else None
 
 
-def _hidden_by_protect_home(path: Path) -> str | None:
-    for top in HIDDEN_BY_PROTECT_HOME:
-        if path == Path(top) or Path(top) in path.parents:
-            return top
-    return None
-
-
 def _cannot(path: Path, err: OSError, what: str = "write") -> OutputError:
     hint = " (run as root: sudo livetok install-service ...)" if err.errno in (errno.EACCES, errno.EPERM) else ""
     return OutputError(f"cannot {what} {path}: {describe_oserror(err)}{hint}")
+
+
+def _check_writable(layout: Layout) -> None:
+    """The error a write would give, before any check or write: the first existing directory on the
+    way to the unit's must be writable (not root: ``permission denied (run as root ...)``)."""
+    probe = layout.unit_dir
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+        raise _cannot(probe, PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
 
 
 def _mkdir(path: Path) -> None:
@@ -184,9 +189,14 @@ def install_service(root: str, config: str | None, out: TextIO, err: TextIO) -> 
     if not layout.root.is_dir():
         what = "does not exist" if not layout.root.exists() else "is not a directory"
         raise OutputError(f"--root {layout.root}: {what}")
+    _check_writable(layout)
+    reach = service_reach(exe)  # refused here, before anything is written, when the service could not start
     tree = source_tree()
     docs = tree / "docs" / "service.md" if tree is not None else None
-    unit_text = render_unit(str(exe), str(docs) if docs is not None and docs.is_file() else None)
+    try:
+        unit_text = render_unit(str(exe), str(docs) if docs is not None and docs.is_file() else None, reach.binds)
+    except ValueError as e:
+        raise ConfigError(f"cannot write the unit: {e}; install livetok under /opt (docs/service.md)") from None
 
     _mkdir(layout.unit_dir)
     _mkdir(layout.config.parent)
@@ -194,6 +204,9 @@ def install_service(root: str, config: str | None, out: TextIO, err: TextIO) -> 
     _write(layout.unit, unit_text.encode(), 0o644)
     state = "unchanged" if before == unit_text else "updated" if before is not None else "installed"
     print(f"{state} {layout.unit} (ExecStart={exe} run -c {CONFIG_PATH})", file=out)
+    if reach.binds:
+        print(f"  under a home directory, bound read-only for the service (ProtectHome=tmpfs): {' '.join(reach.binds)}",
+              file=out)
 
     if layout.config.exists() or layout.config.is_symlink():
         if not layout.config.is_file():
@@ -206,7 +219,7 @@ def install_service(root: str, config: str | None, out: TextIO, err: TextIO) -> 
         except OSError as e:
             raise ConfigError(f"{source}: cannot read it: {describe_oserror(e)}") from None
         _write(layout.config, data, 0o644)
-        print(f"installed {layout.config} (from {source}): set sources: and mqtt.host there", file=out)
+        print(f"installed {layout.config} (from {source}){_still_to_set(layout.config)}", file=out)
 
     if _create_credential(layout.credential):
         print(f"created {layout.credential} (empty, mode 0600): the broker password goes in it, with "
@@ -214,14 +227,6 @@ def install_service(root: str, config: str | None, out: TextIO, err: TextIO) -> 
     else:
         print(f"kept {layout.credential} (already there; never overwritten)", file=out)
         _warn_if_exposed(layout.credential, err)
-
-    for path, what in ((exe, "the livetok executable"), (Path(__file__).resolve(), "the livetok package")):
-        top = _hidden_by_protect_home(path)
-        if top is not None:
-            print(f"livetok: warning: {what} ({path}) is under {top}, which ProtectHome= hides from the service: "
-                  "it will not start; install livetok under /opt (docs/service.md) and run install-service there",
-                  file=err)
-            break
 
     if systemd_running(layout):
         _systemctl("daemon-reload")
@@ -236,6 +241,18 @@ def install_service(root: str, config: str | None, out: TextIO, err: TextIO) -> 
     print("  systemctl enable --now livetok", file=out)
     print("  journalctl -u livetok -f          # its log; livetok monitor mqtt://BROKER to watch it", file=out)
     return 0
+
+
+def _still_to_set(config: Path) -> str:
+    """What the installed configuration still lacks for a service that does something: sources and
+    a sink (the bus's host, or a file sink)."""
+    from livetok.config import load_config
+
+    cfg = load_config(config)
+    missing = [] if cfg.sources else ["sources:"]
+    if cfg.mqtt.host is None and not cfg.sinks:
+        missing.append("mqtt.host")
+    return f": set {' and '.join(missing)} there" if missing else ""
 
 
 def _warn_if_invalid(config: Path, err: TextIO) -> None:

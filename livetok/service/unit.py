@@ -14,6 +14,16 @@ CREDENTIAL_PATH = f"/etc/livetok/{CREDENTIAL_NAME}"
 UNIT_NAME = "livetok.service"
 REFERENCE_EXECUTABLE = "/opt/livetok/.venv/bin/livetok"  # the one systemd/livetok.service names
 REFERENCE_DOCS = "/opt/livetok/docs/service.md"
+# The directories systemd creates for the service at its start (StateDirectory=, CacheDirectory=,
+# RuntimeDirectory= livetok): check-config accepts a file sink in the first before they exist.
+STATE_DIRECTORY = "/var/lib/livetok"
+CACHE_DIRECTORY = "/var/cache/livetok"
+RUNTIME_DIRECTORY = "/run/livetok"
+# Exit statuses a restart cannot fix (systemd.exec(5) "Process exit codes"; numbers, which every
+# systemd accepts in RestartPreventExitStatus=): 78 EX_CONFIG (livetok: a bad configuration),
+# 203 EXEC (the executable or its interpreter cannot be run), 226 NAMESPACE (a path of the sandbox,
+# e.g. a BindReadOnlyPaths= source, is missing), 243 CREDENTIALS (the credential file is missing).
+NO_RESTART_STATUSES = (78, 203, 226, 243)
 
 _TEMPLATE = """\
 # livetok: streaming media tokenizer daemon (docs/service.md explains every line).
@@ -23,20 +33,29 @@ _TEMPLATE = """\
 Description=livetok streaming media tokenizer
 {documentation}Wants=network-online.target
 After=network-online.target sound.target
+# A service that keeps failing stops being restarted: at most 10 starts in 10 minutes (then
+# `systemctl reset-failed livetok`). The default (5 in 10 s) never trips at RestartSec=2.
+StartLimitIntervalSec=600
+StartLimitBurst=10
 
 [Service]
 Type=notify
 NotifyAccess=main
 ExecStart={exec_start} run -c {config}
-ExecReload=/bin/kill -HUP $MAINPID
+# SIGHUP, then wait until the daemon says the new configuration is applied or refused (non-zero):
+# `systemctl reload` returns only then (Type=notify-reload, which does this, needs systemd 253).
+ExecReload={exec_start} reload --pid $MAINPID
 WatchdogSec=30
 TimeoutStartSec=90
 TimeoutStopSec=20
 Restart=on-failure
 RestartSec=2
-# 78: a bad configuration; restarting cannot fix it
-RestartPreventExitStatus=78
+# What restarting cannot fix: 78 a bad configuration, 203/EXEC, 226/NAMESPACE, 243/CREDENTIALS
+RestartPreventExitStatus={no_restart}
 SyslogIdentifier=livetok
+# Lines without a <N> priority prefix are errors: the daemon prefixes every event line itself, so an
+# unprefixed line is a command-line error (a bad configuration at start, exit 78) or a crash.
+SyslogLevel=err
 
 # Who: a user allocated at start, no account to manage; video and audio for cameras and microphones.
 DynamicUser=yes
@@ -47,6 +66,9 @@ SupplementaryGroups=video audio
 ConfigurationDirectory=livetok
 StateDirectory=livetok
 CacheDirectory=livetok
+# /run/livetok: the reload answers (`livetok reload` waits for them)
+RuntimeDirectory=livetok
+RuntimeDirectoryMode=0700
 WorkingDirectory=/var/lib/livetok
 LoadCredential={credential}:{credential_path}
 Environment=PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
@@ -63,8 +85,7 @@ CapabilityBoundingSet=
 AmbientCapabilities=
 NoNewPrivileges=yes
 ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
+{protect_home}PrivateTmp=yes
 PrivateUsers=yes
 PrivateMounts=yes
 ProtectHostname=yes
@@ -103,16 +124,43 @@ def unit_quote(arg: str) -> str:
     return word
 
 
-def render_unit(executable: str, docs: str | None = None) -> str:
+def bind_path(path: str) -> str:
+    """One BindReadOnlyPaths= entry: an absolute path, ``%`` escaped. ValueError for what the
+    setting cannot carry unquoted (white space, quotes, backslashes, ``:`` which separates a
+    source from a destination)."""
+    if not path.startswith("/"):
+        raise ValueError(f"{path}: a bind mount needs an absolute path")
+    if any(c.isspace() or c in "\"'\\:\0" for c in path):
+        raise ValueError(f"{path}: a path with white space, a quote, a backslash or ':' cannot be bound read-only "
+                         "by the unit")
+    return path.replace("%", "%%")
+
+
+def protect_home(binds: tuple[str, ...]) -> str:
+    """``ProtectHome=yes``; with paths under /home, /root or /run/user the service must reach (its
+    interpreter, its checkout), an empty read-only tmpfs there with exactly those bound read-only."""
+    if not binds:
+        return "ProtectHome=yes\n"
+    lines = ["# livetok or its Python lives under a home directory: an empty, read-only /home, /root and",
+             "# /run/user, with only these bound read-only (checked by install-service)",
+             "ProtectHome=tmpfs"]
+    lines += [f"BindReadOnlyPaths={bind_path(b)}" for b in binds]
+    return "\n".join(lines) + "\n"
+
+
+def render_unit(executable: str, docs: str | None = None, binds: tuple[str, ...] = ()) -> str:
     """The unit text for the livetok executable at ``executable`` (an absolute path); ``docs``: the
-    absolute path of docs/service.md in the source tree it came from, when there is one."""
+    absolute path of docs/service.md in the source tree it came from, when there is one; ``binds``:
+    directories under a home directory the service must reach (:mod:`livetok.service.reach`)."""
     if not executable.startswith("/"):
         raise ValueError(f"{executable}: ExecStart= needs an absolute path")
     documentation = ""
     if docs is not None and docs.startswith("/") and not any(c.isspace() or c in "%$" for c in docs):
         documentation = f"Documentation=file://{docs}\n"
     return _TEMPLATE.format(exec_start=unit_quote(executable), config=CONFIG_PATH, credential=CREDENTIAL_NAME,
-                            credential_path=CREDENTIAL_PATH, documentation=documentation)
+                            credential_path=CREDENTIAL_PATH, documentation=documentation,
+                            no_restart=" ".join(str(s) for s in NO_RESTART_STATUSES),
+                            protect_home=protect_home(binds))
 
 
 if __name__ == "__main__":  # python -m livetok.service.unit > systemd/livetok.service
