@@ -44,7 +44,7 @@ def _locked_here() -> dict[str, Version]:
 def _pyproject_requirements() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = [Requirement(r) for r in project["dependencies"]]
-    for extra in ("daemon", "monitor", "dev"):
+    for extra in ("daemon", "monitor", "dev", "examples"):
         reqs += [Requirement(r) for r in project["optional-dependencies"][extra]]
     return reqs
 
