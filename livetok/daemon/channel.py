@@ -9,7 +9,7 @@ what is still in the channel when it is abandoned is handed back by :meth:`aband
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 from livetok.daemon.outbound import Outgoing
@@ -89,6 +89,10 @@ class SinkChannel:
         self._items.clear()
         self._bytes = 0
         return out
+
+    def held_by(self) -> Counter[tuple[str, str]]:
+        """What the channel holds, per accounting key (the books' ``queued``)."""
+        return Counter(it.key for it in self._items)
 
     @property
     def depth(self) -> int:

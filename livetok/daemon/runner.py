@@ -41,6 +41,8 @@ from livetok.daemon.log import get as get_logger
 from livetok.daemon.metrics import Metrics
 from livetok.daemon.notify import Notifier
 from livetok.daemon.outbound import Outgoing, WireStamper
+from livetok.daemon.outlets import Outlet, Outlets
+from livetok.daemon.reload import ReloadPlan
 from livetok.daemon.sinks import Sink
 from livetok.daemon.sources import RunningSource, build_sources
 from livetok.daemon.stopping import Deadline, StopControl
@@ -107,15 +109,13 @@ class Daemon:
         self.cfg = cfg
         self.run_id = run_id
         self.toks = toks
-        self.sinks = sinks
         self.stop = stop
         self.notifier = notifier if notifier is not None else Notifier({})
         self.supervisor = Supervisor(self, self.notifier)
         self.reconfigure = reconfigure  # re-reads and checks the configuration (SIGHUP); None: no reload
         self.retired_sources: list[RunningSource] = []  # stopped by a reload: still in the books
-        self.retired_sinks: list[Sink] = []
-        self._sink_tasks: dict[str, asyncio.Task[None]] = {}
-        self._retired_channels: list[tuple[Sink, SinkChannel]] = []
+        self.outlets = Outlets()  # the sinks in the fan-out, and every one since the start (the books)
+        self._first_sinks = sinks
         self.exporter: Any = None  # the Prometheus endpoint, when metrics.listen is set
         self._tg: asyncio.TaskGroup | None = None
         self.metrics = Metrics()
@@ -127,7 +127,6 @@ class Daemon:
         self.engine = Engine(cfg, toks)
         self.stamper = WireStamper()
         self.sources: list[RunningSource] = []
-        self.channels: dict[str, SinkChannel] = {}
         self.video_ready = asyncio.Event()
         self.audio_ready = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -140,6 +139,21 @@ class Daemon:
         for sink in sinks:
             sink.attach(self)  # the bus sink takes the sources' meta and the stats document from here
 
+    @property
+    def sinks(self) -> list[Sink]:
+        """The sinks in the fan-out now."""
+        return [o.sink for o in self.outlets.active]
+
+    @property
+    def channels(self) -> dict[str, SinkChannel]:
+        """Each sink's channel now, by name."""
+        return {o.name: o.channel for o in self.outlets.active}
+
+    @property
+    def retired_sinks(self) -> list[Sink]:
+        """Sinks a reload took out of the fan-out (closed, still in the books)."""
+        return [o.sink for o in self.outlets.history if o.left is not None and o not in self.outlets.active]
+
     # -- start ------------------------------------------------------------------------------------
     async def __aenter__(self) -> Daemon:
         if self.toks.video.device.type == "cpu":
@@ -149,8 +163,8 @@ class Daemon:
 
             torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
         loop = asyncio.get_running_loop()
-        for s in self.sinks:
-            self.channels[s.name] = SinkChannel(s.queue_messages, s.queue_bytes, s.on_drop)
+        for s in self._first_sinks:
+            self.outlets.join(s, self.books.emitted)
         self.sources = build_sources(self.cfg, self.toks.cfg.video)
         for src in self.sources:
             if src.video is not None:
@@ -189,8 +203,8 @@ class Daemon:
             ]
             if self.reconfigure is not None:
                 service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
-            for sink in self.sinks:
-                self._start_sink(sink)
+            for outlet in self.outlets.active:
+                self._start_sink(outlet)
             if self.cfg.metrics.listen:
                 from livetok.daemon.prometheus import Exporter
 
@@ -208,21 +222,30 @@ class Daemon:
             await self._join(producers, deadline)
             await self._stop_sources(self.sources, deadline)
             await self._final_drain(deadline)
-            for ch in self.channels.values():
-                ch.close()
-            await self._join(list(self._sink_tasks.values()), deadline, at_least_s=0.5)
+            for o in self.outlets.active:
+                o.channel.close()
+            # every sink task still running: the active ones, and any a reload is still retiring
+            outlets = [o for o in self.outlets.history if o.task is not None and not o.task.done()]
+            await self._join([o.task for o in outlets if o.task is not None], deadline, at_least_s=0.5,
+                             outlets=self.outlets.history)
             for t in service:
                 t.cancel()
         if self.exporter is not None:
             self.exporter.stop()
         self._tg = None
+        await self._close_own_sinks()
         return self._finish()
 
-    def _start_sink(self, sink: Sink) -> None:
+    def _start_sink(self, outlet: Outlet) -> None:
         assert self._tg is not None
-        if sink.name not in self.channels:
-            self.channels[sink.name] = SinkChannel(sink.queue_messages, sink.queue_bytes, sink.on_drop)
-        self._sink_tasks[sink.name] = self._tg.create_task(self._sink(sink), name=f"sink:{sink.name}")
+        outlet.task = self._tg.create_task(self._sink(outlet), name=f"sink:{outlet.name}")
+
+    async def _close_own_sinks(self) -> None:
+        """Close the sinks a reload opened (the caller closes those it gave; closing twice is harmless)."""
+        for o in self.outlets.history:
+            if o.opened_here:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(o.sink.__aexit__(None, None, None), 5.0)
 
     async def _guard(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         """A service task (status, watchdog): an unexpected error is said once and counted; it stops."""
@@ -258,10 +281,10 @@ class Daemon:
                 self._error(f"errors.{name}", f"unexpected error in {name}: {err!r}")
                 await asyncio.sleep(0.1)
 
-    async def _sink(self, sink: Sink) -> None:
+    async def _sink(self, outlet: Outlet) -> None:
         """A sink's task. ``Sink.run`` handles its own failures; anything that still escapes is a
         bug, said once, counted, and the sink is started again after a second."""
-        channel = self.channels[sink.name]
+        sink, channel = outlet.sink, outlet.channel
         while True:
             try:
                 await sink.run(channel)
@@ -318,35 +341,17 @@ class Daemon:
                 _log.log(NOTICE, "reload: applied (%s)", p.describe())
         self.notifier.ready(self.supervisor.status_line())
 
-    async def _apply(self, p: Any, new: LivetokConfig) -> None:
-        from livetok.daemon.sinks import make_sink
-
-        # 1. Sinks at new paths open first: one that cannot open aborts with nothing touched.
-        old_sinks = {s.name: s for s in self.sinks}
-        fresh: list[Sink] = []
-        same_file = {n for n in p.reopen_sinks if _path_of(old_sinks[n]) == _sink_path(new, n)}
-        try:
-            for name in sorted((p.reopen_sinks - same_file) | p.open_sinks):
-                sink = make_sink(new, name, self.run_id)
-                await sink.__aenter__()
-                fresh.append(sink)
-            if p.bus in ("start", "restart"):
-                bus = make_sink(new, "mqtt", self.run_id)
-                await bus.__aenter__()
-                fresh.append(bus)
-        except BaseException:
-            for sink in fresh:
-                with contextlib.suppress(Exception):
-                    await sink.__aexit__(None, None, None)
-            raise
+    async def _apply(self, p: ReloadPlan, new: LivetokConfig) -> None:
+        # 1. Sinks made (and, at a new path, opened) first: one that cannot aborts with nothing touched.
+        made, later = await self._make_sinks(p, new)
         deadline = Deadline(SHUTDOWN_S, self.stop)
         # 2. Sources that stop: their captures go through the engine, then their groups are flushed.
         leaving = p.restart_sources | p.stop_sources
         stopped = [s for s in self.sources if s.name in leaving]
         await self._stop_sources(stopped, deadline)
         await self._drain(stopped, deadline)
-        for g in sorted(p.remove_groups):
-            self._fan_out(await self.worker.run(self._work, self.engine.remove_group, g))
+        for name in sorted(p.remove_groups):
+            self._fan_out(await self.worker.run(self._work, self.engine.remove_group, name))
         self.sources = [s for s in self.sources if s.name not in leaving]
         self.retired_sources += stopped
         # 3. The new configuration: groups, then sources.
@@ -362,27 +367,77 @@ class Daemon:
                 src.audio.bind(loop, self.audio_ready)
             src.start()
             self.sources.append(src)
-        # 4. Sinks: out of the fan-out first, then drained and closed; the new ones take over.
-        going = [s for s in self.sinks if s.name in p.reopen_sinks | p.close_sinks
-                 or (s.latency_kind == "publish" and p.bus in ("restart", "stop"))]
-        self.sinks = [s for s in self.sinks if s not in going]
-        for sink in fresh:  # messages queue in the new channels while the old sinks drain
-            self.sinks.append(sink)
-            self.channels[sink.name] = SinkChannel(sink.queue_messages, sink.queue_bytes, sink.on_drop)
-        await self._retire_sinks(going, deadline)
-        for name in sorted(same_file):  # the same file: reopened once the old writer let go of it
-            sink = make_sink(new, name, self.run_id)
-            try:
-                await sink.__aenter__()
-            except LivetokError as err:
-                _log.error("reload: sink %s: %s (it stays closed)", name, err)
-                continue
-            fresh.append(sink)
-            self.sinks.append(sink)
-            self.channels[sink.name] = SinkChannel(sink.queue_messages, sink.queue_bytes, sink.on_drop)
-        for sink in fresh:
-            sink.attach(self)
-            self._start_sink(sink)
+        # 4. Sinks: swapped in the fan-out between two messages; the old ones drain and close while
+        #    the new ones write (or, on the same file, collect in their channel until it is theirs).
+        for sink in made.values():
+            sink.attach(self)  # the bus's meta: of the new configuration
+        going = self._swap_sinks(p, made)
+        for o in self.outlets.active:
+            if o.sink in made.values() and o.sink not in later:
+                self._start_sink(o)
+        await asyncio.gather(*(self._retire(o, deadline) for o in going))
+        for sink in later:
+            await self._open_later(sink)
+
+    async def _make_sinks(self, p: ReloadPlan, new: LivetokConfig) -> tuple[dict[str, Sink], list[Sink]]:
+        """The sinks the plan adds or reopens, by name, and which of them open only once the old
+        one let go (the same file, whose lock it holds; the bus, whose client id it uses)."""
+        from livetok.daemon.sinks import make_sink
+
+        reopen, _, opening = _sink_changes(p)
+        old = {o.name: o.sink for o in self.outlets.active}
+        made: dict[str, Sink] = {}
+        later: list[Sink] = []
+        try:
+            for name in sorted(reopen | opening):
+                sink = made[name] = make_sink(new, name, self.run_id)
+                if name in reopen and (_path_of(old[name]) == _sink_path(new, name) or sink.latency_kind == "publish"):
+                    later.append(sink)
+                else:
+                    await sink.__aenter__()
+        except BaseException:
+            for sink in made.values():
+                with contextlib.suppress(Exception):
+                    await sink.__aexit__(None, None, None)
+            raise
+        return made, later
+
+    def _swap_sinks(self, p: ReloadPlan, made: dict[str, Sink]) -> list[Outlet]:
+        """The fan-out's change, in one step on the loop (no await: no message can fall between)."""
+        reopen, close, opening = _sink_changes(p)
+        emitted = self.books.emitted
+        going = []
+        for o in list(self.outlets.active):
+            if o.name in close:
+                self.outlets.leave(o, emitted)
+                going.append(o)
+            elif o.name in reopen:
+                self.outlets.swap(o, made[o.name], emitted)
+                going.append(o)
+        for name in sorted(opening):
+            self.outlets.join(made[name], emitted, opened_here=True)
+        return going
+
+    async def _retire(self, outlet: Outlet, deadline: Deadline) -> None:
+        """An outlet out of the fan-out: its task writes what its channel holds, then the sink closes."""
+        if outlet.task is not None:
+            await self._join([outlet.task], deadline, at_least_s=0.5, outlets=[outlet])
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(outlet.sink.__aexit__(None, None, None), 5.0)
+
+    async def _open_later(self, sink: Sink) -> None:
+        outlet = next((o for o in self.outlets.active if o.sink is sink), None)
+        if outlet is None:  # the shutdown came first: its channel was closed and counted
+            return
+        try:
+            await sink.__aenter__()
+        except LivetokError as err:  # what it collected meanwhile is counted as dropped
+            _log.error("reload: sink %s: %s (it stays closed; what it held is counted as dropped)", sink.name, err)
+            self.outlets.leave(outlet, self.books.emitted)
+            for item in outlet.channel.abandon():
+                sink.on_drop(item)
+            return
+        self._start_sink(outlet)
 
     async def _drain(self, sources: list[RunningSource], deadline: Deadline) -> None:
         """What ``sources`` captured, through the engine (the shutdown and a reload do this)."""
@@ -393,18 +448,6 @@ class Daemon:
         blocks = [b for s in sources if s.audio is not None for b in s.audio.drain()]
         if blocks:
             await self._process("audio", blocks, deadline)
-
-    async def _retire_sinks(self, sinks: list[Sink], deadline: Deadline) -> None:
-        for sink in sinks:
-            channel = self.channels.pop(sink.name)
-            channel.close()
-            task = self._sink_tasks.pop(sink.name, None)
-            if task is not None:
-                await self._join([task], deadline, at_least_s=0.5, channels=[(sink, channel)])
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(sink.__aexit__(None, None, None), 5.0)
-            self.retired_sinks.append(sink)
-            self._retired_channels.append((sink, channel))
 
     # -- producers --------------------------------------------------------------------------------
     def _video_handoffs(self) -> list[tuple[RunningSource, Handoff[VideoCapture]]]:
@@ -508,9 +551,9 @@ class Daemon:
                 lat = now - item.capture_ns
                 m.observe(f"latency.{item.modality}.{item.scale}", lat)
                 m.observe(f"latency.emit.{item.stream}.{item.modality}.{item.scale}", lat)
-            for sink in self.sinks:
-                if sink.accepts(item):
-                    sink.offer(self.channels[sink.name], item)
+            for o in self.outlets.active:
+                if o.sink.accepts(item):
+                    o.sink.offer(o.channel, item)
         for group, skew in work.engine.skews:
             m.observe(f"skew.{group}", skew)
         for source, modality in work.engine.gaps:
@@ -550,16 +593,16 @@ class Daemon:
                 elif isinstance(value, dict):
                     for k, v in value.items():
                         m.set(f"source.{s.name}.{k}", v)
-        for sink in self.sinks:
-            st, ch = sink.stats, self.channels.get(sink.name)
-            for key in ("written", "dropped", "failed", "errors", "reopens", "bytes_written"):
-                m.set(f"sink.{sink.name}.{key}", getattr(st, key))
+        for o in self.outlets.active:
+            sink, st, ch = o.sink, o.sink.stats, o.channel
+            for key, total in self.outlets.totals(sink.name).items():  # never back to 0 at a reopen
+                if key != "offered":
+                    m.set(f"sink.{sink.name}.{key}", total)
             for key, value in sink.gauges().items():
                 m.set(f"sink.{sink.name}.{key}", value)
-            if ch is not None:
-                m.set(f"sink.{sink.name}.queue_depth", ch.depth)
-                m.set(f"sink.{sink.name}.queue_max_depth", ch.max_depth)
-                m.set(f"sink.{sink.name}.queue_bytes", ch.bytes)
+            m.set(f"sink.{sink.name}.queue_depth", ch.depth)
+            m.set(f"sink.{sink.name}.queue_max_depth", ch.max_depth)
+            m.set(f"sink.{sink.name}.queue_bytes", ch.bytes)
             kind = sink.latency_kind
             for item, lat in st.latencies:
                 m.observe(f"latency.{kind}.{sink.name}", lat)
@@ -569,20 +612,19 @@ class Daemon:
 
     # -- shutdown ---------------------------------------------------------------------------------
     async def _join(self, tasks: list[asyncio.Task[Any]], deadline: Deadline, at_least_s: float = 0.0,
-                    channels: list[tuple[Sink, SinkChannel]] | None = None) -> None:
+                    outlets: list[Outlet] | None = None) -> None:
         """Wait for ``tasks`` until the deadline (at least ``at_least_s``), then cancel what is left;
-        whatever closed channels still hold is counted as dropped."""
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=max(deadline.left(), at_least_s))
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=1.0)  # cancellation is prompt: they only await
-        for sink, ch in channels if channels is not None else [(s, self.channels[s.name]) for s in self.sinks]:
-            if ch.closed:
-                for item in ch.abandon():
-                    sink.on_drop(item)
+        whatever the closed channels of ``outlets`` still hold is counted as dropped."""
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=max(deadline.left(), at_least_s))
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)  # cancellation is prompt: they only await
+        for o in outlets or []:
+            if o.channel.closed:
+                for item in o.channel.abandon():
+                    o.sink.on_drop(item)
 
     async def _stop_sources(self, sources: list[RunningSource], deadline: Deadline) -> None:
         loop = asyncio.get_running_loop()
@@ -604,13 +646,17 @@ class Daemon:
         self._refresh_gauges()
         self.report.metrics = self.metrics.snapshot()
         self.report.accounting = self.accounting()
-        self.report.sinks = {s.name: {"state": s.stats.state, "written": s.stats.written,
-                                      "dropped": s.stats.dropped, "failed": s.stats.failed,
-                                      "errors": s.stats.errors, "last_error": s.stats.last_error,
-                                      "queue_max_depth": self.channels[s.name].max_depth if s.name in self.channels
-                                      else 0, **s.gauges()}
-                             for s in self.sinks}
+        self.report.sinks = {name: self._sink_report(outs) for name, outs in self.outlets.incarnations().items()}
         return self.report
+
+    def _sink_report(self, outs: list[Outlet]) -> dict[str, Any]:
+        """A sink's line in the report: its counts over every incarnation, the rest from the last."""
+        last = outs[-1]
+        st = last.sink.stats
+        total = self.outlets.totals(last.name)
+        return {"state": st.state, "written": total["written"], "dropped": total["dropped"], "failed": total["failed"],
+                "errors": total["errors"], "last_error": st.last_error,
+                "queue_max_depth": max(o.channel.max_depth for o in outs), **last.sink.gauges()}
 
     def accounting(self) -> dict[str, Any]:
         """The run's books, and whether they balance: nothing unseen was lost."""
@@ -633,23 +679,9 @@ class Daemon:
                                   and taken == b.tokenized[key] + b.failed[key] + b.discarded[key])
             ok &= bool(row["balanced"])
             captures[".".join(key)] = row
-        sinks: dict[str, dict[str, Any]] = {}
-        for sink, channel in [(s, self.channels[s.name]) for s in self.sinks] + self._retired_channels:
-            st = sink.stats
-            queued = channel.depth
-            streams = {}
-            for key in sorted(st.offered_by):
-                streams[".".join(key)] = {"produced": st.offered_by[key], "written": st.written_by[key],
-                                          "dropped": st.dropped_by[key], "failed": st.failed_by[key]}
-            balanced = st.offered == st.written + st.dropped + st.failed + queued and all(
-                v["produced"] == v["written"] + v["dropped"] + v["failed"] for v in streams.values())
-            ok &= balanced
-            label = sink.name if sink.name not in sinks else f"{sink.name}@{len(sinks)}"  # one a reload replaced
-            sinks[label] = {"offered": st.offered, "written": st.written, "dropped": st.dropped,
-                            "failed": st.failed, "queued": queued, "balanced": int(balanced), "streams": streams}
+        sinks, sinks_ok = self.outlets.books(b.emitted)
         emitted = {".".join(k): v for k, v in sorted(b.emitted.items())}
-        return {"captures": captures, "emitted": emitted, "sinks": sinks, "balanced": int(ok)}
-
+        return {"captures": captures, "emitted": emitted, "sinks": sinks, "balanced": int(ok and sinks_ok)}
 
     def uptime_s(self) -> float:
         return round((time.monotonic_ns() - self.started_ns) / 1e9, 3)
@@ -689,9 +721,9 @@ class Daemon:
                         entry["publish"] = _pct(pub)
                     lat[f"{modality}/{scale}"] = entry
             drops = {k: h.dropped for k, h in (("video", src.video), ("audio", src.audio)) if h is not None}
-            sink_drops = {s.name: sum(v for (stream, _), v in s.stats.dropped_by.items() if stream == n)
-                          + sum(v for (stream, _), v in s.stats.failed_by.items() if stream == n)
-                          for s in self.sinks}
+            sink_drops = {o.name: sum(v for (stream, _), v in o.sink.stats.dropped_by.items() if stream == n)
+                          + sum(v for (stream, _), v in o.sink.stats.failed_by.items() if stream == n)
+                          for o in self.outlets.active}
             st = src.stats
             sources[n] = {
                 "state": st.state.value, "fps": rates.get((n, "video")), "audio_blocks_per_s": rates.get((n, "audio")),
@@ -702,9 +734,12 @@ class Daemon:
                 "reconnects": st.reconnects, "stalls": st.stalls, "errors": st.errors, "last_error": st.last_error,
             }
         groups = self.stats_groups()
-        sinks = {s.name: {"state": s.stats.state, "written": s.stats.written, "dropped": s.stats.dropped,
-                          "failed": s.stats.failed, "queue_depth": self.channels[s.name].depth,
-                          "last_error": s.stats.last_error} for s in self.sinks if s.name in self.channels}
+        sinks = {}
+        for o in self.outlets.active:
+            total = self.outlets.totals(o.name)
+            sinks[o.name] = {"state": o.sink.stats.state, "written": total["written"], "dropped": total["dropped"],
+                             "failed": total["failed"], "queue_depth": o.channel.depth,
+                             "last_error": o.sink.stats.last_error}
         doc: dict[str, Any] = {
             "run_id": self.run_id, "time_unix_ns": time.time_ns(), "stats_interval_s": self.cfg.mqtt.stats_interval_s,
             "uptime_s": round((now - self.started_ns) / 1e9, 3), "sources": sources, "groups": groups,
@@ -718,6 +753,14 @@ class Daemon:
 def _path_of(sink: Sink) -> str | None:
     cfg = getattr(sink, "cfg", None)
     return str(getattr(cfg, "path", "")) or None
+
+
+def _sink_changes(p: ReloadPlan) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(reopened, closed, opened) sink names, the bus ("mqtt") among them."""
+    bus = frozenset({"mqtt"})
+    return (p.reopen_sinks | (bus if p.bus == "restart" else frozenset()),
+            p.close_sinks | (bus if p.bus == "stop" else frozenset()),
+            p.open_sinks | (bus if p.bus == "start" else frozenset()))
 
 
 def _sink_path(cfg: LivetokConfig, name: str) -> str | None:
