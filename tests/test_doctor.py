@@ -120,3 +120,19 @@ def test_native_mode_for_setup_is_unchanged(broken_torchaudio: dict[str, str]) -
                          env=broken_torchaudio, check=False, timeout=300)
     assert bad.returncode == 1
     assert bad.stderr.startswith("setup: torchaudio: does not load: ImportError") and len(bad.stderr.splitlines()) == 1
+
+
+def test_a_metrics_port_in_use_fails_and_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    cfg = tmp_path / "c.yaml"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        cfg.write_text(f"metrics:\n  listen: 127.0.0.1:{port}\n")
+        code, out = run_doctor(capsys, "-c", str(cfg))
+    line = lines_by_name(out)["metrics"]
+    assert code == 1 and line.startswith("FAIL") and f"127.0.0.1:{port}" in line and "in use" in line, out
+    code, out = run_doctor(capsys, "-c", str(cfg))  # the port is free again
+    assert lines_by_name(out)["metrics"].startswith("ok")

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -64,9 +64,11 @@ from livetok.bus.url import BrokerUrl
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.config import Mqtt
 from livetok.daemon.log import NOTICE
-from livetok.daemon.outbound import Outgoing
 from livetok.daemon.sinks import Sink
 from livetok.errors import BusError, ConfigError
+
+if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
+    from livetok.daemon.outbound import Outgoing
 
 V311_INFLIGHT = 20  # Mosquitto's max_inflight_messages default; 3.1.1 has no Receive Maximum
 MAX_WINDOW = 1000  # never more in flight than this, whatever the broker allows

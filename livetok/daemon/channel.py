@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from livetok.daemon.outbound import Outgoing
+if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
+    from livetok.daemon.outbound import Outgoing
+
 
 
 class SinkChannel:

@@ -1,9 +1,11 @@
 """Running the daemon: open the sinks, load the tokenizers, run on uvloop, report.
 
-Order matters for a daemon users can trust: the sinks are opened (and locked) before the slow
-start-up, so a second daemon on the same file, or a path that is not a token file, is refused at
-once; the tokenizers load in a thread while the event loop answers signals (and, under systemd,
-extends the start-up timeout); capture starts last, and READY=1 goes out once it has.
+Order matters for a daemon users can trust: everything that can be checked is checked before the
+slow start-up (sources, sinks, the bus's files, the metrics port), and this module imports nothing
+heavy until then, so a second daemon on the same file, a path that is not a token file or a port in
+use is refused at once, before torch loads; the sinks are opened (and locked) next; the tokenizers
+load in a thread while the event loop answers signals (and, under systemd, extends the start-up
+timeout); capture starts last, and READY=1 goes out once it has.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from livetok.config import LivetokConfig
 from livetok.daemon import log
 from livetok.daemon.notify import Notifier
-from livetok.daemon.preflight import check_bus, check_sinks, check_sources
-from livetok.daemon.runner import RunReport, run
+from livetok.daemon.preflight import check_bus, check_metrics, check_sinks, check_sources
 from livetok.daemon.sinks import open_sinks
 from livetok.daemon.stopping import StopControl
 from livetok.errors import ConfigError
+
+if TYPE_CHECKING:  # the runner pulls torch: imported once the checks have passed
+    from livetok.daemon.runner import RunReport
 
 EXTEND_S = 20.0  # under systemd: start-up goes on, wait this much more (sent every EXTEND_S / 2)
 
@@ -49,6 +53,7 @@ async def run_async(cfg: LivetokConfig, duration_s: float | None, stop: StopCont
             for sink in sinks:
                 await stack.enter_async_context(sink)
             from livetok.daemon.preflight import check_codebooks
+            from livetok.daemon.runner import RunReport, run
             from livetok.tokenizers import Tokenizers
 
             await asyncio.to_thread(check_codebooks, cfg)  # the key's line in the error, before the slow part
@@ -71,6 +76,7 @@ def run_blocking(cfg: LivetokConfig, duration_s: float | None, stop: StopControl
     check_sources(cfg)
     check_sinks(cfg)
     check_bus(cfg)
+    check_metrics(cfg)
     return uvloop.run(run_async(cfg, duration_s, stop if stop is not None else StopControl(), reconfigure))
 
 

@@ -35,13 +35,14 @@ from typing import Any, TypeVar
 from livetok.config import LivetokConfig
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.engine import Engine, EngineOutput
-from livetok.daemon.lane import BlockingLane
+from livetok.daemon.lane import BlockingLane, LanePool
 from livetok.daemon.log import NOTICE
 from livetok.daemon.log import get as get_logger
 from livetok.daemon.metrics import Metrics
 from livetok.daemon.notify import Notifier
 from livetok.daemon.outbound import Outgoing, WireStamper
 from livetok.daemon.outlets import Outlet, Outlets
+from livetok.daemon.prometheus import BusRow, CaptureRow, Exporter, SinkRow, SourceRow, View, render
 from livetok.daemon.reload import ReloadPlan
 from livetok.daemon.sinks import Sink
 from livetok.daemon.sources import RunningSource, build_sources
@@ -59,6 +60,8 @@ TICK_S = 0.02
 VIDEO_NICE = 5
 METRICS_S = 1.0
 SHUTDOWN_S = 10.0
+STOP_ON_ERROR_S = 3.0  # stopping capture after the run failed (s)
+STOPPERS = 8  # sources stopped side by side (each stop waits up to ~2 s for its thread)
 T = TypeVar("T")
 
 
@@ -116,7 +119,9 @@ class Daemon:
         self.retired_sources: list[RunningSource] = []  # stopped by a reload: still in the books
         self.outlets = Outlets()  # the sinks in the fan-out, and every one since the start (the books)
         self._first_sinks = sinks
-        self.exporter: Any = None  # the Prometheus endpoint, when metrics.listen is set
+        self.exporter: Exporter | None = None  # the Prometheus endpoint, when metrics.listen is set
+        self.reloads_done = 0  # SIGHUPs handled (applied or refused)
+        self.stoppers = LanePool("livetok-stop", STOPPERS)  # stops sources side by side (blocking joins)
         self._tg: asyncio.TaskGroup | None = None
         self.metrics = Metrics()
         self.books = Books()
@@ -156,6 +161,19 @@ class Daemon:
 
     # -- start ------------------------------------------------------------------------------------
     async def __aenter__(self) -> Daemon:
+        try:
+            await self._start()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def _start(self) -> None:
+        """The endpoint first (a port that cannot be used is refused before anything captures),
+        warm-up, then capture."""
+        if self.cfg.metrics.listen:
+            self.exporter = Exporter(self.cfg.metrics.listen)
+            self.exporter.start()
         if self.toks.video.device.type == "cpu":
             # Capture threads need a core: OpenMP threads that lose theirs stall every torch call
             # at its barrier (bench/bench_video.py measured 38 -> 313 ms median per batch).
@@ -176,11 +194,21 @@ class Daemon:
             for src in self.sources:
                 src.start()
             self.started = True
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.worker.close()
-        self.video_encoder.close()
+        """Whatever happened: capture threads stopped (a run that failed left them running), the
+        endpoint closed, the worker threads let go."""
+        try:
+            running = [s for s in self.sources if s.thread.alive]
+            if running:
+                await self._stop_sources(running, Deadline(STOP_ON_ERROR_S, self.stop))
+        finally:
+            if self.exporter is not None:
+                self.exporter.stop()
+                self.exporter = None
+            self.stoppers.close()
+            self.worker.close()
+            self.video_encoder.close()
 
     # -- the run ----------------------------------------------------------------------------------
     async def run(self, duration_s: float | None) -> RunReport:
@@ -205,12 +233,7 @@ class Daemon:
                 service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
             for outlet in self.outlets.active:
                 self._start_sink(outlet)
-            if self.cfg.metrics.listen:
-                from livetok.daemon.prometheus import Exporter
-
-                self.exporter = Exporter(self, self.cfg.metrics.listen)
-                self.exporter.refresh()
-                self.exporter.start()
+            self._publish_metrics()
             self.notifier.ready(self.supervisor.status_line())
             await self._wait_stop(duration_s)
             self.report.stopped_by = self.stop.reason
@@ -230,8 +253,6 @@ class Daemon:
                              outlets=self.outlets.history)
             for t in service:
                 t.cancel()
-        if self.exporter is not None:
-            self.exporter.stop()
         self._tg = None
         await self._close_own_sinks()
         return self._finish()
@@ -323,6 +344,7 @@ class Daemon:
             new = await asyncio.to_thread(self.reconfigure)
         except LivetokError as err:
             _log.error("reload: %s; keeping the running configuration", err)
+            self.reloads_done += 1
             self.notifier.ready(self.supervisor.status_line())
             return
         p = plan(self.cfg, new)
@@ -339,11 +361,25 @@ class Daemon:
             else:
                 self.metrics.count("reloads")
                 _log.log(NOTICE, "reload: applied (%s)", p.describe())
+        self.reloads_done += 1
         self.notifier.ready(self.supervisor.status_line())
 
     async def _apply(self, p: ReloadPlan, new: LivetokConfig) -> None:
-        # 1. Sinks made (and, at a new path, opened) first: one that cannot aborts with nothing touched.
+        # 1. Sinks made (and, at a new path, opened) and the new endpoint bound first: one that cannot
+        #    aborts with nothing touched.
         made, later = await self._make_sinks(p, new)
+        try:
+            exporter = self._new_exporter(p, new)
+        except BaseException:
+            for sink in made.values():
+                with contextlib.suppress(Exception):
+                    await sink.__aexit__(None, None, None)
+            raise
+        if p.metrics:
+            if self.exporter is not None:
+                self.exporter.stop()
+            self.exporter = exporter
+            self._publish_metrics()
         deadline = Deadline(SHUTDOWN_S, self.stop)
         # 2. Sources that stop: their captures go through the engine, then their groups are flushed.
         leaving = p.restart_sources | p.stop_sources
@@ -378,6 +414,14 @@ class Daemon:
         await asyncio.gather(*(self._retire(o, deadline) for o in going))
         for sink in later:
             await self._open_later(sink)
+
+    def _new_exporter(self, p: ReloadPlan, new: LivetokConfig) -> Exporter | None:
+        """The endpoint at the new ``metrics.listen``, listening (ConfigError when it cannot)."""
+        if not p.metrics or not new.metrics.listen:
+            return None
+        exporter = Exporter(new.metrics.listen)
+        exporter.start()
+        return exporter
 
     async def _make_sinks(self, p: ReloadPlan, new: LivetokConfig) -> tuple[dict[str, Sink], list[Sink]]:
         """The sinks the plan adds or reopens, by name, and which of them open only once the old
@@ -546,68 +590,90 @@ class Daemon:
             self.books.emitted[item.key] += 1
             if item.is_step:
                 self.report.steps += 1
-                m.observe(f"latency.step.{item.stream}", now - item.capture_ns)
+                m.observe(("latency", "step", item.stream), now - item.capture_ns)
             else:
                 lat = now - item.capture_ns
                 m.observe(f"latency.{item.modality}.{item.scale}", lat)
-                m.observe(f"latency.emit.{item.stream}.{item.modality}.{item.scale}", lat)
+                m.observe(("latency", "emit", item.stream, item.modality, item.scale), lat)
             for o in self.outlets.active:
                 if o.sink.accepts(item):
                     o.sink.offer(o.channel, item)
         for group, skew in work.engine.skews:
-            m.observe(f"skew.{group}", skew)
+            m.observe(("skew", group), skew)
         for source, modality in work.engine.gaps:
-            m.count(f"gaps.{source}.{modality}")
+            m.count(("gaps", source, modality))
 
     # -- metrics ----------------------------------------------------------------------------------
     async def _metrics_once(self) -> bool:
         self._refresh_gauges()
         for name, c in (await self.worker.run(self.engine.clocks)).items():
-            self.metrics.set(f"drift_ppm.{name}", c.drift_ppm)
-            self.metrics.set(f"clock_slewing_ms.{name}", round(c.slewing_ns / 1e6, 3))
+            self.metrics.set(("drift_ppm", name), c.drift_ppm)
+            self.metrics.set(("clock_slewing_ms", name), round(c.slewing_ns / 1e6, 3))
         self._aligner_stats = await self.worker.run(self.engine.aligner_stats)
-        if self.exporter is not None:
-            self.exporter.refresh()
+        self._publish_metrics()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), METRICS_S)
         return True
+
+    def _publish_metrics(self) -> None:
+        """The Prometheus exposition of now, rendered here (on the loop) once per interval."""
+        if self.exporter is not None:
+            self.exporter.publish(render(self._view()))
+
+    def _view(self) -> View:
+        m = self.metrics
+        v = View(self.run_id, self.uptime_s(), m.series, m.gauges, m.counters)
+        v.sources = [SourceRow(s.name, s.stats.state is SourceState.RUNNING, s.stats.reconnects, s.stats.stalls,
+                               s.stats.errors) for s in self.sources]
+        captures, _ = self._capture_books()
+        v.captures = [CaptureRow(src, kind, r["captured"], r["tokenized"], r["dropped_queue"], r["dropped_shutdown"],
+                                 r["failed"]) for (src, kind), r in captures.items()]
+        for o in self.outlets.active:
+            t = self.outlets.totals(o.name)
+            v.sinks.append(SinkRow(o.name, t["written"], t["dropped"], t["failed"], o.channel.depth))
+            if o.sink.latency_kind == "publish":
+                g = o.sink.gauges()
+                v.bus = BusRow(bool(g["connected"]), int(g["reconnects"]), int(g["connect_failures"]),
+                               o.channel.depth + int(g["resend_depth"]), int(g["in_flight"]), t["written"],
+                               int(g["refused"]), t["dropped"])
+        return v
 
     def _refresh_gauges(self) -> None:
         m = self.metrics
         for s in self.sources:
             for kind, h in (("video", s.video), ("audio", s.audio)):
                 if h is not None:
-                    m.set(f"queue_depth.{s.name}.{kind}", h.depth)
-                    m.set(f"queue_max_depth.{s.name}.{kind}", h.max_depth)
-                    m.set(f"dropped.{s.name}.{kind}", h.dropped)
+                    m.set(("queue_depth", s.name, kind), h.depth)
+                    m.set(("queue_max_depth", s.name, kind), h.max_depth)
+                    m.set(("dropped", s.name, kind), h.dropped)
             # Every counter the capture thread keeps, so a new one is published without touching
             # this list; the state as its index in SourceState; ``extra`` counters by their names.
             for f in dataclasses.fields(s.stats):
                 value = getattr(s.stats, f.name)
                 if isinstance(value, SourceState):
-                    m.set(f"source.{s.name}.{f.name}", list(SourceState).index(value))
+                    m.set(("source", s.name, f.name), list(SourceState).index(value))
                 elif isinstance(value, bool):
                     continue
                 elif isinstance(value, int | float):
-                    m.set(f"source.{s.name}.{f.name}", value)
+                    m.set(("source", s.name, f.name), value)
                 elif isinstance(value, dict):
                     for k, v in value.items():
-                        m.set(f"source.{s.name}.{k}", v)
+                        m.set(("source", s.name, k), v)
         for o in self.outlets.active:
             sink, st, ch = o.sink, o.sink.stats, o.channel
             for key, total in self.outlets.totals(sink.name).items():  # never back to 0 at a reopen
                 if key != "offered":
-                    m.set(f"sink.{sink.name}.{key}", total)
+                    m.set(("sink", sink.name, key), total)
             for key, value in sink.gauges().items():
-                m.set(f"sink.{sink.name}.{key}", value)
-            m.set(f"sink.{sink.name}.queue_depth", ch.depth)
-            m.set(f"sink.{sink.name}.queue_max_depth", ch.max_depth)
-            m.set(f"sink.{sink.name}.queue_bytes", ch.bytes)
+                m.set(("sink", sink.name, key), value)
+            m.set(("sink", sink.name, "queue_depth"), ch.depth)
+            m.set(("sink", sink.name, "queue_max_depth"), ch.max_depth)
+            m.set(("sink", sink.name, "queue_bytes"), ch.bytes)
             kind = sink.latency_kind
             for item, lat in st.latencies:
-                m.observe(f"latency.{kind}.{sink.name}", lat)
+                m.observe(("latency", kind, sink.name), lat)
                 if not item.is_step:
-                    m.observe(f"latency.{kind}.{sink.name}.{item.stream}.{item.modality}.{item.scale}", lat)
+                    m.observe(("latency", kind, sink.name, item.stream, item.modality, item.scale), lat)
             st.latencies = []
 
     # -- shutdown ---------------------------------------------------------------------------------
@@ -627,10 +693,9 @@ class Daemon:
                     o.sink.on_drop(item)
 
     async def _stop_sources(self, sources: list[RunningSource], deadline: Deadline) -> None:
-        loop = asyncio.get_running_loop()
-        stoppers = [loop.run_in_executor(None, s.stop) for s in sources]
+        """Stop ``sources`` side by side in the daemon's own lanes, waiting at most until the deadline."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*stoppers, return_exceptions=True), max(0.1, deadline.left()))
+            await asyncio.wait_for(self.stoppers.run_each([s.stop for s in sources]), max(0.1, deadline.left()))
 
     async def _final_drain(self, deadline: Deadline) -> None:
         """What the sources captured before they stopped, through the engine; then the engine's flush."""
@@ -658,10 +723,10 @@ class Daemon:
                 "errors": total["errors"], "last_error": st.last_error,
                 "queue_max_depth": max(o.channel.max_depth for o in outs), **last.sink.gauges()}
 
-    def accounting(self) -> dict[str, Any]:
-        """The run's books, and whether they balance: nothing unseen was lost."""
+    def _capture_books(self) -> tuple[dict[tuple[str, str], dict[str, int]], bool]:
+        """Per (source, modality): captures in and where each went, and whether all balance."""
         b = self.books
-        captures: dict[str, dict[str, int]] = {}
+        captures: dict[tuple[str, str], dict[str, int]] = {}
         ok = True
         # A source restarted by a reload had several hand-overs under one name: their counts add up.
         handoffs: dict[tuple[str, str], list[Handoff[Any]]] = {}
@@ -678,10 +743,16 @@ class Daemon:
             row["balanced"] = int(put == dropped + taken + left
                                   and taken == b.tokenized[key] + b.failed[key] + b.discarded[key])
             ok &= bool(row["balanced"])
-            captures[".".join(key)] = row
-        sinks, sinks_ok = self.outlets.books(b.emitted)
-        emitted = {".".join(k): v for k, v in sorted(b.emitted.items())}
-        return {"captures": captures, "emitted": emitted, "sinks": sinks, "balanced": int(ok and sinks_ok)}
+            captures[key] = row
+        return captures, ok
+
+    def accounting(self) -> dict[str, Any]:
+        """The run's books, and whether they balance: nothing unseen was lost."""
+        captures, ok = self._capture_books()
+        sinks, sinks_ok = self.outlets.books(self.books.emitted)
+        emitted = {".".join(k): v for k, v in sorted(self.books.emitted.items())}
+        return {"captures": {".".join(k): row for k, row in captures.items()}, "emitted": emitted, "sinks": sinks,
+                "balanced": int(ok and sinks_ok)}
 
     def uptime_s(self) -> float:
         return round((time.monotonic_ns() - self.started_ns) / 1e9, 3)

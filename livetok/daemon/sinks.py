@@ -28,17 +28,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.config import FileSink as FileSinkConfig
 from livetok.daemon.lane import BlockingLane
 from livetok.daemon.log import NOTICE
 from livetok.daemon.log import get as get_logger
-from livetok.daemon.outbound import Outgoing
 from livetok.errors import OutputError
 from livetok.streams.backoff import Backoff, BackoffPolicy
 from livetok.wire.ltkfile import FILE_HEADER, LTK_MAGIC, LTK_VERSION, RECORD_HEAD, SYNC
+
+if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
+    from livetok.daemon.outbound import Outgoing
 
 _log = get_logger("sink")
 # Files this process's sinks hold (their advisory lock): a reload's preflight must not see our own
