@@ -31,6 +31,7 @@ class SinkChannel:
         self._bytes = 0
         self._ready = asyncio.Event()
         self._closed = False
+        self._closed_event = asyncio.Event()
         self.max_depth = 0
         self.dropped = 0
         self._listeners: list[Callable[[], None]] = []
@@ -60,6 +61,7 @@ class SinkChannel:
     def close(self) -> None:
         """Nothing more will come: :meth:`get_batch` returns [] once the channel is empty."""
         self._closed = True
+        self._closed_event.set()
         self._ready.set()
         for cb in self._listeners:
             cb()
@@ -67,6 +69,10 @@ class SinkChannel:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    async def wait_closed(self) -> None:
+        """Until :meth:`close` (a sink waiting out a backoff learns of the stop at once)."""
+        await self._closed_event.wait()
 
     async def get_batch(self, limit: int) -> list[Outgoing]:
         """Up to ``limit`` messages in order, waiting for the first; [] when closed and empty."""
