@@ -14,12 +14,15 @@ with the Prometheus endpoint on, for ``--seconds`` per run, under three loads, i
 The scrapers are another process (as a real Prometheus is): threads with urllib, each request a
 new connection. Printed: per load, the scrapes done and the p50/p95/p99 (ms) of the daemon's own
 ``latency.video.fine`` and ``latency.audio.fine`` (emit time − capture time), the median over the
-rounds. Figures are printed, not asserted.
+rounds; and the daemon process's CPU time per scrape (its CPU during the run minus that of the run
+nobody scraped, over the scrapes): on a machine others keep busy the percentiles wander, this
+figure much less. Figures are printed, not asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import socket
 import statistics
 import subprocess
@@ -86,7 +89,10 @@ def one_run(seconds: float, load: str, scrapers: int, rate: float, tmp: Path) ->
         proc = subprocess.Popen([sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{port}/metrics", str(scrapers),
                                  str(rate if load == "rate" else 0), str(max(1.0, seconds - 2))],
                                 stdout=subprocess.PIPE, text=True)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     report = run_blocking(cfg, seconds)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     done = failed = 0
     if proc is not None:
         out, _ = proc.communicate(timeout=120)
@@ -94,7 +100,7 @@ def one_run(seconds: float, load: str, scrapers: int, rate: float, tmp: Path) ->
     series = report.metrics["series_ms"]
     assert isinstance(series, dict)
     return {"done": done, "failed": failed, "video": series["latency.video.fine"],
-            "audio": series["latency.audio.fine"]}
+            "audio": series["latency.audio.fine"], "cpu_s": cpu_s}
 
 
 def main() -> None:
@@ -112,16 +118,21 @@ def main() -> None:
             for load in loads:
                 runs[load].append(one_run(args.seconds, load, args.scrapers, args.rate, Path(d)))
     rows = []
+    idle_cpu = statistics.median(float(r["cpu_s"]) for r in runs["none"])  # type: ignore[arg-type]
     for load in loads:
         rs = runs[load]
-        row: list[object] = [load, f"{statistics.median(r['done'] for r in rs) / max(1.0, args.seconds - 2):.1f}"]  # type: ignore[misc]
+        done = statistics.median(int(r["done"]) for r in rs)  # type: ignore[call-overload]
+        cpu = statistics.median(float(r["cpu_s"]) for r in rs)  # type: ignore[arg-type]
+        per = f"{1000 * (cpu - idle_cpu) / done:.2f}" if done else ""
+        row: list[object] = [load, f"{done / max(1.0, args.seconds - 2):.1f}"]
         for series in ("video", "audio"):
             for p in ("p50", "p95", "p99"):
                 row.append(round(statistics.median(r[series][p] for r in rs), 1))  # type: ignore[index]
-        rows.append(row)
+        rows.append([*row, round(cpu, 1), per])
     print(f"\n640x480@30 + 16 kHz, {args.seconds:g} s per run, {args.rounds} rounds interleaved, "
           f"{args.scrapers} scrapers; medians over the rounds, latency in ms")
-    print(table(["load", "scrapes/s", "video p50", "p95", "p99", "audio p50", "p95", "p99"], rows))
+    print(table(["load", "scrapes/s", "video p50", "p95", "p99", "audio p50", "p95", "p99", "daemon CPU s",
+                 "CPU ms/scrape"], rows))
 
 
 if __name__ == "__main__":

@@ -496,3 +496,22 @@ def test_a_bounded_run_whose_bus_never_connected_exits_69(tmp_path: Path, mosqui
     bus = books["sinks"]["mqtt"]
     assert bus["written"] == 0 and bus["dropped"] == bus["offered"] > 0
     assert books["sinks"]["file0"]["written"] > 0 and read_ltk(out).packets  # capture went on
+
+
+def test_the_sink_state_follows_the_connection(tmp_path: Path, mosquitto_factory: MosquittoFactory) -> None:
+    """`ok` only while connected: `connecting` when the broker was never reached, `disconnected` after
+    a loss (it said `ok` throughout)."""
+    report = DaemonThread(daemon_config(tmp_path, free_port()), 2.0).start().join()
+    assert bus(report)["state"] == "connecting" and bus(report)["connects"] == 0
+    broker = mosquitto_factory()
+    sub = Collector(broker.url, qos=1).start()
+    d = DaemonThread(daemon_config(tmp_path, broker.port, instance="lost"), 6.0).start()
+    end = time.monotonic() + 60
+    while not sub.keys and time.monotonic() < end:  # connected and publishing
+        time.sleep(0.05)
+    assert sub.keys
+    broker.stop()
+    sub._stop.set()  # its own reconnect attempts end with it
+    report = d.join()
+    assert bus(report)["state"] == "disconnected" and bus(report)["connects"] == 1
+    check_books(report)
