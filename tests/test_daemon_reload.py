@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broker import Mosquitto
 
 from livetok.config import LivetokConfig
 from livetok.daemon.outbound import Outgoing
@@ -18,6 +19,8 @@ from livetok.daemon.sinks import Sink, open_sinks
 from livetok.daemon.stopping import StopControl
 from livetok.tokenizers import Tokenizers
 from livetok.wire import AlignedStep, TokenPacket, read_ltk
+
+RUN_ID = "0123456789abcdef"
 
 
 def config(path: Path, **sink: Any) -> LivetokConfig:
@@ -44,7 +47,7 @@ def run_with_reloads(toks: Tokenizers, first: LivetokConfig, later: list[Livetok
     async def go() -> tuple[RunReport, Daemon]:
         stop = StopControl()
         stop.bind()
-        sinks = open_sinks(first, "r1")
+        sinks = open_sinks(first, RUN_ID)
         for s in sinks:
             await s.__aenter__()
         current = first
@@ -52,7 +55,7 @@ def run_with_reloads(toks: Tokenizers, first: LivetokConfig, later: list[Livetok
         def reconfigure() -> LivetokConfig:
             return current
 
-        async with Daemon(first, toks, sinks, stop, "r1", reconfigure=reconfigure) as d:
+        async with Daemon(first, toks, sinks, stop, RUN_ID, reconfigure=reconfigure) as d:
             task = asyncio.create_task(d.run(None))
             for i, cfg in enumerate(pending):
                 target = sum(d.books.emitted.values()) + messages_between
@@ -153,3 +156,22 @@ def test_the_books_see_a_message_that_reached_no_channel() -> None:
     emitted[item.key] += 1  # emitted, offered to nobody
     rows, ok = outlets.books(emitted)
     assert not ok and rows["n"]["balanced"] == 0 and rows["n"]["emitted"] == 2 and rows["n"]["offered"] == 1
+
+
+def test_a_bus_reconnect_loses_nothing(toks: Tokenizers, tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A changed mqtt: section: the old connection drains and says goodbye, the new one (same client
+    id) connects once it has; the bus's books over both hold every message, nothing is lost."""
+    a = tmp_path / "a.ltk"
+
+    def cfg(keepalive: int) -> LivetokConfig:
+        return LivetokConfig.model_validate({
+            "sources": [{"kind": "synthetic", "name": "cam", "size": "160x120", "fps": 10}],
+            "sinks": [{"kind": "file", "name": "f", "path": str(a)}],
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "instance": "rl", "keepalive_s": keepalive}})
+
+    report, _ = run_with_reloads(toks, cfg(15), [cfg(20)])
+    books = report.accounting
+    assert books["balanced"] == 1, books
+    bus = books["sinks"]["mqtt"]
+    assert bus["reopened"] == 1 and bus["emitted"] == bus["offered"] == bus["written"] == sum(books["emitted"].values())
+    assert report.sinks["mqtt"]["connects"] == 1 and report.sinks["mqtt"]["state"] == "ok"  # the new connection's

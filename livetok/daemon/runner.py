@@ -216,46 +216,58 @@ class Daemon:
         if not self.started:
             self.report.stopped_by = f"{self.stop.reason} during start-up"
             return self._finish()
-        async with asyncio.TaskGroup() as tg:
-            self._tg = tg
-            producers = [
-                tg.create_task(self._loop("video-batcher", self._video_once), name="video-batcher"),
-                tg.create_task(self._loop("audio-feeder", self._audio_once), name="audio-feeder"),
-                tg.create_task(self._loop("aligner-tick", self._tick_once), name="aligner-tick"),
-                tg.create_task(self._loop("metrics", self._metrics_once), name="metrics"),
-            ]
-            # Service tasks: alive through the shutdown (the watchdog keeps pinging), cancelled at its end.
-            service = [
-                tg.create_task(self._guard("status", self.supervisor.status_loop), name="status"),
-                tg.create_task(self._guard("watchdog", self.supervisor.watchdog_loop), name="watchdog"),
-            ]
-            if self.reconfigure is not None:
-                service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
-            for outlet in self.outlets.active:
-                self._start_sink(outlet)
-            self._publish_metrics()
-            self.notifier.ready(self.supervisor.status_line())
-            await self._wait_stop(duration_s)
-            self.report.stopped_by = self.stop.reason
-            self.notifier.stopping(f"stopping ({self.stop.reason})")
-            deadline = Deadline(SHUTDOWN_S, self.stop)
-            self.stopping.set()
-            self.video_ready.set()
-            self.audio_ready.set()
-            await self._join(producers, deadline)
-            await self._stop_sources(self.sources, deadline)
-            await self._final_drain(deadline)
-            for o in self.outlets.active:
-                o.channel.close()
-            # every sink task still running: the active ones, and any a reload is still retiring
-            outlets = [o for o in self.outlets.history if o.task is not None and not o.task.done()]
-            await self._join([o.task for o in outlets if o.task is not None], deadline, at_least_s=0.5,
-                             outlets=self.outlets.history)
-            for t in service:
-                t.cancel()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                producers, service = self._start_tasks(tg)
+                self.notifier.ready(self.supervisor.status_line())
+                await self._wait_stop(duration_s)
+                self.report.stopped_by = self.stop.reason
+                self.notifier.stopping(f"stopping ({self.stop.reason})")
+                await self._shutdown(producers)
+                for t in service:
+                    t.cancel()
+        except BaseExceptionGroup as group:  # the error itself, not "unhandled errors in a TaskGroup"
+            raise _first(group) from group
         self._tg = None
+        report = self._finish()  # the sinks' states as the run ended, like those the caller closes after
         await self._close_own_sinks()
-        return self._finish()
+        return report
+
+    def _start_tasks(self, tg: asyncio.TaskGroup) -> tuple[list[asyncio.Task[None]], list[asyncio.Task[None]]]:
+        """The producers, the service tasks, a task per sink; the first metrics rendering."""
+        producers = [
+            tg.create_task(self._loop("video-batcher", self._video_once), name="video-batcher"),
+            tg.create_task(self._loop("audio-feeder", self._audio_once), name="audio-feeder"),
+            tg.create_task(self._loop("aligner-tick", self._tick_once), name="aligner-tick"),
+            tg.create_task(self._loop("metrics", self._metrics_once), name="metrics"),
+        ]
+        # Service tasks: alive through the shutdown (the watchdog keeps pinging), cancelled at its end.
+        service = [
+            tg.create_task(self._guard("status", self.supervisor.status_loop), name="status"),
+            tg.create_task(self._guard("watchdog", self.supervisor.watchdog_loop), name="watchdog"),
+        ]
+        if self.reconfigure is not None:
+            service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
+        for outlet in self.outlets.active:
+            self._start_sink(outlet)
+        self._publish_metrics()
+        return producers, service
+
+    async def _shutdown(self, producers: list[asyncio.Task[None]]) -> None:
+        """Producers, sources, the engine's drain, the sinks: each stage within one deadline."""
+        deadline = Deadline(SHUTDOWN_S, self.stop)
+        self.stopping.set()
+        self.video_ready.set()
+        self.audio_ready.set()
+        await self._join(producers, deadline)
+        await self._stop_sources(self.sources, deadline)
+        await self._final_drain(deadline)
+        for o in self.outlets.active:
+            o.channel.close()
+        # every sink task still running: the active ones, and any a reload is still retiring
+        running = [o.task for o in self.outlets.history if o.task is not None and not o.task.done()]
+        await self._join(running, deadline, at_least_s=0.5, outlets=self.outlets.history)
 
     def _start_sink(self, outlet: Outlet) -> None:
         assert self._tg is not None
@@ -824,6 +836,14 @@ class Daemon:
 def _path_of(sink: Sink) -> str | None:
     cfg = getattr(sink, "cfg", None)
     return str(getattr(cfg, "path", "")) or None
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error a task group collected, unnested (its one line is the one to read)."""
+    err: BaseException = group
+    while isinstance(err, BaseExceptionGroup):
+        err = err.exceptions[0]
+    return err
 
 
 def _sink_changes(p: ReloadPlan) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
