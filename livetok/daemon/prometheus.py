@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import socket
 import threading
+import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,9 +54,25 @@ def address_family(host: str, port: int) -> socket.AddressFamily:
     return infos[0][0]
 
 
+def livetok_serving(host: str, port: int) -> bool:
+    """Whether a livetok daemon's endpoint answers on ``host:port`` (a running service's own port)."""
+    try:
+        with urllib.request.urlopen(f"http://{_bracketed(host)}:{port}/metrics", timeout=1.0) as r:
+            return b"livetok_info" in r.read(1 << 20)
+    except (OSError, ValueError):
+        return False
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def listen_error(listen: str, err: OSError) -> str:
     """Why the endpoint cannot listen on ``listen``, in a few words."""
-    why = "in use by another process" if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
+    why = err.strerror or str(err)
+    if err.errno == errno.EADDRINUSE:
+        host, port = parse_listen(listen)
+        why = "in use by a running livetok daemon" if livetok_serving(host, port) else "in use by another process"
     return f"{listen}: cannot listen ({why})"
 
 
