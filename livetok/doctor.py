@@ -263,6 +263,23 @@ def check_disk(config: Any) -> Check:
     return Check("disk", worst, "; ".join(parts), "free space where the sinks write (under 1 GiB left)")
 
 
+def check_metrics(config: Any) -> Check:
+    """The Prometheus endpoint's port, when one is configured: can ``run`` listen there now?"""
+    from livetok.errors import LivetokError
+
+    try:
+        from livetok.daemon.preflight import check_metrics as can_listen
+
+        can_listen(config)
+    except LivetokError as err:
+        if "in use by a running livetok daemon" in str(err):  # the service this configuration runs
+            return Check("metrics", "ok", f"{config.metrics.listen}: served by a running livetok daemon")
+        return Check("metrics", "fail", str(err), "free the port, or pick another metrics.listen")
+    except Exception as err:
+        return Check("metrics", "fail", f"cannot be checked: {_one_line(err)}", REINSTALL)
+    return Check("metrics", "ok", f"{config.metrics.listen}: free to listen on")
+
+
 NATIVE: tuple[Callable[[], Check], ...] = (check_torch, check_torchaudio, check_av, check_numba, check_portaudio)
 
 
@@ -274,6 +291,8 @@ def run_checks(config: Any | None, native_only: bool = False) -> list[Check]:
     checks.append(check_mosquitto())
     if config is not None:
         checks += [check_broker(config), check_codebooks(config), check_disk(config)]
+        if config.metrics.listen:
+            checks.append(check_metrics(config))
     return checks
 
 

@@ -9,6 +9,7 @@ bus should carry is in it. The subscriber is :class:`livetok.client.Subscriber`.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker import BrokerOptions, Mosquitto, MosquittoFactory, need_tool
+from broker import BrokerOptions, Mosquitto, MosquittoFactory, free_port, need_tool
 from netproxy import NetProxy
 
 from livetok.bus.properties import CONTENT_TYPE
@@ -352,7 +353,7 @@ def test_wrong_password_is_one_line_retried_and_never_printed(tmp_path: Path,
     pw.write_text("wrong-password-XYZ\n")
     r = _run_cli(["--sink", broker.url_for("daemon"), "--password-file", str(pw),
                   "--sink", f"file:{tmp_path / 'x.ltk'}"])
-    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert r.returncode == 69 and "Traceback" not in r.stderr  # a bounded run whose bus never connected
     assert "wrong-password-XYZ" not in r.stdout + r.stderr and "right-password" not in r.stderr
     lines = [ln for ln in r.stderr.splitlines()
              if ln.startswith("livetok: sink mqtt:") and "refused the connection" in ln]
@@ -376,7 +377,7 @@ def test_tls_failures_are_one_clear_line(tmp_path: Path, mosquitto_factory: Mosq
     cfg.write_text(f"mqtt:\n  host: 127.0.0.1\n  port: {broker.tls_port}\n  connect_timeout_s: 2\n"
                    f"  tls: {{enabled: true, ca_file: '{ca}'}}\n")
     r = _run_cli(["-c", str(cfg), "--sink", f"file:{tmp_path / 'x.ltk'}"], 3.0)
-    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert r.returncode == 69 and "Traceback" not in r.stderr  # a bounded run whose bus never connected
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("livetok: sink mqtt:") and "TLS" in ln]
     assert len(lines) == 1, r.stderr
     assert ("not accepted" in lines[0]) and (
@@ -421,3 +422,96 @@ def test_a_stalled_consumer_costs_the_daemon_nothing(tmp_path: Path, mosquitto_f
     assert b["queue_max_depth"] <= b["receive_maximum"] + 50  # a handful waiting for acks, no backlog
     made = truth(tmp_path / "host1.ltk")
     assert set(back.keys) | set(first.keys) >= made and back.stats.total.missing == 0
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_every_publish_is_checked_against_the_limit(tmp_path: Path, mosquitto_factory: MosquittoFactory,
+                                                    protocol: str) -> None:
+    """Not only tokens: the stats document (here ~2 KB every 0.5 s), meta and availability are checked
+    too. v5: the broker's max_packet_size, from its CONNACK; 3.1.1: message_size_limit, told to the
+    daemon by mqtt.max_packet_bytes. What does not fit is refused before sending, counted, said once;
+    the connection never drops and nothing reaches stderr but event lines."""
+    broker = mosquitto_factory(extra=("max_packet_size 1500",)) if protocol == "5" else \
+        mosquitto_factory(message_size_limit=1400)
+    limit = "" if protocol == "5" else ", max_packet_bytes: 1400"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sources:\n  - {kind: synthetic, name: cam, size: 160x120, fps: 10}\n"
+        f"sinks:\n  - {{kind: file, path: '{tmp_path / 'x.ltk'}'}}\n"
+        f"mqtt: {{host: 127.0.0.1, port: {broker.port}, instance: lim, protocol: '{protocol}', keepalive_s: 2,"
+        f" stats_interval_s: 0.5{limit}}}\n")
+    sub = Collector(broker.url, qos=1).start()
+    r = subprocess.run([sys.executable, "-m", "livetok.cli", "run", "-c", str(cfg), "--duration", "5"],
+                       capture_output=True, text=True, timeout=180)
+    sub.stop()
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "RuntimeError" not in r.stderr, r.stderr
+    gauges = json.loads(r.stderr[r.stderr.index("{"):])["gauges"]
+    assert gauges["sink.mqtt.connects"] == 1 and gauges["sink.mqtt.reconnects"] == 0, r.stderr
+    assert gauges["sink.mqtt.control_refused"] >= 5, gauges  # the stats document, each time
+    lines = [ln for ln in r.stderr.splitlines() if "/stats" in ln and "maximum packet size" in ln]
+    assert len(lines) == 1, r.stderr  # said once, not at every interval
+    assert sub.messages and any(m.packet is not None for m in sub.messages)
+
+
+# -- the exit code of a run whose bus never connected (issue 13 item 7) ----------------------------
+
+@pytest.mark.parametrize("fault", ["dead port", "wrong password", "black hole"])
+def test_a_bounded_run_whose_bus_never_connected_exits_69(tmp_path: Path, mosquitto_factory: MosquittoFactory,
+                                                           capsys: pytest.CaptureFixture[str], fault: str) -> None:
+    """Capture and the file sink go on; the bus's messages are dropped and counted; the run says so
+    in one line and exits 69, so a script or a supervisor can tell."""
+    from livetok.cli import main
+
+    out = tmp_path / "x.ltk"
+    mqtt = "connect_timeout_s: 2"
+    proxy = None
+    if fault == "dead port":
+        port = free_port()
+    elif fault == "wrong password":
+        broker = mosquitto_factory(users={"daemon": "right-password"})
+        pw = tmp_path / "pw"
+        pw.write_text("wrong-password\n")
+        port, mqtt = broker.port, f"{mqtt}, username: daemon, password_file: '{pw}'"
+    else:
+        proxy = NetProxy(mosquitto_factory().port)
+        proxy.blackhole()  # the TCP connection is accepted, the CONNECT never answered
+        port = proxy.port
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sources:\n  - {kind: synthetic, name: cam, size: 160x120, fps: 10}\n"
+                   f"sinks:\n  - {{kind: file, path: '{out}'}}\n"
+                   f"mqtt: {{host: 127.0.0.1, port: {port}, instance: dead, {mqtt}}}\n")
+    try:
+        code = main(["run", "-c", str(cfg), "--duration", "3"])
+    finally:
+        if proxy is not None:
+            proxy.close()
+    err = capsys.readouterr().err
+    assert code == 69, err
+    last = [ln for ln in err.splitlines() if ln.startswith("livetok: error:")]
+    assert len(last) == 1 and "the MQTT bus never connected" in last[0], err
+    assert "wrong-password" not in err and "Traceback" not in err
+    books = json.loads(err[err.index("{"):err.rindex("}") + 1])["accounting"]
+    assert books["balanced"] == 1
+    bus = books["sinks"]["mqtt"]
+    assert bus["written"] == 0 and bus["dropped"] == bus["offered"] > 0
+    assert books["sinks"]["file0"]["written"] > 0 and read_ltk(out).packets  # capture went on
+
+
+def test_the_sink_state_follows_the_connection(tmp_path: Path, mosquitto_factory: MosquittoFactory) -> None:
+    """`ok` only while connected: `connecting` when the broker was never reached, `disconnected` after
+    a loss (it said `ok` throughout)."""
+    report = DaemonThread(daemon_config(tmp_path, free_port()), 2.0).start().join()
+    assert bus(report)["state"] == "connecting" and bus(report)["connects"] == 0
+    broker = mosquitto_factory()
+    sub = Collector(broker.url, qos=1).start()
+    d = DaemonThread(daemon_config(tmp_path, broker.port, instance="lost"), 6.0).start()
+    end = time.monotonic() + 60
+    while not sub.keys and time.monotonic() < end:  # connected and publishing
+        time.sleep(0.05)
+    assert sub.keys
+    broker.stop()
+    sub._stop.set()  # its own reconnect attempts end with it
+    report = d.join()
+    assert bus(report)["state"] == "disconnected" and bus(report)["connects"] == 1
+    check_books(report)

@@ -200,3 +200,41 @@ def test_run_a_file_gives_the_codes_of_tokenize(tmp_path: Path, av_clip: Path) -
         for p, q in zip(a[key], b[key], strict=True):
             assert (p.seq, p.flags, p.grid) == (q.seq, q.flags, q.grid), key
             assert np.array_equal(p.codes, q.codes), (key, p.seq)
+
+
+def test_a_source_that_will_not_stop_cannot_hold_the_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sources are stopped in the daemon's own lanes (daemon threads), not the default executor, whose
+    threads the loop's close joins: a stop stuck past the shutdown deadline is abandoned, and the run
+    returns while it still hangs."""
+    import threading
+
+    import livetok.daemon.runner as runner_module
+    from livetok.daemon.sources import RunningSource
+
+    release, returned = threading.Event(), threading.Event()
+    real_stop = RunningSource.stop
+
+    def stuck_stop(self: RunningSource) -> None:
+        release.wait(90)  # a capture thread's stop that hangs (a driver call that never returns)
+        real_stop(self)
+
+    monkeypatch.setattr(RunningSource, "stop", stuck_stop)
+    monkeypatch.setattr(runner_module, "SHUTDOWN_S", 1.0)
+    monkeypatch.setattr(runner_module, "STOP_ON_ERROR_S", 1.0, raising=False)
+    cfg = LivetokConfig.model_validate({"sources": [{"kind": "synthetic", "name": "cam", "size": "160x120"}],
+                                        "sinks": [{"kind": "file", "path": str(tmp_path / "s.ltk")}]})
+    still_stuck: list[bool] = []
+
+    def go() -> None:
+        run_blocking(cfg, 1.0)
+        still_stuck.append(not release.is_set())
+        returned.set()
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    try:
+        assert returned.wait(60), "the run never returned while a stop hung"
+    finally:
+        release.set()
+        t.join(30)
+    assert still_stuck == [True]

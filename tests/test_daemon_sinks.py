@@ -245,3 +245,26 @@ def test_a_hung_sink_cannot_hold_the_shutdown(toks: Tokenizers, tmp_path: Path) 
     assert h["written"] == 0 and h["failed"] >= 1 and h["failed"] + h["dropped"] == h["offered"]
     assert books["sinks"]["file0"]["written"] == books["sinks"]["file0"]["offered"]
     assert read_ltk(out).errors == []
+
+
+def test_a_second_daemon_is_refused_before_the_slow_start_up(tmp_path: Path) -> None:
+    """The file is locked as a running daemon's file sink locks it (flock, held by this test): a
+    second `run` on it is refused in one line, exit 73, before torch is even imported."""
+    import fcntl
+
+    out = tmp_path / "held.ltk"
+    write(out, range(2))
+    fd = os.open(out, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        probe = ("import sys\nfrom livetok.cli import main\n"
+                 f"code = main(['run', '--source', 'synthetic', '--sink', 'file:{out}', '--duration', '5'])\n"
+                 "print('torch imported' if 'torch' in sys.modules else 'torch not imported')\nsys.exit(code)\n")
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    finally:
+        os.close(fd)
+    assert r.returncode == 73, r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "in use by another process (locked)" in err[0], r.stderr
+    assert r.stdout.strip() == "torch not imported"
+    assert seqs_in(out) == [0, 1]  # untouched

@@ -176,3 +176,44 @@ def test_native_mode_for_setup_is_unchanged(broken_torchaudio: dict[str, str]) -
                          env=broken_torchaudio, check=False, timeout=300)
     assert bad.returncode == 1
     assert bad.stderr.startswith("setup: torchaudio: does not load: ImportError") and len(bad.stderr.splitlines()) == 1
+
+
+def test_a_metrics_port_in_use_fails_and_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    cfg = tmp_path / "c.yaml"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        cfg.write_text(f"metrics:\n  listen: 127.0.0.1:{port}\n")
+        code, out = run_doctor(capsys, "-c", str(cfg))
+    line = lines_by_name(out)["metrics"]
+    assert code == 1 and line.startswith("FAIL") and f"127.0.0.1:{port}" in line and "in use" in line, out
+    code, out = run_doctor(capsys, "-c", str(cfg))  # the port is free again
+    assert lines_by_name(out)["metrics"].startswith("ok")
+
+
+def test_a_metrics_port_held_by_a_running_livetok_is_named_so(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """While the service runs, its port is taken by itself: doctor says so (ok), `run` and
+    check-config say which kind of process holds it."""
+    from broker import free_port
+
+    from livetok.daemon import prometheus
+
+    port = free_port()
+    endpoint = prometheus.Exporter(f"127.0.0.1:{port}")  # the daemon's real endpoint, as another daemon's
+    endpoint.start()
+    prometheus.LISTENING.discard(("127.0.0.1", port))  # not this process's own, for the check
+    try:
+        endpoint.publish(prometheus.render(prometheus.View(run_id="0123456789abcdef", uptime_s=1.0)))
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"metrics:\n  listen: 127.0.0.1:{port}\n")
+        _, out = run_doctor(capsys, "-c", str(cfg))
+        assert lines_by_name(out)["metrics"].startswith("ok") and "running livetok" in out
+        assert main(["check-config", "-c", str(cfg)]) == 78
+        assert "in use by a running livetok daemon" in capsys.readouterr().err
+    finally:
+        endpoint.stop()
+

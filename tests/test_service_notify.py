@@ -203,3 +203,29 @@ def test_watchdog_pings_stop_while_the_worker_hangs(tmp_path: Path, notify: Noti
         t.join(60)
     assert before >= ready and after >= stuck_from  # resumed once the worker moved again
     assert during == []  # no ping while the worker was stuck
+
+
+def test_a_service_without_its_broker_keeps_retrying_says_so_and_exits_0(tmp_path: Path,
+                                                                          notify: NotifySocket) -> None:
+    """The other half of the bus contract (a bounded run exits 69): a service (no --duration) whose
+    broker is down keeps capturing and retrying, its STATUS says the bus is down, and a stop is 0."""
+    from broker import free_port
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sources:\n  - {kind: synthetic, name: cam, size: 160x120, fps: 10}\n"
+                   f"sinks:\n  - {{kind: file, path: '{tmp_path / 'svc.ltk'}'}}\n"
+                   f"mqtt: {{host: 127.0.0.1, port: {free_port()}, instance: svc, connect_timeout_s: 1}}\n")
+    proc = daemon(cfg, notify.path)
+    try:
+        ready = notify.wait_for("READY", "1")
+        first = notify.wait_for("STATUS", after=ready + 1)
+        later = notify.wait_for("STATUS", after=first + 1)  # the next periodic one: 5 s of retrying
+        assert "bus DISCONNECTED" in notify.messages[later][1]["STATUS"]
+        err = stop(proc)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "livetok: error:" not in err and "Traceback" not in err
+    gauges = json.loads(err[err.index("{"):])["gauges"]
+    assert gauges["sink.mqtt.connects"] == 0 and gauges["sink.mqtt.connect_failures"] >= 2  # retried
+    assert len(read_ltk(tmp_path / "svc.ltk").packets) > 10

@@ -4,6 +4,15 @@ the translation of aiomqtt/paho/ssl/socket errors into one :class:`~livetok.erro
 aiomqtt turns every socket and TLS failure of ``connect`` into a bare ``MqttError(str(exc))``
 (the original exception is dropped), so :func:`bus_error` classifies by the message text as well
 as by type; the texts it looks for are those of CPython's ``ssl`` and ``socket`` modules.
+
+**What livetok takes from aiomqtt's and paho's internals**, all of it here and nowhere else (the
+publisher needs paho's per-message acknowledgement with its reason code, which aiomqtt's public
+``publish`` hides, and both ends need what aiomqtt drops from the CONNACK): aiomqtt 2.5's
+``Client._client`` (the paho client), ``Client._connected`` / ``Client._disconnected`` (futures),
+and paho 2.2's ``Client._sock_close()``. The versions are pinned (requirements.lock; pyproject
+bounds aiomqtt to 2.x) and tests/test_bus_internals.py checks each of these against the installed
+packages and a real broker, so an upgrade that moves one fails there, not in production. Everything
+else is public paho API (``on_connect``, ``on_publish``, ``on_disconnect``, ``publish``).
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import random
 import ssl
 from dataclasses import dataclass, field
@@ -28,6 +38,11 @@ from livetok.bus.url import BrokerUrl
 from livetok.errors import BusError, ConfigError
 
 DEFAULT_SESSION_EXPIRY_S = 3600
+# paho's own log lines ("failed to receive on socket: ...") duplicate the one event line livetok says
+# for the same loss; they go here, silent unless a handler is added (debugging).
+PAHO_LOG = logging.getLogger("livetok.bus.paho")
+PAHO_LOG.addHandler(logging.NullHandler())
+PAHO_LOG.propagate = False
 
 
 class Protocol(enum.Enum):
@@ -104,8 +119,15 @@ def make_client(opts: ConnectOptions, **extra: Any) -> aiomqtt.Client:
             kwargs["properties"] = props
     else:
         kwargs["clean_session"] = not opts.persistent
+    kwargs["logger"] = PAHO_LOG
     kwargs.update(extra)
     return aiomqtt.Client(opts.url.host, opts.url.port, **kwargs)
+
+
+def paho_of(client: aiomqtt.Client) -> Any:
+    """The paho client inside an aiomqtt one (aiomqtt 2.5's ``_client``; module doc). Typed loosely:
+    paho's stubs declare its callbacks as ``None``."""
+    return client._client
 
 
 @dataclass
@@ -120,7 +142,7 @@ def capture_connack(client: aiomqtt.Client) -> Connack:
     """Record the CONNACK's session-present flag and v5 properties, which aiomqtt drops: wraps
     paho's on_connect (aiomqtt's own handler still runs after). Call before connecting."""
     connack = Connack()
-    paho = client._client
+    paho = paho_of(client)
     on_connect: Any = paho.on_connect  # typed loosely: paho's stubs say "None"
 
     def connected(c: Any, userdata: Any, flags: Any, rc: Any, props: Properties | None = None) -> None:
@@ -139,11 +161,11 @@ def force_close(client: aiomqtt.Client) -> None:
     keepalive period); a late CONNACK on it would make a second session under our client id, so
     the socket is closed here through paho, the one handle aiomqtt keeps of it.
     """
-    paho = getattr(client, "_client", None)
+    paho = getattr(client, "_client", None)  # paho_of, for a client that may be half made
     if paho is None:
         return
     with contextlib.suppress(Exception):
-        paho._sock_close()
+        paho._sock_close()  # paho 2.2: closes the socket and tells aiomqtt (on_socket_close)
     # A lost connection leaves aiomqtt's futures holding an exception nobody awaits (we learnt of the
     # loss from paho): mark them retrieved, or asyncio logs "Future exception was never retrieved".
     for name in ("_disconnected", "_connected"):

@@ -14,11 +14,16 @@ One task on the daemon's event loop (aiomqtt 2.5 over paho; MQTT v5 by default, 
   acknowledges it with a success reason code; a PUBACK carrying a failure (v5: 0x87 not
   authorized, 0x97 quota exceeded, 0x95 packet too large, ...) is counted as *refused* (failed),
   never as delivered, and not retried. QoS 0: written when handed to the socket.
-* **Too large.** A message whose MQTT packet exceeds the broker's Maximum Packet Size (v5 CONNACK)
-  or ``mqtt.max_packet_bytes`` is refused before it is sent and counted: sent, the broker would
-  drop the connection and paho would resend it after every reconnect, forever (measured).
+* **Too large.** Every publish — tokens, steps, and also meta, availability and the stats document —
+  is checked against the broker's Maximum Packet Size (v5 CONNACK) and ``mqtt.max_packet_bytes``
+  before it is sent: one that exceeds it is refused, counted (tokens and steps as refused/failed in
+  the books, the others in ``control_refused``) and said once per topic. Sent, the broker would drop
+  the connection and paho would resend it after every reconnect, forever (measured).
 * **Reconnect** with capped backoff (0.2 s doubling to 10 s; 30 s after a refused login or TLS),
-  one line per distinct failure, no secret ever in it. Capture and the other sinks go on.
+  one line per distinct failure, no secret ever in it. Capture and the other sinks go on. The sink's
+  state is ``connecting`` until the first connection, ``ok`` while connected, ``disconnected``
+  after a loss. At the stop, a bus that never connected drops (and counts) what it held at once:
+  no retry within the shutdown deadline is more likely to reach it than all those before.
 * **Topics** (docs/bus.md): ``{prefix}/{instance}/available`` retained (``online`` once connected,
   ``stopped`` on a clean exit, ``offline`` as the Last Will), ``.../{source}/{modality}/{scale}``,
   ``.../{group}/steps``, ``.../{source}/meta`` retained, ``.../stats`` every ``stats_interval_s``.
@@ -39,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -54,6 +59,7 @@ from livetok.bus.connect import (
     capture_connack,
     force_close,
     make_client,
+    paho_of,
 )
 from livetok.bus.meta import SourceMeta
 from livetok.bus.properties import META_CONTENT_TYPE, packet_properties
@@ -64,9 +70,11 @@ from livetok.bus.url import BrokerUrl
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.config import Mqtt
 from livetok.daemon.log import NOTICE
-from livetok.daemon.outbound import Outgoing
 from livetok.daemon.sinks import Sink
 from livetok.errors import BusError, ConfigError
+
+if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
+    from livetok.daemon.outbound import Outgoing
 
 V311_INFLIGHT = 20  # Mosquitto's max_inflight_messages default; 3.1.1 has no Receive Maximum
 MAX_WINDOW = 1000  # never more in flight than this, whatever the broker allows
@@ -267,7 +275,12 @@ class MqttSink(Sink):
         return {"connected": int(b.connected), "connects": b.connects, "reconnects": b.reconnects,
                 "connect_failures": b.connect_failures, "published": b.published, "resent": b.resent,
                 "refused": sum(b.refused.values()), "in_flight": len(self._flights), "resend_depth": len(self._resend),
-                "receive_maximum": b.receive_maximum, "stats_published": b.stats_published}
+                "receive_maximum": b.receive_maximum, "stats_published": b.stats_published,
+                "control_refused": b.control_refused}
+
+    def held_by(self) -> Counter[tuple[str, str]]:
+        """Messages taken from the channel and not yet settled: in flight, or waiting to be resent."""
+        return Counter(f.item.key for f in [*self._flights.values(), *self._resend] if f.item is not None)
 
     def bus_state(self, channel: SinkChannel | None) -> dict[str, Any]:
         """The bus part of the stats document."""
@@ -305,17 +318,20 @@ class MqttSink(Sink):
                     return  # the channel closed and every message is settled
                 except (_Lost, aiomqtt.MqttError, OSError, BusError) as err:
                     self._disconnected(err)
-                    if channel.closed and isinstance(err, BusError) and not err.retryable:
-                        # Stopping, and the broker refuses us (login, certificate): no retry within the
-                        # shutdown deadline can deliver; what is held is dropped and counted now.
-                        self.stats.count("dropped", [f.item for f in self._resend if f.item is not None]
-                                         + channel.abandon())
-                        self._resend.clear()
+                    if channel.closed and self._hopeless(err):
+                        self._drop_held(channel)
                         return
                 delay = backoff.next_delay()
                 if channel.closed and not channel.depth and not self._resend:
                     return
-                await asyncio.sleep(delay)
+                if channel.closed:  # stopping: retry (within the deadline) at the same pace
+                    await asyncio.sleep(delay)
+                    continue
+                with contextlib.suppress(TimeoutError):  # the stop cuts the wait short
+                    await asyncio.wait_for(channel.wait_closed(), delay)
+                if channel.closed and self.bus.connects == 0:
+                    self._drop_held(channel)
+                    return
         except asyncio.CancelledError:
             self._abandon()
             raise
@@ -325,6 +341,16 @@ class MqttSink(Sink):
                 await stats_task
             if self._client is not None:
                 force_close(self._client)
+
+    def _hopeless(self, err: BaseException) -> bool:
+        """Stopping: can a retry within the shutdown deadline still deliver? Not when the broker
+        refuses us (login, certificate), nor when it was never reached."""
+        return self.bus.connects == 0 or (isinstance(err, BusError) and not err.retryable)
+
+    def _drop_held(self, channel: SinkChannel) -> None:
+        """What is held for the broker, dropped and counted (the stop, a broker that cannot be reached)."""
+        self.stats.count("dropped", [f.item for f in self._resend if f.item is not None] + channel.abandon())
+        self._resend.clear()
 
     async def _session(self, channel: SinkChannel, backoff: Backoff) -> None:
         client = await self._connect(backoff)
@@ -340,7 +366,7 @@ class MqttSink(Sink):
     async def _connect(self, backoff: Backoff) -> aiomqtt.Client:
         will = aiomqtt.Will(available_topic(self.prefix, self.instance), b"offline", self.cfg.qos.meta, True)
         client = make_client(self.opts, will=will, max_inflight_messages=MAX_WINDOW)  # ours is the real window
-        paho = client._client
+        paho = paho_of(client)
         connack = capture_connack(client)
         # aiomqtt's own handlers, called after ours (typed loosely: paho's stubs say "None").
         on_publish: Any = paho.on_publish
@@ -380,6 +406,7 @@ class MqttSink(Sink):
         limits = [x for x in (broker_max, self.cfg.max_packet_bytes) if x]
         self.bus.max_packet_bytes = int(min(limits)) if limits else None
         self.bus.connected = True
+        self.stats.state = "ok"
         self.bus.connects += 1
         self.bus.reconnects += self.bus.connects > 1
         backoff.max_s = 10.0
@@ -392,6 +419,8 @@ class MqttSink(Sink):
     def _disconnected(self, err: BaseException) -> None:
         """The connection failed or was lost: in-flight messages go back to the front, in order."""
         self.bus.connected = False
+        if self.bus.connects:
+            self.stats.state = "disconnected"
         if self._flights:
             back = sorted(self._flights.values(), key=lambda f: f.order)
             self._flights.clear()
@@ -437,16 +466,9 @@ class MqttSink(Sink):
         if self.v5 and content_type is not None:
             props = Properties(PacketTypes.PUBLISH)
             props.ContentType = content_type
-        limit = self.bus.max_packet_bytes
-        size = packet_size(topic.encode(), len(payload), self.cfg.qos.meta, len(props.pack()) if props else 0)
-        if limit is not None and size > limit:  # sent, it would cost the connection (and loop)
-            self.bus.control_refused += 1
-            if topic not in self._oversize_said:
-                self._oversize_said.add(topic)
-                self.say(f"{topic} ({size} bytes) exceeds the broker's maximum packet size ({limit} bytes): "
-                         "not published (raise max_packet_size on the broker)")
+        if not self._control_fits(topic, payload, self.cfg.qos.meta, props):
             return
-        info = client._client.publish(topic, payload, self.cfg.qos.meta, True, props)
+        info = paho_of(client).publish(topic, payload, self.cfg.qos.meta, True, props)
         if info.rc != 0:
             raise _Lost()
         if self.cfg.qos.meta == 0:
@@ -456,9 +478,24 @@ class MqttSink(Sink):
         assert flight.done is not None
         await asyncio.wait_for(asyncio.shield(flight.done), self.cfg.connect_timeout_s)
 
+    def _control_fits(self, topic: str, payload: bytes, qos: int, props: Properties | None) -> bool:
+        """Whether a control message (meta, availability, stats) fits the broker's limit; one that does
+        not is counted in ``control_refused`` and said once per topic. Sent, it would cost the
+        connection (and, at QoS > 0, come back after every reconnect)."""
+        limit = self.bus.max_packet_bytes
+        size = packet_size(topic.encode(), len(payload), qos, len(props.pack()) if props is not None else 0)
+        if limit is None or size <= limit:
+            return True
+        self.bus.control_refused += 1
+        if topic not in self._oversize_said:
+            self._oversize_said.add(topic)
+            self.say(f"{topic} ({size} bytes) exceeds the broker's maximum packet size ({limit} bytes): not "
+                     "published, counted in control_refused (raise max_packet_size on the broker)")
+        return False
+
     # -- publishing ----------------------------------------------------------------------------------
     async def _pump(self, client: aiomqtt.Client, channel: SinkChannel) -> None:
-        paho = client._client
+        paho = paho_of(client)
         window = self.bus.receive_maximum
         while True:
             if self._lost:
@@ -562,12 +599,14 @@ class MqttSink(Sink):
             except (ValueError, TypeError) as err:
                 self.say(f"stats document not published: {err}")
                 continue
-            info = client._client.publish(topic, doc, self.cfg.qos.stats, True, props)
+            if not self._control_fits(topic, doc, self.cfg.qos.stats, props):
+                continue
+            info = paho_of(client).publish(topic, doc, self.cfg.qos.stats, True, props)
             if info.rc == 0:
                 self.bus.stats_published += 1
 
     async def __aenter__(self) -> MqttSink:
-        self.stats.state = "ok"
+        self.stats.state = "connecting"  # "ok" once connected (docs/bus.md)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

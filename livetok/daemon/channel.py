@@ -9,10 +9,13 @@ what is still in the channel when it is abandoned is handed back by :meth:`aband
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from livetok.daemon.outbound import Outgoing
+if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
+    from livetok.daemon.outbound import Outgoing
+
 
 
 class SinkChannel:
@@ -28,6 +31,7 @@ class SinkChannel:
         self._bytes = 0
         self._ready = asyncio.Event()
         self._closed = False
+        self._closed_event = asyncio.Event()
         self.max_depth = 0
         self.dropped = 0
         self._listeners: list[Callable[[], None]] = []
@@ -57,6 +61,7 @@ class SinkChannel:
     def close(self) -> None:
         """Nothing more will come: :meth:`get_batch` returns [] once the channel is empty."""
         self._closed = True
+        self._closed_event.set()
         self._ready.set()
         for cb in self._listeners:
             cb()
@@ -64,6 +69,10 @@ class SinkChannel:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    async def wait_closed(self) -> None:
+        """Until :meth:`close` (a sink waiting out a backoff learns of the stop at once)."""
+        await self._closed_event.wait()
 
     async def get_batch(self, limit: int) -> list[Outgoing]:
         """Up to ``limit`` messages in order, waiting for the first; [] when closed and empty."""
@@ -89,6 +98,10 @@ class SinkChannel:
         self._items.clear()
         self._bytes = 0
         return out
+
+    def held_by(self) -> Counter[tuple[str, str]]:
+        """What the channel holds, per accounting key (the books' ``queued``)."""
+        return Counter(it.key for it in self._items)
 
     @property
     def depth(self) -> int:

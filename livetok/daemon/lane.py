@@ -1,4 +1,5 @@
-"""A blocking lane: one daemon thread that runs a sink's blocking calls (file writes) in order.
+"""A blocking lane: one daemon thread that runs a sink's blocking calls (file writes) in order;
+a :class:`LanePool`: a few lanes for blocking calls that run side by side (stopping sources).
 
 Not the default executor and not a ThreadPoolExecutor: those threads are joined when the
 interpreter exits, so a write stuck on a dead disk or NFS mount would hang the daemon's exit. A
@@ -63,6 +64,31 @@ class BlockingLane:
             self.done += 1
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, fut, result, error)
+
+
+class LanePool:
+    """At most ``size`` lanes, made when first needed: :meth:`run_each` runs calls side by side, the
+    i-th on lane ``i % size``. The daemon's executor for blocking calls that are not a sink's: the
+    default executor's threads are joined at exit, so one stuck call would hang the process."""
+
+    def __init__(self, name: str, size: int) -> None:
+        if size < 1:
+            raise ValueError("a pool has at least one lane")
+        self.name = name
+        self.size = size
+        self._lanes: list[BlockingLane] = []
+
+    async def run_each(self, calls: list[Callable[[], Any]]) -> list[Any]:
+        """Every call's result or exception, in order (the caller bounds the wait)."""
+        while len(self._lanes) < min(self.size, len(calls)):
+            self._lanes.append(BlockingLane(f"{self.name}-{len(self._lanes)}"))
+        jobs = [self._lanes[i % self.size].run(fn) for i, fn in enumerate(calls)]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    def close(self) -> None:
+        for lane in self._lanes:
+            lane.close()
+        self._lanes = []
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -1,9 +1,11 @@
 """Running the daemon: open the sinks, load the tokenizers, run on uvloop, report.
 
-Order matters for a daemon users can trust: the sinks are opened (and locked) before the slow
-start-up, so a second daemon on the same file, or a path that is not a token file, is refused at
-once; the tokenizers load in a thread while the event loop answers signals (and, under systemd,
-extends the start-up timeout); capture starts last, and READY=1 goes out once it has.
+Order matters for a daemon users can trust: everything that can be checked is checked before the
+slow start-up (sources, sinks, the bus's files, the metrics port), and this module imports nothing
+heavy until then, so a second daemon on the same file, a path that is not a token file or a port in
+use is refused at once, before torch loads; the sinks are opened (and locked) next; the tokenizers
+load in a thread while the event loop answers signals (and, under systemd, extends the start-up
+timeout); capture starts last, and READY=1 goes out once it has.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from livetok.config import LivetokConfig
 from livetok.daemon import log
 from livetok.daemon.notify import Notifier
-from livetok.daemon.preflight import check_bus, check_sinks, check_sources
-from livetok.daemon.runner import RunReport, run
+from livetok.daemon.preflight import check_bus, check_metrics, check_sinks, check_sources
 from livetok.daemon.sinks import open_sinks
 from livetok.daemon.stopping import StopControl
-from livetok.errors import ConfigError
+from livetok.errors import BusError, ConfigError
+
+if TYPE_CHECKING:  # the runner pulls torch: imported once the checks have passed
+    from livetok.daemon.runner import RunReport
 
 EXTEND_S = 20.0  # under systemd: start-up goes on, wait this much more (sent every EXTEND_S / 2)
 
@@ -32,6 +36,20 @@ async def _keep_extending(notifier: Notifier) -> None:
         await asyncio.sleep(EXTEND_S / 2)
 
 
+def _loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """An error in a loop callback that nobody awaits: one event line (its traceback only with
+    ``-v``), never asyncio's multi-line report on stderr."""
+    err = context.get("exception")
+    what = f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else str(context.get("message"))
+    if isinstance(err, RuntimeError) and "handler is closed" in str(err):
+        # aiomqtt 2.5 schedules add_writer for paho's socket from paho's side; when the connection was
+        # lost meanwhile (said already, in the bus's own line) uvloop refuses the closed socket: harmless.
+        log.get("bus").debug("a write callback for a closed broker socket: %s", what)
+        return
+    log.get("daemon").error("unexpected error in the event loop: %s (the daemon goes on)", what,
+                            exc_info=err if isinstance(err, BaseException) else None)
+
+
 async def run_async(cfg: LivetokConfig, duration_s: float | None, stop: StopControl,
                     reconfigure: Callable[[], LivetokConfig] | None = None,
                     notifier: Notifier | None = None) -> RunReport:
@@ -39,6 +57,7 @@ async def run_async(cfg: LivetokConfig, duration_s: float | None, stop: StopCont
     from livetok.bus.meta import new_run_id
 
     log.ensure_configured()
+    asyncio.get_running_loop().set_exception_handler(_loop_error)
     stop.bind()
     notifier = notifier if notifier is not None else Notifier()
     run_id = new_run_id()  # new at every start: a consumer tells a restart's seq 0 from a duplicate
@@ -49,6 +68,7 @@ async def run_async(cfg: LivetokConfig, duration_s: float | None, stop: StopCont
             for sink in sinks:
                 await stack.enter_async_context(sink)
             from livetok.daemon.preflight import check_codebooks
+            from livetok.daemon.runner import RunReport, run
             from livetok.tokenizers import Tokenizers
 
             await asyncio.to_thread(check_codebooks, cfg)  # the key's line in the error, before the slow part
@@ -71,13 +91,16 @@ def run_blocking(cfg: LivetokConfig, duration_s: float | None, stop: StopControl
     check_sources(cfg)
     check_sinks(cfg)
     check_bus(cfg)
+    check_metrics(cfg)
     return uvloop.run(run_async(cfg, duration_s, stop if stop is not None else StopControl(), reconfigure))
 
 
 def run_and_report(cfg: LivetokConfig, duration_s: float | None, stop: StopControl, out: TextIO,
                    reconfigure: Callable[[], LivetokConfig] | None = None) -> int:
     """``livetok run``: the run, then a one-line summary (and, outside journald, the books and the
-    metrics as JSON) on ``out``."""
+    metrics as JSON) on ``out``; 0, or BusError (69) when a run that ended by itself (its duration,
+    its input) never reached its broker: a script cannot otherwise tell a run whose every bus message
+    was dropped from one that delivered. A service (stopped by a signal) keeps retrying and exits 0."""
     if not cfg.sinks and cfg.mqtt.host is None:
         raise ConfigError("no sink: the tokens would go nowhere; add one with --sink mqtt://HOST (the bus) or "
                           "--sink file:PATH.ltk (or a sinks: or mqtt: section in the configuration)")
@@ -92,5 +115,10 @@ def run_and_report(cfg: LivetokConfig, duration_s: float | None, stop: StopContr
                            s["failed"], s["last_error"] or "queue full")
     if not log.stderr_is_journal(out):
         out.write(json.dumps({"accounting": books, **report.metrics}, indent=1) + "\n")
+    bus = report.sinks.get("mqtt")
+    ended_by_itself = report.stopped_by == "duration" or report.stopped_by.startswith("end of input")
+    if bus is not None and ended_by_itself and not bus.get("connects"):
+        raise BusError(f"run: the MQTT bus never connected ({bus['last_error'] or 'no answer'}); its {bus['dropped']} "
+                       "messages were dropped (counted in the books)", retryable=True)
     return 0
 

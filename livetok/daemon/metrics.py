@@ -58,30 +58,41 @@ class Series:
         return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3), "n": self.count}
 
 
+Key = str | tuple[str, ...]  # a literal ("reloads"), or parts of which some are names ("skew", group)
+
+
+def dotted(key: Key) -> str:
+    """How a key reads in the snapshot (``latency.emit.cam.video.fine``): its parts joined by dots."""
+    return key if isinstance(key, str) else ".".join(key)
+
+
 @dataclass
 class Metrics:
-    """Everything the daemon measures; series keys look like ``latency.video.fine`` or ``skew.desk``."""
+    """Everything the daemon measures. A key that holds a source, group or sink name is a tuple of
+    its parts (``("latency", "emit", source, modality, scale)``), so a reader takes it apart by
+    position, never by splitting on dots (names may contain dots); the snapshot joins the parts
+    with dots (``latency.emit.cam.video.fine``)."""
 
-    series: dict[str, Series] = field(default_factory=dict)
-    gauges: dict[str, float] = field(default_factory=dict)
-    counters: dict[str, int] = field(default_factory=dict)
+    series: dict[Key, Series] = field(default_factory=dict)
+    gauges: dict[Key, float] = field(default_factory=dict)
+    counters: dict[Key, int] = field(default_factory=dict)
 
-    def observe(self, key: str, ns: int) -> None:
+    def observe(self, key: Key, ns: int) -> None:
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = Series()
         s.add(ns)
 
-    def set(self, key: str, value: float) -> None:
+    def set(self, key: Key, value: float) -> None:
         self.gauges[key] = value
 
-    def count(self, key: str, n: int = 1) -> None:
+    def count(self, key: Key, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
 
     def snapshot(self) -> dict[str, object]:
-        """A JSON-ready view: percentiles (ms) per series, gauges and counters."""
+        """A JSON-ready view: percentiles (ms) per series, gauges and counters, by dotted key."""
         return {
-            "series_ms": {k: s.percentiles_ms() for k, s in sorted(self.series.items())},
-            "gauges": dict(sorted(self.gauges.items())),
-            "counters": dict(sorted(self.counters.items())),
+            "series_ms": dict(sorted((dotted(k), s.percentiles_ms()) for k, s in self.series.items())),
+            "gauges": dict(sorted((dotted(k), v) for k, v in self.gauges.items())),
+            "counters": dict(sorted((dotted(k), v) for k, v in self.counters.items())),
         }

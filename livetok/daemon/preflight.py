@@ -3,7 +3,8 @@
 Validation of the file itself happens when it is loaded (:func:`livetok.config.load_config`); this adds
 what needs the file system: the codebooks load and match the configuration; every file source exists;
 every file sink's directory exists and is writable, and an existing sink file is a ``.ltk`` file that no
-other process holds. A problem raises the same one-line error ``run`` would give, naming the key.
+other process holds; the Prometheus endpoint's address can be listened on. A problem raises the same
+one-line error ``run`` would give, naming the key.
 
 One exception, for ``check-config`` only (``notes``): a file sink directly in a directory that the
 systemd unit's ``StateDirectory=`` or ``CacheDirectory=`` names (:data:`SYSTEMD_CREATES`), when that
@@ -115,9 +116,25 @@ def check_bus(cfg: LivetokConfig) -> None:
         raise ConfigError(f"{cfg.where('mqtt', *key)}: {text}") from None
 
 
+def check_metrics(cfg: LivetokConfig) -> None:
+    """The Prometheus endpoint's address can be listened on now (ConfigError naming ``metrics.listen``:
+    a port in use, an address this host does not have); the running daemon's own endpoint passes."""
+    listen = cfg.metrics.listen
+    if listen is None:
+        return
+    from livetok.daemon.prometheus import check_listen, listen_error, parse_listen
+
+    host, port = parse_listen(listen)
+    try:
+        check_listen(host, port)
+    except OSError as err:
+        raise ConfigError(f"{cfg.where('metrics', 'listen')}: {listen_error(listen, err)}") from None
+
+
 def preflight(cfg: LivetokConfig, notes: list[str] | None = None) -> str:
     """All of the above; returns the codebook id. ``notes``: check-config's (see the module's docstring)."""
     check_sources(cfg)
     check_sinks(cfg, notes)
     check_bus(cfg)
+    check_metrics(cfg)
     return check_codebooks(cfg)

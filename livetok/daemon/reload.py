@@ -10,11 +10,16 @@ running configuration. Otherwise :func:`plan` compares the two:
   whose settings and groups did not change keeps its connection, its clock and its sequence numbers;
 * a **group** is rebuilt when its definition changed or one of its sources is restarted (its steps
   then start again at seq 0 under the same run id, flagged by the consumer as a restart);
-* a **file sink** is reopened when its settings changed; the **bus** reconnects when the ``mqtt``
-  section changed (its messages continue in order; the new connection publishes ``online`` and meta).
+* a **file sink** is reopened when its settings changed: the new one takes over between two
+  messages, so every stream's sequence numbers run on without a hole across the old and the new
+  file (on the same file, the new sink collects what comes while the old one finishes); the **bus**
+  reconnects when the ``mqtt`` section changed (its messages continue in order; the new connection
+  publishes ``online`` and meta);
+* the **Prometheus endpoint** moves when ``metrics.listen`` changed (the new address is bound before
+  the old one is let go; one that cannot be bound refuses the reload), or stops when it is removed.
 
-The new sinks are opened before anything is stopped, so a sink that cannot open aborts the reload
-with the running configuration intact.
+The new sinks (at a new path) and the new endpoint are opened before anything is stopped, so one
+that cannot open aborts the reload with the running configuration intact.
 """
 
 from __future__ import annotations
@@ -40,12 +45,14 @@ class ReloadPlan:
     close_sinks: frozenset[str] = frozenset()
     open_sinks: frozenset[str] = frozenset()
     bus: str = ""  # "", "restart", "start", "stop"
+    metrics: str = ""  # "": unchanged; else the new metrics.listen, or "off"
     fixed: tuple[str, ...] = field(default_factory=tuple)  # sections that changed but cannot
 
     @property
     def empty(self) -> bool:
         return not (self.restart_sources or self.stop_sources or self.start_sources or self.remove_groups
-                    or self.add_groups or self.reopen_sinks or self.close_sinks or self.open_sinks or self.bus)
+                    or self.add_groups or self.reopen_sinks or self.close_sinks or self.open_sinks or self.bus
+                    or self.metrics)
 
     def describe(self) -> str:
         parts = []
@@ -59,6 +66,8 @@ class ReloadPlan:
                 parts.append(f"sinks {what}: {', '.join(sorted(names))}")
         if self.bus:
             parts.append(f"bus: {self.bus}")
+        if self.metrics:
+            parts.append(f"metrics: {'off' if self.metrics == 'off' else 'on ' + self.metrics}")
         return "; ".join(parts) or "nothing changed"
 
 
@@ -95,6 +104,7 @@ def plan(old: LivetokConfig, new: LivetokConfig) -> ReloadPlan:
     bus = ""
     if old.mqtt != new.mqtt:
         bus = ("restart" if old.mqtt.host and new.mqtt.host else "start" if new.mqtt.host else "stop")
+    metrics = "" if old.metrics == new.metrics else (new.metrics.listen or "off")
     return ReloadPlan(frozenset(restart), frozenset(stop), frozenset(start), frozenset(gone_groups),
                       frozenset(came_groups), frozenset(reopen), frozenset(old_sinks.keys() - new_sinks.keys()),
-                      frozenset(new_sinks.keys() - old_sinks.keys()), bus, fixed)
+                      frozenset(new_sinks.keys() - old_sinks.keys()), bus, metrics, fixed)

@@ -35,12 +35,15 @@ from typing import Any, TypeVar
 from livetok.config import LivetokConfig
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.engine import Engine, EngineOutput
-from livetok.daemon.lane import BlockingLane
+from livetok.daemon.lane import BlockingLane, LanePool
 from livetok.daemon.log import NOTICE
 from livetok.daemon.log import get as get_logger
 from livetok.daemon.metrics import Metrics
 from livetok.daemon.notify import Notifier, ReloadAnswers
 from livetok.daemon.outbound import Outgoing, WireStamper
+from livetok.daemon.outlets import Outlet, Outlets
+from livetok.daemon.prometheus import BusRow, CaptureRow, Exporter, SinkRow, SourceRow, View, render
+from livetok.daemon.reload import ReloadPlan
 from livetok.daemon.sinks import Sink
 from livetok.daemon.sources import RunningSource, build_sources
 from livetok.daemon.stopping import Deadline, StopControl
@@ -57,6 +60,8 @@ TICK_S = 0.02
 VIDEO_NICE = 5
 METRICS_S = 1.0
 SHUTDOWN_S = 10.0
+STOP_ON_ERROR_S = 3.0  # stopping capture after the run failed (s)
+STOPPERS = 8  # sources stopped side by side (each stop waits up to ~2 s for its thread)
 T = TypeVar("T")
 
 
@@ -107,17 +112,17 @@ class Daemon:
         self.cfg = cfg
         self.run_id = run_id
         self.toks = toks
-        self.sinks = sinks
         self.stop = stop
         self.notifier = notifier if notifier is not None else Notifier({})
         self.supervisor = Supervisor(self, self.notifier)
         self.reconfigure = reconfigure  # re-reads and checks the configuration (SIGHUP); None: no reload
         self.reload_answers = ReloadAnswers()  # `livetok reload` (ExecReload=) waits for these
         self.retired_sources: list[RunningSource] = []  # stopped by a reload: still in the books
-        self.retired_sinks: list[Sink] = []
-        self._sink_tasks: dict[str, asyncio.Task[None]] = {}
-        self._retired_channels: list[tuple[Sink, SinkChannel]] = []
-        self.exporter: Any = None  # the Prometheus endpoint, when metrics.listen is set
+        self.outlets = Outlets()  # the sinks in the fan-out, and every one since the start (the books)
+        self._first_sinks = sinks
+        self.exporter: Exporter | None = None  # the Prometheus endpoint, when metrics.listen is set
+        self.reloads_done = 0  # SIGHUPs handled (applied or refused)
+        self.stoppers = LanePool("livetok-stop", STOPPERS)  # stops sources side by side (blocking joins)
         self._tg: asyncio.TaskGroup | None = None
         self.metrics = Metrics()
         self.books = Books()
@@ -128,7 +133,6 @@ class Daemon:
         self.engine = Engine(cfg, toks)
         self.stamper = WireStamper()
         self.sources: list[RunningSource] = []
-        self.channels: dict[str, SinkChannel] = {}
         self.video_ready = asyncio.Event()
         self.audio_ready = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -141,8 +145,36 @@ class Daemon:
         for sink in sinks:
             sink.attach(self)  # the bus sink takes the sources' meta and the stats document from here
 
+    @property
+    def sinks(self) -> list[Sink]:
+        """The sinks in the fan-out now."""
+        return [o.sink for o in self.outlets.active]
+
+    @property
+    def channels(self) -> dict[str, SinkChannel]:
+        """Each sink's channel now, by name."""
+        return {o.name: o.channel for o in self.outlets.active}
+
+    @property
+    def retired_sinks(self) -> list[Sink]:
+        """Sinks a reload took out of the fan-out (closed, still in the books)."""
+        return [o.sink for o in self.outlets.history if o.left is not None and o not in self.outlets.active]
+
     # -- start ------------------------------------------------------------------------------------
     async def __aenter__(self) -> Daemon:
+        try:
+            await self._start()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def _start(self) -> None:
+        """The endpoint first (a port that cannot be used is refused before anything captures),
+        warm-up, then capture."""
+        if self.cfg.metrics.listen:
+            self.exporter = Exporter(self.cfg.metrics.listen)
+            self.exporter.start()
         if self.toks.video.device.type == "cpu":
             # Capture threads need a core: OpenMP threads that lose theirs stall every torch call
             # at its barrier (bench/bench_video.py measured 38 -> 313 ms median per batch).
@@ -150,8 +182,8 @@ class Daemon:
 
             torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
         loop = asyncio.get_running_loop()
-        for s in self.sinks:
-            self.channels[s.name] = SinkChannel(s.queue_messages, s.queue_bytes, s.on_drop)
+        for s in self._first_sinks:
+            self.outlets.join(s, self.books.emitted)
         self.sources = build_sources(self.cfg, self.toks.cfg.video)
         for src in self.sources:
             if src.video is not None:
@@ -163,11 +195,21 @@ class Daemon:
             for src in self.sources:
                 src.start()
             self.started = True
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.worker.close()
-        self.video_encoder.close()
+        """Whatever happened: capture threads stopped (a run that failed left them running), the
+        endpoint closed, the worker threads let go."""
+        try:
+            running = [s for s in self.sources if s.thread.alive]
+            if running:
+                await self._stop_sources(running, Deadline(STOP_ON_ERROR_S, self.stop))
+        finally:
+            if self.exporter is not None:
+                self.exporter.stop()
+                self.exporter = None
+            self.stoppers.close()
+            self.worker.close()
+            self.video_encoder.close()
 
     # -- the run ----------------------------------------------------------------------------------
     async def run(self, duration_s: float | None) -> RunReport:
@@ -175,57 +217,77 @@ class Daemon:
         if not self.started:
             self.report.stopped_by = f"{self.stop.reason} during start-up"
             return self._finish()
-        async with asyncio.TaskGroup() as tg:
-            self._tg = tg
-            producers = [
-                tg.create_task(self._loop("video-batcher", self._video_once), name="video-batcher"),
-                tg.create_task(self._loop("audio-feeder", self._audio_once), name="audio-feeder"),
-                tg.create_task(self._loop("aligner-tick", self._tick_once), name="aligner-tick"),
-                tg.create_task(self._loop("metrics", self._metrics_once), name="metrics"),
-            ]
-            for sink in self.sinks:
-                self._start_sink(sink)
-            if self.cfg.metrics.listen:
-                from livetok.daemon.prometheus import Exporter
-
-                self.exporter = Exporter(self, self.cfg.metrics.listen)
-                self.exporter.refresh()
-                self.exporter.start()
-            began = time.monotonic()  # --duration counts from capture's start, READY's wait included
-            await self.supervisor.until_capturing(duration_s)  # READY=1 means capturing (docs/daemon.md)
-            # Service tasks: alive through the shutdown (the watchdog keeps pinging), cancelled at its end.
-            service = [
-                tg.create_task(self._guard("status", self.supervisor.status_loop), name="status"),
-                tg.create_task(self._guard("watchdog", self.supervisor.watchdog_loop), name="watchdog"),
-            ]
-            if self.reconfigure is not None:
-                service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
-            self.notifier.ready(self.supervisor.status_line())
-            await self._wait_stop(None if duration_s is None else max(0.0, duration_s - (time.monotonic() - began)))
-            self.report.stopped_by = self.stop.reason
-            self.notifier.stopping(f"stopping ({self.stop.reason})")
-            deadline = Deadline(SHUTDOWN_S, self.stop)
-            self.stopping.set()
-            self.video_ready.set()
-            self.audio_ready.set()
-            await self._join(producers, deadline)
-            await self._stop_sources(self.sources, deadline)
-            await self._final_drain(deadline)
-            for ch in self.channels.values():
-                ch.close()
-            await self._join(list(self._sink_tasks.values()), deadline, at_least_s=0.5)
-            for t in service:
-                t.cancel()
-        if self.exporter is not None:
-            self.exporter.stop()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                producers = self._start_tasks(tg)
+                began = time.monotonic()  # --duration counts from capture's start, READY's wait included
+                await self.supervisor.until_capturing(duration_s)  # READY=1 means capturing (docs/daemon.md)
+                service = self._start_service(tg)
+                self.notifier.ready(self.supervisor.status_line())
+                left = None if duration_s is None else max(0.0, duration_s - (time.monotonic() - began))
+                await self._wait_stop(left)
+                self.report.stopped_by = self.stop.reason
+                self.notifier.stopping(f"stopping ({self.stop.reason})")
+                await self._shutdown(producers)
+                for t in service:
+                    t.cancel()
+        except BaseExceptionGroup as group:  # the error itself, not "unhandled errors in a TaskGroup"
+            raise _first(group) from group
         self._tg = None
-        return self._finish()
+        report = self._finish()  # the sinks' states as the run ended, like those the caller closes after
+        await self._close_own_sinks()
+        return report
 
-    def _start_sink(self, sink: Sink) -> None:
+    def _start_tasks(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """The producers and a task per sink; the first metrics rendering. Returns the producers."""
+        producers = [
+            tg.create_task(self._loop("video-batcher", self._video_once), name="video-batcher"),
+            tg.create_task(self._loop("audio-feeder", self._audio_once), name="audio-feeder"),
+            tg.create_task(self._loop("aligner-tick", self._tick_once), name="aligner-tick"),
+            tg.create_task(self._loop("metrics", self._metrics_once), name="metrics"),
+        ]
+        for outlet in self.outlets.active:
+            self._start_sink(outlet)
+        self._publish_metrics()
+        return producers
+
+    def _start_service(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """Once capturing (READY): status, watchdog and reload, alive through the shutdown (the
+        watchdog keeps pinging), cancelled at its end."""
+        service = [
+            tg.create_task(self._guard("status", self.supervisor.status_loop), name="status"),
+            tg.create_task(self._guard("watchdog", self.supervisor.watchdog_loop), name="watchdog"),
+        ]
+        if self.reconfigure is not None:
+            service.append(tg.create_task(self._loop("reload", self._reload_once), name="reload"))
+        return service
+
+    async def _shutdown(self, producers: list[asyncio.Task[None]]) -> None:
+        """Producers, sources, the engine's drain, the sinks: each stage within one deadline."""
+        deadline = Deadline(SHUTDOWN_S, self.stop)
+        self.stopping.set()
+        self.video_ready.set()
+        self.audio_ready.set()
+        await self._join(producers, deadline)
+        await self._stop_sources(self.sources, deadline)
+        await self._final_drain(deadline)
+        for o in self.outlets.active:
+            o.channel.close()
+        # every sink task still running: the active ones, and any a reload is still retiring
+        running = [o.task for o in self.outlets.history if o.task is not None and not o.task.done()]
+        await self._join(running, deadline, at_least_s=0.5, outlets=self.outlets.history)
+
+    def _start_sink(self, outlet: Outlet) -> None:
         assert self._tg is not None
-        if sink.name not in self.channels:
-            self.channels[sink.name] = SinkChannel(sink.queue_messages, sink.queue_bytes, sink.on_drop)
-        self._sink_tasks[sink.name] = self._tg.create_task(self._sink(sink), name=f"sink:{sink.name}")
+        outlet.task = self._tg.create_task(self._sink(outlet), name=f"sink:{outlet.name}")
+
+    async def _close_own_sinks(self) -> None:
+        """Close the sinks a reload opened (the caller closes those it gave; closing twice is harmless)."""
+        for o in self.outlets.history:
+            if o.opened_here:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(o.sink.__aexit__(None, None, None), 5.0)
 
     async def _guard(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         """A service task (status, watchdog): an unexpected error is said once and counted; it stops."""
@@ -261,10 +323,10 @@ class Daemon:
                 self._error(f"errors.{name}", f"unexpected error in {name}: {err!r}")
                 await asyncio.sleep(0.1)
 
-    async def _sink(self, sink: Sink) -> None:
+    async def _sink(self, outlet: Outlet) -> None:
         """A sink's task. ``Sink.run`` handles its own failures; anything that still escapes is a
         bug, said once, counted, and the sink is started again after a second."""
-        channel = self.channels[sink.name]
+        sink, channel = outlet.sink, outlet.channel
         while True:
             try:
                 await sink.run(channel)
@@ -308,6 +370,7 @@ class Daemon:
         except LivetokError as err:
             result = ("refused", f"reload: {err}; keeping the running configuration")
             _log.error("%s", result[1])
+            self.reloads_done += 1
             self.notifier.ready(self.supervisor.status_line())
             return result
         p = plan(self.cfg, new)
@@ -328,38 +391,34 @@ class Daemon:
                 self.metrics.count("reloads")
                 result = ("applied", f"reload: applied ({p.describe()})")
                 _log.log(NOTICE, "%s", result[1])
+        self.reloads_done += 1
         self.notifier.ready(self.supervisor.status_line())
         return result
 
-    async def _apply(self, p: Any, new: LivetokConfig) -> None:
-        from livetok.daemon.sinks import make_sink
-
-        # 1. Sinks at new paths open first: one that cannot open aborts with nothing touched.
-        old_sinks = {s.name: s for s in self.sinks}
-        fresh: list[Sink] = []
-        same_file = {n for n in p.reopen_sinks if _path_of(old_sinks[n]) == _sink_path(new, n)}
+    async def _apply(self, p: ReloadPlan, new: LivetokConfig) -> None:
+        # 1. Sinks made (and, at a new path, opened) and the new endpoint bound first: one that cannot
+        #    aborts with nothing touched.
+        made, later = await self._make_sinks(p, new)
         try:
-            for name in sorted((p.reopen_sinks - same_file) | p.open_sinks):
-                sink = make_sink(new, name, self.run_id)
-                await sink.__aenter__()
-                fresh.append(sink)
-            if p.bus in ("start", "restart"):
-                bus = make_sink(new, "mqtt", self.run_id)
-                await bus.__aenter__()
-                fresh.append(bus)
+            exporter = self._new_exporter(p, new)
         except BaseException:
-            for sink in fresh:
+            for sink in made.values():
                 with contextlib.suppress(Exception):
                     await sink.__aexit__(None, None, None)
             raise
+        if p.metrics:
+            if self.exporter is not None:
+                self.exporter.stop()
+            self.exporter = exporter
+            self._publish_metrics()
         deadline = Deadline(SHUTDOWN_S, self.stop)
         # 2. Sources that stop: their captures go through the engine, then their groups are flushed.
         leaving = p.restart_sources | p.stop_sources
         stopped = [s for s in self.sources if s.name in leaving]
         await self._stop_sources(stopped, deadline)
         await self._drain(stopped, deadline)
-        for g in sorted(p.remove_groups):
-            self._fan_out(await self.worker.run(self._work, self.engine.remove_group, g))
+        for name in sorted(p.remove_groups):
+            self._fan_out(await self.worker.run(self._work, self.engine.remove_group, name))
         self.sources = [s for s in self.sources if s.name not in leaving]
         self.retired_sources += stopped
         # 3. The new configuration: groups, then sources.
@@ -375,27 +434,85 @@ class Daemon:
                 src.audio.bind(loop, self.audio_ready)
             src.start()
             self.sources.append(src)
-        # 4. Sinks: out of the fan-out first, then drained and closed; the new ones take over.
-        going = [s for s in self.sinks if s.name in p.reopen_sinks | p.close_sinks
-                 or (s.latency_kind == "publish" and p.bus in ("restart", "stop"))]
-        self.sinks = [s for s in self.sinks if s not in going]
-        for sink in fresh:  # messages queue in the new channels while the old sinks drain
-            self.sinks.append(sink)
-            self.channels[sink.name] = SinkChannel(sink.queue_messages, sink.queue_bytes, sink.on_drop)
-        await self._retire_sinks(going, deadline)
-        for name in sorted(same_file):  # the same file: reopened once the old writer let go of it
-            sink = make_sink(new, name, self.run_id)
-            try:
-                await sink.__aenter__()
-            except LivetokError as err:
-                _log.error("reload: sink %s: %s (it stays closed)", name, err)
-                continue
-            fresh.append(sink)
-            self.sinks.append(sink)
-            self.channels[sink.name] = SinkChannel(sink.queue_messages, sink.queue_bytes, sink.on_drop)
-        for sink in fresh:
-            sink.attach(self)
-            self._start_sink(sink)
+        # 4. Sinks: swapped in the fan-out between two messages; the old ones drain and close while
+        #    the new ones write (or, on the same file, collect in their channel until it is theirs).
+        for sink in made.values():
+            sink.attach(self)  # the bus's meta: of the new configuration
+        going = self._swap_sinks(p, made)
+        for o in self.outlets.active:
+            if o.sink in made.values() and o.sink not in later:
+                self._start_sink(o)
+        await asyncio.gather(*(self._retire(o, deadline) for o in going))
+        for sink in later:
+            await self._open_later(sink)
+
+    def _new_exporter(self, p: ReloadPlan, new: LivetokConfig) -> Exporter | None:
+        """The endpoint at the new ``metrics.listen``, listening (ConfigError when it cannot)."""
+        if not p.metrics or not new.metrics.listen:
+            return None
+        exporter = Exporter(new.metrics.listen)
+        exporter.start()
+        return exporter
+
+    async def _make_sinks(self, p: ReloadPlan, new: LivetokConfig) -> tuple[dict[str, Sink], list[Sink]]:
+        """The sinks the plan adds or reopens, by name, and which of them open only once the old
+        one let go (the same file, whose lock it holds; the bus, whose client id it uses)."""
+        from livetok.daemon.sinks import make_sink
+
+        reopen, _, opening = _sink_changes(p)
+        old = {o.name: o.sink for o in self.outlets.active}
+        made: dict[str, Sink] = {}
+        later: list[Sink] = []
+        try:
+            for name in sorted(reopen | opening):
+                sink = made[name] = make_sink(new, name, self.run_id)
+                if name in reopen and (_path_of(old[name]) == _sink_path(new, name) or sink.latency_kind == "publish"):
+                    later.append(sink)
+                else:
+                    await sink.__aenter__()
+        except BaseException:
+            for sink in made.values():
+                with contextlib.suppress(Exception):
+                    await sink.__aexit__(None, None, None)
+            raise
+        return made, later
+
+    def _swap_sinks(self, p: ReloadPlan, made: dict[str, Sink]) -> list[Outlet]:
+        """The fan-out's change, in one step on the loop (no await: no message can fall between)."""
+        reopen, close, opening = _sink_changes(p)
+        emitted = self.books.emitted
+        going = []
+        for o in list(self.outlets.active):
+            if o.name in close:
+                self.outlets.leave(o, emitted)
+                going.append(o)
+            elif o.name in reopen:
+                self.outlets.swap(o, made[o.name], emitted)
+                going.append(o)
+        for name in sorted(opening):
+            self.outlets.join(made[name], emitted, opened_here=True)
+        return going
+
+    async def _retire(self, outlet: Outlet, deadline: Deadline) -> None:
+        """An outlet out of the fan-out: its task writes what its channel holds, then the sink closes."""
+        if outlet.task is not None:
+            await self._join([outlet.task], deadline, at_least_s=0.5, outlets=[outlet])
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(outlet.sink.__aexit__(None, None, None), 5.0)
+
+    async def _open_later(self, sink: Sink) -> None:
+        outlet = next((o for o in self.outlets.active if o.sink is sink), None)
+        if outlet is None:  # the shutdown came first: its channel was closed and counted
+            return
+        try:
+            await sink.__aenter__()
+        except LivetokError as err:  # what it collected meanwhile is counted as dropped
+            _log.error("reload: sink %s: %s (it stays closed; what it held is counted as dropped)", sink.name, err)
+            self.outlets.leave(outlet, self.books.emitted)
+            for item in outlet.channel.abandon():
+                sink.on_drop(item)
+            return
+        self._start_sink(outlet)
 
     async def _drain(self, sources: list[RunningSource], deadline: Deadline) -> None:
         """What ``sources`` captured, through the engine (the shutdown and a reload do this)."""
@@ -406,18 +523,6 @@ class Daemon:
         blocks = [b for s in sources if s.audio is not None for b in s.audio.drain()]
         if blocks:
             await self._process("audio", blocks, deadline)
-
-    async def _retire_sinks(self, sinks: list[Sink], deadline: Deadline) -> None:
-        for sink in sinks:
-            channel = self.channels.pop(sink.name)
-            channel.close()
-            task = self._sink_tasks.pop(sink.name, None)
-            if task is not None:
-                await self._join([task], deadline, at_least_s=0.5, channels=[(sink, channel)])
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(sink.__aexit__(None, None, None), 5.0)
-            self.retired_sinks.append(sink)
-            self._retired_channels.append((sink, channel))
 
     # -- producers --------------------------------------------------------------------------------
     def _video_handoffs(self) -> list[tuple[RunningSource, Handoff[VideoCapture]]]:
@@ -516,92 +621,112 @@ class Daemon:
             self.books.emitted[item.key] += 1
             if item.is_step:
                 self.report.steps += 1
-                m.observe(f"latency.step.{item.stream}", now - item.capture_ns)
+                m.observe(("latency", "step", item.stream), now - item.capture_ns)
             else:
                 lat = now - item.capture_ns
                 m.observe(f"latency.{item.modality}.{item.scale}", lat)
-                m.observe(f"latency.emit.{item.stream}.{item.modality}.{item.scale}", lat)
-            for sink in self.sinks:
-                if sink.accepts(item):
-                    sink.offer(self.channels[sink.name], item)
+                m.observe(("latency", "emit", item.stream, item.modality, item.scale), lat)
+            for o in self.outlets.active:
+                if o.sink.accepts(item):
+                    o.sink.offer(o.channel, item)
         for group, skew in work.engine.skews:
-            m.observe(f"skew.{group}", skew)
+            m.observe(("skew", group), skew)
         for source, modality in work.engine.gaps:
-            m.count(f"gaps.{source}.{modality}")
+            m.count(("gaps", source, modality))
 
     # -- metrics ----------------------------------------------------------------------------------
     async def _metrics_once(self) -> bool:
         self._refresh_gauges()
         for name, c in (await self.worker.run(self.engine.clocks)).items():
-            self.metrics.set(f"drift_ppm.{name}", c.drift_ppm)
-            self.metrics.set(f"clock_slewing_ms.{name}", round(c.slewing_ns / 1e6, 3))
+            self.metrics.set(("drift_ppm", name), c.drift_ppm)
+            self.metrics.set(("clock_slewing_ms", name), round(c.slewing_ns / 1e6, 3))
         self._aligner_stats = await self.worker.run(self.engine.aligner_stats)
-        if self.exporter is not None:
-            self.exporter.refresh()
+        self._publish_metrics()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), METRICS_S)
         return True
+
+    def _publish_metrics(self) -> None:
+        """The Prometheus exposition of now, rendered here (on the loop) once per interval."""
+        if self.exporter is not None:
+            self.exporter.publish(render(self._view()))
+
+    def _view(self) -> View:
+        m = self.metrics
+        v = View(self.run_id, self.uptime_s(), m.series, m.gauges, m.counters)
+        v.sources = [SourceRow(s.name, s.stats.state is SourceState.RUNNING, s.stats.reconnects, s.stats.stalls,
+                               s.stats.errors) for s in self.sources]
+        captures, _ = self._capture_books()
+        v.captures = [CaptureRow(src, kind, r["captured"], r["tokenized"], r["dropped_queue"], r["dropped_shutdown"],
+                                 r["failed"]) for (src, kind), r in captures.items()]
+        for o in self.outlets.active:
+            t = self.outlets.totals(o.name)
+            v.sinks.append(SinkRow(o.name, t["written"], t["dropped"], t["failed"], o.channel.depth))
+            if o.sink.latency_kind == "publish":
+                g = o.sink.gauges()
+                v.bus = BusRow(bool(g["connected"]), int(g["reconnects"]), int(g["connect_failures"]),
+                               o.channel.depth + int(g["resend_depth"]), int(g["in_flight"]), t["written"],
+                               int(g["refused"]), t["dropped"])
+        return v
 
     def _refresh_gauges(self) -> None:
         m = self.metrics
         for s in self.sources:
             for kind, h in (("video", s.video), ("audio", s.audio)):
                 if h is not None:
-                    m.set(f"queue_depth.{s.name}.{kind}", h.depth)
-                    m.set(f"queue_max_depth.{s.name}.{kind}", h.max_depth)
-                    m.set(f"dropped.{s.name}.{kind}", h.dropped)
+                    m.set(("queue_depth", s.name, kind), h.depth)
+                    m.set(("queue_max_depth", s.name, kind), h.max_depth)
+                    m.set(("dropped", s.name, kind), h.dropped)
             # Every counter the capture thread keeps, so a new one is published without touching
             # this list; the state as its index in SourceState; ``extra`` counters by their names.
             for f in dataclasses.fields(s.stats):
                 value = getattr(s.stats, f.name)
                 if isinstance(value, SourceState):
-                    m.set(f"source.{s.name}.{f.name}", list(SourceState).index(value))
+                    m.set(("source", s.name, f.name), list(SourceState).index(value))
                 elif isinstance(value, bool):
                     continue
                 elif isinstance(value, int | float):
-                    m.set(f"source.{s.name}.{f.name}", value)
+                    m.set(("source", s.name, f.name), value)
                 elif isinstance(value, dict):
                     for k, v in value.items():
-                        m.set(f"source.{s.name}.{k}", v)
-        for sink in self.sinks:
-            st, ch = sink.stats, self.channels.get(sink.name)
-            for key in ("written", "dropped", "failed", "errors", "reopens", "bytes_written"):
-                m.set(f"sink.{sink.name}.{key}", getattr(st, key))
+                        m.set(("source", s.name, k), v)
+        for o in self.outlets.active:
+            sink, st, ch = o.sink, o.sink.stats, o.channel
+            for key, total in self.outlets.totals(sink.name).items():  # never back to 0 at a reopen
+                if key != "offered":
+                    m.set(("sink", sink.name, key), total)
             for key, value in sink.gauges().items():
-                m.set(f"sink.{sink.name}.{key}", value)
-            if ch is not None:
-                m.set(f"sink.{sink.name}.queue_depth", ch.depth)
-                m.set(f"sink.{sink.name}.queue_max_depth", ch.max_depth)
-                m.set(f"sink.{sink.name}.queue_bytes", ch.bytes)
+                m.set(("sink", sink.name, key), value)
+            m.set(("sink", sink.name, "queue_depth"), ch.depth)
+            m.set(("sink", sink.name, "queue_max_depth"), ch.max_depth)
+            m.set(("sink", sink.name, "queue_bytes"), ch.bytes)
             kind = sink.latency_kind
             for item, lat in st.latencies:
-                m.observe(f"latency.{kind}.{sink.name}", lat)
+                m.observe(("latency", kind, sink.name), lat)
                 if not item.is_step:
-                    m.observe(f"latency.{kind}.{sink.name}.{item.stream}.{item.modality}.{item.scale}", lat)
+                    m.observe(("latency", kind, sink.name, item.stream, item.modality, item.scale), lat)
             st.latencies = []
 
     # -- shutdown ---------------------------------------------------------------------------------
     async def _join(self, tasks: list[asyncio.Task[Any]], deadline: Deadline, at_least_s: float = 0.0,
-                    channels: list[tuple[Sink, SinkChannel]] | None = None) -> None:
+                    outlets: list[Outlet] | None = None) -> None:
         """Wait for ``tasks`` until the deadline (at least ``at_least_s``), then cancel what is left;
-        whatever closed channels still hold is counted as dropped."""
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=max(deadline.left(), at_least_s))
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=1.0)  # cancellation is prompt: they only await
-        for sink, ch in channels if channels is not None else [(s, self.channels[s.name]) for s in self.sinks]:
-            if ch.closed:
-                for item in ch.abandon():
-                    sink.on_drop(item)
+        whatever the closed channels of ``outlets`` still hold is counted as dropped."""
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=max(deadline.left(), at_least_s))
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)  # cancellation is prompt: they only await
+        for o in outlets or []:
+            if o.channel.closed:
+                for item in o.channel.abandon():
+                    o.sink.on_drop(item)
 
     async def _stop_sources(self, sources: list[RunningSource], deadline: Deadline) -> None:
-        loop = asyncio.get_running_loop()
-        stoppers = [loop.run_in_executor(None, s.stop) for s in sources]
+        """Stop ``sources`` side by side in the daemon's own lanes, waiting at most until the deadline."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*stoppers, return_exceptions=True), max(0.1, deadline.left()))
+            await asyncio.wait_for(self.stoppers.run_each([s.stop for s in sources]), max(0.1, deadline.left()))
 
     async def _final_drain(self, deadline: Deadline) -> None:
         """What the sources captured before they stopped, through the engine; then the engine's flush."""
@@ -617,18 +742,22 @@ class Daemon:
         self._refresh_gauges()
         self.report.metrics = self.metrics.snapshot()
         self.report.accounting = self.accounting()
-        self.report.sinks = {s.name: {"state": s.stats.state, "written": s.stats.written,
-                                      "dropped": s.stats.dropped, "failed": s.stats.failed,
-                                      "errors": s.stats.errors, "last_error": s.stats.last_error,
-                                      "queue_max_depth": self.channels[s.name].max_depth if s.name in self.channels
-                                      else 0, **s.gauges()}
-                             for s in self.sinks}
+        self.report.sinks = {name: self._sink_report(outs) for name, outs in self.outlets.incarnations().items()}
         return self.report
 
-    def accounting(self) -> dict[str, Any]:
-        """The run's books, and whether they balance: nothing unseen was lost."""
+    def _sink_report(self, outs: list[Outlet]) -> dict[str, Any]:
+        """A sink's line in the report: its counts over every incarnation, the rest from the last."""
+        last = outs[-1]
+        st = last.sink.stats
+        total = self.outlets.totals(last.name)
+        return {"state": st.state, "written": total["written"], "dropped": total["dropped"], "failed": total["failed"],
+                "errors": total["errors"], "last_error": st.last_error,
+                "queue_max_depth": max(o.channel.max_depth for o in outs), **last.sink.gauges()}
+
+    def _capture_books(self) -> tuple[dict[tuple[str, str], dict[str, int]], bool]:
+        """Per (source, modality): captures in and where each went, and whether all balance."""
         b = self.books
-        captures: dict[str, dict[str, int]] = {}
+        captures: dict[tuple[str, str], dict[str, int]] = {}
         ok = True
         # A source restarted by a reload had several hand-overs under one name: their counts add up.
         handoffs: dict[tuple[str, str], list[Handoff[Any]]] = {}
@@ -645,24 +774,16 @@ class Daemon:
             row["balanced"] = int(put == dropped + taken + left
                                   and taken == b.tokenized[key] + b.failed[key] + b.discarded[key])
             ok &= bool(row["balanced"])
-            captures[".".join(key)] = row
-        sinks: dict[str, dict[str, Any]] = {}
-        for sink, channel in [(s, self.channels[s.name]) for s in self.sinks] + self._retired_channels:
-            st = sink.stats
-            queued = channel.depth
-            streams = {}
-            for key in sorted(st.offered_by):
-                streams[".".join(key)] = {"produced": st.offered_by[key], "written": st.written_by[key],
-                                          "dropped": st.dropped_by[key], "failed": st.failed_by[key]}
-            balanced = st.offered == st.written + st.dropped + st.failed + queued and all(
-                v["produced"] == v["written"] + v["dropped"] + v["failed"] for v in streams.values())
-            ok &= balanced
-            label = sink.name if sink.name not in sinks else f"{sink.name}@{len(sinks)}"  # one a reload replaced
-            sinks[label] = {"offered": st.offered, "written": st.written, "dropped": st.dropped,
-                            "failed": st.failed, "queued": queued, "balanced": int(balanced), "streams": streams}
-        emitted = {".".join(k): v for k, v in sorted(b.emitted.items())}
-        return {"captures": captures, "emitted": emitted, "sinks": sinks, "balanced": int(ok)}
+            captures[key] = row
+        return captures, ok
 
+    def accounting(self) -> dict[str, Any]:
+        """The run's books, and whether they balance: nothing unseen was lost."""
+        captures, ok = self._capture_books()
+        sinks, sinks_ok = self.outlets.books(self.books.emitted)
+        emitted = {".".join(k): v for k, v in sorted(self.books.emitted.items())}
+        return {"captures": {".".join(k): row for k, row in captures.items()}, "emitted": emitted, "sinks": sinks,
+                "balanced": int(ok and sinks_ok)}
 
     def uptime_s(self) -> float:
         return round((time.monotonic_ns() - self.started_ns) / 1e9, 3)
@@ -702,9 +823,9 @@ class Daemon:
                         entry["publish"] = _pct(pub)
                     lat[f"{modality}/{scale}"] = entry
             drops = {k: h.dropped for k, h in (("video", src.video), ("audio", src.audio)) if h is not None}
-            sink_drops = {s.name: sum(v for (stream, _), v in s.stats.dropped_by.items() if stream == n)
-                          + sum(v for (stream, _), v in s.stats.failed_by.items() if stream == n)
-                          for s in self.sinks}
+            sink_drops = {o.name: sum(v for (stream, _), v in o.sink.stats.dropped_by.items() if stream == n)
+                          + sum(v for (stream, _), v in o.sink.stats.failed_by.items() if stream == n)
+                          for o in self.outlets.active}
             st = src.stats
             sources[n] = {
                 "state": st.state.value, "fps": rates.get((n, "video")), "audio_blocks_per_s": rates.get((n, "audio")),
@@ -715,9 +836,12 @@ class Daemon:
                 "reconnects": st.reconnects, "stalls": st.stalls, "errors": st.errors, "last_error": st.last_error,
             }
         groups = self.stats_groups()
-        sinks = {s.name: {"state": s.stats.state, "written": s.stats.written, "dropped": s.stats.dropped,
-                          "failed": s.stats.failed, "queue_depth": self.channels[s.name].depth,
-                          "last_error": s.stats.last_error} for s in self.sinks if s.name in self.channels}
+        sinks = {}
+        for o in self.outlets.active:
+            total = self.outlets.totals(o.name)
+            sinks[o.name] = {"state": o.sink.stats.state, "written": total["written"], "dropped": total["dropped"],
+                             "failed": total["failed"], "queue_depth": o.channel.depth,
+                             "last_error": o.sink.stats.last_error}
         doc: dict[str, Any] = {
             "run_id": self.run_id, "time_unix_ns": time.time_ns(), "stats_interval_s": self.cfg.mqtt.stats_interval_s,
             "uptime_s": round((now - self.started_ns) / 1e9, 3), "sources": sources, "groups": groups,
@@ -731,6 +855,22 @@ class Daemon:
 def _path_of(sink: Sink) -> str | None:
     cfg = getattr(sink, "cfg", None)
     return str(getattr(cfg, "path", "")) or None
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error a task group collected, unnested (its one line is the one to read)."""
+    err: BaseException = group
+    while isinstance(err, BaseExceptionGroup):
+        err = err.exceptions[0]
+    return err
+
+
+def _sink_changes(p: ReloadPlan) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(reopened, closed, opened) sink names, the bus ("mqtt") among them."""
+    bus = frozenset({"mqtt"})
+    return (p.reopen_sinks | (bus if p.bus == "restart" else frozenset()),
+            p.close_sinks | (bus if p.bus == "stop" else frozenset()),
+            p.open_sinks | (bus if p.bus == "start" else frozenset()))
 
 
 def _sink_path(cfg: LivetokConfig, name: str) -> str | None:

@@ -28,17 +28,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.config import FileSink as FileSinkConfig
 from livetok.daemon.lane import BlockingLane
 from livetok.daemon.log import NOTICE
 from livetok.daemon.log import get as get_logger
-from livetok.daemon.outbound import Outgoing
 from livetok.errors import OutputError
 from livetok.streams.backoff import Backoff, BackoffPolicy
 from livetok.wire.ltkfile import FILE_HEADER, LTK_MAGIC, LTK_VERSION, RECORD_HEAD, SYNC, last_record_end
+
+if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
+    from livetok.daemon.outbound import Outgoing
 
 _log = get_logger("sink")
 # Files this process's sinks hold (their advisory lock): a reload's preflight must not see our own
@@ -88,9 +90,17 @@ class Sink(abc.ABC):
         self.stats = SinkStats()
         self.backoff = Backoff(BackoffPolicy())
 
-    def accepts(self, item: Outgoing) -> bool:
-        """Whether this sink wants ``item`` (e.g. a file that keeps only aligned steps)."""
+    def wants(self, is_step: bool) -> bool:
+        """Whether this sink takes aligned steps (``is_step``) or token packets (e.g. a file that keeps
+        only steps); the books hold it to that (every such message emitted must be offered)."""
         return True
+
+    def accepts(self, item: Outgoing) -> bool:
+        return self.wants(item.is_step)
+
+    def held_by(self) -> Counter[tuple[str, str]]:
+        """Messages taken from the channel and not yet booked (the bus: in flight), per stream."""
+        return Counter()
 
     def gauges(self) -> dict[str, float]:
         """Sink-specific figures for metrics and the run report (the bus: connection, in flight ...)."""
@@ -187,8 +197,8 @@ class FileSink(Sink):
         self._size = 0
         self._opened_ns = 0
 
-    def accepts(self, item: Outgoing) -> bool:
-        return self.cfg.aligned if item.is_step else self.cfg.per_modality
+    def wants(self, is_step: bool) -> bool:
+        return self.cfg.aligned if is_step else self.cfg.per_modality
 
     # -- opening (blocking; run in the lane) ------------------------------------------------------
     def _open(self) -> None:
@@ -322,6 +332,8 @@ class FileSink(Sink):
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        if self.stats.state == "closed":  # closed already (a reload retired it); its lane is gone
+            return
         try:
             await asyncio.wait_for(self.lane.run(self._close_fd), CLOSE_S)
         except TimeoutError:  # the lane is stuck in a write (a dead disk): abandoned, like its thread
