@@ -32,8 +32,11 @@ class StatelessConv(nn.Module):
         self.conv = nn.Conv1d(1, 16, rf, stride=hop)
         self.out = nn.Conv1d(16, dim, 1)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
+    def encode(self, input: torch.Tensor) -> torch.Tensor:
         return self.out(torch.tanh(self.conv(input.unsqueeze(1))))
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.encode(input)
 
 
 class StatefulGRU(nn.Module):
@@ -86,14 +89,14 @@ class VideoCodes(nn.Module):
 
 class NaNOut(StatelessConv):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return super().forward(input) * float("nan")
+        return self.encode(input) * float("nan")
 
 
 class NaNWhenLoud(StatelessConv):
     """NaN only when a sample's magnitude exceeds 5 (the log of a negative number)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        y = super().forward(input)
+        y = self.encode(input)
         return y + 0.0 * torch.log(5.0 - input.abs().amax(dim=1)).reshape(-1, 1, 1)
 
 
@@ -101,14 +104,14 @@ class RaisesWhenLoud(StatelessConv):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if bool(input.abs().max() > 5.0):
             raise ValueError("input too loud for this model")
-        return super().forward(input)
+        return self.encode(input)
 
 
 class ExtraFrame(StatelessConv):
     """Gives one frame more than a valid convolution would (a model whose rate is not what it says)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        y = super().forward(input)
+        y = self.encode(input)
         return torch.cat([y, y[:, :, -1:]], 2)
 
 
@@ -225,3 +228,26 @@ def same_steps(a: list[Any], b: list[Any]) -> bool:
 
     return len(a) == len(b) and all(key(x) == key(y) for x, y in zip(a, b, strict=True)) and all(
         isinstance(s.codes, np.ndarray) for s in a)
+
+
+def with_codebooks(enc: Any) -> Any:
+    """Fit a small RVQ on the encoder's own frames of a noise signal (the flow `fit` follows)."""
+    import numpy as np
+
+    from livetok.tokenizers.plugin_config import QuantizerConfig
+    from livetok.tokenizers.quantizer_file import make_quantizer_set
+    from livetok.tokenizers.quantizers import fit_quantizer
+
+    if enc.io.output == "codes":
+        return enc
+    noise = (np.random.default_rng(1).standard_normal(RATE) * 0.2).astype(np.float32)
+    s = enc.stream("fit")
+    frames = []
+    jobs = s.take(noise)
+    for job, out in zip(jobs, enc.run(jobs), strict=True):
+        s.settle(job, out)
+        frames.append(out.frames)
+    cfg = QuantizerConfig(kind="rvq", levels=2, codebook_size=8, dim=None, iters=4)
+    qs = make_quantizer_set(enc.runner.fmt, enc.fitted_for(), {"tokens": fit_quantizer(np.concatenate(frames), cfg)})
+    enc.use_codebooks(qs, cfg)
+    return enc

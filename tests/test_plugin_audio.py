@@ -14,21 +14,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plugin_models import (
     LOGMEL_IO,
-    STATELESS_IO,
     logmel_model,
     same_steps,
     stateful_io,
     stateful_model,
     stateless_model,
+    with_codebooks,
 )
 
 from livetok.errors import ConfigError
 from livetok.tokenizers.models.audio import AudioModelEncoder, AudioModelStream
 from livetok.tokenizers.models.contract import ModelConfig
-from livetok.tokenizers.plugin_config import QuantizerConfig
 from livetok.tokenizers.protocol import StepCodes
-from livetok.tokenizers.quantizer_file import make_quantizer_set
-from livetok.tokenizers.quantizers import fit_quantizer
 
 RATE = 16000
 RNG = np.random.default_rng(5)
@@ -41,23 +38,6 @@ KINDS = ["stateless", "stateful", "stateful-codes", "logmel"]
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("plugin-audio")
-
-
-def with_codebooks(enc: AudioModelEncoder) -> AudioModelEncoder:
-    """Fit a small RVQ on the encoder's own frames of a noise signal (the flow `fit` follows)."""
-    if enc.io.output == "codes":
-        return enc
-    noise = (np.random.default_rng(1).standard_normal(RATE) * 0.2).astype(np.float32)
-    s = enc.stream("fit")
-    frames = []
-    jobs = s.take(noise)
-    for job, out in zip(jobs, enc.run(jobs), strict=True):
-        s.settle(job, out)
-        frames.append(out.frames)
-    cfg = QuantizerConfig(kind="rvq", levels=2, codebook_size=8, dim=None, iters=4)
-    qs = make_quantizer_set(enc.runner.fmt, enc.fitted_for(), {"tokens": fit_quantizer(np.concatenate(frames), cfg)})
-    enc.use_codebooks(qs, cfg)
-    return enc
 
 
 _ENCODERS: dict[tuple[str, str], AudioModelEncoder] = {}
@@ -106,7 +86,8 @@ def test_random_chunkings_equal_one_call(model_dir: Path, kind: str, fmt: str) -
     rng = np.random.default_rng(11)
     for trial in range(25):
         n = int(rng.integers(1, 60))
-        cuts = sorted(rng.integers(1, SIGNAL.size, n).tolist()) if trial else list(range(1, 2000))  # first: 1-sample pushes
+        # the first trial pushes single samples
+        cuts = sorted(rng.integers(1, SIGNAL.size, n).tolist()) if trial else list(range(1, 2000))
         steps, frames = run_recording(enc, enc.stream("a"), SIGNAL, cuts)
         assert frames == ref_frames, f"frames differ for cuts {cuts[:8]}..."
         assert same_steps(steps, ref_steps)
@@ -264,4 +245,3 @@ def test_logmel_windows_are_the_builtin_front_end(model_dir: Path) -> None:
     start = k * io.advance - io.history
     np.testing.assert_array_equal(jobs[k].window, mel[start : start + io.window])
     assert jobs[0].window[: io.history].max() == jobs[0].window[: io.history].min()  # silence before the start
-    assert STATELESS_IO["frames_per_call"] == 4

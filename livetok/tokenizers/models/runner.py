@@ -48,8 +48,9 @@ class InputInfo:
 
 def first_line(err: BaseException, limit: int = 240) -> str:
     """A third-party error as one short line (ONNX Runtime's code prefix dropped)."""
-    text = str(err).strip()
-    text = text.splitlines()[0] if text else type(err).__name__
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    # TorchScript puts its traceback first and the error itself last
+    text = (lines[-1] if "TorchScript interpreter" in lines[0] else lines[0]) if lines else type(err).__name__
     if text.startswith("[ONNXRuntimeError]"):
         text = text.split(" : ", 3)[-1]
     return text if len(text) <= limit else text[: limit - 3] + "..."
