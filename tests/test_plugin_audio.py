@@ -119,11 +119,13 @@ def test_sources_sharing_calls_equal_each_alone(model_dir: Path, kind: str, fmt:
     calls_before = enc.caller.calls
     ticks = 0
     while any(p < x.size for p, x in zip(pos, signals, strict=True)):
-        jobs = []
+        taken = []
         for i, (s, x) in enumerate(zip(streams, signals, strict=True)):
             n = int(rng.integers(0, 2500))
-            jobs += s.take(x[pos[i] : pos[i] + n])
+            taken.append(s.take(x[pos[i] : pos[i] + n]))
             pos[i] = min(x.size, pos[i] + n)
+        # the streams' jobs interleaved (each stream's in order): run() must not rely on their grouping
+        jobs = [j for group in itertools.zip_longest(*taken) for j in group if j is not None]
         for job, out in zip(jobs, enc.run(jobs), strict=True):
             i = streams.index(job.stream)
             frames[i][job.call] = out.frames.tobytes()
@@ -245,3 +247,28 @@ def test_logmel_windows_are_the_builtin_front_end(model_dir: Path) -> None:
     start = k * io.advance - io.history
     np.testing.assert_array_equal(jobs[k].window, mel[start : start + io.window])
     assert jobs[0].window[: io.history].max() == jobs[0].window[: io.history].min()  # silence before the start
+
+
+def test_stateful_stream_goes_on_after_a_failed_run(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed batch (ModelRunError) abandons its jobs: the chain in flight is released, the stream takes
+    the next chunks from the last state it got back, and flags the next step gap."""
+    from livetok.errors import ModelRunError
+    from livetok.tokenizers.protocol import process
+
+    enc = encoder(model_dir, "stateful", "onnx")
+    s = enc.stream("a")
+    before = process(enc, s.take(SIGNAL[:3200]))
+    good_state = s.state.state
+    real = enc.runner.run
+
+    def broken(feeds: Any) -> Any:
+        raise ModelRunError("tokenizer 'x': the model raised: boom", tokenizer="x")
+
+    monkeypatch.setattr(enc.runner, "run", broken)
+    with pytest.raises(ModelRunError):
+        process(enc, s.take(SIGNAL[3200:6400]))
+    assert s.state.in_flight == 0 and s.state.state is good_state
+    monkeypatch.setattr(enc.runner, "run", real)
+    after = process(enc, s.take(SIGNAL[6400:9600]))
+    assert [x.step for x in before] == list(range(20)) and [x.step for x in after] == list(range(40, 60))
+    assert after[0].gap and not any(x.gap for x in after[1:] + before)

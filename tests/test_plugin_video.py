@@ -41,10 +41,10 @@ def test_frames_of_many_sources_in_one_call_equal_each_alone(model_dir: Path, fm
     before = enc.caller.calls
     together = enc.run(jobs)
     assert enc.caller.calls - before == 1  # eight frames, three sources: one model call
-    for job, cells in zip(jobs, together, strict=True):
+    for job, out in zip(jobs, together, strict=True):
         alone = enc.run([enc.stream("x").take(FRAMES[jobs.index(job)])[0]])[0]
-        assert cells.shape == (24, 10) and cells.dtype == np.float64
-        assert cells.tobytes() == alone.tobytes()
+        assert out.cells.shape == (24, 10) and out.cells.dtype == np.float64
+        assert out.cells.tobytes() == alone.cells.tobytes()
     more = enc.run([j for f in FRAMES for j in streams[0].take(f)])  # 11 frames: 8 + 3 padded
     assert len(more) == 11 and enc.caller.calls - before == 1 + 8 + 2
 

@@ -77,7 +77,9 @@ class SpectroPatchConfig(Strict):
     each projected and quantized (one shared quantizer, the grid row telling the band)."""
 
     sample_rate: int = Field(16000, ge=8000, le=48000, description="model sample rate (Hz); input is resampled to it")
-    logmel: LogMelParams = Field(LogMelParams(n_mels=128), description="log-mel front end")
+    logmel: LogMelParams = Field(
+        LogMelParams(n_mels=128, n_fft=1024),
+        description="log-mel front end: 128 bands as AST; a 1024-point FFT so that no band is empty")
     patch_mels: int = Field(16, ge=1, le=256, description="mel bands per patch (count)")
     patch_frames: int = Field(16, ge=1, le=256, description="log-mel frames per patch (count)")
     stride_frames: int = Field(8, ge=1, le=256, description="frames between patch columns, one step (count)")

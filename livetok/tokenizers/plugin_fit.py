@@ -82,7 +82,7 @@ def _video_embeddings(f: Path, enc: VideoModelEncoder, opts: FitOptions, sample:
         if i in wanted:
             jobs = stream.take(model_image(mf.video, enc.io.height, enc.io.width, "crop"))
             for out in enc.run(jobs):
-                sample.add(out)
+                sample.add(out.cells)
 
 
 def fit_model_codebooks(files: list[Path], enc: AudioModelEncoder | VideoModelEncoder, cfg: QuantizerConfig,

@@ -51,17 +51,16 @@ class AudioJob:
     state: dict[str, np.ndarray] | None = None
 
 
-def _state_of(out: AudioOutput | None) -> dict[str, np.ndarray]:
-    assert out is not None and out.state is not None
-    return out.state
-
-
-@dataclass(frozen=True)
+@dataclass
 class AudioOutput:
-    """``frames [F, D]`` (float64 embeddings or integer codes) and a stateful model's next state rows."""
+    """One call's result: ``frames [F, D]`` as the model gave them (float64 embeddings or integer
+    codes), a stateful model's next ``state`` rows, and per frame its ``codes [F, L] uint16`` and
+    ``vectors [F, d] float32`` (None: not asked for, or no codebooks yet, as when fitting)."""
 
     frames: np.ndarray
     state: dict[str, np.ndarray] | None = None
+    codes: np.ndarray | None = None
+    vectors: np.ndarray | None = None
 
 
 def frames_per_step(io: AudioModelIO, step_ms: float | None, tokenizer: str) -> int:
@@ -88,6 +87,8 @@ class AudioModelEncoder:
         self.stream_name, self.frames_per_step, self.vectors = stream_name, frames_per_step, vectors
         self.quantizer: ScaleQuantizer | None = None
         self.caller = BatchCaller(runner, self._input_axes(), self._output_rules(), self._constants(), batch)
+        self._input_name = io.input_name
+        self._state_names = [(s.input, s.output) for s in io.state]
         self.calibration: Calibration | None = None
 
     # --- loading ---------------------------------------------------------------------------------
@@ -188,30 +189,50 @@ class AudioModelEncoder:
         model: one call per round, round r holding each stream's r-th job)."""
         if not jobs:
             return []
-        if not self.io.stateful:
+        if self.io.stateful:
+            outs = self._run_stateful(jobs)
+        else:
             rows = [{self.io.input_name: self._layout(j.window)} for j in jobs]
-            return [AudioOutput(self._frames(r)) for r in self.caller(rows)]
-        return self._run_stateful(jobs)
+            outs = [AudioOutput(self._frames(r)) for r in self.caller(rows)]
+        self._quantize(outs)
+        return outs
+
+    def _quantize(self, outs: list[AudioOutput]) -> None:
+        """Codes (and vectors) of every frame of the batch in one kernel call: row by row, so a frame's
+        codes never depend on the other frames of the call."""
+        if self.io.output == "codes":
+            for o in outs:
+                o.codes = o.frames.astype(np.uint16)
+                o.vectors = o.frames.astype(np.float32) if self.vectors else None
+            return
+        if self.quantizer is None:
+            return
+        f = self.io.frames
+        enc = self.quantizer.encode_rows(np.concatenate([o.frames for o in outs]))
+        for i, o in enumerate(outs):
+            o.codes = enc.codes[i * f : (i + 1) * f]
+            o.vectors = enc.z[i * f : (i + 1) * f].astype(np.float32) if self.vectors else None
 
     def _run_stateful(self, jobs: list[AudioJob]) -> list[AudioOutput]:
         chains: dict[int, list[int]] = {}
         for i, job in enumerate(jobs):
             chains.setdefault(id(job.stream), []).append(i)
-        results: list[AudioOutput | None] = [None] * len(jobs)
+        before: dict[int, int] = {}  # job index -> the index of the job before it in its stream's chain
         for chain in chains.values():
             if jobs[chain[0]].state is None or any(jobs[a].call + 1 != jobs[b].call for a, b in pairwise(chain)):
                 raise ValueError("a stateful stream's jobs must reach run() together, in order, as take() gave them")
-        for r in range(max(len(c) for c in chains.values())):
-            idx = [(c[r], c[r - 1] if r else None) for c in chains.values() if r < len(c)]
+            before.update(pairwise(chain[::-1]))
+        results: list[AudioOutput] = [None] * len(jobs)  # type: ignore[list-item]  # every slot is filled below
+        rounds = max(len(c) for c in chains.values())
+        for r in range(rounds):
+            idx = [c[r] for c in chains.values() if r < len(c)] if rounds > 1 else list(range(len(jobs)))
             rows = []
-            for i, before in idx:
-                prev = _state_of(results[before]) if before is not None else jobs[i].state
-                assert prev is not None
-                rows.append({self.io.input_name: self._layout(jobs[i].window), **prev})
-            for (i, _), out in zip(idx, self.caller(rows), strict=True):
-                state = {s.input: out[s.output] for s in self.io.state}
-                results[i] = AudioOutput(self._frames(out), state)
-        return [r for r in results if r is not None]
+            for i in idx:
+                state = jobs[i].state if jobs[i].state is not None else results[before[i]].state
+                rows.append({self._input_name: self._layout(jobs[i].window), **state})  # type: ignore[dict-item]
+            for i, out in zip(idx, self.caller(rows), strict=True):
+                results[i] = AudioOutput(self._frames(out), {inp: out[o] for inp, o in self._state_names})
+        return results
 
     # --- shapes --------------------------------------------------------------------------------------
 
@@ -272,7 +293,8 @@ class AudioStreamState:
     in_flight: int = 0  # taken, neither emitted nor abandoned
     samples_in: int = 0  # samples received at the model rate (padding excluded)
     flushed: bool = False
-    pending: list[np.ndarray] = field(default_factory=list)  # frames of the step being filled
+    pending: list[np.ndarray] = field(default_factory=list)  # codes [L] of the frames of the step being filled
+    pending_vectors: list[np.ndarray] = field(default_factory=list)  # and their vectors, when sent
     pending_first: int = 0  # frame index of pending[0]
     gap: bool = False
 
@@ -284,6 +306,10 @@ class AudioModelStream:
         self.enc, self.source = enc, source
         io = enc.io
         self.logmel = StreamingLogMel(io.logmel.audio_config(io.sample_rate)) if io.logmel is not None else None
+        # the contract's derived sizes, read once (properties of a pydantic model cost a call each)
+        self._window, self._advance, self._history = io.window, io.advance, io.history
+        self._frames, self._stateful, self._dtype = io.frames, io.stateful, np.dtype(io.input_dtype)
+        self._step_samples = enc.frames_per_step * io.hop * io.step_samples
         self.state = self._new_state()
 
     def _new_state(self) -> AudioStreamState:
@@ -310,21 +336,22 @@ class AudioModelStream:
         return self._push(samples)
 
     def _push(self, samples: np.ndarray) -> list[AudioJob]:
-        st, io = self.state, self.enc.io
-        x = samples.astype(np.float32, copy=False)[:, None] if self.logmel is None else self.logmel.push(samples)
+        st, window, advance, history = self.state, self._window, self._advance, self._history
+        x = samples[:, None] if self.logmel is None else self.logmel.push(samples)
         if x.size:
-            st.buf = np.concatenate([st.buf, x.astype(io.input_dtype, copy=False)])
-        if io.stateful and st.in_flight:
+            st.buf = np.concatenate([st.buf, x.astype(self._dtype, copy=False)])
+        if self._stateful and st.in_flight:
             return []
         jobs: list[AudioJob] = []
-        while (start := st.next_call * io.advance - io.history) + io.window <= st.buf_first + st.buf.shape[0]:
+        end = st.buf_first + st.buf.shape[0]
+        while (start := st.next_call * advance - history) + window <= end:
             lo = start - st.buf_first
-            jobs.append(AudioJob(self, st.next_call, st.buf[lo : lo + io.window].copy()))
+            jobs.append(AudioJob(self, st.next_call, st.buf[lo : lo + window]))  # a view: buf is never written
             st.next_call += 1
-        if jobs and io.stateful:
-            jobs[0].state = {k: v.copy() for k, v in st.state.items()}
+        if jobs and self._stateful:
+            jobs[0].state = st.state
         st.in_flight += len(jobs)
-        keep = st.next_call * io.advance - io.history - st.buf_first
+        keep = st.next_call * advance - history - st.buf_first
         if keep > 0:
             st.buf = st.buf[keep:]
             st.buf_first += keep
@@ -368,47 +395,47 @@ class AudioModelStream:
         """The steps that ``job``'s frames complete, in order."""
         st, enc = self.state, self.enc
         self.settle(job, out)
-        first = job.call * enc.io.frames
+        if out.codes is None:
+            raise CodebookError(f"tokenizer {enc.name!r}: the model gives embeddings: it needs fitted codebooks "
+                                f"(livetok fit --tokenizer {enc.name})")
+        first = job.call * self._frames
+        if enc.frames_per_step == 1 and job.call == st.next_emit and not st.flushed:
+            # the common case, one frame per step and nothing lost: each frame is a step
+            st.next_emit = job.call + 1
+            out_steps = []
+            for i in range(self._frames):
+                gap, st.gap = st.gap, False
+                vectors = None if out.vectors is None else out.vectors[i : i + 1]
+                out_steps.append(StepCodes(enc.stream_name, first + i, out.codes[i : i + 1], vectors, gap))
+            return out_steps
         if job.call != st.next_emit or (st.pending and st.pending_first + len(st.pending) != first):
-            st.pending, st.gap = [], True
+            st.pending, st.pending_vectors, st.gap = [], [], True
         st.next_emit = job.call + 1
         if not st.pending:
             st.pending_first = first
-        st.pending.extend(out.frames)
+        st.pending.extend(out.codes)
+        if out.vectors is not None:
+            st.pending_vectors.extend(out.vectors)
         return self._steps()
 
     def _steps(self) -> list[StepCodes]:
-        st, enc = self.state, self.enc
-        fps = enc.frames_per_step
+        st, fps = self.state, self.enc.frames_per_step
         skip = (-st.pending_first) % fps  # a step begun before a gap cannot be completed
         if skip:
             drop = min(skip, len(st.pending))
-            st.pending, st.pending_first = st.pending[drop:], st.pending_first + drop
+            del st.pending[:drop], st.pending_vectors[:drop]
+            st.pending_first += drop
         n = len(st.pending) // fps
-        if n == 0:
-            return []
-        frames = np.stack(st.pending[: n * fps])
-        k0 = st.pending_first // fps
-        st.pending, st.pending_first = st.pending[n * fps :], st.pending_first + n * fps
-        codes, vectors = self._quantize(frames)
-        step_samples = fps * enc.io.hop * enc.io.step_samples
         out = []
+        vec = bool(st.pending_vectors)
         for i in range(n):
-            k = k0 + i
-            if st.flushed and k * step_samples >= st.samples_in:
+            k = st.pending_first // fps + i
+            if st.flushed and k * self._step_samples >= st.samples_in:
                 break  # padding alone
             gap, st.gap = st.gap, False
-            out.append(StepCodes(enc.stream_name, k, codes[i * fps : (i + 1) * fps],
-                                 None if vectors is None else vectors[i * fps : (i + 1) * fps], gap))
+            codes = np.stack(st.pending[i * fps : (i + 1) * fps])
+            vectors = np.stack(st.pending_vectors[i * fps : (i + 1) * fps]) if vec else None
+            out.append(StepCodes(self.enc.stream_name, k, codes, vectors, gap))
+        del st.pending[: n * fps], st.pending_vectors[: n * fps]
+        st.pending_first += n * fps
         return out
-
-    def _quantize(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        enc = self.enc
-        if enc.io.output == "codes":
-            codes = frames.astype(np.uint16)
-            return codes, frames.astype(np.float32) if enc.vectors else None
-        if enc.quantizer is None:
-            raise CodebookError(f"tokenizer {enc.name!r}: the model gives embeddings: it needs fitted codebooks "
-                                f"(livetok fit --tokenizer {enc.name})")
-        e = enc.quantizer.encode_rows(frames)
-        return e.codes, e.z.astype(np.float32) if enc.vectors else None

@@ -57,8 +57,9 @@ class OutputRule:
         if self.kind == "float":
             if not np.issubdtype(value.dtype, np.floating):
                 return f"output {name!r} has dtype {value.dtype}; the contract wants floating-point values"
-            bad = int(value.size - np.count_nonzero(np.isfinite(value)))
-            if bad:
+            finite = np.isfinite(value)
+            if not finite.all():
+                bad = value.size - np.count_nonzero(finite)
                 return f"output {name!r} has {bad} NaN or infinite values of {value.size}"
             return ""
         if not np.issubdtype(value.dtype, np.integer):
@@ -113,8 +114,9 @@ class BatchCaller:
 
     def call(self, group: list[Row], size: int) -> list[Row]:
         """One model call on ``group`` padded with zero rows to ``size`` rows."""
-        pad = [{k: np.zeros_like(v) for k, v in group[0].items()}] * (size - len(group))
-        full = group + pad
+        full = group
+        if size > len(group):
+            full = group + [{k: np.zeros_like(v) for k, v in group[0].items()}] * (size - len(group))
         feeds: dict[str, Feed] = {n: np.stack([r[n] for r in full], axis=ax) for n, ax in self.inputs.items()}
         feeds.update(self.constants)
         result = self.runner.run(feeds)
@@ -125,7 +127,8 @@ class BatchCaller:
 
             name = self.runner.tokenizer
             raise ModelRunError(f"tokenizer {name!r}: {problem}", tokenizer=name)
-        return [{n: np.take(result[n], i, axis=rule.axis) for n, rule in self.outputs.items()} for i in range(size)]
+        rows = {n: np.moveaxis(result[n], rule.axis, 0) if rule.axis else result[n] for n, rule in self.outputs.items()}
+        return [{n: r[i] for n, r in rows.items()} for i in range(size)]  # views, not copies
 
     def problem(self, result: dict[str, np.ndarray], batch: int) -> str:
         for name, rule in self.outputs.items():

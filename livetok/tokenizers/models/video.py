@@ -63,6 +63,17 @@ def model_image(frame: Any, height: int, width: int, aspect: str = "crop") -> np
         raise MediaError(f"cannot convert a {w}x{h} {frame.format.name} frame: {err}") from err
 
 
+@dataclass
+class VideoOutput:
+    """One frame's result: ``cells [rows * cols, D]`` as the model gave them (float64 embeddings or
+    integer codes), and their ``codes [cells, L] uint16`` and ``vectors [cells, d] float32`` (None: not
+    asked for, or no codebooks yet, as when fitting)."""
+
+    cells: np.ndarray
+    codes: np.ndarray | None = None
+    vectors: np.ndarray | None = None
+
+
 @dataclass(eq=False)
 class VideoJob:
     """Frame ``frame`` of ``stream`` as the model takes it: ``pixels [3, H, W]``."""
@@ -156,12 +167,24 @@ class VideoModelEncoder:
     def stream(self, source: str) -> VideoModelStream:
         return VideoModelStream(self, source)
 
-    def run(self, jobs: list[VideoJob]) -> list[np.ndarray]:
-        """Pure: frames from any streams -> per frame ``[cells, D]`` (float64 embeddings, or codes)."""
+    def run(self, jobs: list[VideoJob]) -> list[VideoOutput]:
+        """Pure: frames from any streams -> per frame its cells, and their codes: one model call per
+        batch, then one quantizer kernel call (row by row: a cell's codes never depend on the others)."""
         if not jobs:
             return []
-        out = self.caller([{self.io.input_name: j.pixels} for j in jobs])
-        return [self._cells(r[self.io.output_name]) for r in out]
+        outs = [VideoOutput(self._cells(r[self.io.output_name]))
+                for r in self.caller([{self.io.input_name: j.pixels} for j in jobs])]
+        if self.io.output == "codes":
+            for o in outs:
+                o.codes = o.cells.astype(np.uint16)
+                o.vectors = o.cells.astype(np.float32) if self.vectors else None
+        elif self.quantizer is not None:
+            n = outs[0].cells.shape[0]
+            enc = self.quantizer.encode_rows(np.concatenate([o.cells for o in outs]))
+            for i, o in enumerate(outs):
+                o.codes = enc.codes[i * n : (i + 1) * n]
+                o.vectors = enc.z[i * n : (i + 1) * n].astype(np.float32) if self.vectors else None
+        return outs
 
     def _cells(self, y: np.ndarray) -> np.ndarray:
         layout, d = self.io.output_layout, self.io.dim
@@ -203,14 +226,8 @@ class VideoModelStream:
     def abandon(self, job: VideoJob) -> None:
         self.gap = True
 
-    def emit(self, job: VideoJob, cells: np.ndarray) -> list[StepCodes]:
-        enc = self.enc
-        if enc.io.output == "codes":
-            codes, vectors = cells.astype(np.uint16), cells.astype(np.float32) if enc.vectors else None
-        else:
-            if enc.quantizer is None:
-                raise CodebookError(f"tokenizer {enc.name!r}: the model gives embeddings: it needs fitted codebooks")
-            e = enc.quantizer.encode_rows(cells)
-            codes, vectors = e.codes, e.z.astype(np.float32) if enc.vectors else None
+    def emit(self, job: VideoJob, out: VideoOutput) -> list[StepCodes]:
+        if out.codes is None:
+            raise CodebookError(f"tokenizer {self.enc.name!r}: the model gives embeddings: it needs fitted codebooks")
         gap, self.gap = self.gap, False
-        return [StepCodes(enc.stream_name, job.frame, codes, vectors, gap)]
+        return [StepCodes(self.enc.stream_name, job.frame, out.codes, out.vectors, gap)]
