@@ -165,3 +165,19 @@ def test_fit_on_speech_then_refused_by_another_model(model_dir: Path, speech_wav
                                                     io=stateful_io("onnx", "codes")), "onnx")
     with pytest.raises(MediaError, match="the model gives codes itself; there is nothing to fit"):
         fit_tokenizer([speech_wav], codes, cfg, FitOptions())
+
+
+def test_fitting_sees_the_frames_the_live_stream_makes(model_dir: Path, speech_wav: Path) -> None:
+    """A stateful model: the training embeddings are exactly the frames a live stream of the same
+    audio gives (same chunks, same state), in order, while under the reservoir's cap."""
+    from livetok.tokenizers.plugin_fit import audio_blocks
+
+    enc = AudioModelEncoder.load("g", ModelConfig(path=stateful_model(model_dir, "onnx"), io=stateful_io("onnx")),
+                                 "onnx")
+    x = model_embeddings([speech_wav], enc, FitOptions())
+    samples = np.concatenate(list(audio_blocks(speech_wav, 16000)))
+    s = enc.stream("live")
+    jobs = s.take(samples)
+    live = np.concatenate([o.frames for o in enc.run(jobs)])
+    assert x.shape == live.shape == (samples.size // 320 * 2, 8)
+    assert x.tobytes() == live.tobytes()

@@ -50,7 +50,7 @@ class StreamSpec:
             if self.modality == "audio":
                 raise ValueError(f"stream {self.name!r}: an audio stream needs a step (step_ns)")
         elif not isinstance(self.step_ns, Fraction) or self.step_ns <= 0:
-            raise ValueError(f"stream {self.name!r}: step_ns {self.step_ns!r} is not a Fraction above 0")
+            raise ValueError(f"stream {self.name!r}: step_ns {self.step_ns} is not a Fraction above 0")
         rows, cols = self.grid
         if rows < 1 or cols < 1:
             raise ValueError(f"stream {self.name!r}: grid {self.grid} needs at least one row and one column")
