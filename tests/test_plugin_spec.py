@@ -36,7 +36,8 @@ def test_rules() -> None:
         "codebook_size 65537 is not in 2..65536": dict(codebook_size=65537),
         "vector_size 0 is below 1": dict(vector_size=0),
     }
-    base: dict[str, Any] = dict(modality="audio", name="s", step_ns=Fraction(20_000_000), grid=(1, 1), levels=1, codebook_size=16)
+    base: dict[str, Any] = dict(modality="audio", name="s", step_ns=Fraction(20_000_000), grid=(1, 1), levels=1,
+                                codebook_size=16)
     for words, change in bad.items():
         with pytest.raises(ValueError, match=words):
             StreamSpec(**(base | change))
