@@ -27,7 +27,7 @@ def test_rules() -> None:
     assert ok.cells == 196
     with pytest.raises(ValueError, match="video steps are one per frame"):
         ok.step_bounds_ns(0)
-    bad = {
+    bad: dict[str, dict[str, Any]] = {
         "modality 'text'": dict(modality="text"),
         "an audio stream needs a step": dict(step_ns=None),
         "step_ns 0 is not a Fraction above 0": dict(step_ns=Fraction(0)),
