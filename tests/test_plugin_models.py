@@ -286,3 +286,17 @@ def test_calibrated_sizes_agree_for_every_row(model_dir: Path) -> None:
                 group.insert(slot, rows[0])
                 got = enc.caller.call(group, size)[slot]
                 assert all(np.array_equal(got[k], ref[k]) for k in ref)
+
+
+def test_probing_an_onnx_model_needs_no_torch(model_dir: Path) -> None:
+    """Loading and probing an ONNX waveform model (what check-config and start do) imports onnxruntime
+    and NumPy, not torch: torch comes only with log-mel input or codebooks."""
+    path = stateless_model(model_dir, "onnx")
+    code = ("import sys; from pathlib import Path; "
+            "from livetok.tokenizers.models.audio import AudioModelEncoder; "
+            "from livetok.tokenizers.models.contract import ModelConfig; "
+            f"e = AudioModelEncoder.load('t', ModelConfig(path=Path({str(path)!r})), 'onnx'); "
+            "assert e.calibration is not None; "
+            "print([m for m in ('torch', 'torchaudio', 'numba') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -20,12 +20,11 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from itertools import pairwise
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from livetok.errors import CodebookError, ConfigError, ModelError, ModelRunError
-from livetok.tokenizers.audio_frontend import LOG_FLOOR, StreamingLogMel
 from livetok.tokenizers.models.batching import BatchCaller, Calibration, Feed, OutputRule, Row
 from livetok.tokenizers.models.contract import AudioModelIO, ModelConfig
 from livetok.tokenizers.models.load import Feeds, check_static, open_model, probe, static_batch
@@ -33,11 +32,20 @@ from livetok.tokenizers.models.runner import Format, ModelRunner
 from livetok.tokenizers.plugin_config import QuantizerConfig
 from livetok.tokenizers.protocol import StepCodes
 from livetok.tokenizers.quantizer_file import QuantizerSet, check_fitted_for, stream_arrays
-from livetok.tokenizers.quantizers import build_quantizer
-from livetok.tokenizers.rvq import ScaleQuantizer
 from livetok.tokenizers.spec import StreamSpec, step_ns_of
 
-SILENT_LOGMEL = float(np.float32(math.log(LOG_FLOOR)))  # StreamingLogMel's value for digital silence
+if TYPE_CHECKING:
+    from livetok.tokenizers.rvq import ScaleQuantizer
+
+# torch is imported only for log-mel input (the front end) and for codebooks (the RVQ kernel's module):
+# probing an ONNX waveform model, as check-config may, needs onnxruntime and NumPy only.
+
+
+def silent_logmel() -> float:
+    """StreamingLogMel's value for digital silence, ``log(LOG_FLOOR)``."""
+    from livetok.tokenizers.audio_frontend import LOG_FLOOR
+
+    return math.log(LOG_FLOOR)
 
 
 @dataclass(eq=False)
@@ -160,6 +168,8 @@ class AudioModelEncoder:
         """Quantize with fitted codebooks, refused in one line when fitted for something else."""
         if self.io.output == "codes":
             raise CodebookError(f"tokenizer {self.name!r}: the model gives codes itself; it needs no codebooks")
+        from livetok.tokenizers.quantizers import build_quantizer
+
         check_fitted_for(qs, self.runner.fmt, self.fitted_for(), self.name)
         arrays = stream_arrays(qs, self.stream_name, self.name)
         self.quantizer = build_quantizer(arrays, cfg, f"tokenizer {self.name!r}: codebooks {qs.source}")
@@ -305,7 +315,11 @@ class AudioModelStream:
     def __init__(self, enc: AudioModelEncoder, source: str) -> None:
         self.enc, self.source = enc, source
         io = enc.io
-        self.logmel = StreamingLogMel(io.logmel.audio_config(io.sample_rate)) if io.logmel is not None else None
+        self.logmel = None
+        if io.logmel is not None:
+            from livetok.tokenizers.audio_frontend import StreamingLogMel
+
+            self.logmel = StreamingLogMel(io.logmel.audio_config(io.sample_rate))
         # the contract's derived sizes, read once (properties of a pydantic model cost a call each)
         self._window, self._advance, self._history = io.window, io.advance, io.history
         self._frames, self._stateful, self._dtype = io.frames, io.stateful, np.dtype(io.input_dtype)
@@ -314,7 +328,7 @@ class AudioModelStream:
 
     def _new_state(self) -> AudioStreamState:
         io = self.enc.io
-        silence = 0.0 if self.logmel is None else SILENT_LOGMEL
+        silence = 0.0 if self.logmel is None else silent_logmel()
         buf = np.full((io.history, io.channels), silence, dtype=io.input_dtype)
         return AudioStreamState(buf=buf, buf_first=-io.history, state=self.enc.initial_state())
 

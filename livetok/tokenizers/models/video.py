@@ -11,7 +11,7 @@ sizes (``batching.py``: a frame's result never depends on the other frames of it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,9 +23,10 @@ from livetok.tokenizers.models.runner import Format, ModelRunner
 from livetok.tokenizers.plugin_config import QuantizerConfig
 from livetok.tokenizers.protocol import StepCodes
 from livetok.tokenizers.quantizer_file import QuantizerSet, check_fitted_for, stream_arrays
-from livetok.tokenizers.quantizers import build_quantizer
-from livetok.tokenizers.rvq import ScaleQuantizer
 from livetok.tokenizers.spec import StreamSpec
+
+if TYPE_CHECKING:
+    from livetok.tokenizers.rvq import ScaleQuantizer
 
 PAD_LEVEL = 128
 
@@ -146,6 +147,8 @@ class VideoModelEncoder:
     def use_codebooks(self, qs: QuantizerSet, cfg: QuantizerConfig) -> None:
         if self.io.output == "codes":
             raise CodebookError(f"tokenizer {self.name!r}: the model gives codes itself; it needs no codebooks")
+        from livetok.tokenizers.quantizers import build_quantizer  # torch: only with codebooks
+
         check_fitted_for(qs, self.runner.fmt, self.fitted_for(), self.name)
         arrays = stream_arrays(qs, self.stream_name, self.name)
         self.quantizer = build_quantizer(arrays, cfg, f"tokenizer {self.name!r}: codebooks {qs.source}")
