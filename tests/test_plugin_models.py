@@ -239,6 +239,16 @@ def test_contract_validation_lines() -> None:
         VideoModelIO.model_validate({"height": 32, "width": 32, "grid": [4, 4], "dim": 8, "std": [1, 0, 1]})
     with pytest.raises(ValidationError, match="submodule"):
         ModelConfig.model_validate({"path": "m.pt", "submodule": "a..b"})
+    # io.modality may be left out: a picture size says video
+    no_tag = {k: v for k, v in STATELESS_IO.items() if k != "modality"}
+    assert isinstance(ModelConfig.model_validate({"path": "m", "io": no_tag}).io, AudioModelIO)
+    video = {"height": 32, "width": 32, "grid": [4, 4], "dim": 8}
+    assert isinstance(ModelConfig.model_validate({"path": "m", "io": video}).io, VideoModelIO)
+    from livetok.tokenizers.models.load import validation_line
+
+    with pytest.raises(ValidationError) as info:
+        ModelConfig.model_validate({"path": "m", "io": dict(no_tag, hop_ms=3)})
+    assert validation_line(info.value) == "io.hop_ms: Extra inputs are not permitted"
 
 
 def test_modality_and_format_mismatch(model_dir: Path) -> None:

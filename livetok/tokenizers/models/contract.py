@@ -14,9 +14,9 @@ name the batch axis ``B``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from livetok.tokenizers.plugin_config import LogMelParams, Strict
 
@@ -212,7 +212,15 @@ class VideoModelIO(_IO):
         return self
 
 
-ModelIO = Annotated[AudioModelIO | VideoModelIO, Field(discriminator="modality")]
+def _modality(value: Any) -> str:
+    """``io.modality``, or, when it is left out, video for a contract with a picture size, else audio."""
+    if isinstance(value, dict):
+        return str(value.get("modality", "video" if "height" in value or "grid" in value else "audio"))
+    return str(getattr(value, "modality", "audio"))
+
+
+ModelIO = Annotated[Annotated[AudioModelIO, Tag("audio")] | Annotated[VideoModelIO, Tag("video")],
+                    Discriminator(_modality)]
 
 
 class ModelConfig(Strict):

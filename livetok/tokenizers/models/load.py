@@ -25,7 +25,10 @@ from livetok.tokenizers.models.runner import EMBEDDED_KEY, Format, ModelRunner, 
 def validation_line(err: ValidationError) -> str:
     """A pydantic error as ``key.path: message`` (the first problem; the others follow from fixing it)."""
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    loc = [str(p) for p in first["loc"]]
+    # the contract's union tag ("audio" / "video") is not a key the user wrote
+    loc = [p for i, p in enumerate(loc) if not (p in ("audio", "video") and (i == 0 or loc[i - 1] == "io"))]
+    where = ".".join(p for p in loc if not p.startswith("function-"))
     return f"{where}: {first['msg']}" if where else first["msg"]
 
 
