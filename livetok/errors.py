@@ -8,6 +8,10 @@ so that the command line can print one clear line and exit non-zero.
     ├── ConfigError        bad configuration (key, value, line)          exit 78
     ├── MediaError         a media file or stream cannot be opened/decoded exit 66
     ├── CodebookError      missing, corrupt or mismatched codebooks      exit 65
+    │   └── ModelError     a tokenizer's model file is missing, corrupt, foreign, or breaks its
+    │                      declared contract at the load probe (shapes, dtype, rate, NaN)   exit 65
+    ├── ModelRunError      a tokenizer's model raised or returned bad output while running  exit 65
+    │                      (``tokenizer``: whose; the caller counts it per tokenizer and goes on)
     ├── DecodeError        bad bytes in a wire packet or a .ltk file     exit 65
     ├── OutputError        an output file cannot be created or written   exit 73
     └── BusError           the MQTT broker is unreachable, refuses us, or was lost   exit 69
@@ -44,6 +48,24 @@ class CodebookError(LivetokError):
     """Codebooks are missing, corrupt, or do not match the configured front end."""
 
     exit_code = 65  # EX_DATAERR
+
+
+class ModelError(CodebookError):
+    """A tokenizer's model file (TorchScript, ONNX) cannot be used: missing, unreadable, not a model of
+    its kind, or its inputs and outputs do not match the declared contract when probed at load. The
+    message names the tokenizer and the key (``model.path``, ``model.io.hop``, ...)."""
+
+
+class ModelRunError(LivetokError):
+    """A tokenizer's model raised, or returned non-finite, out-of-range or misshapen output, while
+    running. Raised for one batch; ``tokenizer`` names whose model it was, so that the caller can
+    count it per tokenizer, flag the affected streams and go on."""
+
+    exit_code = 65  # EX_DATAERR
+
+    def __init__(self, message: str, *, tokenizer: str) -> None:
+        super().__init__(message)
+        self.tokenizer = tokenizer
 
 
 class DecodeError(LivetokError):
