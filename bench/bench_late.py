@@ -41,6 +41,10 @@ from _common import REPO, machine_line, table
 from latetruth import compare
 
 SENDER = REPO / "tests" / "livesender.py"
+# What no arrival can reveal (docs/sources.md): FFmpeg's MPEG-TS demuxer hands an H.264 frame over
+# when the second frame after it begins to arrive (a video PES ends where the next one starts, then
+# the parser waits for the next access unit): two frame periods at 30 fps.
+DEMUX_LATENCY_MS = 2000 / 30
 
 
 def free_udp_port() -> int:
@@ -72,7 +76,7 @@ def one_run(tree: Path, work: Path, args: argparse.Namespace) -> dict[str, objec
         p.unlink(missing_ok=True)
     cfg = work / "config.yaml"
     source = {"kind": "stream", "name": "cam", "url": f"udp://127.0.0.1:{port}", "format": "mpegts",
-              "read_timeout_s": args.read_timeout}
+              "read_timeout_s": args.read_timeout, "latency_ms": args.latency_ms}
     cfg.write_text(json.dumps({"sources": [source], "sinks": [{"kind": "file", "path": str(out), "aligned": False}]}))
     proc = daemon(tree, cfg, work / "daemon.log")
     burners = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 120\n"
@@ -131,6 +135,8 @@ def main() -> None:
     ap.add_argument("--pause-at", type=float, default=0.0)
     ap.add_argument("--pause-s", type=float, default=0.0)
     ap.add_argument("--read-timeout", type=float, default=3.0)
+    ap.add_argument("--latency-ms", type=float, default=DEMUX_LATENCY_MS,
+                    help="the source's latency_ms (default: FFmpeg's MPEG-TS H.264 demuxing delay, 2 frames at 30 fps)")
     ap.add_argument("--json", type=Path, help="write every run's figures here too")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep its files (default: a temporary one)")
     args = ap.parse_args()
@@ -139,6 +145,7 @@ def main() -> None:
     print(f"sender starts {args.delay:g} s after the daemon listens; {args.seconds:g} s clip, 320x240@30 H.264 + "
           f"48 kHz AAC; {args.busy} busy processes" + (f"; silent {args.pause_s:g} s from {args.pause_at:g} s"
                                                          if args.pause_s else ""))
+    print(f"source latency_ms: {args.latency_ms:.3f} (errors without it: each {args.latency_ms:.1f} ms later)")
     variants = ([("before", args.before.resolve())] if args.before else []) + [("after", REPO)]
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-late-") as temporary:
