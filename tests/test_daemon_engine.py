@@ -295,3 +295,25 @@ def test_a_group_waits_for_its_source_that_holds(toks: Tokenizers) -> None:
     assert sum(len([p for p in s.packets if p.modality == Modality.VIDEO and p.scale == Scale.FINE])
                for s in with_video) == 60  # every frame of the camera is in a step
     assert eng.aligner_stats()["g"]["late_packets"] == 0
+
+
+def test_a_restarted_media_clock_maps_the_old_streams_tail_on_the_old_timeline(toks: Tokenizers) -> None:
+    """A reconnect whose media clock starts again elsewhere (100 s on): the old stream's last packets,
+    flushed by the discontinuity, keep the old mapping; they used to be mapped with the new one,
+    100 s off."""
+    eng, sink = engine(toks, [{"kind": "synthetic", "name": "cam"}])
+    tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(BLOCK) / RATE)).astype(np.float32)[None]
+    t0 = 10 * NS
+    for j in range(50):
+        media = j * BLOCK * NS // RATE
+        sink.add(eng.on_audio([AudioCapture("cam", tone, RATE, media, t0 + media + 22_000_000, j == 0)]))
+    for j in range(50):  # the new timeline, 1 s later in host time
+        media = 100 * NS + j * BLOCK * NS // RATE
+        arrival = t0 + NS + j * BLOCK * NS // RATE + 22_000_000
+        sink.add(eng.on_audio([AudioCapture("cam", tone, RATE, media, arrival, discontinuity=j == 0)]))
+    sink.add(eng.flush())
+    fine = [hp for hp in sink.host if hp.scale == Scale.FINE]
+    assert len(fine) >= 99
+    starts = [hp.start_ns for hp in fine]
+    assert all(b > a for a, b in zip(starts, starts[1:], strict=False)), "host time ran back"
+    assert max(starts) - min(starts) < 3 * NS  # nothing mapped 100 s away
