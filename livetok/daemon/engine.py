@@ -12,7 +12,7 @@ Tokenization goes through the same code as ``livetok tokenize`` (:func:`encode_v
 Packets keep the tokenizer's media times (``Clock.MEDIA``) and travel with the host interval their
 source's clock maps them to (:class:`HostPacket`).
 
-A network stream's or a V4L2 camera's first output is *held* until its clock has settled
+A network stream's, a camera's or a microphone's first output is *held* until its clock has settled
 (:class:`~livetok.sync.settle.Settling`: its first arrivals have shown the delay floor; 0.5-3 s of
 host time, once per media timeline), then mapped and emitted in the order it was made: so the first
 token's time is as true as the hundredth's. While any source of a group holds, the group's steps
@@ -38,7 +38,9 @@ NS = 1_000_000_000
 # file, a microphone restarted after an overflow, a camera reconnected on the same timeline) keeps
 # the clock; further away, the media clock itself restarted and its mapping starts over.
 CLOCK_JUMP_NS = 5 * NS
-HOLDING_KINDS = frozenset({"stream", "v4l2"})  # source kinds whose first output waits for their clock to settle
+# Source kinds whose first output waits for their clock to settle: everything that captures in real
+# time. Files, lavfi and the synthetic source are paced by livetok: their arrival is their capture.
+HOLDING_KINDS = frozenset({"stream", "v4l2", "mic"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +170,9 @@ class Engine:
             if src is None:
                 conf = by_name[name]
                 model = ClockModel(latency_ns=round(conf.latency_ms * 1e6))
-                # Sources that FFmpeg probes hand over their start as a backlog: hold it until the
-                # delay floor shows. Paced ones (files, lavfi, synthetic) and microphones (device
-                # time) arrive on time from their first item: nothing to wait for.
+                # A stream's start comes as a backlog after FFmpeg's probing, a busy machine delays
+                # any device's first items: hold them until the delay floor shows. Both sources of a
+                # camera + microphone group settle so, and agree from the first token.
                 clock = SourceClock(model, settling=Settling() if conf.kind in HOLDING_KINDS else None)
                 src = self.sources[name] = _Source(name, clock, round(conf.audio_latency_ms * 1e6))
             if modality == Modality.VIDEO:
