@@ -91,9 +91,10 @@ class AvSourceOptions:
     want_video: bool = True  # decode the first video stream
     jump_s: float = 5.0  # a timestamp step forward larger than this, or any step back, flags a discontinuity (s)
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    # A network stream may fall this far behind its own pace waiting for room in a full hand-over
-    # queue before the oldest capture is dropped: a burst (a stream's start, delivered at once
-    # after probing) is absorbed instead of cut (s); 0: drop at once, as for devices and files.
+    # In the first 3 s of a connection, a network stream may fall this far behind its own pace
+    # waiting for room in a full hand-over queue before the oldest capture is dropped: the burst of
+    # its start (delivered at once after probing) is absorbed instead of cut (s); 0: drop at once,
+    # as devices and files always do, and every source after its start.
     catch_up_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -422,19 +423,29 @@ class AvSource(SourceThread):
 class _CatchUp:
     """How long a capture may wait for room in a full hand-over queue (see ``catch_up_s``).
 
-    ``behind`` = how much later, relative to its media time, this capture comes than the most
-    punctual capture of the connection (the smallest ``arrival - media`` seen): the captures of a
-    burst each come earlier relative to their media time than the one before, so they are not
-    behind and may wait; a consumer that is slower than the stream makes the captures fall behind,
-    and once that reaches the budget nothing waits any more: the oldest is dropped, as always.
+    Only at a connection's start, when FFmpeg hands over what it buffered while probing: for the
+    first ``START_NS`` of host time after the track's first capture. ``behind`` = how much later,
+    relative to its media time, this capture comes than the most punctual capture so far (the
+    smallest ``arrival - media``): the captures of a burst each come earlier relative to their
+    media time than the one before, so they are not behind and may wait; a consumer slower than
+    the stream makes them fall behind, and once that reaches the budget nothing waits any more.
+    After the start a full queue drops its oldest at once, as always: a consumer that cannot keep
+    up must not add latency to every frame.
     """
+
+    START_NS = 3 * NS
 
     def __init__(self, budget_ns: int) -> None:
         self.budget_ns = budget_ns
-        self._best: int | None = None  # smallest arrival - media since the last reset (ns)
+        self._best: int | None = None  # smallest arrival - media since the first capture (ns)
+        self._first: int | None = None  # arrival of the track's first capture (ns)
 
     def wait_s(self, media_ns: int, arrival_ns: int, discontinuity: bool) -> float:
         if self.budget_ns <= 0:
+            return 0.0
+        if self._first is None:
+            self._first = arrival_ns
+        if arrival_ns - self._first > self.START_NS:
             return 0.0
         lag = arrival_ns - media_ns
         if discontinuity or self._best is None or lag < self._best:
