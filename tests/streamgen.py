@@ -31,10 +31,13 @@ TESTS = Path(__file__).resolve().parent
 
 
 def need(tool: str) -> str:
-    """The tool's path, or skip the test naming it."""
+    """The tool's path, or skip the test naming it (fail it under ``CI=true``: CI has every tool)."""
     path = shutil.which(tool)
     if path is None:
-        pytest.skip(f"{tool} is not installed (scripts/setup.sh installs it)")
+        why = f"{tool} is not installed (scripts/setup.sh installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
     return path
 
 
@@ -166,6 +169,25 @@ def serve_http(clip: Path, port: int) -> Proc:
     proc = Proc(_ffmpeg_live(clip, "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"))
     wait_listening(port)
     return proc
+
+
+class LiveCamera:
+    """``tests/livesender.py`` as a child: a live H.264 + AAC camera sending MPEG-TS to a UDP port,
+    whose clock is the truth (see its docstring). ``finish()`` waits for it and returns the truth."""
+
+    def __init__(self, port: int, tmp: Path, seconds: float, *extra: str) -> None:
+        self.truth_path, self.record = tmp / f"truth-{port}.json", tmp / f"sent-{port}.ts"
+        self.proc = Proc([sys.executable, str(TESTS / "livesender.py"), str(port), "--seconds", str(seconds),
+                          "--truth", str(self.truth_path), "--record", str(self.record), *extra])
+
+    def finish(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        try:
+            self.proc.popen.wait(timeout_s)
+        finally:
+            self.proc.stop()
+        if not self.truth_path.exists():
+            raise RuntimeError(f"the live camera failed (exit {self.proc.popen.returncode})")
+        return dict(json.loads(self.truth_path.read_text()))
 
 
 class RtspRelay:

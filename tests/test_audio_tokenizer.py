@@ -101,16 +101,20 @@ def test_flush_covers_every_sample_without_invented_steps(toks: Tokenizers) -> N
 def test_gap_and_reset_flags(toks: Tokenizers) -> None:
     stream = toks.audio.stream("a", t0_ns=5_000_000_000)
     first = stream.push_samples(SIGNAL[:3200])
-    assert first[0].start_ns == 5_000_000_000 and first[0].flags == Flag.NONE
+    # Every audio packet is a keyframe (a whole 1 x 1 grid, independent of the ones before it):
+    # a consumer that waits for a keyframe starts at any of them (issue 12).
+    assert first[0].start_ns == 5_000_000_000 and first[0].flags == Flag.KEYFRAME
+    assert all(p.flags == Flag.KEYFRAME for p in first)
     stream.mark_gap()
     after = stream.push_samples(SIGNAL[3200:6400])
     fine = [p for p in after if p.scale == Scale.FINE]
     coarse = [p for p in after if p.scale == Scale.COARSE]
-    assert fine[0].flags & Flag.GAP and not fine[1].flags & Flag.GAP
-    assert coarse[0].flags & Flag.GAP
+    assert fine[0].flags == Flag.KEYFRAME | Flag.GAP and fine[1].flags == Flag.KEYFRAME
+    assert coarse[0].flags == Flag.KEYFRAME | Flag.GAP
     stream.reset(t0_ns=9_000_000_000)
     again = stream.push_samples(SIGNAL[:1000])
-    assert again[0].seq == 0 and again[0].start_ns == 9_000_000_000 and again[0].flags & Flag.DISCONTINUITY
+    assert again[0].seq == 0 and again[0].start_ns == 9_000_000_000
+    assert again[0].flags == Flag.KEYFRAME | Flag.DISCONTINUITY
 
 
 def test_silence_and_loud_input_are_finite(toks: Tokenizers) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -137,9 +138,9 @@ def test_lost_audio_block_restarts_the_stream_with_a_gap(toks: Tokenizers) -> No
     sink.add(eng.flush())
     fine = [p for p in sink.items if isinstance(p, TokenPacket) and p.modality == Modality.AUDIO
             and p.scale == Scale.FINE]
-    gaps = [p for p in fine if p.flags]
+    gaps = [p for p in fine if p.flags != Flag.KEYFRAME]  # every audio packet is a keyframe
     # The restarted stream's first packet, numbered on after the old stream's last (flushed) one.
-    assert len(gaps) == 1 and gaps[0].flags == Flag.GAP
+    assert len(gaps) == 1 and gaps[0].flags == Flag.KEYFRAME | Flag.GAP
     assert [p.seq for p in fine] == list(range(len(fine)))
     assert sink.gaps.count(("cam", "audio")) == 1
     # no packet claims the lost 20 ms: every fine packet after the gap starts at or after 0.82 s
@@ -168,7 +169,7 @@ def test_a_discontinuity_flushes_the_audio_first(toks: Tokenizers) -> None:
     assert len([p for p in first if p.scale == Scale.FINE]) < 50  # the window's tail was still pending
     assert [p.seq for p in fine] == list(range(51)) and [p.seq for p in coarse] == list(range(14))
     assert fine[50].flags & Flag.DISCONTINUITY and coarse[13].flags & Flag.DISCONTINUITY
-    assert not any(p.flags for p in fine[:50] + coarse[:13])
+    assert all(p.flags == Flag.KEYFRAME for p in fine[:50] + coarse[:13])
 
 
 @pytest.mark.parametrize(("audio_lag_ms", "busy_ms"), [(700, 0), (700, 290), (0, 290), (300, 45)])
@@ -231,3 +232,89 @@ def test_a_camera_only_daemon_does_not_need_portaudio() -> None:
             "print('sounddevice' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_late_burst_start_is_held_then_stamped_true_from_the_first_packet(toks: Tokenizers) -> None:
+    """The first second arrives up to 700 ms late (a stream's start after probing, a busy machine):
+    nothing goes out until the clock has seen the delay floor, then every packet, the first
+    included, carries its capture time (+ the 3 ms floor, which latency_ms would remove). Before
+    the hold, the first packets were 700 ms late and the whole run slewed at 5 %."""
+    eng, sink = engine(toks, [{"kind": "stream", "name": "cam", "url": "udp://127.0.0.1:1"}])
+    t0 = 50 * NS
+    feed(eng, sink, 3.0, t0=t0, early_extra_ns=700_000_000)
+    sink.add(eng.flush())
+    assert len([hp for hp in sink.host if hp.modality == Modality.VIDEO and hp.scale == Scale.FINE]) == 90
+    errors = [hp.start_ns - (t0 + hp.packet.start_ns) for hp in sink.host]
+    assert all(2_000_000 <= e <= 5_000_000 for e in errors), (min(errors), max(errors))
+    clocks = eng.clocks()["cam"]
+    assert clocks.settled_after_ms is not None and 500 <= clocks.settled_after_ms <= 3000
+    assert eng.aligner_stats()["cam"]["late_packets"] == 0
+
+
+def test_a_hold_ends_by_time_and_at_the_end_of_the_run(toks: Tokenizers) -> None:
+    eng, sink = engine(toks, [{"kind": "stream", "name": "cam", "url": "udp://127.0.0.1:1"}])
+    image = np.zeros((224, 224, 3), np.uint8)
+    t0 = 20 * NS
+    for i in range(5):  # a camera that sends five frames and goes quiet
+        sink.add(eng.on_video([VideoCapture("cam", image, i * FRAME_NS, t0 + i * FRAME_NS + 5_000_000, FRAME_NS)]))
+    sink.add(eng.tick(t0 + 300_000_000))
+    assert sink.host == []  # held: too early to know the floor
+    sink.add(eng.tick(t0 + 4 * FRAME_NS + 5_000_000 + 500_000_000))  # quiet for 0.5 s: out they go
+    assert len([hp for hp in sink.host if hp.scale == Scale.FINE]) == 5
+    eng2, sink2 = engine(toks, [{"kind": "stream", "name": "cam", "url": "udp://127.0.0.1:1"}])
+    sink2.add(eng2.on_video([VideoCapture("cam", image, 0, t0, FRAME_NS)]))
+    assert sink2.host == []
+    sink2.add(eng2.flush())  # the end of a run: whatever is held goes out, mapped as well as known
+    assert len(sink2.host) == 2 and sink2.host[0].start_ns == t0
+
+
+def test_a_group_waits_for_its_source_that_holds(toks: Tokenizers) -> None:
+    """A microphone runs; the camera of its group starts 2 s later (and is held while its clock
+    settles): the group's steps wait for it instead of going out without video and dropping the
+    camera's first frames as late."""
+    eng, sink = engine(toks, [{"kind": "stream", "name": "cam", "url": "udp://127.0.0.1:1", "audio": False},
+                              {"kind": "synthetic", "name": "mic"}],
+                       groups=[{"name": "g", "video": "cam", "audio": "mic"}])
+    image = np.full((224, 224, 3), 90, np.uint8)
+    tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(BLOCK) / RATE)).astype(np.float32)[None]
+    t0 = 30 * NS
+    events: list[tuple[int, VideoCapture | AudioCapture]] = []
+    for j in range(4 * RATE // BLOCK):  # 4 s of audio from t0
+        media = j * BLOCK * NS // RATE
+        arrival = t0 + media + BLOCK * NS // RATE + 2_000_000
+        events.append((arrival, AudioCapture("mic", tone, RATE, media, arrival, discontinuity=j == 0)))
+    for i in range(60):  # 2 s of video from t0 + 2 s, its first 0.4 s in a burst 0.4 s late
+        media = 7 * NS + i * FRAME_NS  # its own media clock
+        arrival = max(t0 + 2 * NS + i * FRAME_NS + 4_000_000, t0 + 2_400_000_000 + i * 1_000_000)
+        events.append((arrival, VideoCapture("cam", image, media, arrival, FRAME_NS, discontinuity=i == 0)))
+    for arrival, item in sorted(events, key=lambda e: e[0]):
+        sink.add(eng.on_video([item]) if isinstance(item, VideoCapture) else eng.on_audio([item]))
+        sink.add(eng.tick(arrival))
+    sink.add(eng.flush())
+    steps = [s for s in sink.items if isinstance(s, AlignedStep)]
+    with_video = [s for s in steps if any(p.modality == Modality.VIDEO for p in s.packets)]
+    assert sum(len([p for p in s.packets if p.modality == Modality.VIDEO and p.scale == Scale.FINE])
+               for s in with_video) == 60  # every frame of the camera is in a step
+    assert eng.aligner_stats()["g"]["late_packets"] == 0
+
+
+def test_a_restarted_media_clock_maps_the_old_streams_tail_on_the_old_timeline(toks: Tokenizers) -> None:
+    """A reconnect whose media clock starts again elsewhere (100 s on): the old stream's last packets,
+    flushed by the discontinuity, keep the old mapping; they used to be mapped with the new one,
+    100 s off."""
+    eng, sink = engine(toks, [{"kind": "synthetic", "name": "cam"}])
+    tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(BLOCK) / RATE)).astype(np.float32)[None]
+    t0 = 10 * NS
+    for j in range(50):
+        media = j * BLOCK * NS // RATE
+        sink.add(eng.on_audio([AudioCapture("cam", tone, RATE, media, t0 + media + 22_000_000, j == 0)]))
+    for j in range(50):  # the new timeline, 1 s later in host time
+        media = 100 * NS + j * BLOCK * NS // RATE
+        arrival = t0 + NS + j * BLOCK * NS // RATE + 22_000_000
+        sink.add(eng.on_audio([AudioCapture("cam", tone, RATE, media, arrival, discontinuity=j == 0)]))
+    sink.add(eng.flush())
+    fine = [hp for hp in sink.host if hp.scale == Scale.FINE]
+    assert len(fine) >= 99
+    starts = [hp.start_ns for hp in fine]
+    assert all(b > a for a, b in itertools.pairwise(starts)), "host time ran back"
+    assert max(starts) - min(starts) < 3 * NS  # nothing mapped 100 s away

@@ -58,3 +58,41 @@ def test_shared_ready_event_wakes_one_consumer_for_many_handoffs() -> None:
         return a.get_nowait(), b.get_nowait()
 
     assert asyncio.run(main()) == (None, 7)
+
+
+def test_a_put_may_wait_for_room_instead_of_dropping() -> None:
+    """A network source's burst: the producer waits (bounded) for the consumer to take items, so
+    nothing is dropped while the consumer keeps up on average; the books still balance."""
+    h: Handoff[int] = Handoff(2)
+    taken: list[int] = []
+    started = threading.Event()
+
+    def consumer() -> None:
+        started.set()
+        while len(taken) < 50:
+            item = h.get_nowait()
+            if item is None:
+                threading.Event().wait(0.001)
+            else:
+                taken.append(item)
+
+    t = threading.Thread(target=consumer)
+    t.start()
+    started.wait()
+    assert all(h.put(i, wait_s=5.0) for i in range(50))  # waited for room every time it was full
+    t.join(10)
+    assert taken == list(range(50)) and h.dropped == 0 and h.put_count == 50 == h.taken
+
+
+def test_a_waiting_put_drops_the_oldest_when_no_room_comes() -> None:
+    h: Handoff[int] = Handoff(1)
+    h.put(0)
+    assert not h.put(1, wait_s=0.05)  # nobody takes: after the wait, the oldest goes, counted
+    assert h.dropped == 1 and h.drain() == [1]
+    h.put(2)
+    cancel = threading.Event()
+    cancel.set()
+    assert not h.put(3, wait_s=60.0, cancel=cancel)  # a stopping producer does not wait
+    h.close()
+    assert not h.put(4, wait_s=60.0)  # nor into a closed queue
+    assert h.dropped == 3 and h.put_count == 5

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 from streamgen import Collector, RtspRelay, free_port, make_clip, need, serve_http, serve_rtp, serve_udp, wait_until
 
-from livetok.streams.av_source import AvSource, AvSourceOptions, SourceKind, effective_av_options, source_kind
+from livetok.streams.av_source import (
+    AvSource,
+    AvSourceOptions,
+    SourceKind,
+    effective_av_options,
+    is_listening,
+    source_kind,
+)
 from livetok.streams.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
@@ -123,9 +130,25 @@ def test_source_kinds_and_timeout_options() -> None:
     assert source_kind("rtsp://h/cam", None) is SourceKind.NETWORK
     o = AvSourceOptions(read_timeout_s=3.0)
     assert effective_av_options("rtsp://h/cam", o) == {"timeout": "4000000"}
-    assert effective_av_options("udp://127.0.0.1:5000", o) == {"rw_timeout": "4000000", "overrun_nonfatal": "1"}
+    assert effective_av_options("http://h/x.ts", o) == {"rw_timeout": "4000000"}
+    # A listener waits for its sender however long it takes: no socket timeout.
+    assert effective_av_options("udp://127.0.0.1:5000", o) == {"overrun_nonfatal": "1"}
+    assert effective_av_options("srt://:9000?mode=listener", o) == {}
     assert effective_av_options("http://h/x.ts", AvSourceOptions(av_options={"rw_timeout": "5"})) == {"rw_timeout": "5"}
     assert effective_av_options("clip.mp4", o) == {}
+
+
+@pytest.mark.parametrize(("url", "options", "listening"), [
+    ("udp://127.0.0.1:5000", {}, True), ("udp://@:5000", {}, True), ("rtp://127.0.0.1:5004", {}, True),
+    ("srt://:9000?mode=listener", {}, True), ("srt://cam:9000", {"mode": "listener"}, True),
+    ("srt://cam:9000", {}, False), ("srt://cam:9000?mode=caller", {}, False),
+    ("tcp://0.0.0.0:9000?listen=1", {}, True), ("tcp://cam:9000", {}, False), ("tcp://cam:9000?listen=0", {}, False),
+    ("http://0.0.0.0:8080/live.ts", {"listen": "1"}, True), ("http://cam/live.ts", {}, False),
+    ("rtsp://0.0.0.0:8554/cam", {"rtsp_flags": "listen"}, True), ("rtsp://cam/x", {"rtsp_flags": "prefer_tcp"}, False),
+    ("clip.mp4", {}, False), ("/dev/video0", {}, False),
+])
+def test_which_sources_listen(url: str, options: dict[str, str], listening: bool) -> None:
+    assert is_listening(url, options) is listening
 
 
 def test_lavfi_is_paced_and_has_the_model_shape() -> None:

@@ -5,15 +5,24 @@ when wanted), converts each video frame to the model image *in this thread* with
 callable, and hands :class:`VideoCapture` / :class:`AudioCapture` items to two :class:`Handoff`
 queues. Every open and every read has a timeout, so a silent source is detected as a stall
 instead of hanging the thread; a lost or stalled source reconnects with capped exponential
-backoff (:mod:`livetok.streams.worker`). Sources, options and timestamps: docs/sources.md.
+backoff (:mod:`livetok.streams.worker`).
+
+A *listening* source (UDP, RTP, an SRT listener, anything with ``listen``: it waits for a sender
+rather than connecting to one) is the exception: there is nothing to reconnect to, and closing its
+socket would lose what the sender sends meanwhile. It waits for data as long as it takes (only
+``stop()`` ends the wait) and reports the wait instead: state ``WAITING`` before the first packet
+and whenever nothing came for ``read_timeout_s`` (``stats.waits``). Sources, options and
+timestamps: docs/sources.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,12 +32,15 @@ import numpy as np
 
 from livetok.errors import LivetokError, MediaError
 from livetok.media import ticks_to_ns
+from livetok.streams import interrupt
 from livetok.streams.audioconv import AudioToFloat
 from livetok.streams.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.pacing import Pacer
-from livetok.streams.types import AudioCapture, SourceStats, VideoCapture
+from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
 from livetok.streams.worker import Outcome, SourceThread, Stall
+
+log = logging.getLogger("livetok.streams")
 
 NS = 1_000_000_000
 US = 1_000_000
@@ -41,6 +53,13 @@ LEADING_NO_PTS = 10
 DEVICE_FORMATS = frozenset({"v4l2", "video4linux2", "alsa", "x11grab", "fbdev", "kmsgrab", "oss", "pulse", "jack"})
 # URL schemes served by FFmpeg protocols that honour the generic ``rw_timeout`` option.
 RW_TIMEOUT_SCHEMES = frozenset({"http", "https", "tcp", "udp", "rtp", "srt", "rtmp", "rtmps", "tls"})
+# Schemes whose input always waits for a sender (it binds a port, it never connects).
+LISTEN_SCHEMES = frozenset({"udp", "udplite", "rtp"})
+# ... and those that do with their ``listen`` option or URL parameter (a server waiting for a client).
+LISTEN_OPTION_SCHEMES = frozenset({"tcp", "tls", "http", "https", "rtmp", "rtmps", "unix"})
+# A listening source's wait for data: no timeout that a sender could ever outlast (30 days, s). The
+# stop interrupt (livetok.streams.interrupt) still ends it at once.
+LISTEN_WAIT_S = 30 * 86_400.0
 
 
 class SourceKind(enum.Enum):
@@ -72,10 +91,17 @@ class AvSourceOptions:
     want_video: bool = True  # decode the first video stream
     jump_s: float = 5.0  # a timestamp step forward larger than this, or any step back, flags a discontinuity (s)
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    # In the first 3 s of a connection, a network stream may fall this far behind its own pace
+    # waiting for room in a full hand-over queue before the oldest capture is dropped: the burst of
+    # its start (delivered at once after probing) is absorbed instead of cut (s); 0: drop at once,
+    # as devices and files always do, and every source after its start.
+    catch_up_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.open_timeout_s <= 0 or self.read_timeout_s <= 0:
             raise ValueError("open_timeout_s and read_timeout_s must be positive")
+        if self.catch_up_s < 0:
+            raise ValueError("catch_up_s must not be negative")
 
 
 def source_kind(url: str, fmt: str | None) -> SourceKind:
@@ -89,14 +115,42 @@ def source_kind(url: str, fmt: str | None) -> SourceKind:
     return SourceKind.FILE
 
 
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def is_listening(url: str, av_options: dict[str, str] | None = None) -> bool:
+    """Whether the URL waits for a sender instead of connecting to one: udp://, rtp://, srt:// in
+    listener mode, tcp/http/rtmp with ``listen``, rtsp with ``rtsp_flags=listen`` (the option in
+    ``av_options`` or as a URL parameter)."""
+    scheme = _scheme(url)
+    if scheme in LISTEN_SCHEMES:
+        return True
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+
+    def option(name: str) -> str:
+        given = (av_options or {}).get(name)
+        return given if given is not None else (query.get(name) or [""])[-1]
+
+    if scheme == "srt":
+        return option("mode") == "listener"
+    if scheme in LISTEN_OPTION_SCHEMES:
+        return option("listen") not in ("", "0")
+    if scheme in ("rtsp", "rtsps"):
+        return "listen" in option("rtsp_flags").split("+")
+    return False
+
+
 def effective_av_options(url: str, options: AvSourceOptions) -> dict[str, str]:
     """FFmpeg options with the socket timeouts livetok adds (the caller's values win)."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    scheme = _scheme(url)
     # A second above PyAV's read timeout: PyAV's ends a read as a recognisable stall (av.ExitError),
     # the socket timeout is the backstop for waits PyAV does not time (closing, seeking).
     socket_us = str(int((options.read_timeout_s + 1.0) * US))
     out: dict[str, str] = {}
-    if scheme in ("rtsp", "rtsps"):
+    if is_listening(url, options.av_options):
+        pass  # a listener waits for its sender as long as it takes: no socket timeout
+    elif scheme in ("rtsp", "rtsps"):
         out["timeout"] = socket_us  # RTSP: socket I/O timeout (µs); called stimeout before FFmpeg 5
     elif scheme in RW_TIMEOUT_SCHEMES:
         out["rw_timeout"] = socket_us  # any protocol: a read/write waiting longer fails (µs)
@@ -109,7 +163,7 @@ def effective_av_options(url: str, options: AvSourceOptions) -> dict[str, str]:
 class _Track:
     """Timestamp state of one decoded stream during one connection."""
 
-    def __init__(self, time_base: Fraction | None, duration_ns: int) -> None:
+    def __init__(self, time_base: Fraction | None, duration_ns: int, catch_up_ns: int = 0) -> None:
         self.time_base = time_base
         self.duration_ns = duration_ns  # nominal frame/block duration (ns), 0 when unknown
         self.last_ns: int | None = None  # media time of the last capture handed over (ns)
@@ -117,6 +171,7 @@ class _Track:
         self.pts_mode: bool | None = None  # whether the last capture was stamped by its PTS (None: none yet)
         self.skipped = 0  # leading captures without a PTS skipped so far
         self.flag = True  # the first capture after a connect carries DISCONTINUITY
+        self.catch_up = _CatchUp(catch_up_ns)  # how long a capture may wait for room in its queue
 
 
 class AvSource(SourceThread):
@@ -140,10 +195,17 @@ class AvSource(SourceThread):
         self.av_options = effective_av_options(url, options)
         self.realtime = options.realtime if options.realtime is not None else self.kind in (
             SourceKind.FILE, SourceKind.GENERATED)
+        # A listener waits without a timeout only where stop() can interrupt the wait; elsewhere it
+        # keeps the timeouts (and reconnects) like any other source: slower to stop is not an option.
+        self.listening = is_listening(url, options.av_options) and interrupt.install()
         self._prepare = prepare
         self._video = video
         self._audio = audio
         self._pacer = Pacer(self._stopping, max_lead_ns=int(options.jump_s * NS))
+        self._catch_up_ns = int(options.catch_up_s * NS) if self.kind is SourceKind.NETWORK else 0
+        self._last_data_s = 0.0  # time.monotonic() of the last packet (or of the listener's open)
+        self._quiet = False  # a listener with no data for read_timeout_s (or not yet any)
+        self._session_data = False  # this session received a packet
         self._to_float = AudioToFloat()
         self._connects = 0
         # Looping: media time continues across a wrap, shifted by _offset_ns.
@@ -154,6 +216,9 @@ class AvSource(SourceThread):
     # -- one connection ------------------------------------------------------------------------
 
     def _session(self) -> Outcome:
+        self._session_data = False
+        if self.listening:
+            self._listen()
         container = self._open()
         try:
             self._connects += 1
@@ -163,11 +228,38 @@ class AvSource(SourceThread):
             with contextlib.suppress(av.FFmpegError, OSError):  # closing a broken connection can fail
                 container.close()
 
+    def _listen(self) -> None:
+        """A listener's open is a wait for its sender: say so (once per wait, not per packet)."""
+        self.stats.state = SourceState.WAITING
+        self._last_data_s, self._quiet = time.monotonic(), True
+        log.info("%s: listening on %s; waiting for data (the socket stays open however long it takes)",
+                 self.name, self.url)
+
+    def _watcher(self) -> interrupt.Watcher | None:
+        return self._watch_quiet if self.listening else None
+
+    def _watch_quiet(self, now_s: float) -> None:
+        """At each PyAV clock read of this thread (about every 100 ms while FFmpeg waits for data):
+        a listener that got nothing for ``read_timeout_s`` reports the wait, once."""
+        if not self._quiet and now_s - self._last_data_s > self.options.read_timeout_s:
+            self._quiet = True
+            self.stats.state = SourceState.WAITING
+            self.stats.waits += 1
+            log.info("%s: no data for %g s; waiting (the socket stays open)", self.name, self.options.read_timeout_s)
+
+    def _data(self) -> None:
+        """A packet came."""
+        now = time.monotonic()
+        if self._quiet and self._session_data:
+            log.info("%s: data again after %.1f s", self.name, now - self._last_data_s)
+        self._last_data_s, self._quiet, self._session_data = now, False, True
+
     def _open(self) -> av.container.InputContainer:
         o = self.options
+        timeouts = (LISTEN_WAIT_S, LISTEN_WAIT_S) if self.listening else (o.open_timeout_s, o.read_timeout_s)
         try:
             container = av.open(self.url, mode="r", format=self.format, options=self.av_options,
-                                timeout=(o.open_timeout_s, o.read_timeout_s))
+                                timeout=timeouts)
         except (av.ExitError, av.TimeoutError) as err:
             raise Stall(f"{self.url}: no answer within {o.open_timeout_s:g} s") from err
         except av.FFmpegError as err:
@@ -190,22 +282,24 @@ class AvSource(SourceThread):
         if o.want_video and container.streams.video:
             vs = container.streams.video[0]
             rate = vs.average_rate or vs.guessed_rate
-            tracks[vs.index] = _Track(vs.time_base, int(NS / rate) if rate else 0)
+            tracks[vs.index] = _Track(vs.time_base, int(NS / rate) if rate else 0, self._catch_up_ns)
             streams.append(vs)
         if self._wants_audio and container.streams.audio:
             aus = container.streams.audio[0]
-            tracks[aus.index] = _Track(aus.time_base, 0)
+            tracks[aus.index] = _Track(aus.time_base, 0, self._catch_up_ns)
             streams.append(aus)
         if self._connects > 1 or self._rebase:
             self.stats.gaps += 1  # a reconnect (or a wrap): the captures that follow are flagged
         if not self._rebase:
             self._pacer.reset()  # a new connection: its timestamps start anew
         last_data_ns = time.monotonic_ns()
+        read_timeout_s = LISTEN_WAIT_S if self.listening else o.read_timeout_s
         try:
-            for packet in demux_resuming(container, streams, o.read_timeout_s, self._stopping):
+            for packet in demux_resuming(container, streams, read_timeout_s, self._stopping):
                 if self._stopping.is_set():
                     return Outcome.FINISHED
                 last_data_ns = time.monotonic_ns()
+                self._data()
                 try:
                     frames = packet.decode()
                 except (av.InvalidDataError, av.EOFError) as err:
@@ -236,7 +330,9 @@ class AvSource(SourceThread):
             self.stats.loops += 1
             self._rebase = True
             return Outcome.AGAIN
-        if time.monotonic_ns() - last_data_ns >= self.options.read_timeout_s * NS:
+        if self.listening and self._session_data:
+            return Outcome.AGAIN  # its sender hung up (a listening server's one client): listen again at once
+        if not self.listening and time.monotonic_ns() - last_data_ns >= self.options.read_timeout_s * NS:
             raise Stall(f"{self.url}: no data for {self.options.read_timeout_s:g} s")  # a socket timeout ended it
         return Outcome.LOST
 
@@ -303,7 +399,7 @@ class AvSource(SourceThread):
         cap = VideoCapture(source=self.name, image=image, media_ns=stamp, arrival_ns=arrival,
                            duration_ns=duration, discontinuity=self._take_flag(track))
         self.stats.frames += 1
-        if not self._video.put(cap):
+        if not self._video.put(cap, track.catch_up.wait_s(stamp, arrival, cap.discontinuity), self._stopping):
             self.stats.dropped_frames += 1
         self._delivered()
 
@@ -318,9 +414,43 @@ class AvSource(SourceThread):
         cap = AudioCapture(source=self.name, samples=samples, rate=rate, media_ns=stamp, arrival_ns=arrival,
                            discontinuity=self._take_flag(track))
         self.stats.blocks += 1
-        if not self._audio.put(cap):
+        if not self._audio.put(cap, track.catch_up.wait_s(stamp + duration, arrival, cap.discontinuity),
+                               self._stopping):
             self.stats.dropped_blocks += 1
         self._delivered()
+
+
+class _CatchUp:
+    """How long a capture may wait for room in a full hand-over queue (see ``catch_up_s``).
+
+    Only at a connection's start, when FFmpeg hands over what it buffered while probing: for the
+    first ``START_NS`` of host time after the track's first capture. ``behind`` = how much later,
+    relative to its media time, this capture comes than the most punctual capture so far (the
+    smallest ``arrival - media``): the captures of a burst each come earlier relative to their
+    media time than the one before, so they are not behind and may wait; a consumer slower than
+    the stream makes them fall behind, and once that reaches the budget nothing waits any more.
+    After the start a full queue drops its oldest at once, as always: a consumer that cannot keep
+    up must not add latency to every frame.
+    """
+
+    START_NS = 3 * NS
+
+    def __init__(self, budget_ns: int) -> None:
+        self.budget_ns = budget_ns
+        self._best: int | None = None  # smallest arrival - media since the first capture (ns)
+        self._first: int | None = None  # arrival of the track's first capture (ns)
+
+    def wait_s(self, media_ns: int, arrival_ns: int, discontinuity: bool) -> float:
+        if self.budget_ns <= 0:
+            return 0.0
+        if self._first is None:
+            self._first = arrival_ns
+        if arrival_ns - self._first > self.START_NS:
+            return 0.0
+        lag = arrival_ns - media_ns
+        if discontinuity or self._best is None or lag < self._best:
+            self._best = lag  # a media clock that jumped starts a new reference
+        return max(0, self.budget_ns - (lag - self._best)) / NS
 
 
 def demux_resuming(container: av.container.InputContainer, streams: list[av.VideoStream | av.AudioStream],

@@ -43,6 +43,7 @@ class SourceState(Enum):
     RUNNING = "running"
     BACKOFF = "backoff"  # waiting before reconnecting
     STOPPED = "stopped"
+    WAITING = "waiting"  # a listening source (UDP, RTP, SRT listener...) open, with no data for now
 
 
 @dataclass
@@ -63,3 +64,4 @@ class SourceStats:
     connects: int = 0  # successful opens (the first included)
     errors: int = 0  # faults other than stalls: failed opens, lost connections, undecodable packets
     loops: int = 0  # times a looped file started again from its beginning
+    waits: int = 0  # a listening source had no data for read_timeout_s (its socket stays open), count

@@ -4,6 +4,10 @@ A subclass implements :meth:`SourceThread._session`: open the source, deliver un
 source ends, or ``stop()`` is called, and say which. Whatever the session raises is caught here,
 counted in :class:`SourceStats` and followed by a backoff wait: nothing escapes the thread, so a
 source fault can never end the process.
+
+The log says a fault once, not at every retry: the first failure is a warning, a retry that fails
+for the same reason is only counted (and logged at debug level), a different reason is a warning
+again, and the first delivery after failures says how many attempts failed (info).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class SourceThread:
         self._stopping = threading.Event()
         self._backoff = Backoff(backoff)
         self._thread: threading.Thread | None = None
+        self._said: str | None = None  # the fault last logged as a warning (None: delivering)
+        self._failed = 0  # faults since the source last delivered
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -93,12 +99,20 @@ class SourceThread:
         """Data flowed: the source is running (and may earn a backoff reset)."""
         if self.stats.state is not SourceState.RUNNING:
             self.stats.state = SourceState.RUNNING
+            if self._failed:
+                log.info("%s: delivering again after %d failed attempt%s", self.name, self._failed,
+                         "" if self._failed == 1 else "s")
+                self._failed, self._said = 0, None
         self._backoff.running()
+
+    def _watcher(self) -> interrupt.Watcher | None:
+        """Called at each PyAV clock read of this thread (see :mod:`livetok.streams.interrupt`); None: none."""
+        return None
 
     # -- the thread ------------------------------------------------------------------------------
 
     def _main(self) -> None:
-        interrupt.register(self._stopping)
+        interrupt.register(self._stopping, self._watcher())
         reconnect = False  # the next session follows a fault or a lost connection
         try:
             while not self._stopping.is_set():
@@ -135,10 +149,16 @@ class SourceThread:
         self.stats.last_error = message
         self.stats.state = SourceState.BACKOFF
         delay = self._backoff.next_delay_s()
-        if unexpected:
-            log.exception("%s: unexpected fault, reconnecting in %.1f s", self.name, delay)
+        self._failed += 1
+        if message == self._said:
+            log.debug("%s: %s (attempt %d); reconnecting in %.1f s", self.name, message, self._failed, delay)
+        elif unexpected:
+            log.exception("%s: unexpected fault, reconnecting in %.1f s (said once; again when the fault changes)",
+                          self.name, delay)
         else:
-            log.warning("%s: %s; reconnecting in %.1f s", self.name, message, delay)
+            log.warning("%s: %s; reconnecting in %.1f s (said once; again when the reason changes)", self.name, message,
+                        delay)
+        self._said = message
         self._wait(delay)
 
 

@@ -21,6 +21,8 @@ import statistics
 import time
 from collections import deque
 
+from livetok.sync.settle import Settling
+
 NS_PER_S = 1_000_000_000
 MIN_FIT_BUCKETS = 10  # fewer closed buckets than this: no slope yet (1 ms of jitter over 10 s is 100 ppm)
 MAX_DRIFT = 1e-3  # |drift| above 1000 ppm is not a clock: treated as no drift (see _fit)
@@ -64,6 +66,7 @@ class ClockModel:
         self._min_y = 0  # lowest y since reset: the mapping until the first bucket closes
         self._closed: deque[tuple[int, int]] = deque()  # closed buckets' minima in the window
         self._ready = False
+        self._flat = True  # too few buckets for a slope: the line is flat at the lowest y seen
         # y(x) = _y0 + _slope * (x - _xc): the fitted line in relative coordinates
         self._xc = 0.0
         self._y0 = 0.0
@@ -108,7 +111,7 @@ class ClockModel:
             # An earlier bucket's item arriving out of order joins the open bucket: its own x is
             # kept with its y, so it still lies on the envelope where it belongs.
             self._cur_x, self._cur_y = x, y
-        if not self._ready:
+        if self._flat:
             self._y0 = float(self._min_y)
 
     def _close_bucket(self, x: int, bucket: int) -> None:
@@ -122,9 +125,11 @@ class ClockModel:
 
     def _fit(self) -> None:
         pts = list(self._closed)
-        if len(pts) < MIN_FIT_BUCKETS:
-            # Too few points for a slope: a flat line at the lowest minimum (earliest arrival).
-            self._xc, self._y0, self._slope, self._used = 0.0, float(min(y for _, y in pts)), 0.0, len(pts)
+        self._flat = len(pts) < MIN_FIT_BUCKETS
+        if self._flat:
+            # Too few points for a slope: a flat line at the earliest arrival seen, the open
+            # bucket's included (a start-up burst's floor shows in the items just after it).
+            self._xc, self._y0, self._slope, self._used = 0.0, float(self._min_y), 0.0, len(pts)
             return
         keep = pts
         for _ in range(FIT_ROUNDS):
@@ -272,26 +277,57 @@ class SourceClock:
     :meth:`reset` (a discontinuity of the media clock). A start-up error of ``E`` ns is slewed away
     in ``E / max_slew`` of media time (a 290 ms late start: 5.8 s at 5 %), during which durations
     in host time are within 5 % of their media durations.
+
+    With ``settling`` (:class:`~livetok.sync.settle.Settling`) there is no start-up error to slew
+    in the usual case: :attr:`settled` stays False until the first arrivals have shown the
+    source's delay floor, and the caller holds what it would map until then (the daemon's engine
+    does), so the first commitment is made with that floor. Without it, ``settled`` is always True.
     """
 
-    def __init__(self, model: ClockModel, max_slew: float = MAX_SLEW, history_ns: int = HISTORY_NS) -> None:
+    def __init__(self, model: ClockModel, max_slew: float = MAX_SLEW, history_ns: int = HISTORY_NS,
+                 settling: Settling | None = None) -> None:
         if not 0 < max_slew < 1:
             raise ValueError(f"max_slew must be in (0, 1), got {max_slew}")
         self.model = model
         self.max_slew = max_slew
         self.history_ns = history_ns
+        self.settling = settling
         self._media: list[int] = []  # commitment points, ascending media time
         self._offset: list[int] = []  # offset (host - media) from each point to the next
+        self._observed: int | None = None  # the latest media time observed since the last reset
 
     def observe(self, media_ns: int, arrival_ns: int) -> None:
-        """Feed the model (see :meth:`ClockModel.observe`); committed mappings do not change."""
+        """Feed the model (see :meth:`ClockModel.observe`) and the settling; committed mappings do
+        not change."""
         self.model.observe(media_ns, arrival_ns)
+        if self._observed is None or media_ns > self._observed:
+            self._observed = media_ns
+        if self.settling is not None:
+            self.settling.observe(media_ns, arrival_ns)
+
+    @property
+    def settled(self) -> bool:
+        """Whether mappings may be made (always, without ``settling``)."""
+        return self.settling is None or self.settling.settled
+
+    def poll(self, now_ns: int) -> bool:
+        """:attr:`settled` at host time ``now_ns`` (a hold also ends by time passing)."""
+        return self.settling is None or self.settling.poll(now_ns)
+
+    def settle_now(self, now_ns: int | None = None) -> None:
+        """End a hold at once (the stream ended, or its media clock restarts): map with what is known."""
+        if self.settling is not None:
+            self.settling.end(now_ns)
 
     def reset(self) -> None:
-        """A discontinuity: forget the model and the commitments (the mapping may step here)."""
+        """A discontinuity: forget the model and the commitments (the mapping may step here); a
+        settling clock holds again."""
         self.model.reset()
         self._media.clear()
         self._offset.clear()
+        self._observed = None
+        if self.settling is not None:
+            self.settling.reset()
 
     def to_host(self, media_ns: int) -> int:
         """Host monotonic ns of media time ``media_ns`` (needs one observation first)."""
@@ -320,8 +356,11 @@ class SourceClock:
 
     @property
     def last_media_ns(self) -> int | None:
-        """The latest media time mapped since the last reset (None: none)."""
-        return self._media[-1] if self._media else None
+        """The latest media time observed or mapped since the last reset (None: none)."""
+        mapped = self._media[-1] if self._media else None
+        if mapped is None or self._observed is None:
+            return self._observed if mapped is None else mapped
+        return max(mapped, self._observed)
 
     @property
     def offset_ns(self) -> int | None:

@@ -167,7 +167,9 @@ class AudioStream:
         packets = []
         for i in range(codes.shape[0]):
             k = first + i
-            flags, self.state.pending[scale] = self.state.pending[scale], Flag.NONE
+            # Every audio packet carries its whole (1 x 1) grid and depends on no earlier packet: a
+            # keyframe, where a consumer may start (docs/wire-format.md, 2.4).
+            flags, self.state.pending[scale] = self.state.pending[scale] | Flag.KEYFRAME, Flag.NONE
             packets.append(
                 TokenPacket(
                     source=self.source, modality=Modality.AUDIO, scale=Scale[scale.upper()], seq=self.seq0[scale] + k,

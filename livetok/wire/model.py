@@ -56,7 +56,7 @@ class Flag(enum.IntFlag):
     """Per-packet flags. Bits 4..15 are reserved: writers send 0, readers ignore them."""
 
     NONE = 0
-    KEYFRAME = 1  # codes for the whole grid; a consumer can start here
+    KEYFRAME = 1  # codes for the whole grid; a consumer can start here (every audio packet; full video grids)
     DELTA = 2  # only the positions that changed since the previous packet of the stream
     GAP = 4  # input was missing for this interval; codes may be empty
     DISCONTINUITY = 8  # timestamps or seq jumped (restart, seek, dropped input)
