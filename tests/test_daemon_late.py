@@ -83,6 +83,9 @@ def test_a_camera_starting_late_loses_nothing_and_is_stamped_true_from_its_first
     for key, s in streams.items():
         assert abs(s.rate_error_pct) <= 0.2, (key, s.summary())
         assert s.errors_ms and max(abs(e) for e in s.errors_ms) <= 20.0, (key, s.summary())
+    # The hold is reported (stats document's settled_ms, from this gauge): it ended, after some time.
+    settled = report.metrics["gauges"].get("clock_settled_ms.cam")
+    assert settled is not None and 0 < settled <= 3000, report.metrics["gauges"]
     steps = [p for p in read_ltk(out).packets if isinstance(p, AlignedStep)]
     assert steps and sum(1 for s in steps if s.flags) <= 2  # complete steps (a partial one at each end)
 

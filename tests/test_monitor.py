@@ -84,6 +84,7 @@ def test_a_healthy_stream_is_ok_with_its_numbers() -> None:
     ({"fps": 0.0}, "stalled: 0 video frames/s"),
     ({"audio_rate": 0.0}, "stalled: 0 audio blocks/s"),
     ({"state": "backoff"}, "stalled: source backoff"),
+    ({"state": "waiting", "fps": 0.0}, "waiting: listening, no sender"),
 ])
 def test_late_stalled_or_out_of_sync_is_red_with_the_reason(change: dict[str, Any], reason: str) -> None:
     board = Board()

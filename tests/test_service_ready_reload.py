@@ -89,13 +89,13 @@ def test_ready_comes_once_every_source_delivers(tmp_path: Path, notify: NotifySo
 
 
 def test_ready_waits_for_a_failed_first_attempt_and_says_it(tmp_path: Path, notify: NotifySocket) -> None:
-    """A stream nobody sends to and a broker nobody listens on: READY comes once the source's first
-    attempt has failed (open + read timeouts) and said so in a line, and the bus's first connection
+    """A camera nobody serves and a broker nobody listens on: READY comes once the source's first
+    attempt has failed (connection refused) and said so in a line, and the bus's first connection
     attempt has failed; not at once, and not never."""
     port, bus_port = free_port(), free_port()
     cfg = tmp_path / "c.yaml"
     cfg.write_text("sources:\n"
-                   f"  - {{kind: stream, name: late, url: 'udp://127.0.0.1:{port}', format: mpegts, "
+                   f"  - {{kind: stream, name: late, url: 'http://127.0.0.1:{port}/live.ts', format: mpegts, "
                    "open_timeout_s: 1, read_timeout_s: 1}\n"
                    f"sinks:\n  - {{kind: file, path: '{tmp_path / 'run.ltk'}'}}\n"
                    f"mqtt: {{host: 127.0.0.1, port: {bus_port}, connect_timeout_s: 2}}\n")
@@ -109,6 +109,30 @@ def test_ready_waits_for_a_failed_first_attempt_and_says_it(tmp_path: Path, noti
     ready = next(i for i, line in enumerate(lines) if "ready: capturing" in line)
     assert any(line.startswith("livetok: late: ") for line in lines[:ready]), lines  # the fault, said first
     assert "late: first attempt failed at" in lines[ready] and "bus not connected" in lines[ready], lines[ready]
+
+
+def test_a_listening_source_without_a_sender_is_ready_and_says_it_waits(tmp_path: Path,
+                                                                        notify: NotifySocket) -> None:
+    """A UDP camera that starts after the daemon (issue 12): its socket is open, nothing has failed, so
+    READY does not wait for it (before: it waited out the first attempt, then called it failed); the
+    ready line and STATUS say the source waits for its sender."""
+    port = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sources:\n"
+                   f"  - {{kind: stream, name: cam, url: 'udp://127.0.0.1:{port}', format: mpegts, "
+                   "open_timeout_s: 1, read_timeout_s: 1}\n"
+                   f"sinks:\n  - {{kind: file, path: '{tmp_path / 'run.ltk'}'}}\n")
+    d = Daemon(tmp_path, cfg, notify)
+    try:
+        ready = notify.wait_for("READY", "1")
+        status = notify.messages[ready][1]["STATUS"]
+        text = d.text()
+    finally:
+        assert d.stop() == 0
+    line = next(line for line in text.splitlines() if "ready: capturing" in line)
+    assert "cam: listening since" in line and "waiting for its sender" in line, line
+    assert "failed" not in line and "nothing captured" not in text, text
+    assert status.startswith("sources 0/1 up, 1 waiting for a sender"), status
 
 
 # -- reload -----------------------------------------------------------------------------------------

@@ -48,7 +48,9 @@ class StreamSource(_SourceBase):
     transport: Literal["tcp", "udp"] | None = Field(None, description="RTSP transport")
     audio: bool = Field(True, description="use the stream's audio track (if any) as this source's audio")
     open_timeout_s: float = Field(10.0, gt=0, le=120, description="give up opening after this long (s)")
-    read_timeout_s: float = Field(3.0, gt=0, le=60, description="a read stalled this long counts as a lost source (s)")
+    read_timeout_s: float = Field(
+        3.0, gt=0, le=60, description="a read stalled this long counts as a lost source, which reconnects (s); a "
+        "listening source (udp, rtp, srt listener) keeps its socket and reports a wait instead")
     options: dict[str, str] = Field(default_factory=dict, description="extra FFmpeg options")
 
 

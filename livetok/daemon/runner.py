@@ -640,6 +640,8 @@ class Daemon:
         for name, c in (await self.worker.run(self.engine.clocks)).items():
             self.metrics.set(("drift_ppm", name), c.drift_ppm)
             self.metrics.set(("clock_slewing_ms", name), round(c.slewing_ns / 1e6, 3))
+            if c.settled_after_ms is not None:
+                self.metrics.set(("clock_settled_ms", name), c.settled_after_ms)
         self._aligner_stats = await self.worker.run(self.engine.aligner_stats)
         self._publish_metrics()
         with contextlib.suppress(TimeoutError):
@@ -830,7 +832,7 @@ class Daemon:
             sources[n] = {
                 "state": st.state.value, "fps": rates.get((n, "video")), "audio_blocks_per_s": rates.get((n, "audio")),
                 "latency_ms": lat, "drift_ppm": gauges.get(f"drift_ppm.{n}"),
-                "slewing_ms": gauges.get(f"clock_slewing_ms.{n}"),
+                "slewing_ms": gauges.get(f"clock_slewing_ms.{n}"), "settled_ms": gauges.get(f"clock_settled_ms.{n}"),
                 "dropped": {"capture": drops, "sinks": sink_drops},
                 "queue": {k: h.depth for k, h in (("video", src.video), ("audio", src.audio)) if h is not None},
                 "reconnects": st.reconnects, "stalls": st.stalls, "errors": st.errors, "last_error": st.last_error,

@@ -60,6 +60,7 @@ class Arrival:
     audio: float | None = None
     failed: str = ""  # its first attempt's fault (the source said it in a line), or "" while none
     failed_at: float | None = None
+    waiting_at: float | None = None  # a listening source open and waiting for its sender (nothing failed)
 
     def settled(self, src: RunningSource, at: float) -> bool:
         st = src.stats
@@ -68,16 +69,20 @@ class Arrival:
         if src.audio is not None and self.audio is None and st.blocks:
             self.audio = at
         delivered = (src.video is None or self.video is not None) and (src.audio is None or self.audio is not None)
+        if not delivered and self.waiting_at is None and st.state is SourceState.WAITING:
+            self.waiting_at = at  # started as promised: its socket is open; a sender may come at any time
         if not delivered and not self.failed and (st.errors or st.stalls or st.state is SourceState.BACKOFF
                                                   or src.finished):
             self.failed = st.last_error or ("ended" if src.finished else "failed")
             self.failed_at = at
-        return delivered or bool(self.failed)
+        return delivered or bool(self.failed) or self.waiting_at is not None
 
     def describe(self) -> str:
         got = [f"{m} {t:.2f} s" for m, t in (("video", self.video), ("audio", self.audio)) if t is not None]
         if self.failed:
             got.append(f"first attempt failed at {self.failed_at:.2f} s ({self.failed})")
+        elif self.waiting_at is not None and not got:
+            got.append(f"listening since {self.waiting_at:.2f} s, waiting for its sender")
         return f"{self.name}: " + (", ".join(got) or "nothing yet")
 
 
@@ -134,7 +139,8 @@ class Supervisor:
     def _say_ready(self, arrivals: dict[str, Arrival], limits: dict[str, float], bus: Any, bus_at: float | None,
                    took: float) -> str:
         for a in arrivals.values():
-            if a.video is None and a.audio is None and not a.failed and took >= limits[a.name]:
+            if (a.video is None and a.audio is None and not a.failed and a.waiting_at is None
+                    and took >= limits[a.name]):
                 _log.warning("%s: nothing captured within its first attempt (%.1f s); ready without it, it keeps "
                              "trying", a.name, limits[a.name] - READY_MARGIN_S)
         parts = [a.describe() for a in arrivals.values()]
@@ -152,11 +158,13 @@ class Supervisor:
     def status_line(self) -> str:
         d = self.daemon
         up = sum(1 for s in d.sources if s.stats.state is SourceState.RUNNING)
+        waiting = sum(1 for s in d.sources if s.stats.state is SourceState.WAITING)
         now = time.monotonic_ns()
         count = sum(d.books.emitted.values())
         rate = (count - self._last_count) / ((now - self._last_ns) / 1e9) if self._last_ns else 0.0
         self._last_count, self._last_ns = count, now
-        parts = [f"sources {up}/{len(d.sources)} up", f"{rate:.0f} msg/s"]
+        parts = [f"sources {up}/{len(d.sources)} up" + (f", {waiting} waiting for a sender" if waiting else ""),
+                 f"{rate:.0f} msg/s"]
         worst = self.worst_p99(d.metrics.snapshot())
         if worst is not None:
             parts.append(f"worst p99 {worst[0]:.0f} ms ({worst[1]})")

@@ -224,11 +224,13 @@ class Board:
             last_error=_text(src.get("last_error")) or "", problems=list(shared), kind=kind)
         if shared:  # the daemon is gone or silent: its last numbers are history, not verdicts
             return s
-        if s.state is not None and s.state != "running":
+        if s.state == "waiting":  # a listening source whose sender has not started (or paused): no fault here
+            s.problems.append("waiting: listening, no sender")
+        elif s.state is not None and s.state != "running":
             s.problems.append(f"stalled: source {s.state}" + (f" ({s.last_error})" if s.last_error else ""))
-        if s.fps == 0:
+        if s.fps == 0 and s.state != "waiting":
             s.problems.append("stalled: 0 video frames/s")
-        if s.audio_per_s == 0:
+        if s.audio_per_s == 0 and s.state != "waiting":
             s.problems.append("stalled: 0 audio blocks/s")
         for modality, pct, limit in (("video", s.video, th.late_video_ms), ("audio", s.audio, th.late_audio_ms)):
             if pct is not None and pct.p99 is not None and pct.p99 > limit:
