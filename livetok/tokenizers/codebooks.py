@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,29 @@ MODALITIES = ("audio", "video")
 def default_codebook_path() -> Path:
     """The codebooks packaged with livetok (fitted by ``scripts/fit-default-codebooks.sh``)."""
     return Path(str(resources.files("livetok") / "codebooks" / "default.safetensors"))
+
+
+PACKAGED_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def packaged_codebook_path(codebook_id: str) -> Path | None:
+    """An earlier default codebook set kept in the package as ``codebooks/<id>.safetensors``
+    (docs/tokenizers.md lists them), so that its token files still decode; None if there is none."""
+    if not PACKAGED_ID.fullmatch(codebook_id):
+        return None
+    path = Path(str(resources.files("livetok") / "codebooks" / f"{codebook_id}.safetensors"))
+    return path if path.is_file() else None
+
+
+def resolve_codebook_path(path: Path | None) -> Path:
+    """``tokenizer.codebooks`` -> a file: None is the packaged default; a file path is itself; a
+    bare codebook id that is no file here names a packaged earlier set (:func:`packaged_codebook_path`)."""
+    if path is None:
+        return default_codebook_path()
+    path = Path(path)
+    if not path.exists():
+        return packaged_codebook_path(str(path)) or path
+    return path
 
 
 def audio_frontend(cfg: AudioConfig) -> dict[str, Any]:
@@ -142,7 +166,7 @@ def save_codebooks(cbs: CodebookSet, path: Path, extra: dict[str, str] | None = 
 
 def load_codebooks(path: Path | None = None) -> CodebookSet:
     """Load and verify a codebook file; every failure is a one-line CodebookError naming the file."""
-    path = default_codebook_path() if path is None else Path(path)
+    path = resolve_codebook_path(path)
     if not path.is_file():
         raise CodebookError(f"codebook file not found: {path}")
     try:

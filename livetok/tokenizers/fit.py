@@ -27,7 +27,7 @@ from livetok.tokenizers.audio_frontend import StreamingLogMel, StreamingResample
 from livetok.tokenizers.codebooks import CodebookSet, ScaleArrays, audio_frontend, make_set, video_frontend
 from livetok.tokenizers.config import TokenizerConfig
 from livetok.tokenizers.frames import to_model_image
-from livetok.tokenizers.kmeans import fit_rvq, pca
+from livetok.tokenizers.kmeans import fit_rvq, pca, project, refine_rvq
 from livetok.tokenizers.video import patchify, resolve_device
 
 SCALES = ("fine", "coarse")
@@ -43,6 +43,7 @@ class FitOptions:
     video_frames_per_file: int = 60  # frames sampled from each video file
     max_vectors: int = 200_000  # training vectors kept per (modality, scale), sampled uniformly beyond this
     max_values: int = 100_000_000  # ... and at most this many values (vectors x their length) per scale
+    refine_rounds: int = 4  # joint refinement rounds of each scale's RVQ codebooks (kmeans.refine_rvq)
 
 
 def vector_cap(opts: FitOptions, size: int) -> int:
@@ -329,7 +330,7 @@ def fit(files: list[Path], cfg: TokenizerConfig, opts: FitOptions, base: Codeboo
         tqdm.write(f"livetok: warning: skipped frames too small to fit from (a short side under "
                    f"{max(cfg.video.fine_patch, cfg.video.coarse_patch)} px): {', '.join(data.too_small)}",
                    file=sys.stderr)
-    total = sum(getattr(getattr(cfg, m), s).levels * opts.iters for m, s in jobs)
+    total = sum(getattr(getattr(cfg, m), s).levels * opts.iters + opts.refine_rounds for m, s in jobs)
     with tqdm(total=total, desc="fitting codebooks", unit="iter") as bar:
         for modality, scale in jobs:
             key = f"{modality}.{scale}"
@@ -337,9 +338,10 @@ def fit(files: list[Path], cfg: TokenizerConfig, opts: FitOptions, base: Codeboo
             rvq = getattr(getattr(cfg, modality), scale)
             bar.set_postfix_str(f"{key} ({x.shape[0]} vectors)")
             mean, proj = pca(x, rvq.dim)
-            z = (x - mean) @ proj
+            z = project(x, mean, proj)
             del x
             books = fit_rvq(z, rvq.levels, rvq.codebook_size, opts.iters, opts.seed, device, progress=bar.update)
+            books = refine_rvq(z, books, opts.refine_rounds, device, progress=bar.update)
             scales[key] = ScaleArrays(mean, proj, books)
     frontend = {"audio": audio_frontend(cfg.audio), "video": video_frontend(cfg.video)}
     for key in [f"{m}.{s}" for m in ("audio", "video") for s in SCALES]:
