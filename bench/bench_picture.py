@@ -1,8 +1,8 @@
 """Picture per bit on photographs the codebooks never saw: `livetok eval` per image, for several
 codebook sets in one run, next to WebP and JPEG at each scale's bit budget.
 
-    .venv/bin/python bench/bench_picture.py [--codebooks v1=c0ff5bee45950755 --codebooks v2=default]
-                                            [--mate DIR] [--json OUT.json]
+    .venv/bin/python bench/bench_picture.py [--codebooks LABEL=FILE|ID|default ...] [--mate DIR]
+                                            [--json OUT.json]
 
 Inputs (never fitted on by any packaged codebooks; scripts/make_corpus.py refuses them):
 
@@ -13,7 +13,8 @@ Inputs (never fitted on by any packaged codebooks; scripts/make_corpus.py refuse
 * scikit-image's ``coffee.png`` (held out of every fit).
 
 Each (image, codebooks) pair is one ``livetok eval --json`` process (the command a user runs) with
-a configuration whose ``tokenizer.codebooks`` names the set (a file, a packaged id, or ``default``);
+a configuration whose ``tokenizer.codebooks`` names the set (a file, a packaged id, or ``default``;
+by default v1 ``c0ff5bee45950755``, the v2 arrays without their deblocking, and v2 as packaged);
 the reference codecs are taken from the first set's run (they do not depend on the codebooks).
 Per image: fine PSNR (16 px, 4 levels, 7840 bits) per set, WebP and JPEG at <= the fine budget;
 coarse PSNR (32 px, 2 levels, 980 bits) per set, JPEG and WebP at <= the coarse budget.
@@ -33,6 +34,8 @@ from typing import Any
 
 import skimage
 from _common import REPO, machine_line
+
+from livetok.tokenizers.codebooks import load_codebooks, make_set, save_codebooks
 
 PICTURE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 RENDITION = re.compile(r"_\d+x\d+$")  # Elephants_3840x2160.jpg: Elephants.jpg at another size
@@ -66,7 +69,13 @@ def run_eval(image: Path, config: Path, compare: bool) -> dict[str, Any]:
 
 
 def config_for(tmp: Path, label: str, codebooks: str) -> Path:
+    """A configuration naming ``codebooks``: a file, a packaged id, ``default``, or
+    ``default-no-deblock`` (the default's arrays without its decoder metadata, written to ``tmp``)."""
     path = tmp / f"{label}.yaml"
+    if codebooks == "default-no-deblock":
+        cbs = load_codebooks(None)
+        codebooks = str(tmp / "default-no-deblock.safetensors")
+        save_codebooks(make_set(cbs.frontend, cbs.scales), Path(codebooks))
     value = "null" if codebooks == "default" else json.dumps(codebooks)
     path.write_text(f"tokenizer:\n  codebooks: {value}\n")
     return path
@@ -111,12 +120,13 @@ def print_group(title: str, rows: list[dict[str, Any]], labels: list[str]) -> No
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--codebooks", action="append", metavar="LABEL=FILE|ID|default",
-                    help="a codebook set to measure (repeat); default: v1=c0ff5bee45950755 and v2=default")
+    ap.add_argument("--codebooks", action="append", metavar="LABEL=FILE|ID|default|default-no-deblock",
+                    help="a codebook set to measure (repeat); default: v1=c0ff5bee45950755, "
+                         "v2-no-deblock=default-no-deblock and v2=default")
     ap.add_argument("--mate", type=Path, help="an extracted mate-backgrounds package (default: apt-get download it)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
-    specs = args.codebooks or ["v1=c0ff5bee45950755", "v2=default"]
+    specs = args.codebooks or ["v1=c0ff5bee45950755", "v2-no-deblock=default-no-deblock", "v2=default"]
     print(machine_line())
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -287,6 +287,7 @@ def _add_errors(toks: Tokenizers, images: list[np.ndarray], frames: dict[str, li
         for d in range(1, len(sse[s]) + 1):
             x = toks.video.quantizers[s].decode(codes, d)
             rec = np.stack([unpatchify(x[i * per_frame : (i + 1) * per_frame], patch) for i in range(len(images))])
+            rec = toks.video.finish(rec, s)
             sse[s][d - 1] += float(np.sum((orig - rec.astype(np.float64)) ** 2))
 
 

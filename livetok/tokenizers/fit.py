@@ -28,7 +28,7 @@ from livetok.tokenizers.codebooks import CodebookSet, ScaleArrays, audio_fronten
 from livetok.tokenizers.config import TokenizerConfig
 from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.kmeans import fit_rvq, pca, project, refine_rvq
-from livetok.tokenizers.video import patchify, resolve_device
+from livetok.tokenizers.video import VideoTokenizer, deblock, patchify, resolve_device, unpatchify
 
 SCALES = ("fine", "coarse")
 MEDIA_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".mkv", ".mov",
@@ -352,3 +352,27 @@ def fit(files: list[Path], cfg: TokenizerConfig, opts: FitOptions, base: Codeboo
             modality = key.split(".")[0]
             frontend[modality] = base.frontend[modality]
     return make_set(frontend, scales)
+
+
+DEBLOCK_STRENGTHS = (0.25, 0.5, 0.7, 0.85, 1.0)
+
+
+def fit_deblocking(cbs: CodebookSet, cfg: TokenizerConfig, images: np.ndarray) -> dict[str, dict[str, float]]:
+    """Decoder metadata for ``cbs``: per video scale, the deblocking width (0 to half the patch)
+    and strength (:data:`DEBLOCK_STRENGTHS`) with the lowest squared error on ``images [N, S, S, 3]``
+    uint8 (training pictures as the tokenizer sees them), reconstructed at full depth."""
+    tok = VideoTokenizer(cfg.video, cbs, "cpu")
+    codes = tok.encode(images).codes
+    out: dict[str, dict[str, float]] = {}
+    orig = images.astype(np.float64)
+    for scale in SCALES:
+        patch = tok.patch[scale]
+        rec = np.stack([unpatchify(tok.quantizers[scale].decode(c), patch) for c in codes[scale]])
+        best = (float(np.sum((orig - rec) ** 2)), 0, 0.0)
+        for width in range(1, patch // 2 + 1):
+            for strength in DEBLOCK_STRENGTHS:
+                err = float(np.sum((orig - deblock(rec, patch, width, strength)) ** 2))
+                if err < best[0]:
+                    best = (err, width, strength)
+        out[f"video.{scale}"] = {"deblock_width": best[1], "deblock_strength": best[2]}
+    return out
