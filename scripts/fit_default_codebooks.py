@@ -3,10 +3,10 @@
 Usage: python scripts/fit_default_codebooks.py CORPUS_DIR BASE.safetensors OUT.safetensors
 
 Video is fitted on CORPUS_DIR (scripts/make_corpus.py --video-only) with larger training samples
-than ``livetok fit``'s defaults (390 625 fine and 97 656 coarse vectors: about 3.5 GB at the
-peak); the audio scales are taken unchanged from BASE (the v1 codebooks, fitted on the speech and
-music that make_corpus.py also makes), so audio tokens do not change. Last, the decoder's
-deblocking (docs/tokenizers.md) is fitted on every corpus picture as the tokenizer sees it.
+than ``livetok fit``'s defaults (390 625 fine and 97 656 coarse vectors: 5.2 GB peak RSS); the
+audio scales are taken unchanged from BASE (the v1 codebooks, fitted on the speech and music that
+make_corpus.py also makes), so audio tokens do not change. Last, the decoder's deblocking
+(docs/tokenizers.md) is fitted on every corpus picture as the tokenizer sees it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from livetok.tokenizers.config import TokenizerConfig
 from livetok.tokenizers.fit import FitOptions, fit, fit_deblocking, media_files
 from livetok.tokenizers.frames import to_model_image
 
-OPTIONS = FitOptions(iters=20, seed=0, max_vectors=400_000, max_values=300_000_000, refine_rounds=4)
+# deblock_pictures=0: the deblocking is fitted below on every corpus picture, not on a sample
+OPTIONS = FitOptions(iters=20, seed=0, max_vectors=400_000, max_values=300_000_000, refine_rounds=4,
+                     deblock_pictures=0)
 
 
 def main() -> int:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import skimage
 import torch
+from mediagen import ffmpeg
 from PIL import Image
 
 from livetok.cli import main
@@ -27,7 +28,8 @@ from livetok.tokenizers.codebooks import (
     packaged_codebook_path,
     save_codebooks,
 )
-from livetok.tokenizers.fit import fit_deblocking
+from livetok.tokenizers.config import AudioConfig, RVQConfig, VideoConfig
+from livetok.tokenizers.fit import FitOptions, fit, fit_deblocking
 from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.kmeans import _nearest, fit_rvq, pca, project, refine_rvq
 from livetok.tokenizers.video import VideoTokenizer, deblock, unpatchify
@@ -282,3 +284,33 @@ def test_fit_deblocking_lowers_the_error_on_its_pictures() -> None:
         done = deblock(rec, patch, params["deblock_width"], params["deblock_strength"])
         err = [float(np.sum((pictures.astype(float) - r.astype(float)) ** 2)) for r in (rec, done)]
         assert err[1] < err[0]
+
+
+def small_config() -> TokenizerConfig:
+    small = RVQConfig(levels=2, codebook_size=16, dim=8)
+    return TokenizerConfig(device="cpu", audio=AudioConfig(fine=small, coarse=small),
+                           video=VideoConfig(fine=small, coarse=small))
+
+
+def test_livetok_fit_fits_the_deblocking_of_the_video_it_fits(tmp_path: Path) -> None:
+    photo = tmp_path / "chelsea.png"
+    Image.fromarray(skimage.data.chelsea()).save(photo)
+    cfg = small_config()
+    got = fit([photo], cfg, FitOptions(iters=2, crops_per_frame=1), base=load_codebooks(None))
+    assert set(got.decoder) == {"video.fine", "video.coarse"}
+    assert 1 <= got.decoder["video.coarse"]["deblock_width"] <= 16  # 16-code books: blocky enough to gain
+    assert got.decoder == fit_deblocking(got, cfg, to_model_image(skimage.data.chelsea(), 224, "crop")[None])
+    none = fit([photo], cfg, FitOptions(iters=2, crops_per_frame=1, deblock_pictures=0), base=load_codebooks(None))
+    assert none.decoder == {}
+    # the same codebooks either way: keeping pictures does not change which vectors are kept
+    for key in ("video.fine", "video.coarse"):
+        assert np.array_equal(none.scales[key].codebooks, got.scales[key].codebooks)
+
+
+def test_fit_keeps_the_base_decoder_for_the_video_it_takes_from_base(tmp_path: Path) -> None:
+    wav = tmp_path / "tone.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=500:sample_rate=16000:duration=3", str(wav))
+    base = load_codebooks(None)
+    cfg = small_config().model_copy(update={"video": VideoConfig()})
+    got = fit([wav], cfg, FitOptions(iters=2), base=base)
+    assert got.decoder == base.decoder and got.decoder  # v2's deblocking goes with v2's video scales
