@@ -1,4 +1,4 @@
-"""Wire format v1: binary token packets, aligned steps, and ``.ltk`` token files.
+"""Wire format v1 (and v2: plug-in tokenizers' named streams): token packets, aligned steps, `.ltk` files.
 
 The byte-level specification is docs/wire-format.md; this package is its reference
 implementation. Decoding bad bytes raises :class:`livetok.errors.DecodeError` only.
@@ -24,15 +24,25 @@ from livetok.wire.model import (
     TokenPacket,
     flag_names,
 )
-from livetok.wire.packet import PACKET_MAGIC, WIRE_VERSION, decode_packet, encode_packet
+from livetok.wire.packet import (
+    PACKET_MAGIC,
+    READ_VERSIONS,
+    WIRE_VERSION,
+    WIRE_VERSION_NAMED,
+    decode_packet,
+    encode_packet,
+    packet_version,
+)
 
 __all__ = [
     "FILE_HEADER",
     "LTK_VERSION",
     "PACKET_MAGIC",
+    "READ_VERSIONS",
     "SYNC",
     "UNKNOWN_SKEW",
     "WIRE_VERSION",
+    "WIRE_VERSION_NAMED",
     "AlignedStep",
     "Clock",
     "Flag",
@@ -46,5 +56,6 @@ __all__ = [
     "encode_packet",
     "flag_names",
     "iter_ltk",
+    "packet_version",
     "read_ltk",
 ]

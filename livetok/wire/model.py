@@ -1,4 +1,4 @@
-"""Data model of wire format v1: the enums and the two packet dataclasses.
+"""Data model of the wire format (v1, and v2 for named streams): the enums and the two packet dataclasses.
 
 The byte layout lives in :mod:`livetok.wire.packet`; docs/wire-format.md specifies both.
 Construction validates every field, so a packet that exists can always be encoded, and the
@@ -21,6 +21,7 @@ MAX_NAME_BYTES = 255  # source / group names carry a u8 length on the wire
 MAX_GRID_CELLS = 1 << 16  # positions are u16 indices into the row-major grid
 MAX_U16 = 0xFFFF
 MAX_STEP_PACKETS = 0xFFFF  # an aligned step carries a u16 packet count
+RESERVED_STREAM_NAMES = frozenset({"fine", "coarse"})  # the scales' own names: a named stream cannot take them
 UNKNOWN_SKEW = INT64_MIN  # wire sentinel for "A/V skew not measured" (skew_ns=None)
 
 _HEX = frozenset("0123456789abcdef")
@@ -35,10 +36,15 @@ class Modality(enum.IntEnum):
 
 
 class Scale(enum.IntEnum):
-    """Which tokenizer scale produced the codes; ``.name.lower()`` gives "fine" / "coarse"."""
+    """Which scale of the built-in tokenizers produced the codes; ``.name.lower()`` gives "fine" /
+    "coarse". A plug-in tokenizer's stream has no scale (``TokenPacket.scale`` None): it is named
+    by ``TokenPacket.stream`` instead (wire v2, scale byte :data:`NAMED_SCALE`)."""
 
     FINE = 0
     COARSE = 1
+
+
+NAMED_SCALE = 255  # the scale byte of a named stream's packet (wire v2)
 
 
 class Clock(enum.IntEnum):
@@ -135,7 +141,11 @@ def _is_u16(arr: np.ndarray) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class TokenPacket:
-    """Tokens of one (source, modality, scale) stream for one time step.
+    """Tokens of one (source, modality, stream) for one time step.
+
+    The stream is a ``scale`` (FINE, COARSE: the built-in tokenizers) or, with ``scale=None``, the
+    ``stream`` name a plug-in tokenizer declares (1-255 UTF-8 bytes, not "fine" or "coarse");
+    ``stream`` is "" for the two scales. :attr:`stream_name` is the name either way.
 
     Shapes: ``codes`` [P, L] uint16 (P positions sent, L RVQ levels); ``positions`` [P] uint16
     row-major indices into ``grid`` (None: all rows*cols positions in order, so P = rows*cols);
@@ -145,7 +155,7 @@ class TokenPacket:
 
     source: str
     modality: Modality
-    scale: Scale
+    scale: Scale | None
     seq: int
     start_ns: int
     end_ns: int
@@ -156,9 +166,16 @@ class TokenPacket:
     codes: np.ndarray
     positions: np.ndarray | None = None
     vectors: np.ndarray | None = None
+    stream: str = ""
 
     def __post_init__(self) -> None:
         _name_bytes(self.source, "source")
+        scale = None if self.scale is None else _member(self.scale, _SCALE_OF, "scale")
+        if scale is None:
+            if not _name_bytes(self.stream, "stream") or self.stream in RESERVED_STREAM_NAMES:
+                raise ValueError(f"a named stream (scale None) needs a name but fine/coarse, got {self.stream!r}")
+        elif self.stream != "":
+            raise ValueError(f"stream {self.stream!r} given with scale {scale.name}: only named streams carry a name")
         start, end = _timespan(self.start_ns, self.end_ns)
         cid = self.codebook_id
         if not (isinstance(cid, str) and len(cid) == 16 and _HEX.issuperset(cid)):
@@ -176,7 +193,7 @@ class TokenPacket:
         # instance dict, in one update: packets are built in the hot path.
         vars(self).update(
             modality=_member(self.modality, _MODALITY_OF, "modality"),
-            scale=_member(self.scale, _SCALE_OF, "scale"),
+            scale=scale,
             clock=_member(self.clock, _CLOCK_OF, "clock"),
             seq=_int_in(self.seq, 0, UINT64_MAX, "seq"),
             start_ns=start,
@@ -219,6 +236,11 @@ class TokenPacket:
         if vec.shape[1] > MAX_U16:
             raise ValueError(f"vectors has dimension {vec.shape[1]}, more than {MAX_U16}")
 
+    @property
+    def stream_name(self) -> str:
+        """``"fine"``, ``"coarse"``, or a named stream's name: how topics, meta and the vocabulary name it."""
+        return self.stream if self.scale is None else self.scale.name.lower()
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TokenPacket):
             return NotImplemented
@@ -226,6 +248,7 @@ class TokenPacket:
             self.source == other.source
             and self.modality == other.modality
             and self.scale == other.scale
+            and self.stream == other.stream
             and self.seq == other.seq
             and self.start_ns == other.start_ns
             and self.end_ns == other.end_ns
