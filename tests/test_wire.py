@@ -1,4 +1,4 @@
-"""Wire format v1: packet round trips, validation, and .ltk token files (damage included)."""
+"""Wire format v1 and v2: packet round trips, validation, and .ltk token files (damage included)."""
 
 from __future__ import annotations
 
@@ -201,7 +201,8 @@ def test_unknown_flag_bits_are_ignored() -> None:
     ("offset", "value", "match"),
     [
         (0, b"X", "magic"),
-        (4, b"\x02", "version 2"),
+        (4, b"\x03", "version 3"),
+        (4, b"\x02", "scale 0 in a version 2"),
         (5, b"\x07", "kind"),
         (6, b"\x02", "modality"),
         (7, b"\x05", "scale"),
@@ -500,3 +501,81 @@ def test_doc_delta_and_step_examples_match_encoder() -> None:
                        (doc_delta_packet(),))  # fmt: skip
     shown = dump_bytes(doc_section("### 7.3"))
     assert len(shown) > 48 and encode_packet(step).startswith(shown)
+
+
+# -- wire v2: a plug-in tokenizer's named stream -------------------------------------------------------
+
+
+def named_packet(stream: str = "units", positions: bool = False, vectors: bool = False) -> TokenPacket:
+    """A named stream's packet (scale None): 3 k-means units of 1 level, all of a 1 x 3 grid or 3 of a 1 x 4."""
+    return TokenPacket(
+        source="mic0", modality=Modality.AUDIO, scale=None, seq=9, start_ns=100, end_ns=132_000_100,
+        clock=Clock.UNIX, codebook_id=CODEBOOK, flags=Flag.KEYFRAME, grid=(1, 4) if positions else (1, 3),
+        codes=np.array([[7], [65535], [0]], np.uint16),
+        positions=np.array([0, 1, 3], np.uint16) if positions else None,
+        vectors=np.ones((3, 2), np.float16) if vectors else None, stream=stream,
+    )
+
+
+@pytest.mark.parametrize(("positions", "vectors"), [(False, False), (True, False), (False, True), (True, True)])
+def test_a_named_stream_round_trips_as_version_2(positions: bool, vectors: bool) -> None:
+    p = named_packet("units-ü", positions, vectors)
+    data = encode_packet(p)
+    assert data[4] == 2 and data[7] == 255  # version, scale byte
+    back = decode_packet(data)
+    assert back == p and isinstance(back, TokenPacket)
+    assert back.scale is None and back.stream == "units-ü" and back.stream_name == "units-ü"
+
+
+def test_version_2_layout_the_stream_name_follows_the_source() -> None:
+    data = encode_packet(named_packet("units"))
+    head = 58
+    assert data[head : head + 4] == b"mic0"
+    assert data[head + 4] == 5 and data[head + 5 : head + 10] == b"units"
+    assert len(data) == head + 4 + 1 + 5 + 2 * 3  # codes [3, 1]
+
+
+def test_the_built_in_scales_stay_version_1_and_are_named_by_their_scale() -> None:
+    p = audio_packet()
+    assert encode_packet(p)[4] == 1 and p.stream == "" and p.stream_name == "fine"
+
+
+def test_a_step_is_version_2_exactly_when_it_holds_a_named_stream() -> None:
+    v1 = AlignedStep("g", 0, 0, 1, Clock.UNIX, None, StepFlag.NONE, (audio_packet(),))
+    v2 = AlignedStep("g", 0, 0, 1, Clock.UNIX, None, StepFlag.NONE, (audio_packet(), named_packet()))
+    assert encode_packet(v1)[4] == 1
+    data = encode_packet(v2)
+    assert data[4] == 2 and decode_packet(data) == v2
+    # a v2 packet inside a step that says v1: refused (a v1 reader must see the v2 at the step's first byte)
+    bad = bytearray(data)
+    bad[4] = 1
+    with pytest.raises(DecodeError, match="version 2 inside a version 1 aligned step"):
+        decode_packet(bytes(bad))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"scale": None, "stream": "fine"}, "needs a name but fine/coarse"),
+    ({"scale": None, "stream": ""}, "needs a name"),
+    ({"scale": None, "stream": "x" * 256}, "more than 255"),
+    ({"scale": Scale.FINE, "stream": "units"}, "only named streams carry a name"),
+])
+def test_named_stream_rules(kwargs: dict[str, object], match: str) -> None:
+    base = {"source": "s", "modality": Modality.AUDIO, "seq": 0, "start_ns": 0, "end_ns": 1, "clock": Clock.UNIX,
+            "codebook_id": CODEBOOK, "flags": Flag.NONE, "grid": (1, 1), "codes": np.zeros((1, 1), np.uint16)}
+    with pytest.raises(ValueError, match=match):
+        TokenPacket(**base, **kwargs)  # type: ignore[arg-type]
+
+
+def test_scale_255_in_version_1_and_a_truncated_name_are_decode_errors() -> None:
+    data = encode_packet(named_packet())
+    bad = bytearray(data)
+    bad[4] = 1
+    with pytest.raises(DecodeError, match="scale 255 in a version 1"):
+        decode_packet(bytes(bad))
+    for cut in range(len(data)):
+        with pytest.raises(DecodeError):
+            decode_packet(data[:cut])
+    bad = bytearray(data)
+    bad[62] = 200  # the name's length runs past the end
+    with pytest.raises(DecodeError, match="stream name runs past"):
+        decode_packet(bytes(bad))
