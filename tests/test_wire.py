@@ -579,3 +579,20 @@ def test_scale_255_in_version_1_and_a_truncated_name_are_decode_errors() -> None
     bad[62] = 200  # the name's length runs past the end
     with pytest.raises(DecodeError, match="stream name runs past"):
         decode_packet(bytes(bad))
+
+
+def test_doc_v2_example_matches_encoder() -> None:
+    packet = TokenPacket(
+        "mic0", Modality.AUDIO, None, 3, 1_700_000_000_000_000_000, 1_700_000_000_032_000_000, Clock.UNIX,
+        "0123456789abcdef", Flag.KEYFRAME, (1, 1), np.array([[42]], dtype=np.uint16), stream="units",
+    )
+    section = doc_section("### 7.4")
+    documented = re.search(r"<!-- example-v2-packet-hex -->\s*```\s*([0-9a-f]+)\s*```", section)
+    assert documented is not None
+    assert bytes.fromhex(documented.group(1)) == encode_packet(packet)
+    assert decode_packet(bytes.fromhex(documented.group(1))) == packet
+    rows = dict(re.findall(r"^\| (0x[0-9a-f]{2}) +\| `([0-9a-f ]+)`", section, re.M))
+    data = encode_packet(packet)
+    for off, hexbytes in rows.items():  # every row of the table is the bytes at its offset
+        raw = bytes.fromhex(hexbytes)
+        assert data[int(off, 16) : int(off, 16) + len(raw)] == raw, off
