@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from livetok import __version__, interrupts
+from livetok import __version__
 from livetok.errors import LivetokError
 from livetok.flagparser import FlagError, FlagParser
+from livetok.outputs import interrupts
 
 if TYPE_CHECKING:
     from livetok.config import LivetokConfig
@@ -104,16 +105,16 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from livetok.daemon.stopping import StopControl
+    from livetok.runtime.stopping import StopControl
 
     # First, before anything slow: SIGINT/SIGTERM from now on mean "stop cleanly" (exit 0), never a
     # traceback or exit 130/143, even during the seconds the tokenizers take to load.
     stop = StopControl().install()
     from livetok.config import load_config
-    from livetok.daemon import log
     from livetok.daemon.adhoc import compose
     from livetok.daemon.main import run_and_report
     from livetok.daemon.preflight import preflight
+    from livetok.runtime import log
 
     log.configure(verbose=args.verbose)
 
@@ -333,7 +334,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # SIGINT, SIGTERM and SIGHUP stop a command with one line and 128 + the signal, its outputs
-    # cleaned up, from the first moment (livetok/interrupts.py); `run` handles them itself.
+    # cleaned up, from the first moment (livetok/outputs/interrupts.py); `run` handles them itself.
     with interrupts.catching():
         try:
             args = _parser().parse_args(argv)

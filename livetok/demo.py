@@ -72,7 +72,7 @@ async def _demo(cfg: LivetokConfig, url: str, seconds: float) -> tuple[Any, Rece
     from livetok.bus.topics import steps_filter, tokens_filter
     from livetok.client import Subscriber
     from livetok.daemon.main import run_async
-    from livetok.daemon.stopping import StopControl
+    from livetok.runtime.stopping import StopControl
 
     got = Received()
     filters = [tokens_filter(cfg.mqtt.prefix, INSTANCE), steps_filter(cfg.mqtt.prefix, INSTANCE)]

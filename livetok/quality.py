@@ -41,11 +41,11 @@ import numpy as np
 from PIL import Image
 
 from livetok.errors import LivetokError, MediaError
-from livetok.media import decode
+from livetok.media.decode import decode
+from livetok.media.frames import to_model_image
 from livetok.tokenize_file import TokenizeReport, tokenize_file
 from livetok.tokenizers.audio_frontend import StreamingLogMel, StreamingResampler
 from livetok.tokenizers.config import AudioConfig
-from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.session import Tokenizers
 from livetok.tokenizers.video import unpatchify
 from livetok.wire import Modality, TokenPacket

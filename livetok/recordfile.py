@@ -29,8 +29,8 @@ from pathlib import Path
 from types import TracebackType
 
 from livetok.errors import OutputError
-from livetok.interrupts import held
 from livetok.outputs import describe_oserror, open_temp, prepare
+from livetok.outputs.interrupts import held
 from livetok.wire.ltkfile import FILE_HEADER, check_append, frame_record
 
 NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK)

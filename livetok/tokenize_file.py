@@ -3,7 +3,7 @@
 Decoding and frame scaling run in a reader thread that hands frames to the tokenizer through a
 bounded queue; a full queue blocks the reader (files are never dropped from), so decode and
 tokenization overlap and memory stays bounded. The output is written atomically
-(livetok/outputs.py): to a temporary file beside it, renamed into place only when every input
+(livetok/outputs/atomic.py): to a temporary file beside it, renamed into place only when every input
 was tokenized.
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from livetok.errors import OutputError
-from livetok.interrupts import checkpoint
-from livetok.media import DecodeNotes, MediaFrame, decode
+from livetok.media.decode import DecodeNotes, MediaFrame, decode
 from livetok.outputs import atomic_output, describe_oserror
+from livetok.outputs.interrupts import checkpoint
 from livetok.tokenizers.session import MediaTokenizer, PreparedVideo, Tokenizers
 from livetok.wire import LtkWriter, TokenPacket
 

@@ -384,7 +384,7 @@ def mic_child_main() -> None:
     import numpy as np
     import sounddevice as sd
 
-    from livetok.streams.backoff import BackoffPolicy
+    from livetok.runtime.backoff import BackoffPolicy
     from livetok.streams.handoff import Handoff
     from livetok.streams.mic import MicOptions, MicSource
     from livetok.streams.types import AudioCapture, SourceStats

@@ -29,7 +29,7 @@ from streamgen import LiveCamera, free_port, need, wait_until
 from livetok.cli import main
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
-from livetok.daemon.stopping import StopControl
+from livetok.runtime.stopping import StopControl
 from livetok.wire import AlignedStep, read_ltk
 
 DEMUX_LATENCY_MS = 2000 / 30

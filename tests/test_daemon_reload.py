@@ -16,7 +16,7 @@ from livetok.config import LivetokConfig
 from livetok.daemon.outbound import Outgoing
 from livetok.daemon.runner import Daemon, RunReport
 from livetok.daemon.sinks import Sink, open_sinks
-from livetok.daemon.stopping import StopControl
+from livetok.runtime.stopping import StopControl
 from livetok.tokenizers import Tokenizers
 from livetok.wire import AlignedStep, TokenPacket, read_ltk
 

@@ -17,12 +17,12 @@ import pytest
 
 from livetok.config import LivetokConfig
 from livetok.daemon.config import FileSink as FileSinkConfig
-from livetok.daemon.lane import BlockingLane
 from livetok.daemon.outbound import Outgoing
 from livetok.daemon.runner import run
 from livetok.daemon.sinks import FileSink, Sink
-from livetok.daemon.stopping import StopControl
 from livetok.errors import OutputError
+from livetok.runtime.lane import BlockingLane
+from livetok.runtime.stopping import StopControl
 from livetok.tokenizers import Tokenizers
 from livetok.wire import Clock, Flag, Modality, Scale, TokenPacket, encode_packet, read_ltk
 

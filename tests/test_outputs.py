@@ -18,10 +18,9 @@ from busgen import wait_for
 from mediagen import ffmpeg
 from unprivileged import read_only_dir, run_livetok
 
-from livetok import interrupts
 from livetok.cli import main
 from livetok.errors import OutputError
-from livetok.outputs import atomic_output, check_output
+from livetok.outputs import atomic_output, check_output, interrupts
 
 
 def one_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:

@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from livetok.daemon import log
+from livetok.runtime import log
 from livetok.service.unit import REFERENCE_EXECUTABLE, render_unit
 
 

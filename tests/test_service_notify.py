@@ -26,7 +26,7 @@ from livetok.config import LivetokConfig
 from livetok.daemon import engine as engine_module
 from livetok.daemon.main import run_async
 from livetok.daemon.notify import Notifier
-from livetok.daemon.stopping import StopControl
+from livetok.runtime.stopping import StopControl
 from livetok.wire import Flag, TokenPacket, read_ltk
 
 

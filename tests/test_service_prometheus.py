@@ -23,7 +23,7 @@ from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
 from livetok.daemon.runner import Daemon
 from livetok.daemon.sinks import open_sinks
-from livetok.daemon.stopping import StopControl
+from livetok.runtime.stopping import StopControl
 from livetok.tokenizers import Tokenizers
 
 

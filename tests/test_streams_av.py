@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from streamgen import Collector, RtspRelay, free_port, make_clip, need, serve_http, serve_rtp, serve_udp, wait_until
 
+from livetok.media.frames import to_model_image
+from livetok.runtime.backoff import BackoffPolicy
 from livetok.streams.av_source import (
     AvSource,
     AvSourceOptions,
@@ -22,11 +24,9 @@ from livetok.streams.av_source import (
     is_listening,
     source_kind,
 )
-from livetok.streams.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
 from livetok.tokenizers import TokenizerConfig
-from livetok.tokenizers.frames import to_model_image
 
 VIDEO = TokenizerConfig().video
 FAST = BackoffPolicy(initial_s=0.2, max_s=1.0, stable_s=1.0)

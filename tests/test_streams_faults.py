@@ -14,8 +14,8 @@ import pytest
 from streamgen import Collector, StallingHttpServer, free_port, make_clip, need, serve_http, serve_udp, wait_until
 from test_streams_av import Run, prepare
 
+from livetok.runtime.backoff import BackoffPolicy
 from livetok.streams.av_source import AvSource, AvSourceOptions
-from livetok.streams.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import SourceState, SourceStats, VideoCapture
 

@@ -18,8 +18,8 @@ import pytest
 from streamgen import Collector, LiveCamera, free_port, need, wait_until
 from test_streams_av import prepare
 
+from livetok.runtime.backoff import BackoffPolicy
 from livetok.streams.av_source import AvSource, AvSourceOptions
-from livetok.streams.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
 from livetok.sync import BeepDetector

@@ -19,7 +19,7 @@ import pytest
 from streamgen import MicChild, PulseAudio, drain, pulse, wait_until
 
 from livetok.errors import MediaError
-from livetok.streams.backoff import BackoffPolicy
+from livetok.runtime.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, SourceStats
 

@@ -69,9 +69,9 @@ from livetok.bus.topics import available_topic, meta_topic, stats_topic, steps_t
 from livetok.bus.url import BrokerUrl
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.config import Mqtt
-from livetok.daemon.log import NOTICE
 from livetok.daemon.sinks import Sink
 from livetok.errors import BusError, ConfigError
+from livetok.runtime.log import NOTICE
 
 if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
     from livetok.daemon.outbound import Outgoing

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from livetok.config import LivetokConfig
-from livetok.daemon import log
 from livetok.daemon.notify import Notifier
 from livetok.daemon.preflight import check_bus, check_metrics, check_sinks, check_sources
 from livetok.daemon.sinks import open_sinks
-from livetok.daemon.stopping import StopControl
 from livetok.errors import BusError, ConfigError
+from livetok.runtime import log
+from livetok.runtime.stopping import StopControl
 
 if TYPE_CHECKING:  # the runner pulls torch: imported once the checks have passed
     from livetok.daemon.runner import RunReport

@@ -35,9 +35,6 @@ from typing import Any, TypeVar
 from livetok.config import LivetokConfig
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.engine import Engine, EngineOutput
-from livetok.daemon.lane import BlockingLane, LanePool
-from livetok.daemon.log import NOTICE
-from livetok.daemon.log import get as get_logger
 from livetok.daemon.metrics import Metrics
 from livetok.daemon.notify import Notifier, ReloadAnswers
 from livetok.daemon.outbound import Outgoing, WireStamper
@@ -46,9 +43,12 @@ from livetok.daemon.prometheus import BusRow, CaptureRow, Exporter, SinkRow, Sou
 from livetok.daemon.reload import ReloadPlan
 from livetok.daemon.sinks import Sink
 from livetok.daemon.sources import RunningSource, build_sources
-from livetok.daemon.stopping import Deadline, StopControl
 from livetok.daemon.supervise import Supervisor
 from livetok.errors import LivetokError
+from livetok.runtime.lane import BlockingLane, LanePool
+from livetok.runtime.log import NOTICE
+from livetok.runtime.log import get as get_logger
+from livetok.runtime.stopping import Deadline, StopControl
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, VideoCapture
 from livetok.tokenizers import Tokenizers

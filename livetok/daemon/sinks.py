@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 from livetok.daemon.channel import SinkChannel
 from livetok.daemon.config import FileSink as FileSinkConfig
-from livetok.daemon.lane import BlockingLane
-from livetok.daemon.log import NOTICE
-from livetok.daemon.log import get as get_logger
 from livetok.errors import OutputError
-from livetok.streams.backoff import Backoff, BackoffPolicy
+from livetok.runtime.backoff import Backoff, BackoffPolicy
+from livetok.runtime.lane import BlockingLane
+from livetok.runtime.log import NOTICE
+from livetok.runtime.log import get as get_logger
 from livetok.wire.ltkfile import FILE_HEADER, LTK_MAGIC, LTK_VERSION, RECORD_HEAD, SYNC, last_record_end
 
 if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch

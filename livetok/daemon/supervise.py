@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from livetok.daemon import config as dc
-from livetok.daemon.log import NOTICE
-from livetok.daemon.log import get as get_logger
 from livetok.daemon.notify import Notifier
+from livetok.runtime.log import NOTICE
+from livetok.runtime.log import get as get_logger
 from livetok.streams.types import SourceState
 
 if TYPE_CHECKING:

@@ -31,10 +31,10 @@ import av
 import numpy as np
 
 from livetok.errors import LivetokError, MediaError
-from livetok.media import ticks_to_ns
+from livetok.media.audioconv import AudioToFloat
+from livetok.media.decode import ticks_to_ns
+from livetok.runtime.backoff import BackoffPolicy
 from livetok.streams import interrupt
-from livetok.streams.audioconv import AudioToFloat
-from livetok.streams.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.pacing import Pacer
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from livetok.media import MediaFrame
-from livetok.streams.audioconv import AudioToFloat
+from livetok.media.audioconv import AudioToFloat
+from livetok.media.decode import MediaFrame
+from livetok.media.frames import to_model_image
 from livetok.tokenizers.audio import AudioStream, AudioTokenizer
 from livetok.tokenizers.codebooks import CodebookSet, load_codebooks
 from livetok.tokenizers.config import TokenizerConfig
-from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.video import BatchCodes, VideoStream, VideoTokenizer
 from livetok.wire import Clock, Flag, TokenPacket
 
@@ -102,7 +102,7 @@ class AudioTrack:
     """One source's audio, any rate and layout, -> audio token packets in the source's media time.
 
     The one audio path: files (:class:`MediaTokenizer`) and the daemon push the same ``[C, N]`` float32
-    blocks (PyAV frames converted by :class:`~livetok.streams.audioconv.AudioToFloat`) with their media
+    blocks (PyAV frames converted by :class:`~livetok.media.audioconv.AudioToFloat`) with their media
     time. The stream starts at the first block's time and follows the sample count; when a block says
     input was lost (``discontinuity``, ``overflow``, a rate change, or a time off the sample count),
     the running stream is flushed first — every received sample ends up in a token — and a new one

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from livetok.errors import OutputError
-from livetok.interrupts import checkpoint, held
+from livetok.outputs.interrupts import checkpoint, held
 
 
 def describe_oserror(err: OSError) -> str:
@@ -116,7 +116,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     parent = target.parent
     tmp: Path | None = None
     try:
-        with held():  # a signal (livetok/interrupts.py) between creating it and knowing its name: not here
+        with held():  # a signal (livetok/outputs/interrupts.py) between creating it and knowing its name: not here
             tmp = create_temp(dest, target)
         yield tmp
         with held():  # nor between the rename and forgetting the name

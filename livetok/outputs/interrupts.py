@@ -1,7 +1,7 @@
 """SIGINT, SIGTERM and SIGHUP for the commands that do a job and exit (``tokenize``, ``fit``, ...).
 
 Python's defaults are wrong for them: SIGTERM and SIGHUP kill the process on the spot, leaving a
-command's hidden temporary output behind (livetok/outputs.py), and a SIGINT that lands while a
+command's hidden temporary output behind (livetok/outputs/atomic.py), and a SIGINT that lands while a
 module is being imported leaves it half-initialised, so that the next import of it fails with an
 unrelated ``AttributeError`` (seen as "internal error: AttributeError: module 'numpy._core' ...").
 
