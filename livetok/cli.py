@@ -110,8 +110,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # First, before anything slow: SIGINT/SIGTERM from now on mean "stop cleanly" (exit 0), never a
     # traceback or exit 130/143, even during the seconds the tokenizers take to load.
     stop = StopControl().install()
+    from livetok.commands.run_flags import compose
     from livetok.config import load_config
-    from livetok.daemon.adhoc import compose
     from livetok.daemon.main import run_and_report
     from livetok.daemon.preflight import preflight
     from livetok.runtime import log

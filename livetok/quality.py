@@ -40,12 +40,12 @@ import av
 import numpy as np
 from PIL import Image
 
+from livetok.config.tokenizer import AudioConfig
 from livetok.errors import LivetokError, MediaError
 from livetok.media.decode import decode
 from livetok.media.frames import to_model_image
 from livetok.tokenize_file import TokenizeReport, tokenize_file
 from livetok.tokenizers.audio_frontend import StreamingLogMel, StreamingResampler
-from livetok.tokenizers.config import AudioConfig
 from livetok.tokenizers.session import Tokenizers
 from livetok.tokenizers.video import unpatchify
 from livetok.wire import Modality, TokenPacket

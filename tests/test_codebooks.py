@@ -16,6 +16,7 @@ import torch
 from mediagen import ffmpeg
 
 from livetok.cli import main
+from livetok.config.tokenizer import AudioConfig, RVQConfig, VideoConfig
 from livetok.errors import CodebookError
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 from livetok.tokenizers.codebooks import (
@@ -26,7 +27,6 @@ from livetok.tokenizers.codebooks import (
     save_codebooks,
     vector_size,
 )
-from livetok.tokenizers.config import AudioConfig, RVQConfig, VideoConfig
 from livetok.tokenizers.fit import FitOptions, fit
 from livetok.tokenizers.kmeans import _nearest, fit_rvq, kmeans_pp, lloyd, pca
 

@@ -50,9 +50,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from livetok import cli
+from livetok import config as dc
 from livetok.cli import main
 from livetok.config import LivetokConfig
-from livetok.daemon import config as dc
 
 EXAMPLES = int(os.environ.get("LIVETOK_FUZZ_EXAMPLES", "10500"))  # issue 9 asks for at least 10,000
 HANG_S = 10

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from livetok.config import FileSink as FileSinkConfig
 from livetok.config import LivetokConfig
-from livetok.daemon.config import FileSink as FileSinkConfig
 from livetok.daemon.outbound import Outgoing
 from livetok.daemon.runner import run
 from livetok.daemon.sinks import FileSink, Sink

@@ -12,10 +12,10 @@ from mediagen import ffmpeg
 from PIL import Image
 
 from livetok.cli import main
+from livetok.config.tokenizer import AudioConfig, RVQConfig, VideoConfig
 from livetok.errors import MediaError
 from livetok.tokenizers import TokenizerConfig
 from livetok.tokenizers import fit as fit_module
-from livetok.tokenizers.config import AudioConfig, RVQConfig, VideoConfig
 from livetok.tokenizers.fit import FitOptions, Reservoir, fit, gather, vector_cap
 
 

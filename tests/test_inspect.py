@@ -11,12 +11,12 @@ from PIL import Image
 
 from livetok import inspect_picture as ip
 from livetok.cli import main
+from livetok.config.tokenizer import DeltaConfig, VideoConfig
 from livetok.errors import CodebookError, DecodeError
 from livetok.inspect_picture import Layout, colormap, evenly_spaced, inspect
 from livetok.quality import model_images, video_grids
 from livetok.tokenize_file import tokenize_files
 from livetok.tokenizers import TokenizerConfig, Tokenizers
-from livetok.tokenizers.config import DeltaConfig, VideoConfig
 from livetok.wire import FILE_HEADER, LtkWriter, Modality, read_ltk
 
 TILE = 224

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from livetok.cli import main
+from livetok.config.tokenizer import DeltaConfig, VideoConfig
 from livetok.errors import MediaError
 from livetok.quality import (
     encode_at_budget,
@@ -28,7 +29,6 @@ from livetok.quality import (
 )
 from livetok.tokenize_file import TokenizeReport, tokenize_file
 from livetok.tokenizers import TokenizerConfig, Tokenizers
-from livetok.tokenizers.config import DeltaConfig, VideoConfig
 from livetok.wire import Clock, Flag, Modality, Scale, TokenPacket
 
 SCALE_KEYS = {"video": {"psnr_db", "bits_per_pixel", "perplexity"},

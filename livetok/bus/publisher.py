@@ -67,8 +67,8 @@ from livetok.bus.secret import Secret, read_secret_file
 from livetok.bus.tls import TlsOptions, make_ssl_context
 from livetok.bus.topics import available_topic, meta_topic, stats_topic, steps_topic, token_topic
 from livetok.bus.url import BrokerUrl
+from livetok.config import Mqtt
 from livetok.daemon.channel import SinkChannel
-from livetok.daemon.config import Mqtt
 from livetok.daemon.sinks import Sink
 from livetok.errors import BusError, ConfigError
 from livetok.runtime.log import NOTICE

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from livetok.config import LivetokConfig
-from livetok.daemon.config import Group
+from livetok.config import Group, LivetokConfig
 from livetok.streams.types import AudioCapture, VideoCapture
 from livetok.sync import Aligner, BeepDetector, ClockModel, FlashDetector, SkewEstimator, SourceClock, Step
 from livetok.sync.settle import Settling

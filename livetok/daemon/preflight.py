@@ -21,8 +21,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from livetok import config as dc
 from livetok.config import LivetokConfig
-from livetok.daemon import config as dc
 from livetok.errors import CodebookError, ConfigError, OutputError
 from livetok.wire.ltkfile import LTK_MAGIC
 

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from livetok.config import LivetokConfig
-from livetok.daemon.config import Group
+from livetok.config import Group, LivetokConfig
 
 FIXED = ("tokenizer", "alignment", "queues")  # built once: a change needs a restart
 

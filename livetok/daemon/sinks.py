@@ -30,8 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from livetok.config import FileSink as FileSinkConfig
 from livetok.daemon.channel import SinkChannel
-from livetok.daemon.config import FileSink as FileSinkConfig
 from livetok.errors import OutputError
 from livetok.runtime.backoff import Backoff, BackoffPolicy
 from livetok.runtime.lane import BlockingLane

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
+from livetok import config as dc
 from livetok.config import LivetokConfig
-from livetok.daemon import config as dc
+from livetok.config.tokenizer import VideoConfig
 from livetok.media.frames import to_model_image
 from livetok.streams.av_source import AvSource, AvSourceOptions
 from livetok.streams.handoff import Handoff
 from livetok.streams.synthetic import SyntheticOptions, SyntheticSource
 from livetok.streams.types import AudioCapture, SourceStats, VideoCapture
 from livetok.streams.worker import SourceThread
-from livetok.tokenizers.config import VideoConfig
 
 
 @dataclass

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from livetok.daemon import config as dc
+from livetok import config as dc
 from livetok.daemon.notify import Notifier
 from livetok.runtime.log import NOTICE
 from livetok.runtime.log import get as get_logger

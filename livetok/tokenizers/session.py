@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from livetok.config.tokenizer import TokenizerConfig
 from livetok.media.audioconv import AudioToFloat
 from livetok.media.decode import MediaFrame
 from livetok.media.frames import to_model_image
 from livetok.tokenizers.audio import AudioStream, AudioTokenizer
 from livetok.tokenizers.codebooks import CodebookSet, load_codebooks
-from livetok.tokenizers.config import TokenizerConfig
 from livetok.tokenizers.video import BatchCodes, VideoStream, VideoTokenizer
 from livetok.wire import Clock, Flag, TokenPacket
 

@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
-from livetok.daemon.config import Alignment, Group, MetricsEndpoint, Mqtt, Queues, Sink, Source
+from livetok.config.sections import Alignment, Group, MetricsEndpoint, Mqtt, Queues, Sink, Source
+from livetok.config.tokenizer import TokenizerConfig
 from livetok.errors import ConfigError
-from livetok.tokenizers.config import TokenizerConfig
 
 VIDEO_KINDS = {"stream", "v4l2", "file", "lavfi", "synthetic"}
 AUDIO_TRACK_KINDS = {"stream", "file", "synthetic"}
