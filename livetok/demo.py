@@ -75,7 +75,8 @@ async def _demo(cfg: LivetokConfig, url: str, seconds: float) -> tuple[Any, Rece
     from livetok.runtime.stopping import StopControl
 
     got = Received()
-    filters = [tokens_filter(cfg.mqtt.prefix, INSTANCE), steps_filter(cfg.mqtt.prefix, INSTANCE)]
+    prefix = cfg.bus_settings().prefix
+    filters = [tokens_filter(prefix, INSTANCE), steps_filter(prefix, INSTANCE)]
     async with Subscriber(url, filters, qos=1, buffer_messages=50_000) as sub:
 
         async def take() -> None:

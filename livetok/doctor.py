@@ -177,7 +177,7 @@ def check_broker(config: Any) -> Check:
     """The configuration's MQTT broker: reachable and accepting the login (with its TLS), or not
     configured. Never shows a password; connects with a client id of its own (the daemon's would
     throw a running daemon off the broker)."""
-    mqtt = config.mqtt
+    mqtt = config.bus_settings()
     if mqtt.host is None:
         return Check("broker", "ok", "not configured (mqtt.host is not set): tokens go to the file sinks only")
     from livetok.errors import LivetokError

@@ -125,7 +125,7 @@ def connect_options(cfg: Mqtt, password: Secret | None, instance: str) -> Connec
 def buffer_bounds(cfg: Any) -> tuple[int, int]:
     """(messages, bytes) of the outbound buffer: ``mqtt.buffer_s`` of the configured streams, estimated
     from the configuration (frame rate 30 when a camera does not say), unless given explicitly."""
-    m, tok = cfg.mqtt, cfg.tokenizer
+    m, tok = cfg.bus_settings(), cfg.tokenizer
     v, a = tok.video, tok.audio
     cells = {sc: (v.size // p) ** 2 for sc, p in (("fine", v.fine_patch), ("coarse", v.coarse_patch))}
     frame_bytes = sum(cells[sc] * getattr(v, sc).levels * 2 + 96 for sc in cells)

@@ -1,4 +1,5 @@
-"""Ad-hoc command-line flags (``--source``, ``--mic``, ``--sink``) composed onto a configuration."""
+"""``livetok run``'s ad-hoc flags (``--source``, ``--mic``, ``--sink``, ``--password-file``) composed onto a
+configuration. Here, not in :mod:`livetok.config`: ``--sink mqtt://`` is parsed by the bus's URL rules."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def mqtt_from_flag(spec: str) -> dict[str, Any]:
 def compose(cfg: LivetokConfig, sources: list[str], mics: list[str], sinks: list[str],
             password_file: str | None = None) -> LivetokConfig:
     """The configuration with the flags' sources and sinks added (names made unique); an
-    ``mqtt://`` sink sets the broker of the ``mqtt:`` section; ``password_file`` its password."""
+    ``mqtt://`` sink sets the broker of the bus (the ``mqtt:`` section, or the file's sink of kind
+    mqtt); ``password_file`` its password."""
     if not (sources or mics or sinks or password_file):
         return cfg
     data = cfg.model_dump(mode="python")
@@ -69,16 +71,18 @@ def compose(cfg: LivetokConfig, sources: list[str], mics: list[str], sinks: list
     buses = [s for s in sinks if s.split("://", 1)[0].lower() in ("mqtt", "mqtts")]
     if len(buses) > 1:
         raise ConfigError("--sink: one MQTT broker per daemon (a clustered broker scales further; docs/bus.md)")
+    # The bus's keys where the file has them: a sink of kind mqtt, or the mqtt: section.
+    bus = next((s for s in data["sinks"] if s["kind"] == "mqtt"), data["mqtt"])
     data["sinks"] += [sink_from_flag(s) for s in sinks if s not in buses]
     if buses:
         broker = mqtt_from_flag(buses[0])
-        data["mqtt"]["tls"]["enabled"] = broker.pop("tls_enabled")
-        data["mqtt"].update(broker)
+        bus["tls"]["enabled"] = broker.pop("tls_enabled")
+        bus.update(broker)
     if password_file is not None:
-        if not data["mqtt"].get("username"):
+        if not bus.get("username"):
             raise ConfigError("--password-file needs a user: --sink mqtt://USER@HOST (or mqtt.username)")
-        data["mqtt"]["password_file"] = password_file
-        data["mqtt"]["password_credential"] = None
+        bus["password_file"] = password_file
+        bus["password_credential"] = None
     try:
         out = LivetokConfig.model_validate(data)
     except ValidationError as err:

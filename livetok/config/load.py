@@ -1,7 +1,8 @@
-"""The daemon's configuration file: pydantic models mirroring config.yaml, loaded with line numbers.
+"""Reading config.yaml: YAML with the line of every key, and the checks that make reading it safe.
 
 A bad key or value is reported as ``FILE:LINE: key.path: problem`` (ConfigError, exit 78) before
-anything starts.
+anything starts. The file is refused before parsing when it is not a regular file of sane size, not
+UTF-8, nested absurdly deep, or holds control characters; keys given twice are refused too.
 """
 
 from __future__ import annotations
@@ -13,104 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import ValidationError
 
-from livetok.config.sections import Alignment, Group, MetricsEndpoint, Mqtt, Queues, Sink, Source
-from livetok.config.tokenizer import TokenizerConfig
+from livetok.config.root import LivetokConfig, line_of
 from livetok.errors import ConfigError
-
-VIDEO_KINDS = {"stream", "v4l2", "file", "lavfi", "synthetic"}
-AUDIO_TRACK_KINDS = {"stream", "file", "synthetic"}
-
-
-class LivetokConfig(BaseModel):
-    """Top level of config.yaml."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tokenizer: TokenizerConfig = Field(TokenizerConfig(), description="audio and video tokenizers")
-    sources: list[Source] = Field(default_factory=list, description="cameras, streams, files, microphones")
-    groups: list[Group] = Field(
-        default_factory=list,
-        description="video + audio aligned together; empty = each camera with the next microphone, else its own track")
-    alignment: Alignment = Field(Alignment(), description="aligned steps")
-    sinks: list[Sink] = Field(default_factory=list, description="token files; the MQTT bus is the mqtt: section")
-    queues: Queues = Field(Queues(), description="capture-to-tokenizer hand-over")
-    mqtt: Mqtt = Field(Mqtt(), description="the MQTT bus (off until a host is set)")
-    metrics: MetricsEndpoint = Field(MetricsEndpoint(), description="the Prometheus endpoint (off by default)")
-    # Where the configuration came from, to name a key's line in errors found after validation
-    # (a codebook file that does not load, a sink directory that is missing); not configuration.
-    _path: str = PrivateAttr("")
-    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
-
-    def __eq__(self, other: object) -> bool:
-        """Equal settings, wherever they were read from (the location is not configuration)."""
-        if not isinstance(other, LivetokConfig):
-            return NotImplemented
-        return self.model_dump() == other.model_dump()
-
-    def __hash__(self) -> int:
-        return hash(self.model_dump_json())
-
-    def where(self, *key: str | int) -> str:
-        """``FILE:LINE: dotted.key`` for error messages (the line of the deepest key the file has);
-        ``dotted.key`` alone for the embedded defaults and command-line flags."""
-        dotted = ".".join(str(k) for k in key)
-        if not self._path:
-            return dotted
-        return f"{self._path}:{_line_of(self._lines, tuple(key))}: {dotted}"
-
-    # Uniqueness and references are checked per list, so an error names the list's key and line.
-    @field_validator("sources")
-    @classmethod
-    def _unique_sources(cls, sources: list[Source]) -> list[Source]:
-        _unique("source", [s.name for s in sources])
-        return sources
-
-    @field_validator("sinks")
-    @classmethod
-    def _unique_sinks(cls, sinks: list[Sink]) -> list[Sink]:
-        _unique("sink", [s.name or f"{s.kind}{i}" for i, s in enumerate(sinks)])
-        return sinks
-
-    @field_validator("groups")
-    @classmethod
-    def _group_references(cls, groups: list[Group], info: ValidationInfo) -> list[Group]:
-        _unique("group", [g.name for g in groups])
-        if "sources" not in info.data:  # the sources are invalid themselves: that error is the one to read
-            return groups
-        kinds = {s.name: s.kind for s in info.data["sources"]}
-        for g in groups:
-            if g.video is not None and kinds.get(g.video) not in VIDEO_KINDS:
-                raise ValueError(f"group {g.name}: video source {g.video!r} is not a defined camera/stream source")
-            if g.audio is not None and kinds.get(g.audio) not in AUDIO_TRACK_KINDS | {"mic"}:
-                raise ValueError(f"group {g.name}: audio source {g.audio!r} is not a defined source with audio")
-        return groups
-
-    def effective_groups(self) -> list[Group]:
-        """The configured groups, or by default each camera/stream paired with the next unused
-        microphone, else with its own audio track; microphones left over form audio-only groups."""
-        if self.groups:
-            return list(self.groups)
-        mics = [s.name for s in self.sources if s.kind == "mic"]
-        groups = []
-        for s in self.sources:
-            if s.kind not in VIDEO_KINDS:
-                continue
-            if mics:
-                audio: str | None = mics.pop(0)
-            else:
-                audio = s.name if s.kind in AUDIO_TRACK_KINDS and getattr(s, "audio", True) else None
-            groups.append(Group(name=s.name, video=s.name, audio=audio))
-        groups += [Group(name=m, audio=m) for m in mics]
-        return groups
-
-
-def _unique(what: str, names: list[str]) -> None:
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"{what} names must be unique: {', '.join(dupes)}")
-
 
 MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few kB; anything this large is something else
 
@@ -281,7 +188,7 @@ def load_config(path: str | Path | None) -> LivetokConfig:
         at, char = control
         key = ".".join(str(x) for x in at) or "(top level)"
         what = "a NUL character" if char == "\0" else f"the control character U+{ord(char):04X}"
-        raise ConfigError(f"{p}:{_line_of(loader.lines, at)}: {key}: contains {what}")
+        raise ConfigError(f"{p}:{line_of(loader.lines, at)}: {key}: contains {what}")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}:1: the config must be a mapping of sections, got {type(data).__name__}")
     try:
@@ -291,7 +198,7 @@ def load_config(path: str | Path | None) -> LivetokConfig:
     except ValidationError as err:
         first = err.errors()[0]
         loc = _yaml_path(loader.lines, tuple(first["loc"]))
-        line = _line_of(loader.lines, loc)
+        line = line_of(loader.lines, loc)
         key = ".".join(str(x) for x in loc) or "(top level)"
         msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
@@ -311,9 +218,3 @@ def _yaml_path(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ..
         if (*path, el) in lines or i == len(loc) - 1 or (*path, el, loc[i + 1]) in lines:
             path = (*path, el)
     return path
-
-
-def _line_of(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int:
-    while loc and loc not in lines:
-        loc = loc[:-1]
-    return lines.get(loc, 1)

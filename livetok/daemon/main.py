@@ -101,7 +101,7 @@ def run_and_report(cfg: LivetokConfig, duration_s: float | None, stop: StopContr
     metrics as JSON) on ``out``; 0, or BusError (69) when a run that ended by itself (its duration,
     its input) never reached its broker: a script cannot otherwise tell a run whose every bus message
     was dropped from one that delivered. A service (stopped by a signal) keeps retrying and exits 0."""
-    if not cfg.sinks and cfg.mqtt.host is None:
+    if not cfg.sinks and cfg.bus is None:
         raise ConfigError("no sink: the tokens would go nowhere; add one with --sink mqtt://HOST (the bus) or "
                           "--sink file:PATH.ltk (or a sinks: or mqtt: section in the configuration)")
     report = run_blocking(cfg, duration_s, stop, reconfigure)

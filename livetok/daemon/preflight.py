@@ -101,19 +101,20 @@ def check_sinks(cfg: LivetokConfig, notes: list[str] | None = None) -> None:
 def check_bus(cfg: LivetokConfig) -> None:
     """The MQTT section's files: the password (file or systemd credential) readable and not empty,
     the TLS CA, certificate and key loadable — ConfigError naming the key, never the secret."""
-    if cfg.mqtt.host is None:
+    bus = cfg.bus
+    if bus is None:
         return
     from livetok.bus.publisher import connect_options, default_instance, load_password
 
     try:
-        connect_options(cfg.mqtt, load_password(cfg.mqtt), cfg.mqtt.instance or default_instance())
+        connect_options(bus, load_password(bus), bus.instance or default_instance())
     except ConfigError as err:
         text = str(err)
         key = next((k for marker, k in (("CA file", ("tls", "ca_file")), ("client certificate", ("tls", "cert_file")),
                                         ("password_credential", ("password_credential",)),
                                         ("password_file", ("password_file",)))
                     if marker in text), ())
-        raise ConfigError(f"{cfg.where('mqtt', *key)}: {text}") from None
+        raise ConfigError(f"{cfg.where(*cfg.bus_key(*key))}: {text}") from None
 
 
 def check_metrics(cfg: LivetokConfig) -> None:

@@ -70,10 +70,6 @@ class ReloadPlan:
         return "; ".join(parts) or "nothing changed"
 
 
-def _sink_names(cfg: LivetokConfig) -> dict[str, object]:
-    return {s.name or f"{s.kind}{i}": s for i, s in enumerate(cfg.sinks)}
-
-
 def plan(old: LivetokConfig, new: LivetokConfig) -> ReloadPlan:
     """The difference between the running configuration and the new one (pure)."""
     fixed = tuple(k for k in FIXED if getattr(old, k) != getattr(new, k))
@@ -98,11 +94,12 @@ def plan(old: LivetokConfig, new: LivetokConfig) -> ReloadPlan:
     restart = touched & used_old & used_new
     stop = used_old - used_new
     start = used_new - used_old
-    old_sinks, new_sinks = _sink_names(old), _sink_names(new)
+    old_sinks, new_sinks = old.file_sinks(), new.file_sinks()
     reopen = {n for n in old_sinks.keys() & new_sinks.keys() if old_sinks[n] != new_sinks[n]}
     bus = ""
-    if old.mqtt != new.mqtt:
-        bus = ("restart" if old.mqtt.host and new.mqtt.host else "start" if new.mqtt.host else "stop")
+    old_bus, new_bus = old.bus_settings(), new.bus_settings()
+    if old_bus != new_bus:
+        bus = ("restart" if old_bus.host and new_bus.host else "start" if new_bus.host else "stop")
     metrics = "" if old.metrics == new.metrics else (new.metrics.listen or "off")
     return ReloadPlan(frozenset(restart), frozenset(stop), frozenset(start), frozenset(gone_groups),
                       frozenset(came_groups), frozenset(reopen), frozenset(old_sinks.keys() - new_sinks.keys()),

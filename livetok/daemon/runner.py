@@ -845,7 +845,8 @@ class Daemon:
                              "failed": total["failed"], "queue_depth": o.channel.depth,
                              "last_error": o.sink.stats.last_error}
         doc: dict[str, Any] = {
-            "run_id": self.run_id, "time_unix_ns": time.time_ns(), "stats_interval_s": self.cfg.mqtt.stats_interval_s,
+            "run_id": self.run_id, "time_unix_ns": time.time_ns(),
+            "stats_interval_s": self.cfg.bus_settings().stats_interval_s,
             "uptime_s": round((now - self.started_ns) / 1e9, 3), "sources": sources, "groups": groups,
             "sinks": sinks,
         }
@@ -876,10 +877,8 @@ def _sink_changes(p: ReloadPlan) -> tuple[frozenset[str], frozenset[str], frozen
 
 
 def _sink_path(cfg: LivetokConfig, name: str) -> str | None:
-    for i, s in enumerate(cfg.sinks):
-        if (s.name or f"{s.kind}{i}") == name:
-            return str(s.path)
-    return None
+    sink = cfg.file_sinks().get(name)
+    return str(sink.path) if sink is not None else None
 
 
 class _Rates:

@@ -343,20 +343,17 @@ class FileSink(Sink):
             await super().__aexit__(exc_type, exc, tb)
 
 
-def sink_name(index: int, cfg: FileSinkConfig) -> str:
-    return cfg.name or f"{cfg.kind}{index}"
-
-
 def make_sink(cfg: Any, name: str, run_id: str) -> Sink:
     """The sink called ``name`` in ``cfg`` (a file sink's name, or "mqtt" for the bus), not yet opened."""
-    for i, c in enumerate(cfg.sinks):
-        if sink_name(i, c) == name:
+    for n, c in cfg.named_sinks():
+        if n != name:
+            continue
+        if isinstance(c, FileSinkConfig):
             return FileSink(c, name)
-    if name == "mqtt" and cfg.mqtt.host is not None:
         from livetok.bus.publisher import MqttSink, buffer_bounds
 
         messages, nbytes = buffer_bounds(cfg)
-        return MqttSink(cfg.mqtt, run_id=run_id, metas=[], name="mqtt", queue_messages=messages, queue_bytes=nbytes)
+        return MqttSink(cfg.bus, run_id=run_id, metas=[], name=name, queue_messages=messages, queue_bytes=nbytes)
     raise KeyError(name)
 
 
@@ -364,5 +361,4 @@ def open_sinks(cfg: Any, run_id: str) -> list[Sink]:
     """Sink objects for the configuration's file sinks and MQTT bus (not yet opened: ``async with``
     each). The bus's password and TLS files are read here: a problem is one line before anything
     starts."""
-    names = [sink_name(i, c) for i, c in enumerate(cfg.sinks)] + (["mqtt"] if cfg.mqtt.host is not None else [])
-    return [make_sink(cfg, n, run_id) for n in names]
+    return [make_sink(cfg, n, run_id) for n, _ in cfg.named_sinks()]

@@ -117,7 +117,7 @@ class Supervisor:
         by_name = {s.name: s for s in d.cfg.sources}
         limits = {src.name: first_attempt_s(by_name.get(src.name)) + READY_MARGIN_S for src in d.sources}
         bus = next((s for s in d.sinks if s.latency_kind == "publish"), None)
-        bus_limit = d.cfg.mqtt.connect_timeout_s + READY_MARGIN_S
+        bus_limit = d.cfg.bus_settings().connect_timeout_s + READY_MARGIN_S
         longest = max([*limits.values(), bus_limit if bus is not None else 0.0])
         self.notifier.extend_timeout(longest + 10.0)  # systemd waits for this start-up to end
         arrivals = {src.name: Arrival(src.name) for src in d.sources}

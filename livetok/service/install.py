@@ -250,7 +250,7 @@ def _still_to_set(config: Path) -> str:
 
     cfg = load_config(config)
     missing = [] if cfg.sources else ["sources:"]
-    if cfg.mqtt.host is None and not cfg.sinks:
+    if cfg.bus is None and not cfg.sinks:
         missing.append("mqtt.host")
     return f": set {' and '.join(missing)} there" if missing else ""
 
