@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from livetok import __version__
+from livetok.commands.flagparser import FlagError, FlagParser
 from livetok.errors import LivetokError
-from livetok.flagparser import FlagError, FlagParser
 from livetok.outputs import interrupts
 
 if TYPE_CHECKING:
@@ -22,8 +22,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _cmd_tokenize(args: argparse.Namespace) -> int:
+    from livetok.commands.tokenize import tokenize_files
     from livetok.config import load_config
-    from livetok.tokenize_file import tokenize_files
     from livetok.tokenizers import Tokenizers
 
     toks = Tokenizers.from_config(load_config(args.config).tokenizer)
@@ -38,7 +38,7 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    from livetok import probe
+    from livetok.commands import probe
 
     if args.config:  # a token file carries all probe needs; a configuration given is checked all the same
         from livetok.config import load_config
@@ -75,8 +75,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from livetok.commands.quality import evaluate
     from livetok.config import load_config
-    from livetok.quality import evaluate
     from livetok.tokenizers import Tokenizers
 
     toks = Tokenizers.from_config(load_config(args.config).tokenizer)
@@ -84,15 +84,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        from livetok.quality import format_report
+        from livetok.commands.quality import format_report
 
         print(format_report(report))
     return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    from livetok.commands.inspect import inspect
     from livetok.config import load_config
-    from livetok.inspect_picture import inspect
     from livetok.tokenizers import Tokenizers
 
     toks = Tokenizers.from_config(load_config(args.config).tokenizer)
@@ -175,25 +175,25 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from livetok.doctor import doctor
+    from livetok.commands.doctor import doctor
 
     return doctor(args.config, args.json)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from livetok.demo import run_demo
+    from livetok.commands.demo import run_demo
 
     return run_demo(Path(args.out_dir), args.seconds, args.broker)
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from livetok.tail import run_tail  # the light client only: no torch on model-server machines
+    from livetok.commands.tail import run_tail  # the light client only: no torch on model-server machines
 
     return run_tail(args)
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    from livetok.tail import run_record
+    from livetok.commands.tail import run_record
 
     return run_record(args)
 
@@ -277,7 +277,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--tokens", action="store_true",
                    help="one JSON line per record: a token packet, or an aligned step with its packets")
 
-    from livetok.tail_args import add_bus_arguments
+    from livetok.commands.tail_args import add_bus_arguments
 
     sp = add("tail", _cmd_tail, "watch token and step messages on an MQTT broker, one line each")
     add_bus_arguments(sp)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mediagen import ffmpeg
 
-from livetok.tokenize_file import TokenizeReport, tokenize_file
+from livetok.commands.tokenize import TokenizeReport, tokenize_file
 from livetok.tokenizers import Tokenizers
 from livetok.wire import Flag, Scale, TokenPacket
 

@@ -16,8 +16,8 @@ import pytest
 from broker import BrokerOptions, Mosquitto, MosquittoFactory, free_port
 from busgen import TestPublisher, json_lines, packet, run_cli, step, wait_for
 
+from livetok.commands.probe import packet_json, step_json
 from livetok.errors import DecodeError
-from livetok.probe import packet_json, step_json
 from livetok.wire import LtkWriter, Modality, Scale, TokenPacket, encode_packet, read_ltk
 
 LIVETOK = str(Path(sys.executable).with_name("livetok"))
@@ -244,7 +244,7 @@ def test_the_client_stays_light(tmp_path: Path) -> None:
     """A model server must not need the daemon's stack: no torch, torchaudio, PyAV or numba."""
     code = (
         "import sys\n"
-        "import livetok.client, livetok.vocab, livetok.bus, livetok.bus.connect, livetok.tail, livetok.cli\n"
+        "import livetok.client, livetok.vocab, livetok.bus, livetok.bus.connect, livetok.commands.tail, livetok.cli\n"
         "from livetok.cli import main\n"
         f"rc = main(['record', 'mqtt://127.0.0.1:1', '-o', '{tmp_path / 'none.ltk'}', '--connect-attempts', '1'])\n"
         "v = livetok.vocab.Vocabulary.from_codebook_file()\n"
@@ -257,7 +257,7 @@ def test_the_client_stays_light(tmp_path: Path) -> None:
     assert not (tmp_path / "none.ltk").exists()  # a record that never connected leaves no file
 
 
-# -- record's output: the daemon's file sink's rules (livetok/recordfile.py) --------------------------
+# -- record's output: the daemon's file sink's rules (livetok/commands/recordfile.py) --------------------------
 
 
 def some_ltk(path: Path, n: int = 3) -> bytes:

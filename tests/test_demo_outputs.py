@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from unprivileged import read_only_dir, run_livetok
 
-from livetok import demo
 from livetok.cli import main
+from livetok.commands import demo
 
 REPO = Path(__file__).resolve().parent.parent
 

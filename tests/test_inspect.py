@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livetok import inspect_picture as ip
 from livetok.cli import main
+from livetok.commands import inspect as ip
+from livetok.commands.inspect import Layout, colormap, evenly_spaced, inspect
+from livetok.commands.quality import model_images, video_grids
+from livetok.commands.tokenize import tokenize_files
 from livetok.config.tokenizer import DeltaConfig, VideoConfig
 from livetok.errors import CodebookError, DecodeError
-from livetok.inspect_picture import Layout, colormap, evenly_spaced, inspect
-from livetok.quality import model_images, video_grids
-from livetok.tokenize_file import tokenize_files
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 from livetok.wire import FILE_HEADER, LtkWriter, Modality, read_ltk
 

@@ -14,9 +14,7 @@ import pytest
 from PIL import Image
 
 from livetok.cli import main
-from livetok.config.tokenizer import DeltaConfig, VideoConfig
-from livetok.errors import MediaError
-from livetok.quality import (
+from livetok.commands.quality import (
     encode_at_budget,
     evaluate,
     format_report,
@@ -27,7 +25,9 @@ from livetok.quality import (
     source_logmel,
     video_grids,
 )
-from livetok.tokenize_file import TokenizeReport, tokenize_file
+from livetok.commands.tokenize import TokenizeReport, tokenize_file
+from livetok.config.tokenizer import DeltaConfig, VideoConfig
+from livetok.errors import MediaError
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 from livetok.wire import Clock, Flag, Modality, Scale, TokenPacket
 

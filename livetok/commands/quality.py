@@ -40,11 +40,11 @@ import av
 import numpy as np
 from PIL import Image
 
+from livetok.commands.tokenize import TokenizeReport, tokenize_file
 from livetok.config.tokenizer import AudioConfig
 from livetok.errors import LivetokError, MediaError
 from livetok.media.decode import decode
 from livetok.media.frames import to_model_image
-from livetok.tokenize_file import TokenizeReport, tokenize_file
 from livetok.tokenizers.audio_frontend import StreamingLogMel, StreamingResampler
 from livetok.tokenizers.session import Tokenizers
 from livetok.tokenizers.video import unpatchify
@@ -61,7 +61,7 @@ DOWNSCALES = (7 / 8, 3 / 4, 5 / 8, 1 / 2, 3 / 8, 1 / 4, 1 / 8)
 
 
 # ---------------------------------------------------------------------------------------------
-# token packets -> full code grids / step sequences (shared with livetok.inspect_picture)
+# token packets -> full code grids / step sequences (shared with livetok.commands.inspect)
 
 
 @dataclass(frozen=True)

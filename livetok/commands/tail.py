@@ -28,9 +28,9 @@ from typing import Any, TextIO
 from livetok.bus.tls import TlsOptions
 from livetok.bus.topics import TopicKind, data_filters
 from livetok.client import Continuity, Message, Subscriber, SubscriberStats
+from livetok.commands.probe import packet_json, step_json
+from livetok.commands.recordfile import RecordFile
 from livetok.errors import ConfigError
-from livetok.probe import packet_json, step_json
-from livetok.recordfile import RecordFile
 from livetok.wire import AlignedStep, Clock, TokenPacket, flag_names
 
 MAX_CODES_SHOWN = 8
@@ -230,7 +230,7 @@ def run_record(args: argparse.Namespace, err: TextIO = sys.stderr) -> int:
     out = Path(args.output)
     counts = {"packets": 0, "steps": 0}
     # Checked and opened before connecting: a file that must not be written is refused at once, and
-    # one that is never written (nothing received) is left as it was, or not made (livetok/recordfile.py).
+    # one that is never written (nothing received) is left as it was, or not made (livetok/commands/recordfile.py).
     with RecordFile(out) as recording:
 
         def handle(msg: Message) -> None:

@@ -1,4 +1,4 @@
-"""Command-line options of ``livetok tail`` and ``livetok record``, apart from :mod:`livetok.tail`
+"""Command-line options of ``livetok tail`` and ``livetok record``, apart from :mod:`livetok.commands.tail`
 so that building the parser for any command imports nothing of the MQTT client."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from livetok.flagparser import FlagParser
+from livetok.commands.flagparser import FlagParser
 
 DEFAULT_PREFIX = "livetok"  # as livetok.bus.topics.DEFAULT_PREFIX, without importing the bus here
 

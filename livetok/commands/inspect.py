@@ -22,9 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from livetok.errors import CodebookError, DecodeError, OutputError
-from livetok.outputs import atomic_output, describe_oserror
-from livetok.quality import (
+from livetok.commands.quality import (
     SCALES,
     AudioSteps,
     GridFrame,
@@ -36,6 +34,8 @@ from livetok.quality import (
     source_logmel,
     video_grids,
 )
+from livetok.errors import CodebookError, DecodeError, OutputError
+from livetok.outputs import atomic_output, describe_oserror
 from livetok.tokenizers.session import Tokenizers
 from livetok.wire import AlignedStep, TokenPacket, read_ltk
 

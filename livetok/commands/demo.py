@@ -105,10 +105,10 @@ def live_run(cfg: LivetokConfig, url: str, seconds: float) -> tuple[Any, Receive
 
 
 def run_demo(out_dir: Path, seconds: float, broker: str | None = None) -> int:
-    from livetok import probe
     from livetok.bus.private_broker import PrivateBroker
     from livetok.bus.url import parse_broker_url
-    from livetok.inspect_picture import inspect
+    from livetok.commands import probe
+    from livetok.commands.inspect import inspect
     from livetok.tokenizers import Tokenizers
 
     out_dir = prepare_out_dir(out_dir)

@@ -3,7 +3,7 @@
 One line per part, ``ok``, ``warn`` or ``FAIL``, each failure with its fix. ``--json`` prints the same as
 one JSON object. Exit 0 when every *required* part is there (a warning does not fail), 1 otherwise.
 
-``python -m livetok.doctor --native`` runs only the native-library checks; ``scripts/setup.sh`` uses it
+``python -m livetok.commands.doctor --native`` runs only the native-library checks; ``scripts/setup.sh`` uses it
 before it says "ready". This module imports nothing but the standard library at import time, so it
 still runs when a dependency is broken: each check imports what it tests and reports the failure.
 """
@@ -327,7 +327,7 @@ def doctor(config_path: str | None, as_json: bool, out: Any = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m livetok.doctor")
+    p = argparse.ArgumentParser(prog="python -m livetok.commands.doctor")
     p.add_argument("--native", action="store_true", help="only the native libraries (used by scripts/setup.sh)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
