@@ -13,6 +13,7 @@ directory, ignored by git), each written atomically.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -173,3 +174,7 @@ def prepare_out_dir(out_dir: Path) -> Path:
         raise OutputError(f"--out-dir {out_dir}: cannot create it: {describe_oserror(err)}") from None
     check_writable_dir(out_dir)
     return out_dir
+
+
+def command(args: argparse.Namespace) -> int:
+    return run_demo(Path(args.out_dir), args.seconds, args.broker)

@@ -342,3 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def command(args: argparse.Namespace) -> int:
+    """``livetok doctor``."""
+    return doctor(args.config, args.json)

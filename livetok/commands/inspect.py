@@ -15,7 +15,9 @@ there is one, else the first in the file.
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -405,3 +407,17 @@ def _spectrogram(values: np.ndarray, width: int, vmin: float, vmax: float) -> np
         mask = Image.fromarray(nan.astype(np.uint8) * 255).resize((width, SPEC_ROW_H), Image.Resampling.NEAREST)
         scaled[np.asarray(mask) > 127] = np.nan
     return colormap(scaled, vmin, vmax)
+
+
+def command(args: argparse.Namespace) -> int:
+    """``livetok inspect FILE.ltk -o PICTURE.png``: 65 when the token file is damaged (drawn from what
+    could be read), like probe."""
+    from livetok.config import load_config
+
+    toks = Tokenizers.from_config(load_config(args.config).tokenizer)
+    skipped = inspect(Path(args.file), Path(args.output), toks, Path(args.source) if args.source else None)
+    print(f"wrote {args.output}" + (f" from what could be read ({len(skipped)} damaged regions skipped)"
+                                    if skipped else ""), file=sys.stderr)
+    for e in skipped:
+        print(f"livetok: warning: {e}", file=sys.stderr)
+    return 65 if skipped else 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -132,3 +134,24 @@ def print_table(probe: Probe, out: TextIO) -> None:
                   f"{j['codebook_id']}\n")
     for e in probe.errors:
         out.write(f"error: {e}\n")
+
+
+def command(args: argparse.Namespace) -> int:
+    """``livetok probe FILE.ltk``: a summary, ``--json``, or ``--tokens`` (one JSON line per record); 65
+    when the file is damaged (what could be read is reported first)."""
+    if args.config:  # a token file carries all probe needs; a configuration given is checked all the same
+        from livetok.config import load_config
+
+        load_config(args.config)
+    path = Path(args.file)
+    if args.tokens:
+        errors = print_tokens(path, sys.stdout)
+        for e in errors:
+            print(f"livetok: warning: {e}", file=sys.stderr)
+        return 0 if not errors else 65
+    result = probe_file(path)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        print_table(result, sys.stdout)
+    return 0 if not result.errors else 65

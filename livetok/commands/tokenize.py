@@ -9,8 +9,10 @@ was tokenized.
 
 from __future__ import annotations
 
+import argparse
 import os
 import queue
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -138,3 +140,18 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def command(args: argparse.Namespace) -> int:
+    """``livetok tokenize INPUT... -o OUT.ltk``: the packets written, per stream, on stderr."""
+    from livetok.config import load_config
+
+    toks = Tokenizers.from_config(load_config(args.config).tokenizer)
+    report = tokenize_files([Path(p) for p in args.inputs], toks, Path(args.output))
+    total = sum(report.packets.values())
+    print(f"wrote {total} packets to {args.output}", file=sys.stderr)
+    for (source, modality, scale), n in sorted(report.packets.items()):
+        print(f"  {source} {modality} {scale}: {n}", file=sys.stderr)
+    for w in report.warnings:  # an input that ended early: the tokens stand, exit 0 (docs/cli.md)
+        print(f"livetok: warning: {w}", file=sys.stderr)
+    return 0
