@@ -13,10 +13,10 @@ import pytest
 from broker import Mosquitto
 
 from livetok.config import LivetokConfig
-from livetok.daemon.outbound import Outgoing
-from livetok.daemon.runner import Daemon, RunReport
-from livetok.daemon.sinks import Sink, open_sinks
+from livetok.pipeline.outbound import Outgoing
+from livetok.pipeline.runner import Daemon, RunReport
 from livetok.runtime.stopping import StopControl
+from livetok.sinks.file import Sink, open_sinks
 from livetok.tokenizers import Tokenizers
 from livetok.wire import AlignedStep, TokenPacket, read_ltk
 
@@ -140,7 +140,7 @@ def test_the_books_see_a_message_that_reached_no_channel() -> None:
 
     from test_daemon_sinks import message
 
-    from livetok.daemon.outlets import Outlets
+    from livetok.pipeline.outlets import Outlets
 
     class Null(Sink):
         async def write_batch(self, batch: list[Outgoing]) -> None:

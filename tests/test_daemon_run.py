@@ -208,8 +208,8 @@ def test_a_source_that_will_not_stop_cannot_hold_the_exit(tmp_path: Path, monkey
     returns while it still hangs."""
     import threading
 
-    import livetok.daemon.runner as runner_module
-    from livetok.daemon.sources import RunningSource
+    import livetok.pipeline.runner as runner_module
+    from livetok.pipeline.sources import RunningSource
 
     release, returned = threading.Event(), threading.Event()
     real_stop = RunningSource.stop

@@ -17,12 +17,12 @@ import pytest
 
 from livetok.config import FileSink as FileSinkConfig
 from livetok.config import LivetokConfig
-from livetok.daemon.outbound import Outgoing
-from livetok.daemon.runner import run
-from livetok.daemon.sinks import FileSink, Sink
 from livetok.errors import OutputError
+from livetok.pipeline.outbound import Outgoing
+from livetok.pipeline.runner import run
 from livetok.runtime.lane import BlockingLane
 from livetok.runtime.stopping import StopControl
+from livetok.sinks.file import FileSink, Sink
 from livetok.tokenizers import Tokenizers
 from livetok.wire import Clock, Flag, Modality, Scale, TokenPacket, encode_packet, read_ltk
 
@@ -210,7 +210,7 @@ def _run_with(toks: Tokenizers, tmp_path: Path, extra: list[Sink], seconds: floa
 
 
 def test_a_slow_sink_fills_only_its_own_channel(toks: Tokenizers, tmp_path: Path) -> None:
-    import livetok.daemon.sinks as sinks_module
+    import livetok.sinks.file as sinks_module
 
     slow = SlowSink()
     old = sinks_module.BATCH
@@ -228,7 +228,7 @@ def test_a_slow_sink_fills_only_its_own_channel(toks: Tokenizers, tmp_path: Path
 
 
 def test_a_hung_sink_cannot_hold_the_shutdown(toks: Tokenizers, tmp_path: Path) -> None:
-    import livetok.daemon.runner as runner_module
+    import livetok.pipeline.runner as runner_module
 
     hung = HungSink()
     old = runner_module.SHUTDOWN_S

@@ -23,9 +23,9 @@ import pytest
 from broker import Mosquitto
 
 from livetok.config import LivetokConfig
-from livetok.daemon import engine as engine_module
 from livetok.daemon.main import run_async
 from livetok.daemon.notify import Notifier
+from livetok.pipeline import engine as engine_module
 from livetok.runtime.stopping import StopControl
 from livetok.wire import Flag, TokenPacket, read_ltk
 

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, TextIO
 from livetok.config import LivetokConfig
 from livetok.daemon.notify import Notifier
 from livetok.daemon.preflight import check_bus, check_metrics, check_sinks, check_sources
-from livetok.daemon.sinks import open_sinks
 from livetok.errors import BusError, ConfigError
 from livetok.runtime import log
 from livetok.runtime.stopping import StopControl
+from livetok.sinks.file import open_sinks
 
 if TYPE_CHECKING:  # the runner pulls torch: imported once the checks have passed
-    from livetok.daemon.runner import RunReport
+    from livetok.pipeline.runner import RunReport
 
 EXTEND_S = 20.0  # under systemd: start-up goes on, wait this much more (sent every EXTEND_S / 2)
 
@@ -68,7 +68,7 @@ async def run_async(cfg: LivetokConfig, duration_s: float | None, stop: StopCont
             for sink in sinks:
                 await stack.enter_async_context(sink)
             from livetok.daemon.preflight import check_codebooks
-            from livetok.daemon.runner import RunReport, run
+            from livetok.pipeline.runner import RunReport, run
             from livetok.tokenizers import Tokenizers
 
             await asyncio.to_thread(check_codebooks, cfg)  # the key's line in the error, before the slow part

@@ -77,7 +77,7 @@ def check_file_sink(path: Path, key: str, notes: list[str] | None = None) -> Non
         head = os.pread(fd, 4, 0)
         if head and head != LTK_MAGIC:
             raise OutputError(f"{key}: {path} exists and is not a .ltk token file; refusing to overwrite it")
-        from livetok.daemon.sinks import HELD
+        from livetok.sinks.file import HELD
 
         if os.path.realpath(path) not in HELD:  # our own sink's lock (a reload) is no conflict
             try:
@@ -104,7 +104,7 @@ def check_bus(cfg: LivetokConfig) -> None:
     bus = cfg.bus
     if bus is None:
         return
-    from livetok.bus.publisher import connect_options, default_instance, load_password
+    from livetok.sinks.mqtt import connect_options, default_instance, load_password
 
     try:
         connect_options(bus, load_password(bus), bus.instance or default_instance())

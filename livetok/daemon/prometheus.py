@@ -29,8 +29,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from livetok.daemon.metrics import BUCKETS_S, Key, Series
 from livetok.errors import ConfigError
+from livetok.pipeline.metrics import BUCKETS_S, Key, Series
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_CONNECTIONS = 32  # requests served at once; more are closed at once (a scrape storm, slowloris)

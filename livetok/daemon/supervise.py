@@ -30,8 +30,8 @@ from livetok.runtime.log import get as get_logger
 from livetok.streams.types import SourceState
 
 if TYPE_CHECKING:
-    from livetok.daemon.runner import Daemon
-    from livetok.daemon.sources import RunningSource
+    from livetok.pipeline.runner import Daemon
+    from livetok.pipeline.sources import RunningSource
 
 STATUS_S = 5.0
 READY_POLL_S = 0.02  # how often the start-up looks at the sources' counters (written by their threads)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
-    from livetok.daemon.outbound import Outgoing
+    from livetok.pipeline.outbound import Outgoing
 
 
 

@@ -68,13 +68,13 @@ from livetok.bus.tls import TlsOptions, make_ssl_context
 from livetok.bus.topics import available_topic, meta_topic, stats_topic, steps_topic, token_topic
 from livetok.bus.url import BrokerUrl
 from livetok.config import Mqtt
-from livetok.daemon.channel import SinkChannel
-from livetok.daemon.sinks import Sink
 from livetok.errors import BusError, ConfigError
 from livetok.runtime.log import NOTICE
+from livetok.sinks.channel import SinkChannel
+from livetok.sinks.file import Sink
 
 if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
-    from livetok.daemon.outbound import Outgoing
+    from livetok.pipeline.outbound import Outgoing
 
 V311_INFLIGHT = 20  # Mosquitto's max_inflight_messages default; 3.1.1 has no Receive Maximum
 MAX_WINDOW = 1000  # never more in flight than this, whatever the broker allows

@@ -24,8 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from livetok.daemon.channel import SinkChannel
-from livetok.daemon.sinks import Sink
+from livetok.sinks.channel import SinkChannel
+from livetok.sinks.file import Sink
 
 Key = tuple[str, str]  # (source, modality) or (group, "step")
 STEP = "step"

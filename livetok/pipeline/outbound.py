@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from livetok.daemon.engine import HostPacket, HostStep
+from livetok.pipeline.engine import HostPacket, HostStep
 from livetok.sync import WallClock
 from livetok.wire import AlignedStep, Clock, TokenPacket, encode_packet
 

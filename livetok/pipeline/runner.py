@@ -9,7 +9,7 @@ The daemon is one task group of named tasks:
 * ``sink:NAME`` per sink: takes batches from the sink's channel and writes them.
 
 Capture runs in the sources' threads; tokenization, alignment, wire stamping and encoding run in one
-worker thread (:class:`~livetok.daemon.engine.Engine` + :class:`~livetok.daemon.outbound.WireStamper`);
+worker thread (:class:`~livetok.pipeline.engine.Engine` + :class:`~livetok.pipeline.outbound.WireStamper`);
 the event loop only moves messages: it fans each one out to every sink's bounded channel, so a slow
 or failing sink fills only its own channel. Metrics are written on the loop only.
 
@@ -33,22 +33,22 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from livetok.config import LivetokConfig
-from livetok.daemon.channel import SinkChannel
-from livetok.daemon.engine import Engine, EngineOutput
-from livetok.daemon.metrics import Metrics
 from livetok.daemon.notify import Notifier, ReloadAnswers
-from livetok.daemon.outbound import Outgoing, WireStamper
-from livetok.daemon.outlets import Outlet, Outlets
 from livetok.daemon.prometheus import BusRow, CaptureRow, Exporter, SinkRow, SourceRow, View, render
 from livetok.daemon.reload import ReloadPlan
-from livetok.daemon.sinks import Sink
-from livetok.daemon.sources import RunningSource, build_sources
 from livetok.daemon.supervise import Supervisor
 from livetok.errors import LivetokError
+from livetok.pipeline.engine import Engine, EngineOutput
+from livetok.pipeline.metrics import Metrics
+from livetok.pipeline.outbound import Outgoing, WireStamper
+from livetok.pipeline.outlets import Outlet, Outlets
+from livetok.pipeline.sources import RunningSource, build_sources
 from livetok.runtime.lane import BlockingLane, LanePool
 from livetok.runtime.log import NOTICE
 from livetok.runtime.log import get as get_logger
 from livetok.runtime.stopping import Deadline, StopControl
+from livetok.sinks.channel import SinkChannel
+from livetok.sinks.file import Sink
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, VideoCapture
 from livetok.tokenizers import Tokenizers
@@ -457,7 +457,7 @@ class Daemon:
     async def _make_sinks(self, p: ReloadPlan, new: LivetokConfig) -> tuple[dict[str, Sink], list[Sink]]:
         """The sinks the plan adds or reopens, by name, and which of them open only once the old
         one let go (the same file, whose lock it holds; the bus, whose client id it uses)."""
-        from livetok.daemon.sinks import make_sink
+        from livetok.sinks.file import make_sink
 
         reopen, _, opening = _sink_changes(p)
         old = {o.name: o.sink for o in self.outlets.active}

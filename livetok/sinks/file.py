@@ -2,7 +2,7 @@
 
 The runner opens every sink before capture starts (a sink that cannot work at all — a path that is
 not a token file, a file another daemon holds — stops the run there, with one line), then runs each
-sink's :meth:`Sink.run` as a task that takes batches from its :class:`~livetok.daemon.channel.SinkChannel`.
+sink's :meth:`Sink.run` as a task that takes batches from its :class:`~livetok.sinks.channel.SinkChannel`.
 A sink never raises out of ``run``: a failed write is reported in one line, its messages counted as
 ``failed``, and the sink retries with capped backoff, while its channel holds (and, when full,
 drops and counts) what keeps coming. A slow or failing sink fills only its own channel.
@@ -31,16 +31,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from livetok.config import FileSink as FileSinkConfig
-from livetok.daemon.channel import SinkChannel
 from livetok.errors import OutputError
 from livetok.runtime.backoff import Backoff, BackoffPolicy
 from livetok.runtime.lane import BlockingLane
 from livetok.runtime.log import NOTICE
 from livetok.runtime.log import get as get_logger
+from livetok.sinks.channel import SinkChannel
 from livetok.wire.ltkfile import FILE_HEADER, LTK_MAGIC, LTK_VERSION, RECORD_HEAD, SYNC, last_record_end
 
 if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
-    from livetok.daemon.outbound import Outgoing
+    from livetok.pipeline.outbound import Outgoing
 
 _log = get_logger("sink")
 # Files this process's sinks hold (their advisory lock): a reload's preflight must not see our own
@@ -350,7 +350,7 @@ def make_sink(cfg: Any, name: str, run_id: str) -> Sink:
             continue
         if isinstance(c, FileSinkConfig):
             return FileSink(c, name)
-        from livetok.bus.publisher import MqttSink, buffer_bounds
+        from livetok.sinks.mqtt import MqttSink, buffer_bounds
 
         messages, nbytes = buffer_bounds(cfg)
         return MqttSink(cfg.bus, run_id=run_id, metas=[], name=name, queue_messages=messages, queue_bytes=nbytes)

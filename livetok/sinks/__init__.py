@@ -1,0 +1,1 @@
+"""The sinks wing: where the daemon's messages go."""
