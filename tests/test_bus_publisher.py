@@ -26,7 +26,7 @@ from livetok.bus.properties import CONTENT_TYPE
 from livetok.client import Subscriber
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
-from livetok.pipeline.runner import RunReport
+from livetok.daemon.runner import RunReport
 from livetok.wire import AlignedStep, TokenPacket, decode_packet, read_ltk
 
 Key = tuple[str, str, int]  # (stream topic tail, kind, seq)

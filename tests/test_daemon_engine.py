@@ -228,7 +228,7 @@ def test_a_camera_only_daemon_does_not_need_portaudio() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import livetok.pipeline.runner, livetok.pipeline.sources, livetok.daemon.main; "
+    code = ("import sys; import livetok.daemon.runner, livetok.pipeline.sources, livetok.daemon.main; "
             "print('sounddevice' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -13,10 +13,9 @@ import pytest
 from broker import Mosquitto
 
 from livetok.config import LivetokConfig
-from livetok.pipeline.outbound import Outgoing
-from livetok.pipeline.runner import Daemon, RunReport
+from livetok.daemon.runner import Daemon, RunReport
 from livetok.runtime.stopping import StopControl
-from livetok.sinks.file import Sink, open_sinks
+from livetok.sinks import Outgoing, Sink, open_sinks
 from livetok.tokenizers import Tokenizers
 from livetok.wire import AlignedStep, TokenPacket, read_ltk
 

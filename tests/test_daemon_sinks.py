@@ -17,12 +17,11 @@ import pytest
 
 from livetok.config import FileSink as FileSinkConfig
 from livetok.config import LivetokConfig
+from livetok.daemon.runner import run
 from livetok.errors import OutputError
-from livetok.pipeline.outbound import Outgoing
-from livetok.pipeline.runner import run
 from livetok.runtime.lane import BlockingLane
 from livetok.runtime.stopping import StopControl
-from livetok.sinks.file import FileSink, Sink
+from livetok.sinks import FileSink, Outgoing, Sink
 from livetok.tokenizers import Tokenizers
 from livetok.wire import Clock, Flag, Modality, Scale, TokenPacket, encode_packet, read_ltk
 
@@ -210,7 +209,7 @@ def _run_with(toks: Tokenizers, tmp_path: Path, extra: list[Sink], seconds: floa
 
 
 def test_a_slow_sink_fills_only_its_own_channel(toks: Tokenizers, tmp_path: Path) -> None:
-    import livetok.sinks.file as sinks_module
+    import livetok.sinks.base as sinks_module
 
     slow = SlowSink()
     old = sinks_module.BATCH

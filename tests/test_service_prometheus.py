@@ -21,9 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from livetok.cli import main
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
-from livetok.pipeline.runner import Daemon
+from livetok.daemon.runner import Daemon
 from livetok.runtime.stopping import StopControl
-from livetok.sinks.file import open_sinks
+from livetok.sinks import open_sinks
 from livetok.tokenizers import Tokenizers
 
 

@@ -183,7 +183,7 @@ def check_broker(config: Any) -> Check:
     from livetok.errors import LivetokError
 
     try:
-        from livetok.sinks.mqtt import CREDENTIALS_ENV, connect_options, default_instance, load_password
+        from livetok.sinks.mqtt_setup import CREDENTIALS_ENV, connect_options, default_instance, load_password
 
         if mqtt.password_credential is not None and not os.environ.get(CREDENTIALS_ENV):
             return _broker_tcp(mqtt, f"the password is systemd credential {mqtt.password_credential!r}, which only "

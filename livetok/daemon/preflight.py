@@ -20,15 +20,20 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from livetok import config as dc
 from livetok.config import LivetokConfig
 from livetok.errors import CodebookError, ConfigError, OutputError
 from livetok.wire.ltkfile import LTK_MAGIC
 
+if TYPE_CHECKING:
+    from livetok.tokenizers.codebooks import CodebookSet
 
-def check_codebooks(cfg: LivetokConfig) -> str:
-    """Load and check the codebooks (ConfigError naming ``tokenizer.codebooks``); their id."""
+
+def checked_codebooks(cfg: LivetokConfig) -> CodebookSet:
+    """The codebooks, loaded and checked against the configuration (ConfigError naming
+    ``tokenizer.codebooks``). numpy and safetensors only: no torch."""
     from livetok.tokenizers.codebooks import load_codebooks
 
     try:
@@ -36,7 +41,12 @@ def check_codebooks(cfg: LivetokConfig) -> str:
         cbs.check(cfg.tokenizer)
     except CodebookError as err:
         raise ConfigError(f"{cfg.where('tokenizer', 'codebooks')}: {err}") from err
-    return cbs.codebook_id
+    return cbs
+
+
+def check_codebooks(cfg: LivetokConfig) -> str:
+    """Load and check the codebooks (ConfigError naming ``tokenizer.codebooks``); their id."""
+    return checked_codebooks(cfg).codebook_id
 
 
 def check_sources(cfg: LivetokConfig) -> None:
@@ -104,7 +114,7 @@ def check_bus(cfg: LivetokConfig) -> None:
     bus = cfg.bus
     if bus is None:
         return
-    from livetok.sinks.mqtt import connect_options, default_instance, load_password
+    from livetok.sinks.mqtt_setup import connect_options, default_instance, load_password
 
     try:
         connect_options(bus, load_password(bus), bus.instance or default_instance())

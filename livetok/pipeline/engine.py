@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from livetok.config import Group, LivetokConfig
+from livetok.media.continuity import clock_restarted
 from livetok.streams.types import AudioCapture, VideoCapture
 from livetok.sync import Aligner, BeepDetector, ClockModel, FlashDetector, SkewEstimator, SourceClock, Step
 from livetok.sync.settle import Settling
@@ -33,10 +34,6 @@ from livetok.tokenizers.video import BatchCodes, VideoStream
 from livetok.wire import Modality, Scale, TokenPacket
 
 NS = 1_000_000_000
-# A discontinuity whose media time stays within this of what the source's clock has mapped (a looped
-# file, a microphone restarted after an overflow, a camera reconnected on the same timeline) keeps
-# the clock; further away, the media clock itself restarted and its mapping starts over.
-CLOCK_JUMP_NS = 5 * NS
 # Source kinds whose first output waits for their clock to settle: everything that captures in real
 # time. Files, lavfi and the synthetic source are paced by livetok: their arrival is their capture.
 HOLDING_KINDS = frozenset({"stream", "v4l2", "mic"})
@@ -291,8 +288,7 @@ class Engine:
     def _clock_restarts(self, src: _Source, media_ns: int) -> bool:
         """A discontinuity: did the media clock restart (its time far from what the clock knows)? If
         it stays continuous (a looped file, a reconnect on the same timeline), the mapping is kept."""
-        last = src.clock.last_media_ns
-        return last is not None and abs(media_ns - last) > CLOCK_JUMP_NS
+        return clock_restarted(src.clock.last_media_ns, media_ns)
 
     # -- mapping, or holding until the source's clock has settled -------------------------------
     def _video_out(self, src: _Source, group: _Group, frame: _Held, host: int | None, out: EngineOutput) -> None:

@@ -9,40 +9,11 @@ gets the same :class:`Outgoing` message: the wire packet and its bytes, encoded 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 from livetok.pipeline.engine import HostPacket, HostStep
+from livetok.sinks.message import STEP, Outgoing
 from livetok.sync import WallClock
 from livetok.wire import AlignedStep, Clock, TokenPacket, encode_packet
-
-STEP = "step"
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message for the sinks.
-
-    ``stream``: the source (token packets) or the group (steps); ``modality`` / ``scale``: ``audio`` |
-    ``video`` and ``fine`` | ``coarse`` for packets, ``step`` for both on steps; ``capture_ns``: host
-    monotonic time at which its input was complete (for capture-to-write latency); ``data``: the wire
-    bytes (docs/wire-format.md).
-    """
-
-    wire: TokenPacket | AlignedStep
-    data: bytes
-    stream: str
-    modality: str
-    scale: str
-    capture_ns: int
-
-    @property
-    def is_step(self) -> bool:
-        return self.modality == STEP
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """Accounting key: (source, modality) for packets, (group, "step") for steps."""
-        return self.stream, self.modality
 
 
 class WireStamper:

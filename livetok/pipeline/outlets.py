@@ -24,11 +24,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from livetok.sinks.channel import SinkChannel
-from livetok.sinks.file import Sink
+from livetok.sinks import STEP, Sink, SinkChannel
 
 Key = tuple[str, str]  # (source, modality) or (group, "step")
-STEP = "step"
 STREAM_ROW = ("produced", "written", "dropped", "failed", "queued")
 
 

@@ -64,6 +64,11 @@ class BlockingLane:
             self.done += 1
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, fut, result, error)
+            # Nothing of the job stays referenced here (the caller has it): the last reference to a
+            # large object (a bound method's owner holding the tokenizers' tensors) must not drop in
+            # this daemon thread while the interpreter finalizes: a torch tensor freed then aborts the
+            # process ("terminate called without an active exception", pthread_exit's unwinding).
+            del job, loop, fut, fn, args, result, error
 
 
 class LanePool:

@@ -4,6 +4,10 @@ Bounded by messages *and* bytes. Drop policy: when either bound would be exceede
 messages are dropped (live data: the newest is the one worth delivering) and each is reported to
 ``on_drop`` so that it is counted where the sink keeps its books. Nothing is ever dropped silently:
 what is still in the channel when it is abandoned is handed back by :meth:`abandon` to be counted.
+
+Beside the messages, the channel carries the run's latest stats document (:meth:`post_stats`): a
+one-slot board that a newer document replaces, never queued and never in the books. The runner posts
+one per metrics interval; a sink that publishes it (the bus) takes each new one with :meth:`next_stats`.
 """
 
 from __future__ import annotations
@@ -11,11 +15,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
-    from livetok.pipeline.outbound import Outgoing
-
+from livetok.sinks.message import Outgoing
 
 
 class SinkChannel:
@@ -35,6 +37,8 @@ class SinkChannel:
         self.max_depth = 0
         self.dropped = 0
         self._listeners: list[Callable[[], None]] = []
+        self._stats: dict[str, Any] | None = None  # the latest stats document (module doc)
+        self._stats_posted = asyncio.Event()
 
     def listen(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the loop) whenever a message arrives or the channel closes."""
@@ -98,6 +102,18 @@ class SinkChannel:
         self._items.clear()
         self._bytes = 0
         return out
+
+    def post_stats(self, doc: dict[str, Any]) -> None:
+        """The run's latest stats document (JSON-ready); replaces the one before, taken or not."""
+        self._stats = doc
+        self._stats_posted.set()
+
+    async def next_stats(self) -> dict[str, Any]:
+        """The stats document posted since the last one taken (waits for one)."""
+        await self._stats_posted.wait()
+        self._stats_posted.clear()
+        assert self._stats is not None
+        return self._stats
 
     def held_by(self) -> Counter[tuple[str, str]]:
         """What the channel holds, per accounting key (the books' ``queued``)."""

@@ -36,157 +36,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import socket
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from livetok.bus.connect import (
-    Backoff,
-    ConnectOptions,
-    Protocol,
-    bus_error,
-    capture_connack,
-    force_close,
-    make_client,
-    paho_of,
-)
+from livetok.bus.connect import Backoff, Protocol, bus_error, capture_connack, force_close, make_client, paho_of
 from livetok.bus.meta import SourceMeta
 from livetok.bus.properties import META_CONTENT_TYPE, packet_properties
-from livetok.bus.secret import Secret, read_secret_file
-from livetok.bus.tls import TlsOptions, make_ssl_context
 from livetok.bus.topics import available_topic, meta_topic, stats_topic, steps_topic, token_topic
 from livetok.bus.url import BrokerUrl
 from livetok.config import Mqtt
-from livetok.errors import BusError, ConfigError
+from livetok.errors import BusError
 from livetok.runtime.log import NOTICE
+from livetok.sinks.base import Outgoing, Sink
 from livetok.sinks.channel import SinkChannel
-from livetok.sinks.file import Sink
-
-if TYPE_CHECKING:  # at run time the messages come from the engine: importing it would pull torch
-    from livetok.pipeline.outbound import Outgoing
+from livetok.sinks.mqtt_setup import connect_options, default_instance, load_password, packet_size
 
 V311_INFLIGHT = 20  # Mosquitto's max_inflight_messages default; 3.1.1 has no Receive Maximum
 MAX_WINDOW = 1000  # never more in flight than this, whatever the broker allows
 CLOSE_S = 2.0  # waiting for the last acknowledgement and the DISCONNECT at a clean exit (s)
-CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
-
-
-def default_client_id(instance: str) -> str:
-    """``livetok-{instance}`` (the instance defaults to the host name): two daemons on one broker need
-    different instances anyway, and then get different client ids (one id twice would make the broker
-    throw each one out in turn)."""
-    return f"livetok-{instance}"[:128]
-
-
-def default_instance() -> str:
-    name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in socket.gethostname())
-    return (name or "livetok")[:64]
-
-
-def load_password(cfg: Mqtt) -> Secret | None:
-    """The password from ``password_file`` or the systemd credential; ConfigError naming the key."""
-    if cfg.password_file is not None:
-        return read_secret_file(cfg.password_file, "mqtt.password_file")
-    if cfg.password_credential is not None:
-        directory = os.environ.get(CREDENTIALS_ENV)
-        if not directory:
-            raise ConfigError(f"mqtt.password_credential {cfg.password_credential}: ${CREDENTIALS_ENV} is not set "
-                              "(run under systemd with LoadCredential=, or use mqtt.password_file)")
-        return read_secret_file(Path(directory) / cfg.password_credential, "mqtt.password_credential")
-    return None
-
-
-def connect_options(cfg: Mqtt, password: Secret | None, instance: str) -> ConnectOptions:
-    """The connection the configuration describes (checked: TLS files load, the password is there)."""
-    assert cfg.host is not None
-    scheme = "mqtts" if cfg.tls.enabled else "mqtt"
-    url = BrokerUrl(scheme, cfg.host, cfg.port or (8883 if cfg.tls.enabled else 1883), cfg.username)
-    tls = None
-    if cfg.tls.enabled:
-        tls = TlsOptions(cfg.tls.ca_file, cfg.tls.cert_file, cfg.tls.key_file, cfg.tls.min_version)
-        make_ssl_context(tls)  # unreadable or invalid files: one line now, not at the first connect
-    return ConnectOptions(url=url, client_id=cfg.client_id or default_client_id(instance),
-                          protocol=Protocol.V5 if cfg.protocol == "5" else Protocol.V311,
-                          keepalive_s=cfg.keepalive_s, password=password, tls=tls,
-                          timeout_s=cfg.connect_timeout_s)
-
-
-def buffer_bounds(cfg: Any) -> tuple[int, int]:
-    """(messages, bytes) of the outbound buffer: ``mqtt.buffer_s`` of the configured streams, estimated
-    from the configuration (frame rate 30 when a camera does not say), unless given explicitly."""
-    m, tok = cfg.bus_settings(), cfg.tokenizer
-    v, a = tok.video, tok.audio
-    cells = {sc: (v.size // p) ** 2 for sc, p in (("fine", v.fine_patch), ("coarse", v.coarse_patch))}
-    frame_bytes = sum(cells[sc] * getattr(v, sc).levels * 2 + 96 for sc in cells)
-    if v.vectors:
-        frame_bytes += sum(cells[sc] * getattr(v, sc).dim * 2 for sc in cells)
-    audio_rate = 1000 / (a.fine_frames * a.hop_ms) + 1000 / (a.coarse_frames * a.hop_ms)
-    by_name = {s.name: s for s in cfg.sources}
-    msgs = nbytes = 0.0
-    for g in cfg.effective_groups():
-        group_bytes = 0.0
-        if g.video is not None:
-            fps = getattr(by_name[g.video], "fps", None) or 30.0
-            msgs += 2 * fps
-            group_bytes += fps * frame_bytes
-        if g.audio is not None:
-            msgs += audio_rate
-            group_bytes += audio_rate * 100
-        msgs += 1000 / cfg.alignment.step_ms
-        nbytes += 2 * group_bytes  # the packets, and their copies inside the steps
-    messages = m.buffer_messages or max(1_000, int(msgs * m.buffer_s))
-    size = int(m.buffer_mb * 1e6) if m.buffer_mb else max(1_000_000, int(nbytes * m.buffer_s * 1.25))
-    return messages, size
-
-
-def source_metas(cfg: Any, toks: Any, run_id: str, instance: str) -> list[SourceMeta]:
-    """The retained meta of every source a group uses: its streams' rates, grids, levels, vocabulary."""
-    from livetok.bus.meta import StreamDescription
-    from livetok.vocab import Vocabulary
-    from livetok.wire import Modality, Scale
-
-    vocab = Vocabulary.from_codebooks(toks.codebooks)
-    a = toks.cfg.audio
-    rate = {Scale.FINE: 1000 / (a.fine_frames * a.hop_ms), Scale.COARSE: 1000 / (a.coarse_frames * a.hop_ms)}
-    groups = cfg.effective_groups()
-    video = {g.video for g in groups if g.video}
-    audio = {g.audio for g in groups if g.audio}
-    started = time.time_ns()
-    out = []
-    for src in cfg.sources:
-        streams = []
-        if src.name in video:
-            fps = getattr(src, "fps", None)
-            streams += [StreamDescription(Modality.VIDEO, sc, getattr(toks.cfg.video, sc.name.lower()).levels, None,
-                                          fps) for sc in Scale]
-        if src.name in audio:
-            streams += [StreamDescription(Modality.AUDIO, sc, getattr(a, sc.name.lower()).levels, rate[sc])
-                        for sc in Scale]
-        if streams:
-            out.append(SourceMeta.build(run_id=run_id, instance=instance, source=src.name, vocab=vocab,
-                                        streams=streams, started_unix_ns=started))
-    return out
-
-
-def packet_size(topic: bytes, payload_len: int, qos: int, props_len: int) -> int:
-    """Bytes of an MQTT PUBLISH packet: fixed header, topic, packet id, properties, payload."""
-    remaining = 2 + len(topic) + (2 if qos else 0) + props_len + payload_len
-    return 1 + _varint_len(remaining) + remaining
-
-
-def _varint_len(n: int) -> int:
-    return 1 if n < 128 else 2 if n < 16_384 else 3 if n < 2_097_152 else 4
+# A stats document is published once this share of stats_interval_s has passed since the last: the
+# runner posts one per metrics interval, which divides stats_interval_s, give or take the loop's lag.
+STATS_DUE = 0.9
 
 
 @dataclass
@@ -235,14 +113,12 @@ class MqttSink(Sink):
     """Publishes the daemon's messages (module doc). ``metas``: the retained meta of each source;
     ``stats``: makes the stats document (the runner's), published every ``stats_interval_s``."""
 
-    def __init__(self, cfg: Mqtt, *, run_id: str, metas: list[SourceMeta],
-                 stats: Callable[[], dict[str, Any]] | None = None, name: str = "mqtt",
+    def __init__(self, cfg: Mqtt, *, run_id: str, metas: list[SourceMeta], name: str = "mqtt",
                  queue_messages: int = 20_000, queue_bytes: int = 64_000_000) -> None:
         super().__init__(name, queue_messages, queue_bytes)
         self.cfg = cfg
         self.run_id = run_id
         self.metas = metas
-        self.stats_source = stats
         self.instance = cfg.instance or default_instance()
         self.prefix = cfg.prefix
         self.bus = BusStats()
@@ -265,11 +141,6 @@ class MqttSink(Sink):
     def url(self) -> BrokerUrl:
         return self.opts.url
 
-    def attach(self, daemon: Any) -> None:
-        """Take the sources' meta and the stats document from the daemon that feeds this sink."""
-        self.metas = source_metas(daemon.cfg, daemon.toks, self.run_id, self.instance)
-        self.stats_source = daemon.stats_document
-
     def gauges(self) -> dict[str, float]:
         b = self.bus
         return {"connected": int(b.connected), "connects": b.connects, "reconnects": b.reconnects,
@@ -282,7 +153,7 @@ class MqttSink(Sink):
         """Messages taken from the channel and not yet settled: in flight, or waiting to be resent."""
         return Counter(f.item.key for f in [*self._flights.values(), *self._resend] if f.item is not None)
 
-    def bus_state(self, channel: SinkChannel | None) -> dict[str, Any]:
+    def state_doc(self, channel: SinkChannel | None) -> dict[str, Any]:
         """The bus part of the stats document."""
         doc = self.bus.as_json(self.buffered(channel))
         doc.update(dropped=self.stats.dropped, written=self.stats.written, failed=self.stats.failed,
@@ -310,7 +181,7 @@ class MqttSink(Sink):
         """Connect, publish, reconnect, until the channel is closed and everything is settled."""
         channel.listen(self._wake.set)
         backoff = Backoff(0.2, 10.0)
-        stats_task = asyncio.create_task(self._stats_loop(), name=f"{self.name}-stats")
+        stats_task = asyncio.create_task(self._stats_loop(channel), name=f"{self.name}-stats")
         try:
             while True:
                 try:
@@ -582,20 +453,27 @@ class MqttSink(Sink):
         self._resend.clear()
 
     # -- stats ---------------------------------------------------------------------------------------
-    async def _stats_loop(self) -> None:
+    async def _stats_loop(self, channel: SinkChannel) -> None:
+        """The run's stats document (posted on the channel once per metrics interval), published
+        retained every ``stats_interval_s`` while connected."""
         topic = stats_topic(self.prefix, self.instance)
         props = None
         if self.v5:
             props = Properties(PacketTypes.PUBLISH)
             props.ContentType = META_CONTENT_TYPE
             props.MessageExpiryInterval = max(1, round(3 * self.cfg.stats_interval_s))
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.cfg.stats_interval_s)
+            stats = await channel.next_stats()
+            now = time.monotonic()
+            if now - last < STATS_DUE * self.cfg.stats_interval_s:
+                continue
+            last = now
             client = self._client
-            if client is None or self.stats_source is None or not self.bus.connected:
+            if client is None or not self.bus.connected:
                 continue
             try:
-                doc = json.dumps(self.stats_source(), separators=(",", ":"), allow_nan=False).encode()
+                doc = json.dumps(stats, separators=(",", ":"), allow_nan=False).encode()
             except (ValueError, TypeError) as err:
                 self.say(f"stats document not published: {err}")
                 continue
