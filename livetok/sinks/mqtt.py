@@ -35,81 +35,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from livetok.bus.connect import Backoff, Protocol, bus_error, capture_connack, force_close, make_client, paho_of
 from livetok.bus.meta import SourceMeta
-from livetok.bus.properties import META_CONTENT_TYPE, packet_properties
-from livetok.bus.topics import available_topic, meta_topic, stats_topic, steps_topic, token_topic
+from livetok.bus.properties import packet_properties
+from livetok.bus.topics import available_topic, steps_topic, token_topic
 from livetok.bus.url import BrokerUrl
 from livetok.config import Mqtt
 from livetok.errors import BusError
 from livetok.runtime.log import NOTICE
 from livetok.sinks.base import Outgoing, Sink
 from livetok.sinks.channel import SinkChannel
+from livetok.sinks.mqtt_control import BusControl
+from livetok.sinks.mqtt_flight import BusStats, Flight, Lost
 from livetok.sinks.mqtt_setup import connect_options, default_instance, load_password, packet_size
 
 V311_INFLIGHT = 20  # Mosquitto's max_inflight_messages default; 3.1.1 has no Receive Maximum
 MAX_WINDOW = 1000  # never more in flight than this, whatever the broker allows
-CLOSE_S = 2.0  # waiting for the last acknowledgement and the DISCONNECT at a clean exit (s)
-# A stats document is published once this share of stats_interval_s has passed since the last: the
-# runner posts one per metrics interval, which divides stats_interval_s, give or take the loop's lag.
-STATS_DUE = 0.9
 
 
-@dataclass
-class BusStats:
-    """The bus's own counters, beyond the sink's books (written / dropped / failed)."""
-
-    connected: bool = False
-    connects: int = 0
-    reconnects: int = 0  # connections made after the first
-    connect_failures: int = 0
-    published: int = 0  # PUBLISH packets handed to paho (resends included)
-    resent: int = 0  # of which messages sent again after a lost connection
-    refused: Counter[str] = field(default_factory=Counter)  # by reason: broker reason codes, "too large"
-    in_flight: int = 0
-    resend_depth: int = 0
-    receive_maximum: int = 0
-    max_packet_bytes: int | None = None
-    stats_published: int = 0
-    control_refused: int = 0  # meta / availability / stats messages too large for the broker
-    last_error: str = ""
-
-    def as_json(self, buffered: int) -> dict[str, Any]:
-        return {"connected": self.connected, "connects": self.connects, "reconnects": self.reconnects,
-                "connect_failures": self.connect_failures, "published": self.published, "resent": self.resent,
-                "refused": sum(self.refused.values()), "refused_by_reason": dict(self.refused),
-                "in_flight": self.in_flight, "buffered": buffered, "receive_maximum": self.receive_maximum,
-                "max_packet_bytes": self.max_packet_bytes, "control_refused": self.control_refused,
-                "last_error": self.last_error}
-
-
-@dataclass
-class _Flight:
-    """A message handed to paho, waiting for its acknowledgement."""
-
-    item: Outgoing | None  # None: a control message (meta, availability), not in the books
-    order: int  # submission order, to resend in order after a lost connection
-    sent_ns: int
-    done: asyncio.Future[ReasonCode | int] | None = None
-
-
-class _Lost(Exception):
-    """The connection is gone (paho said so, or a publish could not be queued)."""
-
-
-class MqttSink(Sink):
+class MqttSink(BusControl, Sink):
     """Publishes the daemon's messages (module doc). ``metas``: the retained meta of each source;
     ``stats``: makes the stats document (the runner's), published every ``stats_interval_s``."""
 
@@ -127,8 +79,8 @@ class MqttSink(Sink):
         self._props = packet_properties(run_id, cfg.message_expiry_s) if self.v5 else None
         self._props_len = len(self._props.pack()) if self._props is not None else 0
         self._topics: dict[tuple[str, str, str], tuple[str, bytes]] = {}
-        self._resend: deque[_Flight] = deque()
-        self._flights: dict[int, _Flight] = {}
+        self._resend: deque[Flight] = deque()
+        self._flights: dict[int, Flight] = {}
         self._order = 0
         self._wake = asyncio.Event()
         self._lost = False
@@ -187,7 +139,7 @@ class MqttSink(Sink):
                 try:
                     await self._session(channel, backoff)
                     return  # the channel closed and every message is settled
-                except (_Lost, aiomqtt.MqttError, OSError, BusError) as err:
+                except (Lost, aiomqtt.MqttError, OSError, BusError) as err:
                     self._disconnected(err)
                     if channel.closed and self._hopeless(err):
                         self._drop_held(channel)
@@ -252,7 +204,7 @@ class MqttSink(Sink):
             self._wake.set()
             for f in self._flights.values():  # a control message being awaited learns of it at once
                 if f.done is not None and not f.done.done():
-                    f.done.set_exception(_Lost())
+                    f.done.set_exception(Lost())
             on_disconnect(c, userdata, flags, rc, props)
 
         paho.on_publish, paho.on_disconnect = published, disconnected
@@ -299,14 +251,14 @@ class MqttSink(Sink):
                 if f.item is not None:
                     self._resend.appendleft(f)
                 if f.done is not None and not f.done.done():
-                    f.done.set_exception(_Lost())
+                    f.done.set_exception(Lost())
                     f.done.exception()  # retrieved: nobody awaits it any more
         self.bus.in_flight = 0
         self.bus.resend_depth = len(self._resend)
         if isinstance(err, BusError):
             text = str(err)
             self.bus.connect_failures += 1
-        elif isinstance(err, (_Lost, aiomqtt.MqttError)):
+        elif isinstance(err, (Lost, aiomqtt.MqttError)):
             text = f"lost the connection to broker {self.url}"
         else:
             text = str(bus_error(err, self.opts))
@@ -316,61 +268,13 @@ class MqttSink(Sink):
             self.say(f"{text}; retrying with backoff, tokens held in a buffer of {self.queue_messages} messages "
                      "(oldest dropped and counted beyond)")
 
-    async def _announce(self, client: aiomqtt.Client) -> None:
-        """``online`` and every source's meta, retained, before any token."""
-        await self._control(client, available_topic(self.prefix, self.instance), b"online")
-        for meta in self.metas:
-            await self._control(client, meta_topic(self.prefix, self.instance, meta.source), meta.to_json().encode(),
-                                content_type=META_CONTENT_TYPE)
-
-    async def _goodbye(self, client: aiomqtt.Client) -> None:
-        """A clean exit: ``stopped`` (retained; the Last Will is not sent), then DISCONNECT."""
-        with contextlib.suppress(_Lost, TimeoutError, aiomqtt.MqttError):
-            await asyncio.wait_for(self._control(client, available_topic(self.prefix, self.instance), b"stopped"),
-                                   CLOSE_S)
-            await asyncio.wait_for(client.__aexit__(None, None, None), CLOSE_S)
-
-    async def _control(self, client: aiomqtt.Client, topic: str, payload: bytes,
-                       content_type: str | None = None) -> None:
-        """A retained control message, awaited (not in the books: it is not a token)."""
-        props = None
-        if self.v5 and content_type is not None:
-            props = Properties(PacketTypes.PUBLISH)
-            props.ContentType = content_type
-        if not self._control_fits(topic, payload, self.cfg.qos.meta, props):
-            return
-        info = paho_of(client).publish(topic, payload, self.cfg.qos.meta, True, props)
-        if info.rc != 0:
-            raise _Lost()
-        if self.cfg.qos.meta == 0:
-            return
-        flight = _Flight(None, -1, time.monotonic_ns(), asyncio.get_running_loop().create_future())
-        self._flights[info.mid] = flight
-        assert flight.done is not None
-        await asyncio.wait_for(asyncio.shield(flight.done), self.cfg.connect_timeout_s)
-
-    def _control_fits(self, topic: str, payload: bytes, qos: int, props: Properties | None) -> bool:
-        """Whether a control message (meta, availability, stats) fits the broker's limit; one that does
-        not is counted in ``control_refused`` and said once per topic. Sent, it would cost the
-        connection (and, at QoS > 0, come back after every reconnect)."""
-        limit = self.bus.max_packet_bytes
-        size = packet_size(topic.encode(), len(payload), qos, len(props.pack()) if props is not None else 0)
-        if limit is None or size <= limit:
-            return True
-        self.bus.control_refused += 1
-        if topic not in self._oversize_said:
-            self._oversize_said.add(topic)
-            self.say(f"{topic} ({size} bytes) exceeds the broker's maximum packet size ({limit} bytes): not "
-                     "published, counted in control_refused (raise max_packet_size on the broker)")
-        return False
-
     # -- publishing ----------------------------------------------------------------------------------
     async def _pump(self, client: aiomqtt.Client, channel: SinkChannel) -> None:
         paho = paho_of(client)
         window = self.bus.receive_maximum
         while True:
             if self._lost:
-                raise _Lost()
+                raise Lost()
             while len(self._flights) < window and (self._resend or channel.depth):
                 resent = bool(self._resend)
                 flight = self._resend.popleft() if resent else self._new_flight(channel)
@@ -382,17 +286,17 @@ class MqttSink(Sink):
                 return
             self._wake.clear()
             if self._lost:
-                raise _Lost()
+                raise Lost()
             if len(self._flights) < window and (self._resend or channel.depth):
                 continue
             await self._wake.wait()
 
-    def _new_flight(self, channel: SinkChannel) -> _Flight:
+    def _new_flight(self, channel: SinkChannel) -> Flight:
         item = channel.take()
         self._order += 1
-        return _Flight(item, self._order, 0)
+        return Flight(item, self._order, 0)
 
-    def _send(self, paho: Any, flight: _Flight, resent: bool) -> None:
+    def _send(self, paho: Any, flight: Flight, resent: bool) -> None:
         item = flight.item
         assert item is not None
         topic, raw_topic = self.topic(item)
@@ -411,7 +315,7 @@ class MqttSink(Sink):
         info = paho.publish(topic, item.data, qos, False, self._props)
         if info.rc != 0:
             self._resend.appendleft(flight)
-            raise _Lost()
+            raise Lost()
         self.bus.published += 1
         self.bus.resent += resent
         flight.sent_ns = now
@@ -451,37 +355,6 @@ class MqttSink(Sink):
         self.stats.count("dropped", [f.item for f in self._resend if f.item is not None])
         self._flights.clear()
         self._resend.clear()
-
-    # -- stats ---------------------------------------------------------------------------------------
-    async def _stats_loop(self, channel: SinkChannel) -> None:
-        """The run's stats document (posted on the channel once per metrics interval), published
-        retained every ``stats_interval_s`` while connected."""
-        topic = stats_topic(self.prefix, self.instance)
-        props = None
-        if self.v5:
-            props = Properties(PacketTypes.PUBLISH)
-            props.ContentType = META_CONTENT_TYPE
-            props.MessageExpiryInterval = max(1, round(3 * self.cfg.stats_interval_s))
-        last = time.monotonic()
-        while True:
-            stats = await channel.next_stats()
-            now = time.monotonic()
-            if now - last < STATS_DUE * self.cfg.stats_interval_s:
-                continue
-            last = now
-            client = self._client
-            if client is None or not self.bus.connected:
-                continue
-            try:
-                doc = json.dumps(stats, separators=(",", ":"), allow_nan=False).encode()
-            except (ValueError, TypeError) as err:
-                self.say(f"stats document not published: {err}")
-                continue
-            if not self._control_fits(topic, doc, self.cfg.qos.stats, props):
-                continue
-            info = paho_of(client).publish(topic, doc, self.cfg.qos.stats, True, props)
-            if info.rc == 0:
-                self.bus.stats_published += 1
 
     async def __aenter__(self) -> MqttSink:
         self.stats.state = "connecting"  # "ok" once connected (docs/bus.md)
