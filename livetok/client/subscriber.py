@@ -30,6 +30,9 @@ Delivery, as this module implements it:
   comes from its source's (or instance's) meta. They are only yielded when the caller's own
   filters match them.
 """
+# Over 450 lines because the Subscriber is one state machine: connecting, reconnecting, the buffer and
+# the acknowledgements share its state (a message is acknowledged on the connection it came on). Its
+# types are in message.py, the decoding in decoding.py.
 
 from __future__ import annotations
 
