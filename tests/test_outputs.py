@@ -1,5 +1,5 @@
 """No command destroys a file: outputs are written to a temporary file beside the destination and
-renamed into place only on success (livetok/outputs.py); an output that cannot be created is one
+renamed into place only on success (livetok/outputs/atomic.py); an output that cannot be created is one
 line and exit 73."""
 
 from __future__ import annotations

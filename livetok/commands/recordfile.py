@@ -1,5 +1,5 @@
 """The token file ``livetok record`` writes, under the rules of the daemon's file sink
-(livetok/daemon/sinks.py), so that neither ever destroys a file:
+(livetok/sinks/file.py), so that neither ever destroys a file:
 
 * **a new file** is made through a temporary file beside it (``.NAME.XXXXXXXX.tmp.ltk``, the file
   header in it), which takes the name at the first record, never over a file that appeared

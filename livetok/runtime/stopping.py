@@ -8,8 +8,8 @@ from an ``atexit`` callback, and no exit 130/143 from a signal that arrives at a
 
 The handlers are plain ``signal.signal`` handlers: they run on the main thread, which is the event
 loop's thread once it runs (uvloop wakes up for them at once). SIGHUP asks the running daemon to
-re-read its configuration (:mod:`livetok.daemon.reload`); one arriving during start-up is applied
-once the daemon runs.
+re-read its configuration (:mod:`livetok.daemon.runner`, :mod:`livetok.pipeline.reload`); one
+arriving during start-up is applied once the daemon runs.
 """
 
 from __future__ import annotations
