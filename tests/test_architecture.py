@@ -202,6 +202,17 @@ def test_the_check_sees_a_circle_and_an_upward_import() -> None:
     assert "livetok.sinks.mqtt" in real["livetok.sinks.registry"]  # an import inside a function counts too
 
 
+def test_the_renderings_read_only_the_snapshot() -> None:
+    """The stats document, the STATUS line and the Prometheus exposition are renderings of the run
+    snapshot: of the pipeline they import only the snapshot (and the metrics' key and bucket types)."""
+    g = graph()
+    allowed = {"livetok.pipeline.snapshot", "livetok.pipeline.metrics"}
+    for renderer in ("livetok.daemon.statsdoc", "livetok.daemon.supervise", "livetok.daemon.prometheus"):
+        reads = {m for m in g[renderer] if package(m) == "livetok.pipeline"}
+        assert reads <= allowed, (renderer, reads - allowed)
+    assert "livetok.pipeline.snapshot" in g["livetok.daemon.statsdoc"]
+
+
 def test_no_file_over_450_lines_without_a_reason() -> None:
     assert long_files() == []
 

@@ -117,7 +117,8 @@ def check_bus(cfg: LivetokConfig) -> None:
     from livetok.sinks.mqtt_setup import connect_options, default_instance, load_password
 
     try:
-        connect_options(bus, load_password(bus), bus.instance or default_instance())
+        section = ".".join(str(k) for k in cfg.bus_key())
+        connect_options(bus, load_password(bus, section), bus.instance or default_instance())
     except ConfigError as err:
         text = str(err)
         key = next((k for marker, k in (("CA file", ("tls", "ca_file")), ("client certificate", ("tls", "cert_file")),

@@ -34,16 +34,17 @@ def default_instance() -> str:
     return (name or "livetok")[:64]
 
 
-def load_password(cfg: Mqtt) -> Secret | None:
-    """The password from ``password_file`` or the systemd credential; ConfigError naming the key."""
+def load_password(cfg: Mqtt, section: str = "mqtt") -> Secret | None:
+    """The password from ``password_file`` or the systemd credential; ConfigError naming the key
+    (under ``section``: ``mqtt``, or ``sinks.N`` for the bus spelled as a sink)."""
     if cfg.password_file is not None:
-        return read_secret_file(cfg.password_file, "mqtt.password_file")
+        return read_secret_file(cfg.password_file, f"{section}.password_file")
     if cfg.password_credential is not None:
         directory = os.environ.get(CREDENTIALS_ENV)
         if not directory:
-            raise ConfigError(f"mqtt.password_credential {cfg.password_credential}: ${CREDENTIALS_ENV} is not set "
-                              "(run under systemd with LoadCredential=, or use mqtt.password_file)")
-        return read_secret_file(Path(directory) / cfg.password_credential, "mqtt.password_credential")
+            raise ConfigError(f"{section}.password_credential {cfg.password_credential}: ${CREDENTIALS_ENV} is not "
+                              f"set (run under systemd with LoadCredential=, or use {section}.password_file)")
+        return read_secret_file(Path(directory) / cfg.password_credential, f"{section}.password_credential")
     return None
 
 
