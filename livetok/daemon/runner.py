@@ -181,7 +181,8 @@ class Daemon:
         self.latest = snap
         if self.exporter is not None:
             self.exporter.publish(render(View.of(snap)))
-        self.pipeline.post_stats(self.stats.render(snap, self.cfg.bus_settings().stats_interval_s))
+        if snap.bus is not None:  # the one sink that publishes it
+            self.pipeline.post_stats(self.stats.render(snap, self.cfg.bus_settings().stats_interval_s))
 
     def _status_now(self) -> str:
         """The STATUS line of a snapshot taken now (READY, a reload's end)."""
