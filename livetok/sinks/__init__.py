@@ -8,11 +8,11 @@
 * ``registry``: sinks by kind, made from the configuration with everything they need.
 """
 
-from livetok.sinks.base import BATCH, Sink, SinkStats
+from livetok.sinks.base import Sink, SinkStats
 from livetok.sinks.channel import SinkChannel
 from livetok.sinks.file import FileSink
 from livetok.sinks.message import STEP, Outgoing
 from livetok.sinks.registry import SinkContext, make_sink, open_sinks
 
-__all__ = ["BATCH", "STEP", "FileSink", "Outgoing", "Sink", "SinkChannel", "SinkContext", "SinkStats", "make_sink",
+__all__ = ["STEP", "FileSink", "Outgoing", "Sink", "SinkChannel", "SinkContext", "SinkStats", "make_sink",
            "open_sinks"]
