@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 from broker import mosquitto, mosquitto_factory  # noqa: F401  -- per-test Mosquitto fixtures (tests/broker.py)
 from mediagen import ffmpeg
 from netproxy import netproxy_factory  # noqa: F401  -- TCP fault proxy fixture (tests/netproxy.py)
+from requires import require
 from unprivileged import unprivileged_user  # noqa: F401  -- runs as nobody where it can (tests/unprivileged.py)
 
 from livetok.tokenizers import TokenizerConfig, Tokenizers
@@ -29,9 +29,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def speech_wav(media_dir: Path) -> Path:
     """About 2 s of espeak-ng speech at its native 22.05 kHz mono."""
     out = media_dir / "speech.wav"
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
-    subprocess.run(["espeak-ng", "-w", str(out), "Tokens must match for every chunking."], check=True)
+    subprocess.run([require("espeak-ng"), "-w", str(out), "Tokens must match for every chunking."], check=True)
     return out
 
 

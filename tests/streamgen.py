@@ -25,20 +25,10 @@ from typing import Any, TypeVar
 
 import pytest
 from mediagen import ffmpeg
+from requires import require
 
 T = TypeVar("T")
 TESTS = Path(__file__).resolve().parent
-
-
-def need(tool: str) -> str:
-    """The tool's path, or skip the test naming it (fail it under ``CI=true``: CI has every tool)."""
-    path = shutil.which(tool)
-    if path is None:
-        why = f"{tool} is not installed (scripts/setup.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    return path
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -313,7 +303,7 @@ class PulseAudio:
 def pulse() -> Iterator[PulseAudio]:
     """A private PulseAudio daemon with a null sink ``vmic`` at 16 kHz; killed at teardown."""
     for tool in ("pulseaudio", "pacat", "pactl", "ffmpeg"):
-        need(tool)
+        require(tool)
     # A short path: the daemon's unix socket path must fit in 108 bytes.
     root = Path(tempfile.mkdtemp(prefix="lt-pa-"))
     pa = PulseAudio(root / "xdg", rate=16000)

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker import BrokerOptions, Mosquitto, MosquittoFactory, free_port, need_tool
+from broker import BrokerOptions, Mosquitto, MosquittoFactory, free_port
 from netproxy import NetProxy
+from requires import require
 
 from livetok.bus.properties import CONTENT_TYPE
 from livetok.client import Subscriber
@@ -176,7 +177,7 @@ def test_every_message_arrives_with_its_properties(tmp_path: Path, mosquitto: Mo
 def test_mosquitto_sub_receives_payloads_that_decode_as_the_spec_says(tmp_path: Path, mosquitto: Mosquitto) -> None:
     """A client we did not write: mosquitto_sub prints each message's topic, v5 properties and payload
     as hex; every payload decodes to the packet named by its topic."""
-    tool = need_tool("mosquitto_sub")
+    tool = require("mosquitto_sub")
     out = tmp_path / "sub.txt"
     with open(out, "w") as f:
         proc = subprocess.Popen([tool, "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",

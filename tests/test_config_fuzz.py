@@ -43,11 +43,12 @@ from typing import Any
 import annotated_types
 import pytest
 import yaml
-from broker import make_certs, need_tool
+from broker import make_certs
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+from requires import require
 
 from livetok import cli
 from livetok.cli import main
@@ -77,7 +78,7 @@ class Files:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
-    need_tool("openssl")
+    require("openssl")
     d = tmp_path_factory.mktemp("fuzz")
     certs = make_certs(d / "certs")
     (d / "media.mp4").write_bytes(b"\0" * 64)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from latetruth import compare
-from streamgen import LiveCamera, free_port, need, wait_until
+from requires import require
+from streamgen import LiveCamera, free_port, wait_until
 
 from livetok.cli import main
 from livetok.config import LivetokConfig
@@ -43,7 +44,7 @@ def udp_bound(port: int) -> bool:
 
 
 def test_a_camera_starting_late_loses_nothing_and_is_stamped_true_from_its_first_token(tmp_path: Path) -> None:
-    need("ffmpeg")
+    require("ffmpeg")
     port = free_port(socket.SOCK_DGRAM)
     out = tmp_path / "live.ltk"
     cfg = LivetokConfig.model_validate({

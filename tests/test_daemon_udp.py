@@ -3,7 +3,6 @@ from the packets; and compensated by ``audio_latency_ms``."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mediagen import ffmpeg
+from requires import require
 from streamgen import free_port
 
 from livetok.cli import main
@@ -29,8 +29,7 @@ SECONDS = 7
 @pytest.fixture(scope="module")
 def marker_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """640x480@30 H.264 + AAC in MPEG-TS: a white frame every 2 s, a 1 kHz beep 37 ms after it."""
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed (scripts/setup.sh installs it)")
+    require("ffmpeg")
     out = tmp_path_factory.mktemp("udp") / "markers.ts"
     flash = "drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t\\,2)\\,0.03)'"
     beep = f"0.5*sin(2*PI*1000*t)*lt(mod(t-{OFFSET_S}\\,2)\\,0.05)*gte(t\\,{OFFSET_S})"

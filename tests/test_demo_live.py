@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from broker import need_tool
+from requires import require
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:
-    need_tool("mosquitto")
+    require("mosquitto")
     r = subprocess.run([sys.executable, "-m", "livetok.cli", "demo", "--seconds", "4", "--out-dir", str(tmp_path)],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr

@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 from broker import Mosquitto, free_port
 from busgen import TestPublisher, wait_for
+from requires import require
 
 from livetok.cli import main
 from livetok.monitor.model import Board, Thresholds
@@ -330,11 +330,7 @@ class Tmux:
     killed at exit."""
 
     def __init__(self, command: list[str], width: int = 200, height: int = 50) -> None:
-        self.tmux = shutil.which("tmux")
-        if self.tmux is None:
-            if os.environ.get("CI") == "true":  # CI must not pass by skipping what it cannot run
-                pytest.fail("tmux is not installed (apt-get install tmux)")
-            pytest.skip("tmux is not installed")
+        self.tmux = require("tmux")
         self.socket = f"livetok-test-{uuid.uuid4().hex[:8]}"
         shell = " ".join(_quote(c) for c in command) + "; sleep 600"  # the pane stays to show an error
         env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX")}

@@ -28,6 +28,7 @@ from plugin_models import (
     with_codebooks,
 )
 from pydantic import ValidationError
+from requires import not_on_this_machine
 
 from livetok.errors import CodebookError, ConfigError, LivetokError, ModelError, ModelRunError
 from livetok.tokenizers.models.audio import AudioModelEncoder
@@ -264,7 +265,7 @@ def test_modality_and_format_mismatch(model_dir: Path) -> None:
 
 def test_cuda_asked_for_but_absent(model_dir: Path) -> None:
     if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+        not_on_this_machine("this machine has CUDA: the test is about a machine without it")
     err = load_error(ModelConfig(path=stateless_model(model_dir, "torchscript"), device="cuda"), "torchscript")
     assert isinstance(err, ConfigError) and "model.device: cuda, but torch sees no CUDA device" in str(err)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from streamgen import Collector, RtspRelay, free_port, make_clip, need, serve_http, serve_rtp, serve_udp, wait_until
+from requires import require
+from streamgen import Collector, RtspRelay, free_port, make_clip, serve_http, serve_rtp, serve_udp, wait_until
 
 from livetok.streams.av_source import (
     AvSource,
@@ -61,7 +62,7 @@ def check_paced(frames: list[VideoCapture], released: list[int]) -> None:
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    need("ffmpeg")
+    require("ffmpeg")
     d = tmp_path_factory.mktemp("live")
     return {"ts": make_clip(d / "clip.ts", 4.0), "mp4": make_clip(d / "clip.mp4", 4.0),
             "short": make_clip(d / "short.mp4", 1.0)}
@@ -226,7 +227,7 @@ def test_http_mpegts(clips: dict[str, Path]) -> None:
 
 
 def test_rtsp_over_udp(clips: dict[str, Path]) -> None:
-    need("rtsp-server-perl")
+    require("rtsp-server-perl")
     relay = RtspRelay(clips["mp4"])
     try:
         # The relay answers 404 until ffmpeg has announced the stream: the source retries.

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from streamgen import Collector, StallingHttpServer, free_port, make_clip, need, serve_http, serve_udp, wait_until
+from requires import require
+from streamgen import Collector, StallingHttpServer, free_port, make_clip, serve_http, serve_udp, wait_until
 from test_streams_av import Run, prepare
 
 from livetok.streams.av_source import AvSource, AvSourceOptions
@@ -26,7 +27,7 @@ QUICK = BackoffPolicy(initial_s=0.05, max_s=0.1, jitter=0.0)
 
 @pytest.fixture(scope="module")
 def clip_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    need("ffmpeg")
+    require("ffmpeg")
     return make_clip(tmp_path_factory.mktemp("faults") / "clip.ts", 4.0)
 
 
@@ -181,7 +182,7 @@ def test_udp_sender_dies_then_comes_back_on_the_same_socket(clip_ts: Path) -> No
 
 
 def test_http_source_killed_then_restarted(clip_ts: Path, caplog: pytest.LogCaptureFixture) -> None:
-    need("ffmpeg")
+    require("ffmpeg")
     caplog.set_level(logging.DEBUG, logger="livetok.streams")
     port = free_port()
     server = serve_http(clip_ts, port)
