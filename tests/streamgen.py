@@ -215,6 +215,7 @@ class StallingHttpServer:
         self.port = int(self._srv.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}/live.ts"
         self.connections = 0
+        self.sent_ns = 0  # monotonic ns: the last byte sent (then silence)
         self._conns: list[socket.socket] = []
         self._closed = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -231,6 +232,7 @@ class StallingHttpServer:
             try:
                 conn.recv(65536)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\n" + self.prefix)
+                self.sent_ns = time.monotonic_ns()
             except OSError:
                 continue  # the reader gave up first
 
