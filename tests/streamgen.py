@@ -62,6 +62,15 @@ def listening(port: int) -> bool:
     return False
 
 
+def udp_bound(port: int) -> bool:
+    """Whether a UDP socket is bound to the port (a reader waiting for its sender), from /proc/net/udp."""
+    try:
+        rows = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(int(row.split()[1].rsplit(":", 1)[1], 16) == port for row in rows)
+
+
 def wait_listening(port: int, timeout_s: float = 10.0) -> None:
     """Wait until something listens for TCP connections on the loopback port."""
     if not wait_until(lambda: listening(port), timeout_s, 0.05):
