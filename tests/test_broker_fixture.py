@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 
+import pytest
 from broker import BrokerOptions, MosquittoFactory, port_open
 from netproxy import NetProxy
 from requires import require
@@ -59,6 +60,7 @@ def test_a_broker_with_every_option_starts_restarts_and_dies(mosquitto_factory: 
     assert b.running and b.port == port and port_open(port) and b.starts == 3
 
 
+@pytest.mark.slow
 def test_the_proxy_forwards_cuts_and_black_holes(mosquitto_factory: MosquittoFactory) -> None:
     b = mosquitto_factory()
     with NetProxy(b.port) as proxy:

@@ -30,6 +30,8 @@ from livetok.daemon.main import run_blocking
 from livetok.daemon.runner import RunReport
 from livetok.wire import AlignedStep, TokenPacket, decode_packet, read_ltk
 
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
+
 Key = tuple[str, str, int]  # (stream topic tail, kind, seq)
 
 
@@ -254,6 +256,7 @@ def test_broker_kill(tmp_path: Path, mosquitto_factory: MosquittoFactory, autosa
 
 # -- network faults through a proxy ----------------------------------------------------------------
 
+@pytest.mark.timeout(300)  # 50 fault cycles: 30-50 s
 def test_network_cuts_and_black_holes(tmp_path: Path, mosquitto_factory: MosquittoFactory) -> None:
     """50 fault cycles — 46 dropped connections and 4 black holes (no FIN: found by keepalive) — while
     publishing: nothing

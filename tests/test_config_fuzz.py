@@ -622,6 +622,8 @@ def cases(files: Files) -> st.SearchStrategy[Case]:
 
 
 
+@pytest.mark.timeout(600, method="thread")  # about a minute alone; its own SIGALRM guards each example
+@pytest.mark.slow
 def test_ten_thousand_configurations(files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
     # The one shortcut: main() builds the whole argparse parser of every command on each call, which
     # took half the time; one parser serves all calls (argparse keeps no state between parses).
@@ -662,6 +664,7 @@ SAMPLE = {
 }
 
 
+@pytest.mark.slow
 def test_a_sample_through_the_command(tmp_path: Path) -> None:
     """The command itself, as a process (all at once: each pays the interpreter's start-up): exit 78,
     one line naming the file, for crafted files; a FIFO or a device, which would block or never end

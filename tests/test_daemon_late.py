@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from latetruth import compare
 from requires import require
 from streamgen import LiveCamera, free_port, wait_until
@@ -32,6 +33,8 @@ from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
 from livetok.daemon.stopping import StopControl
 from livetok.wire import AlignedStep, read_ltk
+
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
 
 DEMUX_LATENCY_MS = 2000 / 30
 SECONDS = 10.0

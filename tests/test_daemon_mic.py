@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from streamgen import PulseAudio, pulse  # noqa: F401  (pytest fixture)
 
 from livetok.wire import Modality, Scale, TokenPacket, read_ltk
+
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
 
 NS = 1_000_000_000
 

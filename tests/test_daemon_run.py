@@ -20,6 +20,7 @@ from livetok.daemon.main import run_blocking
 from livetok.wire import AlignedStep, Modality, Scale, TokenPacket, read_ltk
 
 
+@pytest.mark.slow
 def test_synthetic_run_recovers_the_marker_offset(tmp_path: Path) -> None:
     out = tmp_path / "syn.ltk"
     cfg = LivetokConfig.model_validate({
@@ -47,6 +48,7 @@ def test_synthetic_run_recovers_the_marker_offset(tmp_path: Path) -> None:
     assert books["tokenized"] == len(fine_video) and books["balanced"] == 1  # every frame a packet, or counted
 
 
+@pytest.mark.slow
 def test_dead_source_does_not_stop_the_others(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A UDP stream nobody sends to stalls and is retried; the synthetic source keeps flowing."""
     out = tmp_path / "two.ltk"
@@ -64,6 +66,7 @@ def test_dead_source_does_not_stop_the_others(tmp_path: Path, capsys: pytest.Cap
     assert '"source.dead.frames": 0' in err and '"source.syn.frames"' in err
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_with_the_file_whole(tmp_path: Path) -> None:
     out = tmp_path / "sig.ltk"
     proc = subprocess.Popen(
@@ -147,6 +150,7 @@ def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = 60.0) -> 
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", ["sinks open", "tokenizers loading"])
 def test_sigterm_during_start_up_stops_cleanly(tmp_path: Path, notify: NotifySocket, phase: str) -> None:
     """SIGTERM in start-up, at two points the daemon shows: its file sink is open (made before the
@@ -168,6 +172,7 @@ def test_sigterm_during_start_up_stops_cleanly(tmp_path: Path, notify: NotifySoc
     assert read_ltk(out).errors == []
 
 
+@pytest.mark.slow
 def test_a_second_sigint_means_hurry_not_a_traceback(tmp_path: Path, notify: NotifySocket) -> None:
     """The second SIGINT arrives once the daemon said it is stopping (STOPPING=1)."""
     out = tmp_path / "twice.ltk"
@@ -197,6 +202,8 @@ def test_no_sink_says_how_to_add_one(capsys: pytest.CaptureFixture[str]) -> None
     assert "--sink file:PATH.ltk" in capsys.readouterr().err
 
 
+@pytest.mark.exclusive  # it overloads the machine on purpose: nothing else runs beside it
+@pytest.mark.slow
 def test_overload_books_balance_exactly(tmp_path: Path) -> None:
     """Six 1280x720@60 synthetic sources on this machine, tiny queues: frames and blocks are dropped,
     and every one of them is counted: captured = tokenized + dropped, per source and modality."""
@@ -222,6 +229,7 @@ def test_overload_books_balance_exactly(tmp_path: Path) -> None:
         assert sink["streams"][key]["produced"] == n
 
 
+@pytest.mark.slow
 def test_run_a_file_gives_the_codes_of_tokenize(tmp_path: Path, av_clip: Path) -> None:
     """One tokenizer path: the daemon playing a file live and `livetok tokenize` give, packet for
     packet, the same codes, sequence numbers and flags (only the timestamps' epoch differs)."""
@@ -245,6 +253,7 @@ def test_run_a_file_gives_the_codes_of_tokenize(tmp_path: Path, av_clip: Path) -
             assert np.array_equal(p.codes, q.codes), (key, p.seq)
 
 
+@pytest.mark.slow
 def test_a_source_that_will_not_stop_cannot_hold_the_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sources are stopped in the daemon's own lanes (daemon threads), not the default executor, whose
     threads the loop's close joins: a stop stuck past the shutdown deadline is abandoned, and the run

@@ -25,6 +25,8 @@ from livetok.daemon.stopping import StopControl
 from livetok.sync.clock import MAX_SLEW
 from livetok.wire import AlignedStep, Modality, Scale, TokenPacket, read_ltk
 
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
+
 OFFSET_S = 0.037
 SECONDS = 7
 
@@ -140,6 +142,7 @@ def _accounted(name: str, live: list[TokenPacket], matched: list[int], sent: int
     assert set(range(sent - held, sent)) <= missing, name  # the held ones are the last
 
 
+@pytest.mark.exclusive  # it loads both cores itself: nothing else runs beside it
 def test_av_relation_over_udp_from_the_first_packet_with_both_cores_busy(marker_clip: Path, offline: Path,
                                                                          tmp_path: Path) -> None:
     """Three live UDP MPEG-TS streams of the marker clip into one daemon, while two other processes

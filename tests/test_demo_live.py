@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from requires import require
+
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:

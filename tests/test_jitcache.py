@@ -15,6 +15,8 @@ from unprivileged import AS_NOBODY, NOBODY, let_through
 
 from livetok.tokenizers import jitcache
 
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
+
 
 @pytest.mark.usefixtures("unprivileged_user")
 def test_kernels_import_for_a_user_with_nowhere_obvious_to_cache(tmp_path_factory: pytest.TempPathFactory) -> None:

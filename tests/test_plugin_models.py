@@ -299,6 +299,7 @@ def test_calibrated_sizes_agree_for_every_row(model_dir: Path) -> None:
                 assert all(np.array_equal(got[k], ref[k]) for k in ref)
 
 
+@pytest.mark.slow
 def test_probing_an_onnx_model_needs_no_torch(model_dir: Path) -> None:
     """Loading and probing an ONNX waveform model (what check-config and start do) imports onnxruntime
     and NumPy, not torch: torch comes only with log-mel input or codebooks."""

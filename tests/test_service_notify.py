@@ -31,6 +31,8 @@ from livetok.daemon.notify import Notifier
 from livetok.daemon.stopping import StopControl
 from livetok.wire import Flag, TokenPacket, read_ltk
 
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
+
 
 class NotifySocket:
     """An AF_UNIX datagram socket standing in for systemd's; collects (monotonic s, fields)."""

@@ -38,7 +38,7 @@ from requires import missing, not_on_this_machine, require
 
 from livetok.wire import Modality, Scale, TokenPacket, read_ltk
 
-pytestmark = pytest.mark.systemd
+pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = Path(os.path.abspath(sys.executable)).parent / "livetok"
@@ -280,6 +280,7 @@ def exec_failure_does_not_loop(box: Sandbox) -> None:
     assert show == {"ExecMainStatus": "203", "ActiveState": "failed", "SubState": "failed", "NRestarts": "0"}, show
 
 
+@pytest.mark.timeout(900)  # may fetch systemd-container with apt-get first
 def test_the_installed_unit_under_systemd(sandbox: Sandbox) -> None:
     t0 = time.monotonic()
     box = sandbox

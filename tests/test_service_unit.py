@@ -175,6 +175,7 @@ MDWE_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mdwe_would_break_the_jit() -> None:
     """Why the unit has no MemoryDenyWriteExecute=yes: the kernel's own form of it (PR_SET_MDWE,
     Linux 6.3+) stops numba compiling (llvmlite: cannot allocate executable memory); without it the
@@ -191,6 +192,7 @@ def test_mdwe_would_break_the_jit() -> None:
     assert "cannot allocate executable memory" in mdwe.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("unprivileged_user")
 def test_numba_caches_in_the_cache_directory() -> None:
     """What CacheDirectory=livetok is for: a user who cannot write the installation (ProtectSystem=strict,

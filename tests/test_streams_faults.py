@@ -54,6 +54,7 @@ def stalling(clip_ts: Path) -> Iterator[StallingHttpServer]:
     server.close()
 
 
+@pytest.mark.slow
 def test_stall_with_socket_open_is_detected(stalling: StallingHttpServer) -> None:
     """Counted once, after the server's last byte and every frame its data held; then backoff, where
     stop() ends the thread. (How soon, in figures: bench/bench_stall.py, docs/performance.md.)"""
@@ -71,6 +72,7 @@ def test_stall_with_socket_open_is_detected(stalling: StallingHttpServer) -> Non
     assert run.stats.connects == 1 and run.stats.stalls == 1 and run.stats.reconnects == 0
 
 
+@pytest.mark.slow
 def test_stop_interrupts_a_blocked_read(stalling: StallingHttpServer) -> None:
     # Read and open timeouts far longer than the test: only the interrupt can end the read.
     opts = AvSourceOptions(read_timeout_s=120.0, open_timeout_s=120.0, backoff=FAST)
@@ -102,6 +104,7 @@ def test_stop_interrupts_a_blocked_open() -> None:
         server.close()
 
 
+@pytest.mark.slow
 def test_open_that_times_out_is_a_stall_and_retried() -> None:
     server = StallingHttpServer(b"")
     try:
@@ -163,6 +166,7 @@ def test_stop_interrupts_pacing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(frames) == 1
 
 
+@pytest.mark.slow
 def test_udp_sender_dies_then_comes_back_on_the_same_socket(clip_ts: Path) -> None:
     """A UDP source listens: its sender dying is a wait (reported), not a stall; the socket stays
     open and the sender's return is read on it, flagged as the discontinuity it is."""
@@ -193,6 +197,7 @@ def test_udp_sender_dies_then_comes_back_on_the_same_socket(clip_ts: Path) -> No
     assert run.stats.gaps >= 1
 
 
+@pytest.mark.slow
 def test_http_source_killed_then_restarted(clip_ts: Path, caplog: pytest.LogCaptureFixture) -> None:
     require("ffmpeg")
     caplog.set_level(logging.DEBUG, logger="livetok.streams")
@@ -226,6 +231,7 @@ def said(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
             if r.name == "livetok.streams" and r.levelno == level and r.getMessage().startswith("cam:")]
 
 
+@pytest.mark.slow
 def test_a_retrying_source_says_each_reason_once(caplog: pytest.LogCaptureFixture) -> None:
     """Retries for one reason are counted, not logged each time (issue 13: "a source retrying prints the
     same line at every retry"): a warning when a reason first appears and when it changes."""

@@ -25,6 +25,8 @@ from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
 from livetok.sync import BeepDetector
 
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
+
 FAST = BackoffPolicy(initial_s=0.2, max_s=0.5, jitter=0.0, stable_s=1.0)
 FRAME_NS = 1_000_000_000 // 30
 # FFmpeg's MPEG-TS demuxer hands a video frame over once the next frame's data has begun (a PES
