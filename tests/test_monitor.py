@@ -336,7 +336,8 @@ class Tmux:
         self.tmux = require("tmux")
         self.socket = f"livetok-test-{uuid.uuid4().hex[:8]}"
         shell = " ".join(_quote(c) for c in command) + "; sleep 600"  # the pane stays to show an error
-        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX")}
+        # COLUMNS and LINES (set by pytest-xdist in its workers) would size the monitor instead of the pane
+        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX", "COLUMNS", "LINES")}
         env["TERM"] = "xterm-256color"
         subprocess.run([self.tmux, "-L", self.socket, "-f", "/dev/null", "new-session", "-d", "-x", str(width), "-y",
                         str(height), "-s", "mon", shell], check=True, timeout=30, env=env, cwd=ROOT)
