@@ -229,8 +229,9 @@ def test_a_slow_sink_fills_only_its_own_channel(toks: Tokenizers, tmp_path: Path
     books = report.accounting  # type: ignore[attr-defined]
     assert books["balanced"] == 1
     good, bad = books["sinks"]["file0"], books["sinks"]["slow"]
-    assert good["dropped"] == 0 and good["written"] == good["offered"] > 300
-    assert bad["dropped"] > 100 and bad["written"] + bad["dropped"] + bad["failed"] == bad["offered"]
+    assert good["dropped"] == 0 and good["written"] == good["offered"] > 0
+    assert bad["offered"] == good["offered"]  # both were given every message; only the slow one dropped
+    assert bad["dropped"] > 0 and bad["written"] + bad["dropped"] + bad["failed"] == bad["offered"]
     assert len(read_ltk(out).packets) == good["written"]
 
 
