@@ -64,6 +64,7 @@ def v1_config(tmp_path: Path, value: str) -> Path:
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("by", ["file", "id"])
 def test_v1_token_files_still_decode(by: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Tokenize with the v1 codebooks file (by path, and by its id), then decode, inspect and eval
@@ -292,6 +293,7 @@ def small_config() -> TokenizerConfig:
                            video=VideoConfig(fine=small, coarse=small))
 
 
+@pytest.mark.slow
 def test_livetok_fit_fits_the_deblocking_of_the_video_it_fits(tmp_path: Path) -> None:
     photo = tmp_path / "chelsea.png"
     Image.fromarray(skimage.data.chelsea()).save(photo)
