@@ -15,7 +15,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 status=0
-# bench_soak.py (memory over a 10-minute run with a dying source) is left out: run it on its own.
+# bench_soak.py (memory over a 10-minute run with a dying source) is left out: run it on its own; so
+# is bench_picture.py (picture per bit, about 12 min, fetches mate-backgrounds with apt-get download).
 for bench in bench_video bench_audio bench_delta bench_tokenize bench_compare bench_sync bench_live; do
     echo
     echo "################ bench/$bench.py"

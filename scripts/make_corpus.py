@@ -2,17 +2,24 @@
 
 * images: scikit-image's bundled photographs (public domain / CC0, see skimage/data/README.txt);
   ``coffee.png`` is held out for the quality figures and never used for fitting.
+* wallpapers and artwork from Debian packages (:data:`DEBIAN_PACKAGES`, each under its own free
+  licence, see its ``usr/share/doc/*/copyright``), fetched with ``apt-get download`` into a
+  temporary folder (not installed): photographs (landscapes, plants, animals, cities) and digital
+  art. ``mate-backgrounds`` is never used: it is the held-out check of docs/performance.md.
+* synthetic scenes: a few frames of FFmpeg's ``testsrc2`` and ``mandelbrot`` sources.
 * speech: espeak-ng reading our own sentences in several voices, speeds and pitches.
 * music: chords, arpeggios and plucked strings synthesized with sox, plus quiet pink noise.
 
-Usage: python scripts/make_corpus.py OUT_DIR
+Usage: python scripts/make_corpus.py OUT_DIR [--video-only]
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import skimage
@@ -21,6 +28,16 @@ PHOTOS = ["astronaut.png", "brick.png", "camera.png", "chelsea.png", "coins.png"
           "gravel.png", "hubble_deep_field.jpg", "ihc.png", "moon.png", "motorcycle_left.png",
           "motorcycle_right.png", "retina.jpg", "rocket.jpg"]
 HELD_OUT = "coffee.png"
+
+# Debian (bookworm) packages of wallpapers and artwork; the held-out package is refused.
+DEBIAN_PACKAGES = ["desktop-base", "gnome-backgrounds", "lomiri-wallpapers", "lomiri-wallpapers-16.04",
+                   "lomiri-wallpapers-20.04", "plasma-workspace-wallpapers", "sway-backgrounds", "ukui-wallpapers"]
+HELD_OUT_PACKAGE = "mate-backgrounds"
+IMAGE_DIRS = ("usr/share/backgrounds", "usr/share/wallpapers", "usr/share/desktop-base", "usr/share/plymouth")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+MIN_BYTES = 100_000  # smaller files are icons, logos and previews
+SKIP_NAMES = ("screenshot", "preview")
+SIZE_TAG = re.compile(r"\d+x\d+|_portrait", re.IGNORECASE)  # one picture at several resolutions
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog while the camera keeps rolling.",
@@ -48,6 +65,53 @@ def images(out: Path) -> None:
     (out / "images").mkdir(parents=True, exist_ok=True)
     for name in PHOTOS:
         shutil.copy(data / name, out / "images" / name)
+
+
+def wallpapers(out: Path) -> None:
+    """The largest rendition of every picture in :data:`DEBIAN_PACKAGES`, as ``wallpapers/PKG--NAME``."""
+    if HELD_OUT_PACKAGE in DEBIAN_PACKAGES:
+        raise SystemExit(f"{HELD_OUT_PACKAGE} is the held-out check and must not be fitted on")
+    dest = out / "wallpapers"
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        debs = Path(tmp)
+        try:
+            subprocess.run(["apt-get", "download", *DEBIAN_PACKAGES], cwd=debs, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        except subprocess.CalledProcessError as err:
+            raise SystemExit(f"apt-get download failed (run apt-get update first?): {err.stderr.strip()}") from err
+        for deb in sorted(debs.glob("*.deb")):
+            package = deb.name.split("_")[0]
+            root = debs / package
+            run(["dpkg-deb", "-x", str(deb), str(root)])
+            for path in pick_pictures(root):
+                rel = path.relative_to(root).as_posix().replace("/", "-")
+                shutil.copy(path, dest / f"{package}--{rel}")
+
+
+def pick_pictures(root: Path) -> list[Path]:
+    """Raster pictures of at least MIN_BYTES under IMAGE_DIRS, the largest file of each group of
+    renditions (the same path once resolutions like ``5120x2880`` are taken out)."""
+    groups: dict[str, Path] = {}
+    for sub in IMAGE_DIRS:
+        for path in sorted((root / sub).rglob("*")):
+            name = path.name.lower()
+            if path.suffix.lower() not in IMAGE_SUFFIXES or any(k in name for k in SKIP_NAMES):
+                continue
+            if not path.is_file() or path.is_symlink() or path.stat().st_size < MIN_BYTES:
+                continue
+            key = SIZE_TAG.sub("", path.relative_to(root).as_posix())
+            if key not in groups or path.stat().st_size > groups[key].stat().st_size:
+                groups[key] = path
+    return sorted(groups.values())
+
+
+def synthetic(out: Path) -> None:
+    d = out / "synthetic"
+    d.mkdir(parents=True, exist_ok=True)
+    sources = {"testsrc2": "testsrc2=size=640x480:rate=1", "mandelbrot": "mandelbrot=size=640x480:rate=4"}
+    for name, source in sources.items():
+        run(["ffmpeg", "-nostdin", "-f", "lavfi", "-i", source, "-frames:v", "4", str(d / f"{name}-%d.png")])
 
 
 def speech(out: Path) -> None:
@@ -79,13 +143,19 @@ def music(out: Path) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    video_only = "--video-only" in args
+    args = [a for a in args if a != "--video-only"]
+    if len(args) != 1:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    out = Path(sys.argv[1])
+    out = Path(args[0])
     images(out)
-    speech(out)
-    music(out)
+    wallpapers(out)
+    synthetic(out)
+    if not video_only:
+        speech(out)
+        music(out)
     return 0
 
 

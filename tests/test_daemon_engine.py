@@ -223,6 +223,7 @@ def test_packets_keep_media_time_until_the_wire(run: tuple[Engine, Collected]) -
     assert wire[0].start_ns == stamper.wall.to_unix(sink.host[0].start_ns)
 
 
+@pytest.mark.slow
 def test_a_camera_only_daemon_does_not_need_portaudio() -> None:
     """Importing the daemon (and building a camera source) must not import sounddevice."""
     import subprocess

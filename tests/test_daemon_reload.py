@@ -103,6 +103,7 @@ def _check(report: RunReport, d: Daemon, files: list[Path]) -> None:
     assert sum(len(v) for v in seqs.values()) == emitted
 
 
+@pytest.mark.slow
 def test_a_new_path_loses_nothing(toks: Tokenizers, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     a, b = tmp_path / "a.ltk", tmp_path / "b.ltk"
     with caplog.at_level(logging.INFO, logger="livetok"):
@@ -112,6 +113,7 @@ def test_a_new_path_loses_nothing(toks: Tokenizers, tmp_path: Path, caplog: pyte
     assert not [r for r in caplog.records if "abandoned" in r.getMessage() or "unexpected" in r.getMessage()]
 
 
+@pytest.mark.slow
 def test_the_same_path_reopened_loses_nothing(toks: Tokenizers, tmp_path: Path) -> None:
     """Settings changed, path kept: the old writer lets go of the file (its lock), the new one appends;
     messages meanwhile wait in the new channel."""
@@ -120,6 +122,7 @@ def test_the_same_path_reopened_loses_nothing(toks: Tokenizers, tmp_path: Path) 
     _check(report, d, [a])
 
 
+@pytest.mark.slow
 def test_back_and_forth(toks: Tokenizers, tmp_path: Path) -> None:
     a, b = tmp_path / "a.ltk", tmp_path / "b.ltk"
     report, _ = run_with_reloads(toks, config(a), [config(b), config(a)])
@@ -157,6 +160,7 @@ def test_the_books_see_a_message_that_reached_no_channel() -> None:
     assert not ok and rows["n"]["balanced"] == 0 and rows["n"]["emitted"] == 2 and rows["n"]["offered"] == 1
 
 
+@pytest.mark.slow
 def test_a_bus_reconnect_loses_nothing(toks: Tokenizers, tmp_path: Path, mosquitto: Mosquitto) -> None:
     """A changed mqtt: section: the old connection drains and says goodbye, the new one (same client
     id) connects once it has; the bus's books over both hold every message, nothing is lost."""

@@ -155,6 +155,7 @@ def broken_torchaudio(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_broken_native_package_fails_in_a_subprocess(broken_torchaudio: dict[str, str]) -> None:
     r = subprocess.run([sys.executable, "-m", "livetok.cli", "doctor"], capture_output=True, text=True,
                        env=broken_torchaudio, check=False, timeout=300)
@@ -166,6 +167,7 @@ def test_broken_native_package_fails_in_a_subprocess(broken_torchaudio: dict[str
     assert "Traceback" not in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_native_mode_for_setup_is_unchanged(broken_torchaudio: dict[str, str]) -> None:
     """scripts/setup.sh runs ``python -m livetok.commands.doctor --native``: silent and 0 when the native parts
     load, one ``setup:`` line per broken part and 1 when not."""
@@ -178,6 +180,7 @@ def test_native_mode_for_setup_is_unchanged(broken_torchaudio: dict[str, str]) -
     assert bad.stderr.startswith("setup: torchaudio: does not load: ImportError") and len(bad.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_metrics_port_in_use_fails_and_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 

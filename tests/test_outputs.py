@@ -155,6 +155,7 @@ def test_tokenize_uncreatable_output_is_exit_73(case: str, av_clip: Path, tmp_pa
     one_line(capsys, str(out))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("unprivileged_user")
 def test_tokenize_into_a_read_only_directory(av_clip: Path) -> None:
     """As a user who cannot write there (root is run as nobody): one line, exit 73."""
@@ -169,6 +170,7 @@ def test_tokenize_into_a_read_only_directory(av_clip: Path) -> None:
         assert list((top / "ro").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_inspect_output_is_atomic(good_ltk: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ltk = tmp_path / "t.ltk"
     ltk.write_bytes(good_ltk)
@@ -185,6 +187,7 @@ def test_inspect_output_is_atomic(good_ltk: bytes, tmp_path: Path, capsys: pytes
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_fit_output_is_atomic_and_checked_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     media = tmp_path / "m"
     media.mkdir()
@@ -238,6 +241,7 @@ MOMENTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "moment"), [
     (signal.SIGINT, "importing numpy"), (signal.SIGINT, "importing torch"), (signal.SIGINT, "mid-run"),
     (signal.SIGTERM, "importing torch"), (signal.SIGTERM, "mid-run"),

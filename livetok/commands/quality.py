@@ -16,11 +16,18 @@ What is measured, per modality and scale (only the modalities the input has):
 
 With ``compare=True`` each modality also gets a ``reference`` entry, classic codecs at our rate:
 
-* JPEG and WebP (Pillow) per frame at the bit budget of the fine scale at full depth: the quality
-  setting is binary-searched to the largest size at or below the budget. When even the codec's
-  lowest quality is over budget (container and header overhead at ~1 kB per image), the frame is
-  encoded at a reduced resolution and scaled back up (bicubic) for the PSNR, the usual way to
-  run an image codec below its rate floor; only if nothing fits is the smallest output used.
+* JPEG and WebP (Pillow) per frame at the bit budget of a scale at full depth: ``reference`` at
+  the fine scale's budget, ``reference_coarse`` at the coarse scale's. The quality setting is
+  binary-searched to the largest payload at or below the budget. When even the codec's lowest
+  quality is over budget, the frame is encoded at a reduced resolution and scaled back up
+  (bicubic) for the PSNR, the usual way to run an image codec below its rate floor; only if
+  nothing fits is the smallest output used.
+* What a codec's bits count (:func:`payload_bytes`): what a decoder that already holds the
+  codec's fixed tables needs, as our decoder already holds the codebooks. JPEG is written with
+  the standard (Annex K) Huffman tables, and its quantization tables are the standard ones scaled
+  by the quality setting, so its DQT, DHT and APPn segments are not counted and one byte (the
+  quality) is; WebP's 20 bytes of RIFF container are not counted. Everything else is: frame and
+  scan headers, entropy-coded data.
 * Opus (libopus via PyAV) on the model-rate mono signal the tokenizer saw, at the bitrate nearest
   to our fine ``bits_per_second`` that libopus supports (6 to 510 kb/s); its decoded audio goes
   through the same log-mel front end and its ``bits_per_second`` counts the Opus packet bytes.
@@ -59,7 +66,7 @@ OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # sample rates libopus accepts
 OPUS_MIN_BPS, OPUS_MAX_BPS = 6000, 510000
 IMAGE_CODECS = {"jpeg": ("JPEG", 1, 95), "webp": ("WEBP", 0, 100)}  # Pillow format, quality range
 RECON_CHUNK = 32  # frames decoded together when measuring video reconstructions
-DOWNSCALES = (7 / 8, 3 / 4, 5 / 8, 1 / 2, 3 / 8, 1 / 4, 1 / 8)
+DOWNSCALES = (7 / 8, 3 / 4, 5 / 8, 1 / 2, 3 / 8, 1 / 4, 3 / 16, 1 / 8, 1 / 16)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,8 +234,8 @@ def evaluate_video(path: Path, packets: list[TokenPacket], toks: Tokenizers, com
     ks = {s: toks.video.quantizers[s].codebook_size for s in SCALES}
     sent = {s: sum(f.sent for f in frames[s]) for s in SCALES}
     bpp = {s: sent[s] / len(frames[s]) * levels[s] * math.log2(ks[s]) / pixels for s in SCALES}
-    budget = int(bpp["fine"] * pixels // 8)  # bytes per frame for the reference codecs
-    ref = {name: _CodecTotals() for name in IMAGE_CODECS}
+    budgets = {s: int(bpp[s] * pixels // 8) for s in SCALES}  # bytes per frame for the reference codecs
+    ref = {(s, name): _CodecTotals() for s in SCALES for name in IMAGE_CODECS}
 
     seen = 0
     chunk: list[np.ndarray] = []
@@ -238,10 +245,10 @@ def evaluate_video(path: Path, packets: list[TokenPacket], toks: Tokenizers, com
         chunk.append(image)
         if compare:
             orig = image.astype(np.float64)
-            for name in IMAGE_CODECS:
-                nbytes, decoded = encode_at_budget(image, name, budget)
-                ref[name].bytes += nbytes
-                ref[name].sse += float(np.sum((orig - decoded.astype(np.float64)) ** 2))
+            for (s, name), totals in ref.items():
+                nbytes, decoded = encode_at_budget(image, name, budgets[s])
+                totals.bytes += nbytes
+                totals.sse += float(np.sum((orig - decoded.astype(np.float64)) ** 2))
         seen += 1
         if len(chunk) == RECON_CHUNK or seen == n_frames:
             _add_errors(toks, chunk, {s: frames[s][seen - len(chunk) : seen] for s in SCALES}, sse)
@@ -261,10 +268,12 @@ def evaluate_video(path: Path, packets: list[TokenPacket], toks: Tokenizers, com
             "perplexity": perplexity(all_codes, ks[s]),
         }
     if compare:
-        out["reference"] = {
-            name: {"bits_per_pixel": t.bytes * 8 / (pixels * seen), "psnr_db": psnr_db(t.sse / values)}
-            for name, t in ref.items()
-        }
+        for s, key in (("fine", "reference"), ("coarse", "reference_coarse")):
+            out[key] = {
+                name: {"bits_per_pixel": t.bytes * 8 / (pixels * seen), "psnr_db": psnr_db(t.sse / values)}
+                for (scale, name), t in ref.items()
+                if scale == s
+            }
     return out
 
 
@@ -280,11 +289,32 @@ def _add_errors(toks: Tokenizers, images: list[np.ndarray], frames: dict[str, li
         for d in range(1, len(sse[s]) + 1):
             x = toks.video.quantizers[s].decode(codes, d)
             rec = np.stack([unpatchify(x[i * per_frame : (i + 1) * per_frame], patch) for i in range(len(images))])
+            rec = toks.video.finish(rec, s)
             sse[s][d - 1] += float(np.sum((orig - rec.astype(np.float64)) ** 2))
 
 
+JPEG_TABLE_MARKERS = {0xC4, 0xDB, 0xFE, *range(0xE0, 0xF0)}  # DHT, DQT, COM, APPn: fixed or not needed
+WEBP_CONTAINER = 20  # "RIFF" size "WEBP", then the "VP8 " chunk's tag and size
+
+
+def payload_bytes(data: bytes, codec: str) -> int:
+    """The bytes of an encoded image that a decoder holding the codec's fixed tables needs (module
+    doc): a JPEG less its DQT, DHT, COM and APPn segments, plus one byte for the quality setting
+    those tables follow from; a WebP less its RIFF container."""
+    if codec == "webp":
+        return len(data) - WEBP_CONTAINER
+    skipped, i = 0, 2  # after SOI
+    while i + 4 <= len(data) and data[i] == 0xFF and data[i + 1] != 0xDA:  # up to the scan
+        length = 2 + (data[i + 2] << 8 | data[i + 3])
+        if data[i + 1] in JPEG_TABLE_MARKERS:
+            skipped += length
+        i += length
+    return len(data) - skipped + 1
+
+
 def encode_image(image: np.ndarray, codec: str, quality: int, side: int) -> tuple[int, np.ndarray]:
-    """Encode ``image [S, S, 3]`` (shrunk to ``side`` first when smaller) -> bytes, decoded at S."""
+    """Encode ``image [S, S, 3]`` (shrunk to ``side`` first when smaller) -> payload bytes
+    (:func:`payload_bytes`), decoded at S."""
     fmt = IMAGE_CODECS[codec][0]
     size = image.shape[0]
     im = Image.fromarray(image)
@@ -292,7 +322,7 @@ def encode_image(image: np.ndarray, codec: str, quality: int, side: int) -> tupl
         im = im.resize((side, side), Image.Resampling.BOX)
     buf = io.BytesIO()
     if fmt == "JPEG":
-        im.save(buf, fmt, quality=quality, optimize=True)  # optimized Huffman tables: no fixed cost
+        im.save(buf, fmt, quality=quality, optimize=False)  # the standard Huffman tables: not counted
     else:
         im.save(buf, fmt, quality=quality, method=6)
     data = buf.getvalue()
@@ -300,32 +330,50 @@ def encode_image(image: np.ndarray, codec: str, quality: int, side: int) -> tupl
         out = dec.convert("RGB")
         if side != size:
             out = out.resize((size, size), Image.Resampling.BICUBIC)
-        return len(data), np.asarray(out)
+        return payload_bytes(data, codec), np.asarray(out)
 
 
 def encode_at_budget(image: np.ndarray, codec: str, budget: int) -> tuple[int, np.ndarray]:
-    """The highest quality whose output is at most ``budget`` bytes (full size first, then
-    smaller sizes when even the lowest quality is over); the smallest output if nothing fits."""
-    _, q_lo, q_hi = IMAGE_CODECS[codec]
+    """The codec's best reconstruction whose payload is at most ``budget`` bytes: at each size
+    (full first, then smaller ones) the highest quality that fits, and of those sizes the one with
+    the lowest error, searched downwards until a smaller size stops helping; the smallest output
+    if nothing fits."""
     size = image.shape[0]
+    orig = image.astype(np.float64)
     smallest: tuple[int, np.ndarray] | None = None
+    best: tuple[float, tuple[int, np.ndarray]] | None = None
     for side in (size, *sorted({max(8, round(size * f)) for f in DOWNSCALES}, reverse=True)):
-        floor = encode_image(image, codec, q_lo, side)
-        if floor[0] > budget:
+        fit = _best_quality(image, codec, budget, side)
+        if fit is None:
+            floor = encode_image(image, codec, IMAGE_CODECS[codec][1], side)
             if smallest is None or floor[0] < smallest[0]:
                 smallest = floor
             continue
-        best, lo, hi = floor, q_lo + 1, q_hi
-        while lo <= hi:  # largest quality that fits; sizes grow (almost) monotonically with it
-            mid = (lo + hi) // 2
-            trial = encode_image(image, codec, mid, side)
-            if trial[0] <= budget:
-                best, lo = trial, mid + 1
-            else:
-                hi = mid - 1
-        return best
+        err = float(np.mean((orig - fit[1]) ** 2))
+        if best is not None and err >= best[0]:
+            break
+        best = (err, fit)
+    if best is not None:
+        return best[1]
     assert smallest is not None
     return smallest
+
+
+def _best_quality(image: np.ndarray, codec: str, budget: int, side: int) -> tuple[int, np.ndarray] | None:
+    """The highest quality whose payload at ``side`` is at most ``budget`` bytes (None: none is)."""
+    _, q_lo, q_hi = IMAGE_CODECS[codec]
+    floor = encode_image(image, codec, q_lo, side)
+    if floor[0] > budget:
+        return None
+    best, lo, hi = floor, q_lo + 1, q_hi
+    while lo <= hi:  # sizes grow (almost) monotonically with the quality
+        mid = (lo + hi) // 2
+        trial = encode_image(image, codec, mid, side)
+        if trial[0] <= budget:
+            best, lo = trial, mid + 1
+        else:
+            hi = mid - 1
+    return best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,9 +500,9 @@ def format_report(report: dict[str, Any]) -> str:
             quality = "".join(f"{v:>9.2f}" for v in e[q_key])
             perp = "".join(f"{v:>9.1f}" for v in e["perplexity"])
             lines.append(f"  {s:<18}{rate_fmt.format(e[rate_key]):>12}   {quality:<{9 * depth + 2}}{perp}")
-        for name, e in section.get("reference", {}).items():
-            label = f"{name} (reference)"
-            at_full = " " * 9 * (depth - 1) + f"{e[q_key]:>9.2f}"  # compares with full depth
-            lines.append(f"  {label:<18}{rate_fmt.format(e[rate_key]):>12}   {at_full}")
+        for key, label in (("reference", "{} (reference)"), ("reference_coarse", "{} (coarse ref.)")):
+            for name, e in section.get(key, {}).items():
+                at_full = " " * 9 * (depth - 1) + f"{e[q_key]:>9.2f}"  # compares with full depth
+                lines.append(f"  {label.format(name):<18}{rate_fmt.format(e[rate_key]):>12}   {at_full}")
         lines.append("")
     return "\n".join(lines).rstrip("\n")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +32,29 @@ MODALITIES = ("audio", "video")
 def default_codebook_path() -> Path:
     """The codebooks packaged with livetok (fitted by ``scripts/fit-default-codebooks.sh``)."""
     return Path(str(resources.files("livetok") / "codebooks" / "default.safetensors"))
+
+
+PACKAGED_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def packaged_codebook_path(codebook_id: str) -> Path | None:
+    """An earlier default codebook set kept in the package as ``codebooks/<id>.safetensors``
+    (docs/tokenizers.md lists them), so that its token files still decode; None if there is none."""
+    if not PACKAGED_ID.fullmatch(codebook_id):
+        return None
+    path = Path(str(resources.files("livetok") / "codebooks" / f"{codebook_id}.safetensors"))
+    return path if path.is_file() else None
+
+
+def resolve_codebook_path(path: Path | None) -> Path:
+    """``tokenizer.codebooks`` -> a file: None is the packaged default; a file path is itself; a
+    bare codebook id that is no file here names a packaged earlier set (:func:`packaged_codebook_path`)."""
+    if path is None:
+        return default_codebook_path()
+    path = Path(path)
+    if not path.exists():
+        return packaged_codebook_path(str(path)) or path
+    return path
 
 
 def audio_frontend(cfg: AudioConfig) -> dict[str, Any]:
@@ -65,6 +89,9 @@ class CodebookSet:
     scales: dict[str, ScaleArrays]  # key "audio.fine", "video.coarse", ...
     codebook_id: str
     source: str = "<memory>"
+    # Decoder post-processing per video scale, fitted with the codebooks (docs/tokenizers.md):
+    # {"video.fine": {"deblock_width": 2, "deblock_strength": 1.0}, ...}; empty: none (v1 files).
+    decoder: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def scale(self, modality: str, scale: str) -> ScaleArrays:
         return self.scales[f"{modality}.{scale}"]
@@ -107,20 +134,30 @@ class CodebookSet:
                     )
 
 
-def compute_id(frontend: dict[str, dict[str, Any]], scales: dict[str, ScaleArrays]) -> str:
+def compute_id(
+    frontend: dict[str, dict[str, Any]], scales: dict[str, ScaleArrays], decoder: dict[str, Any] | None = None
+) -> str:
+    """The content hash; a decoder section, when there is one, is part of it (a set without one
+    hashes exactly as files written before decoders existed did)."""
     h = hashlib.sha256(json.dumps(frontend, sort_keys=True).encode())
     for key in sorted(scales):
         for arr in (scales[key].mean, scales[key].proj, scales[key].codebooks):
             h.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+    if decoder:
+        h.update(b"decoder" + json.dumps(decoder, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
-def make_set(frontend: dict[str, dict[str, Any]], scales: dict[str, ScaleArrays]) -> CodebookSet:
+def make_set(
+    frontend: dict[str, dict[str, Any]], scales: dict[str, ScaleArrays], decoder: dict[str, Any] | None = None
+) -> CodebookSet:
     scales = {
         k: ScaleArrays(*(np.ascontiguousarray(a, dtype=np.float32) for a in (v.mean, v.proj, v.codebooks)))
         for k, v in scales.items()
     }
-    return CodebookSet(frontend=frontend, scales=scales, codebook_id=compute_id(frontend, scales))
+    decoder = decoder or {}
+    return CodebookSet(frontend=frontend, scales=scales, codebook_id=compute_id(frontend, scales, decoder),
+                       decoder=decoder)
 
 
 def save_codebooks(cbs: CodebookSet, path: Path, extra: dict[str, str] | None = None) -> None:
@@ -131,6 +168,8 @@ def save_codebooks(cbs: CodebookSet, path: Path, extra: dict[str, str] | None = 
         tensors[f"{key}.codebooks"] = arr.codebooks
     meta = {"format": FORMAT, "codebook_id": cbs.codebook_id, "frontend": json.dumps(cbs.frontend, sort_keys=True)}
     meta["shapes"] = json.dumps({k: list(v.shape) for k, v in tensors.items()}, sort_keys=True)
+    if cbs.decoder:
+        meta["decoder"] = json.dumps(cbs.decoder, sort_keys=True)
     meta.update(extra or {})
     with atomic_output(path) as tmp:  # a failed save leaves an existing file as it was
         try:
@@ -142,7 +181,7 @@ def save_codebooks(cbs: CodebookSet, path: Path, extra: dict[str, str] | None = 
 
 def load_codebooks(path: Path | None = None) -> CodebookSet:
     """Load and verify a codebook file; every failure is a one-line CodebookError naming the file."""
-    path = default_codebook_path() if path is None else Path(path)
+    path = resolve_codebook_path(path)
     if not path.is_file():
         raise CodebookError(f"codebook file not found: {path}")
     try:
@@ -166,7 +205,15 @@ def load_codebooks(path: Path | None = None) -> CodebookSet:
         }
     except (KeyError, json.JSONDecodeError) as err:
         raise CodebookError(f"{path}: codebook file is missing {err}") from err
-    cbs = CodebookSet(frontend=frontend, scales=scales, codebook_id=compute_id(frontend, scales), source=str(path))
+    try:
+        decoder = json.loads(meta.get("decoder", "{}"))
+    except json.JSONDecodeError as err:
+        raise CodebookError(f"{path}: metadata 'decoder' is not JSON ({err})") from err
+    problem = decoder_problem(decoder, frontend)
+    if problem:
+        raise CodebookError(f"{path}: {problem}")
+    cbs = CodebookSet(frontend=frontend, scales=scales, codebook_id=compute_id(frontend, scales, decoder),
+                      source=str(path), decoder=decoder)
     if cbs.codebook_id != meta.get("codebook_id"):
         raise CodebookError(
             f"{path}: content hash {cbs.codebook_id} does not match the recorded codebook_id {meta.get('codebook_id')}"
@@ -246,6 +293,29 @@ def content_problem(frontend: Any, scales: dict[str, ScaleArrays]) -> str:
             if huge:
                 return (f"tensor {key}.{name} has {huge} values beyond ±{MAX_ABS_VALUE:g} of {t.size} (the largest "
                         f"{float(np.abs(t).max()):.3g}): not fitted codebooks; tokenizing with them would overflow")
+    return ""
+
+
+DECODER_KEYS = {"deblock_width": int, "deblock_strength": float}
+
+
+def decoder_problem(decoder: Any, frontend: Any) -> str:
+    """Why a codebook file's ``decoder`` metadata cannot be used ("" if it can): per video scale,
+    a deblocking width of 0 to half the scale's patch (pixels) and a strength from 0 to 1."""
+    if not isinstance(decoder, dict):
+        return f"metadata 'decoder' is a {type(decoder).__name__}, not an object"
+    for key, params in decoder.items():
+        if key not in ("video.fine", "video.coarse"):
+            return f"metadata 'decoder' has {key!r}, not a video scale (video.fine, video.coarse)"
+        if not isinstance(params, dict) or set(params) != set(DECODER_KEYS):
+            return f"metadata 'decoder.{key}' is {params!r}, want the keys {sorted(DECODER_KEYS)}"
+        width, strength = params["deblock_width"], params["deblock_strength"]
+        patch = frontend.get("video", {}).get(f"{key.split('.')[1]}_patch") if isinstance(frontend, dict) else None
+        if isinstance(width, bool) or not isinstance(width, int) or not isinstance(patch, int) \
+                or not 0 <= width <= patch // 2:
+            return f"metadata 'decoder.{key}.deblock_width' is {width!r}, want an integer from 0 to half the patch"
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+            return f"metadata 'decoder.{key}.deblock_strength' is {strength!r}, want a number from 0 to 1"
     return ""
 
 

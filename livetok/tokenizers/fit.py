@@ -27,8 +27,8 @@ from livetok.media.decode import decode, open_media
 from livetok.media.frames import to_model_image
 from livetok.tokenizers.audio_frontend import StreamingLogMel, StreamingResampler
 from livetok.tokenizers.codebooks import CodebookSet, ScaleArrays, audio_frontend, make_set, video_frontend
-from livetok.tokenizers.kmeans import fit_rvq, pca
-from livetok.tokenizers.video import patchify, resolve_device
+from livetok.tokenizers.kmeans import fit_rvq, pca, project, refine_rvq
+from livetok.tokenizers.video import VideoTokenizer, deblock, patchify, resolve_device, unpatchify
 
 SCALES = ("fine", "coarse")
 MEDIA_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".mkv", ".mov",
@@ -43,6 +43,8 @@ class FitOptions:
     video_frames_per_file: int = 60  # frames sampled from each video file
     max_vectors: int = 200_000  # training vectors kept per (modality, scale), sampled uniformly beyond this
     max_values: int = 100_000_000  # ... and at most this many values (vectors x their length) per scale
+    refine_rounds: int = 4  # joint refinement rounds of each scale's RVQ codebooks (kmeans.refine_rvq)
+    deblock_pictures: int = 64  # frames (as the tokenizer sees them) kept to fit the deblocking; 0: none
 
 
 def vector_cap(opts: FitOptions, size: int) -> int:
@@ -116,6 +118,7 @@ class TrainingData:
     audio_files: int = 0
     video_frames: int = 0  # frames (images, sampled video frames) turned into vectors
     too_small: list[str] = field(default_factory=list)  # "file: WxH" of frames too small to use
+    pictures: Reservoir | None = None  # flattened [S * S * 3] uint8 frames for fit_deblocking
 
 
 def media_files(inputs: Iterable[Path]) -> list[Path]:
@@ -153,6 +156,8 @@ def gather(files: list[Path], cfg: TokenizerConfig, opts: FitOptions) -> Trainin
     sizes = {f"audio.{s}": cfg.audio.n_mels * getattr(cfg.audio, f"{s}_frames") for s in SCALES}
     sizes |= {f"video.{s}": 3 * getattr(cfg.video, f"{s}_patch") ** 2 for s in SCALES}
     data = TrainingData({k: Reservoir(vector_cap(opts, n), pick_rng) for k, n in sizes.items()})
+    # its own generator, so that keeping pictures does not change which vectors are kept
+    data.pictures = Reservoir(opts.deblock_pictures, np.random.default_rng([opts.seed, 2]))
     counters = dict.fromkeys(sizes, 0)  # rows offered per reservoir (and per lattice), for their keys
     min_side = max(cfg.video.fine_patch, cfg.video.coarse_patch)
     for f in tqdm(files, desc="reading media", unit="file", leave=False):
@@ -180,7 +185,10 @@ def gather(files: list[Path], cfg: TokenizerConfig, opts: FitOptions) -> Trainin
                     small = f"{f.name}: {w}x{h} px"
                 else:
                     data.video_frames += 1
-                    _add_images(data, _augment(rgb, cfg.video.size, opts.crops_per_frame, rng), cfg, counters)
+                    views = _augment(rgb, cfg.video.size, opts.crops_per_frame, rng)
+                    if opts.deblock_pictures:
+                        data.pictures.add(views[0].reshape(1, -1), np.array([data.video_frames]))
+                    _add_images(data, views, cfg, counters)
             i_video += 1
         if small:
             data.too_small.append(small)
@@ -307,7 +315,9 @@ def needed(modality: str, cfg: TokenizerConfig, opts: FitOptions, data: Training
 
 
 def fit(files: list[Path], cfg: TokenizerConfig, opts: FitOptions, base: CodebookSet | None) -> CodebookSet:
-    """Fit every scale that the inputs have data for; take the others from ``base``.
+    """Fit every scale that the inputs have data for; take the others from ``base``. The fitted
+    video scales get decoder metadata: the deblocking fitted on up to ``opts.deblock_pictures``
+    of the frames, as the tokenizer sees them (:func:`fit_deblocking`).
 
     Too little data for a scale is one MediaError line saying how much is needed."""
     data = gather(files, cfg, opts)
@@ -329,7 +339,7 @@ def fit(files: list[Path], cfg: TokenizerConfig, opts: FitOptions, base: Codeboo
         tqdm.write(f"livetok: warning: skipped frames too small to fit from (a short side under "
                    f"{max(cfg.video.fine_patch, cfg.video.coarse_patch)} px): {', '.join(data.too_small)}",
                    file=sys.stderr)
-    total = sum(getattr(getattr(cfg, m), s).levels * opts.iters for m, s in jobs)
+    total = sum(getattr(getattr(cfg, m), s).levels * opts.iters + opts.refine_rounds for m, s in jobs)
     with tqdm(total=total, desc="fitting codebooks", unit="iter") as bar:
         for modality, scale in jobs:
             key = f"{modality}.{scale}"
@@ -337,10 +347,19 @@ def fit(files: list[Path], cfg: TokenizerConfig, opts: FitOptions, base: Codeboo
             rvq = getattr(getattr(cfg, modality), scale)
             bar.set_postfix_str(f"{key} ({x.shape[0]} vectors)")
             mean, proj = pca(x, rvq.dim)
-            z = (x - mean) @ proj
+            z = project(x, mean, proj)
             del x
             books = fit_rvq(z, rvq.levels, rvq.codebook_size, opts.iters, opts.seed, device, progress=bar.update)
+            books = refine_rvq(z, books, opts.refine_rounds, device, progress=bar.update)
             scales[key] = ScaleArrays(mean, proj, books)
+    return _complete(scales, data, cfg, base)
+
+
+def _complete(scales: dict[str, ScaleArrays], data: TrainingData, cfg: TokenizerConfig,
+              base: CodebookSet | None) -> CodebookSet:
+    """The fitted scales, the others (and their front end and decoder metadata) from ``base``, and
+    the deblocking of the fitted video scales on the pictures ``data`` kept."""
+    fitted = set(scales)
     frontend = {"audio": audio_frontend(cfg.audio), "video": video_frontend(cfg.video)}
     for key in [f"{m}.{s}" for m in ("audio", "video") for s in SCALES]:
         if key not in scales:
@@ -349,4 +368,33 @@ def fit(files: list[Path], cfg: TokenizerConfig, opts: FitOptions, base: Codeboo
             scales[key] = base.scales[key]
             modality = key.split(".")[0]
             frontend[modality] = base.frontend[modality]
-    return make_set(frontend, scales)
+    decoder = {k: v for k, v in (base.decoder if base is not None else {}).items() if k not in fitted}
+    pictures = data.pictures.result() if data.pictures is not None else np.zeros((0, 0), np.uint8)
+    if fitted & {"video.fine", "video.coarse"} and pictures.size:
+        size = cfg.video.size
+        deblocking = fit_deblocking(make_set(frontend, scales), cfg, pictures.reshape(-1, size, size, 3))
+        decoder |= {k: v for k, v in deblocking.items() if k in fitted}
+    return make_set(frontend, scales, decoder)
+
+DEBLOCK_STRENGTHS = (0.25, 0.5, 0.7, 0.85, 1.0)
+
+
+def fit_deblocking(cbs: CodebookSet, cfg: TokenizerConfig, images: np.ndarray) -> dict[str, dict[str, float]]:
+    """Decoder metadata for ``cbs``: per video scale, the deblocking width (0 to half the patch)
+    and strength (:data:`DEBLOCK_STRENGTHS`) with the lowest squared error on ``images [N, S, S, 3]``
+    uint8 (training pictures as the tokenizer sees them), reconstructed at full depth."""
+    tok = VideoTokenizer(cfg.video, cbs, "cpu")
+    codes = tok.encode(images).codes
+    out: dict[str, dict[str, float]] = {}
+    orig = images.astype(np.float64)
+    for scale in SCALES:
+        patch = tok.patch[scale]
+        rec = np.stack([unpatchify(tok.quantizers[scale].decode(c), patch) for c in codes[scale]])
+        best = (float(np.sum((orig - rec) ** 2)), 0, 0.0)
+        for width in range(1, patch // 2 + 1):
+            for strength in DEBLOCK_STRENGTHS:
+                err = float(np.sum((orig - deblock(rec, patch, width, strength)) ** 2))
+                if err < best[0]:
+                    best = (err, width, strength)
+        out[f"video.{scale}"] = {"deblock_width": best[1], "deblock_strength": best[2]}
+    return out

@@ -2,7 +2,8 @@
 
 With the defaults (224 x 224): fine patches 16 x 16 px (14 x 14 = 196 per frame, 4 x 1024 codes
 each), coarse patches 32 x 32 px (7 x 7 = 49 per frame, 2 x 1024 codes each). A patch vector is
-the patch's pixels in row-major (y, x, RGB) order scaled to [0, 1].
+the patch's pixels in row-major (y, x, RGB) order scaled to [0, 1]. Reconstructions are deblocked
+when the codebooks' decoder metadata says so (:func:`deblock`).
 
 :class:`VideoTokenizer` is stateless and batched (frames from many sources in one call);
 :class:`VideoStream` holds one source's incremental (delta) state and sequence numbers.
@@ -54,6 +55,29 @@ def unpatchify(vectors: np.ndarray, patch: int) -> np.ndarray:
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
+def deblock(images: np.ndarray, patch: int, width: int, strength: float) -> np.ndarray:
+    """Smooth the seams of a patch-wise reconstruction: ``images [..., S, S, 3]`` uint8 -> the same.
+
+    Each reconstructed patch is decoded on its own, so neighbours meet with a step. Across every
+    patch boundary, each side moves towards the other by a linear ramp of the step: the pixel at
+    distance ``d`` (0 at the boundary) by ``strength * (1 - (d + 0.5) / width) / 2`` of it, so a
+    flat step becomes a gradient; rows first, then columns. ``width <= patch // 2``: the ramps of
+    two boundaries never overlap. The parameters are fitted with the codebooks (decoder metadata)."""
+    if width <= 0 or strength <= 0:
+        return images
+    x = images.astype(np.float64)
+    size = x.shape[-2]
+    left = np.arange(patch, size, patch)  # the first pixel after each boundary
+    for axis in (-3, -2):
+        y = np.moveaxis(x, axis, 0)  # a view: writes go to x
+        jump = y[left] - y[left - 1]
+        for d in range(width):
+            w = strength * 0.5 * (1.0 - (d + 0.5) / width)
+            y[left - 1 - d] += w * jump
+            y[left + d] -= w * jump
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class BatchCodes:
     """Codes of a batch: ``codes[scale] [B, P, L] uint16``; ``vectors[scale] [B, P, d] float16`` or None."""
@@ -76,6 +100,11 @@ class VideoTokenizer:
             for s in SCALES
             for arr in [codebooks.scale("video", s)]
         }
+        self.deblocking = {  # (width px, strength) per scale; (0, 0): none, as in v1 codebooks
+            s: (int(d.get("deblock_width", 0)), float(d.get("deblock_strength", 0.0)))
+            for s in SCALES
+            for d in [codebooks.decoder.get(f"video.{s}", {})]
+        }
 
     @torch.inference_mode()
     def encode(self, images: np.ndarray, vectors: bool = False) -> BatchCodes:
@@ -92,8 +121,14 @@ class VideoTokenizer:
         return BatchCodes(codes=codes, vectors=vecs)
 
     def reconstruct(self, codes: np.ndarray, scale: str, depth: int | None = None) -> np.ndarray:
-        """``codes [P, L]`` for a full grid -> ``[S, S, 3]`` uint8 image using ``depth`` levels."""
-        return unpatchify(self.quantizers[scale].decode(codes, depth), self.patch[scale])
+        """``codes [P, L]`` for a full grid -> ``[S, S, 3]`` uint8 image using ``depth`` levels,
+        deblocked as the codebooks' decoder metadata says (:func:`deblock`)."""
+        return self.finish(unpatchify(self.quantizers[scale].decode(codes, depth), self.patch[scale]), scale)
+
+    def finish(self, images: np.ndarray, scale: str) -> np.ndarray:
+        """The decoder's last step on unpatchified reconstructions ``[..., S, S, 3]`` uint8."""
+        width, strength = self.deblocking[scale]
+        return deblock(images, self.patch[scale], width, strength)
 
     def stream(self, source: str, clock: Clock = Clock.MEDIA) -> VideoStream:
         return VideoStream(self, source, clock)
