@@ -22,9 +22,9 @@ import time
 import numpy as np
 from _common import best_median, interleaved, print_header, table
 
+from livetok.config.tokenizer import DeltaConfig
+from livetok.media.frames import to_model_image
 from livetok.tokenizers import TokenizerConfig, Tokenizers, VideoConfig
-from livetok.tokenizers.config import DeltaConfig
-from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.patch_delta import patch_change, patch_change_numpy
 from livetok.tokenizers.video import SCALES
 

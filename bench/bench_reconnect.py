@@ -41,7 +41,7 @@ from streamgen import Proc, free_port, wait_listening, wait_until
 
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
-from livetok.daemon.stopping import StopControl
+from livetok.runtime.stopping import StopControl
 from livetok.wire import Flag, Modality, Scale, TokenPacket, decode_packet
 
 NS = 1_000_000_000

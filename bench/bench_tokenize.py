@@ -33,7 +33,7 @@ from _common import REPO, print_header, table
 
 VENV_BIN = Path(sys.executable).parent
 STARTUP = (
-    "from livetok.config import load_config; from livetok.tokenize_file import tokenize_files; "
+    "from livetok.config import load_config; from livetok.commands.tokenize import tokenize_files; "
     "from livetok.tokenizers import Tokenizers; Tokenizers.from_config(load_config(None).tokenizer)"
 )
 ALL_CORES_CLI = (
@@ -44,7 +44,7 @@ IN_PROCESS = """
 import sys, time
 from pathlib import Path
 from livetok.config import load_config
-from livetok.tokenize_file import tokenize_files
+from livetok.commands.tokenize import tokenize_files
 from livetok.tokenizers import Tokenizers
 toks = Tokenizers.from_config(load_config(None).tokenizer)
 best = float("inf")

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from _common import best_median, interleaved, print_header, table, timings
 
+from livetok.media.frames import to_model_image
 from livetok.tokenizers import TokenizerConfig, Tokenizers
-from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.rvq import ScaleQuantizer, argmin_rows
 from livetok.tokenizers.video import PIXEL_SCALE, SCALES, patch_pixels
 

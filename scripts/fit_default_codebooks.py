@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from livetok.config.tokenizer import TokenizerConfig
+from livetok.media.frames import to_model_image
 from livetok.tokenizers.codebooks import load_codebooks, make_set, save_codebooks
-from livetok.tokenizers.config import TokenizerConfig
 from livetok.tokenizers.fit import FitOptions, fit, fit_deblocking, media_files
-from livetok.tokenizers.frames import to_model_image
 
 # deblock_pictures=0: the deblocking is fitted below on every corpus picture, not on a sample
 OPTIONS = FitOptions(iters=20, seed=0, max_vectors=400_000, max_values=300_000_000, refine_rounds=4,

@@ -70,7 +70,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   quiet .venv/bin/python -m pip check \
     || { echo "setup: FAILED: pip check found inconsistent packages (above): rerun with a clean .venv: rm -rf .venv && bash scripts/setup.sh" >&2; exit 1; }
   # The native parts must load, not just be present (torchaudio 2.11.1 once installed fine and did not load).
-  .venv/bin/python -m livetok.doctor --native || { echo "setup: FAILED: see the line above" >&2; exit 1; }
+  .venv/bin/python -m livetok.commands.doctor --native || { echo "setup: FAILED: see the line above" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
 echo "setup: ready (.venv/bin/livetok)"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
-import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from requires import require
 
 _LIVE: set[subprocess.Popen[bytes]] = set()
 
@@ -45,14 +45,6 @@ def _kill_leftovers() -> None:
     for proc in list(_LIVE):
         with contextlib.suppress(OSError):
             proc.kill()
-
-
-def need_tool(name: str) -> str:
-    """The tool's path (``/usr/sbin`` included), or skip the test naming it."""
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
-    if path is None:
-        pytest.skip(f"{name} is not installed (scripts/setup.sh installs it)")
-    return path
 
 
 def free_port() -> int:
@@ -84,7 +76,7 @@ class Certs:
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run([need_tool("openssl"), *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+    subprocess.run([require("openssl"), *args], cwd=cwd, check=True, capture_output=True, timeout=30)
 
 
 def make_certs(directory: Path, san: tuple[str, ...] = ("IP:127.0.0.1", "DNS:localhost"),
@@ -212,7 +204,7 @@ class Mosquitto:
             pw = self.workdir / "passwd"
             pw.write_text("".join(f"{u}:{p}\n" for u, p in o.users.items()))
             pw.chmod(0o600)
-            subprocess.run([need_tool("mosquitto_passwd"), "-U", str(pw)], check=True, capture_output=True,
+            subprocess.run([require("mosquitto_passwd"), "-U", str(pw)], check=True, capture_output=True,
                            timeout=30)
             lines.append(f"password_file {pw}")
         if o.acl is not None:
@@ -233,7 +225,7 @@ class Mosquitto:
         """Start on the same port(s) as before; return once they accept connections."""
         if self.running:
             return self
-        binary = need_tool("mosquitto")
+        binary = require("mosquitto")
         log = open(self.log_path, "ab")  # noqa: SIM115 -- the child holds it; closed right after spawning
         try:
             self.proc = subprocess.Popen([binary, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT,

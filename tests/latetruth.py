@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from livetok.probe import probe_file
+from livetok.commands.probe import probe_file
 from livetok.wire import Flag, TokenPacket, read_ltk
 
 NS = 1_000_000_000

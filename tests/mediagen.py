@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
+from requires import require
+
 
 def ffmpeg(*args: str) -> None:
     """Run ffmpeg quietly; a failure raises CalledProcessError with its stderr."""
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+    subprocess.run([require("ffmpeg"), "-nostdin", "-loglevel", "error", "-y", *args], check=True)

@@ -25,20 +25,10 @@ from typing import Any, TypeVar
 
 import pytest
 from mediagen import ffmpeg
+from requires import require
 
 T = TypeVar("T")
 TESTS = Path(__file__).resolve().parent
-
-
-def need(tool: str) -> str:
-    """The tool's path, or skip the test naming it (fail it under ``CI=true``: CI has every tool)."""
-    path = shutil.which(tool)
-    if path is None:
-        why = f"{tool} is not installed (scripts/setup.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    return path
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -70,6 +60,15 @@ def listening(port: int) -> bool:
         if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: TCP_LISTEN
             return True
     return False
+
+
+def udp_bound(port: int) -> bool:
+    """Whether a UDP socket is bound to the port (a reader waiting for its sender), from /proc/net/udp."""
+    try:
+        rows = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(int(row.split()[1].rsplit(":", 1)[1], 16) == port for row in rows)
 
 
 def wait_listening(port: int, timeout_s: float = 10.0) -> None:
@@ -225,6 +224,7 @@ class StallingHttpServer:
         self.port = int(self._srv.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}/live.ts"
         self.connections = 0
+        self.sent_ns = 0  # monotonic ns: the last byte sent (then silence)
         self._conns: list[socket.socket] = []
         self._closed = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -241,6 +241,7 @@ class StallingHttpServer:
             try:
                 conn.recv(65536)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\n" + self.prefix)
+                self.sent_ns = time.monotonic_ns()
             except OSError:
                 continue  # the reader gave up first
 
@@ -313,7 +314,7 @@ class PulseAudio:
 def pulse() -> Iterator[PulseAudio]:
     """A private PulseAudio daemon with a null sink ``vmic`` at 16 kHz; killed at teardown."""
     for tool in ("pulseaudio", "pacat", "pactl", "ffmpeg"):
-        need(tool)
+        require(tool)
     # A short path: the daemon's unix socket path must fit in 108 bytes.
     root = Path(tempfile.mkdtemp(prefix="lt-pa-"))
     pa = PulseAudio(root / "xdg", rate=16000)
@@ -384,7 +385,7 @@ def mic_child_main() -> None:
     import numpy as np
     import sounddevice as sd
 
-    from livetok.streams.backoff import BackoffPolicy
+    from livetok.runtime.backoff import BackoffPolicy
     from livetok.streams.handoff import Handoff
     from livetok.streams.mic import MicOptions, MicSource
     from livetok.streams.types import AudioCapture, SourceStats

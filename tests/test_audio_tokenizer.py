@@ -6,11 +6,12 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mediagen import ffmpeg
 
-from livetok.tokenize_file import TokenizeReport, tokenize_file
+from livetok.commands.tokenize import TokenizeReport, tokenize_file
 from livetok.tokenizers import Tokenizers
 from livetok.wire import Flag, Scale, TokenPacket
 
@@ -45,6 +46,7 @@ def offline(toks: Tokenizers, x: np.ndarray, rate: int = RATE) -> list[TokenPack
     return run_chunks(toks, x, [], rate)
 
 
+@pytest.mark.slow
 def test_offline_counts_and_timestamps(toks: Tokenizers) -> None:
     packets = offline(toks, SIGNAL)
     fine = [p for p in packets if p.scale == Scale.FINE]

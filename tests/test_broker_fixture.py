@@ -7,8 +7,10 @@ import socket
 import ssl
 import subprocess
 
-from broker import BrokerOptions, MosquittoFactory, need_tool, port_open
+import pytest
+from broker import BrokerOptions, MosquittoFactory, port_open
 from netproxy import NetProxy
+from requires import require
 
 # an MQTT 3.1.1 CONNECT (clean session, keepalive 60, client id "t") and the CONNACK it gets
 CONNECT = bytes([0x10, 13, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 1]) + b"t"
@@ -47,7 +49,7 @@ def test_a_broker_with_every_option_starts_restarts_and_dies(mosquitto_factory: 
                 ctx.wrap_socket(raw, server_hostname=name) as tls:
             assert tls.version() is not None
     # a third-party client logs in with the password
-    pub = subprocess.run([need_tool("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(b.port), "-u", "u", "-P", "p",
+    pub = subprocess.run([require("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(b.port), "-u", "u", "-P", "p",
                           "-t", "livetok/x", "-m", "hi", "-q", "1"], capture_output=True, timeout=10)
     assert pub.returncode == 0, pub.stderr
     port = b.port
@@ -58,6 +60,7 @@ def test_a_broker_with_every_option_starts_restarts_and_dies(mosquitto_factory: 
     assert b.running and b.port == port and port_open(port) and b.starts == 3
 
 
+@pytest.mark.slow
 def test_the_proxy_forwards_cuts_and_black_holes(mosquitto_factory: MosquittoFactory) -> None:
     b = mosquitto_factory()
     with NetProxy(b.port) as proxy:

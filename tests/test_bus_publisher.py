@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -19,15 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker import BrokerOptions, Mosquitto, MosquittoFactory, free_port, need_tool
+from broker import BrokerOptions, Mosquitto, MosquittoFactory, free_port
 from netproxy import NetProxy
+from requires import require
 
 from livetok.bus.properties import CONTENT_TYPE
 from livetok.client import Subscriber
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
 from livetok.daemon.runner import RunReport
+from livetok.runtime.stopping import StopControl
 from livetok.wire import AlignedStep, TokenPacket, decode_packet, read_ltk
+
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
 
 Key = tuple[str, str, int]  # (stream topic tail, kind, seq)
 
@@ -46,16 +51,22 @@ class DaemonThread:
     """``livetok run`` in a thread of this process (the tokenizers load once per test session)."""
 
     def __init__(self, cfg: LivetokConfig, seconds: float) -> None:
-        self.cfg, self.seconds = cfg, seconds
+        self.cfg, self.seconds = cfg, seconds  # seconds: the run's length, or its bound when stopped on an event
         self.report: RunReport | None = None
         self.error: BaseException | None = None
+        self.control = StopControl()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         try:
-            self.report = run_blocking(self.cfg, self.seconds)
+            self.report = run_blocking(self.cfg, self.seconds, self.control)
         except BaseException as err:  # handed to the test
             self.error = err
+
+    def stop(self) -> RunReport:
+        """End the run now (as its duration would) and join it."""
+        self.control.request("duration")
+        return self.join()
 
     def start(self) -> DaemonThread:
         self.thread.start()
@@ -113,6 +124,14 @@ class Collector:
             self.error = err
             self._ready.set()
 
+    def has_tails(self, made: set[Key]) -> bool:
+        """Every stream's last message in ``made`` has arrived: what was delivered is all here."""
+        last: dict[tuple[str, str], int] = {}
+        for tail, kind, seq in made:
+            last[(tail, kind)] = max(seq, last.get((tail, kind), -1))
+        got = set(self.keys)
+        return all((tail, kind, seq) in got for (tail, kind), seq in last.items())
+
     def start(self) -> Collector:
         self.thread.start()
         assert self._ready.wait(30), "subscriber did not connect"
@@ -120,9 +139,12 @@ class Collector:
             raise self.error
         return self
 
-    def stop(self, quiet_s: float = 2.0, limit_s: float = 30.0) -> Collector:
-        """Stop once nothing arrived for ``quiet_s`` (bounded by ``limit_s``)."""
+    def stop(self, quiet_s: float = 2.0, limit_s: float = 30.0, until: Callable[[], bool] | None = None) -> Collector:
+        """Stop once ``until()`` holds and then nothing more came for ``quiet_s`` (a duplicate or a
+        straggler would), or, without ``until``, once nothing came for ``quiet_s``; bounded by ``limit_s``."""
         end = time.monotonic() + limit_s
+        while until is not None and not until() and time.monotonic() < end:
+            time.sleep(0.05)
         n = -1
         while time.monotonic() < end and n != len(self.messages):
             n = len(self.messages)
@@ -157,11 +179,13 @@ def persistent(client_id: str, url: str) -> dict[str, Any]:
 
 def test_every_message_arrives_with_its_properties(tmp_path: Path, mosquitto: Mosquitto) -> None:
     sub = Collector(mosquitto.url, qos=1).start()
-    report = DaemonThread(daemon_config(tmp_path, mosquitto.port), 4.0).start().join()
-    sub.stop()
-    check_books(report)
+    report = DaemonThread(daemon_config(tmp_path, mosquitto.port), 3.0).start().join()
     made = truth(tmp_path / "host1.ltk")
-    assert len(made) > 100 and set(sub.keys) == made and len(sub.keys) == len(made)
+    sub.stop(quiet_s=0.5, until=lambda: set(sub.keys) >= made)
+    check_books(report)
+    streams = {"cam/audio/fine", "cam/audio/coarse", "cam/video/fine", "cam/video/coarse", "cam/steps"}
+    assert {k[0] for k in made} == streams  # every stream carried messages (however many a busy machine made)
+    assert set(sub.keys) == made and len(sub.keys) == len(made)
     assert bus(report)["written"] == len(made) and bus(report)["connects"] == 1
     s = sub.stats.total
     assert s.gaps == 0 and s.duplicates == 0 and s.missing == 0
@@ -176,21 +200,32 @@ def test_every_message_arrives_with_its_properties(tmp_path: Path, mosquitto: Mo
 def test_mosquitto_sub_receives_payloads_that_decode_as_the_spec_says(tmp_path: Path, mosquitto: Mosquitto) -> None:
     """A client we did not write: mosquitto_sub prints each message's topic, v5 properties and payload
     as hex; every payload decodes to the packet named by its topic."""
-    tool = need_tool("mosquitto_sub")
+    tool, pub = require("mosquitto_sub"), require("mosquitto_pub")
     out = tmp_path / "sub.txt"
+
+    def printed() -> list[str]:
+        return out.read_text().splitlines()
+
     with open(out, "w") as f:
         proc = subprocess.Popen([tool, "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
-                                 "-t", "livetok/host1/#", "-F", "%t %C %P %x", "-W", "40"], stdout=f)
+                                 "-t", "livetok/host1/#", "-F", "%t %C %P %x", "-W", "60"], stdout=f)
         try:
-            time.sleep(0.5)
+            def subscribed() -> bool:  # it prints what we publish: its subscription is in place
+                subprocess.run([pub, "-h", "127.0.0.1", "-p", str(mosquitto.port), "-t", "livetok/host1/probe",
+                                "-m", "x"], check=True, timeout=10)
+                time.sleep(0.05)
+                return any(ln.startswith("livetok/host1/probe ") for ln in printed())
+            _wait(subscribed, "saw mosquitto_sub subscribed", 30.0)
             DaemonThread(daemon_config(tmp_path, mosquitto.port), 3.0).start().join()
-            time.sleep(1.0)
+            sent = sum(isinstance(p, TokenPacket) for p in read_ltk(tmp_path / "host1.ltk").packets)
+            _wait(lambda: sum(ln.split(" ")[0].count("/") == 4 for ln in printed()) >= sent,
+                  "printed every token message", 30.0)
         finally:
             proc.terminate()
             proc.wait(10)
-    lines = out.read_text().splitlines()
+    lines = printed()
     tokens = [ln for ln in lines if ln.split(" ")[0].count("/") == 4]
-    assert len(tokens) > 50
+    assert len(tokens) == sent > 0  # every token packet the daemon made, once
     for line in tokens:
         topic, rest = line.split(" ", 1)
         props, payload = rest.rsplit(" ", 1)
@@ -204,20 +239,31 @@ def test_mosquitto_sub_receives_payloads_that_decode_as_the_spec_says(tmp_path: 
 
 # -- broker restarts and crashes -------------------------------------------------------------------
 
-def _while_running(cfg: LivetokConfig, seconds: float, fault: Callable[[], None], at_s: float) -> RunReport:
-    d = DaemonThread(cfg, seconds).start()
-    time.sleep(at_s)
+def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < end, f"never {what}"
+        time.sleep(0.05)
+
+
+def _while_running(cfg: LivetokConfig, sub: Collector, fault: Callable[[], None]) -> RunReport:
+    """The daemon publishing (the subscriber has 200 messages), then ``fault()``, then the subscriber
+    back and 200 messages more, then the end of the run (60 s at most)."""
+    d = DaemonThread(cfg, 60.0).start()
+    _wait(lambda: len(sub.keys) >= 200, "got 200 messages before the fault")
+    before = len(sub.keys)
     fault()
-    return d.join()
+    _wait(lambda: len(sub.keys) >= before + 200, "got 200 messages after the fault")
+    return d.stop()
 
 
 def test_graceful_broker_restart_loses_nothing(tmp_path: Path, mosquitto_factory: MosquittoFactory) -> None:
     broker = mosquitto_factory(persistence=True)
     sub = Collector(broker.url, **persistent("restart-sub", broker.url)).start()
-    report = _while_running(daemon_config(tmp_path, broker.port), 9.0, lambda: broker.restart(down_s=1.5), 5.0)
-    sub.stop()
-    check_books(report)
+    report = _while_running(daemon_config(tmp_path, broker.port), sub, lambda: broker.restart(down_s=1.5))
     made = truth(tmp_path / "host1.ltk")
+    sub.stop(quiet_s=0.5, until=lambda: made <= set(sub.keys))
+    check_books(report)
     b = bus(report)
     assert b["reconnects"] >= 1 and b["dropped"] == 0 and b["failed"] == 0
     assert made <= set(sub.keys), f"{len(made - set(sub.keys))} missing"
@@ -237,10 +283,10 @@ def test_broker_kill(tmp_path: Path, mosquitto_factory: MosquittoFactory, autosa
         time.sleep(1.0)
         broker.start()
 
-    report = _while_running(daemon_config(tmp_path, broker.port), 9.0, kill, 5.0)
-    sub.stop()
-    check_books(report)
+    report = _while_running(daemon_config(tmp_path, broker.port), sub, kill)
     made = truth(tmp_path / "host1.ltk")
+    sub.stop(quiet_s=0.5, until=lambda: sub.has_tails(made))
+    check_books(report)
     lost = made - set(sub.keys)
     b = bus(report)
     assert b["dropped"] == 0 and b["failed"] == 0  # the daemon lost nothing it could know of
@@ -253,41 +299,49 @@ def test_broker_kill(tmp_path: Path, mosquitto_factory: MosquittoFactory, autosa
 
 # -- network faults through a proxy ----------------------------------------------------------------
 
+@pytest.mark.timeout(300)  # 50 fault cycles: 30-50 s
 def test_network_cuts_and_black_holes(tmp_path: Path, mosquitto_factory: MosquittoFactory) -> None:
     """50 fault cycles — 46 dropped connections and 4 black holes (no FIN: found by keepalive) — while
-    publishing: nothing
-    lost beyond what the daemon's books report as dropped, duplicates at most the in-flight window per
-    reconnect."""
+    publishing: nothing lost beyond what the daemon's books report as dropped, duplicates at most the
+    in-flight window per reconnect. Each cut comes once the daemon publishes through its new
+    connection (every cut cuts one); each black hole lasts until the daemon, its keepalive expired,
+    opens a new connection."""
     broker = mosquitto_factory(persistence=True)
     sub = Collector(broker.url, **persistent("cut-sub", broker.url)).start()
     proxy = NetProxy(broker.port)
     cycles = {"cut": 0, "hole": 0}
 
+    def publishing() -> None:  # connected through the proxy, and 1 kB of publishes since the last fault
+        mark = proxy.bytes_up
+        _wait(lambda: proxy.connections >= 1 and proxy.bytes_up > mark + 1000, "published again", 30.0)
+
     def faults() -> None:
         for i in range(50):
+            publishing()
             if i % 12 == 11:
+                accepted = proxy.accepted
                 proxy.blackhole()
-                time.sleep(5.0)  # keepalive 2 s: paho gives up after 1.5 x, then backoff
+                _wait(lambda: proxy.accepted > accepted, "gave up the black hole (keepalive 2 s)", 30.0)  # noqa: B023
                 proxy.cut()
                 proxy.restore()
                 cycles["hole"] += 1
             else:
-                time.sleep(0.35)
-                cycles["cut"] += proxy.cut() > 0 or 0
+                cycles["cut"] += proxy.cut() > 0
+        publishing()
     try:
         cfg = daemon_config(tmp_path, proxy.port, mqtt={"buffer_messages": 100_000})
-        d = DaemonThread(cfg, 42.0).start()
-        time.sleep(4.0)
+        d = DaemonThread(cfg, 240.0).start()
         faults()
-        report = d.join()
+        report = d.stop()
     finally:
         proxy.close()
-    sub.stop()
-    check_books(report)
     made = truth(tmp_path / "host1.ltk")
-    got = set(sub.keys)
     b = bus(report)
-    assert b["reconnects"] >= 10 and cycles["cut"] >= 10 and cycles["hole"] == 4  # a cut during a backoff cuts nothing
+    sub.stop(quiet_s=0.5, until=lambda: len(made - set(sub.keys)) <= b["dropped"] + b["failed"])
+    check_books(report)
+    got = set(sub.keys)
+    assert cycles == {"cut": 46, "hole": 4}  # every cut cut a live connection
+    assert b["reconnects"] >= 50
     lost = made - got
     assert len(lost) == b["dropped"] + b["failed"], (len(lost), b)
     assert sub.stats.total.duplicates <= b["reconnects"] * b["receive_maximum"]
@@ -300,18 +354,18 @@ def test_oversize_is_refused_before_sending(tmp_path: Path, mosquitto_factory: M
     are refused and counted before they are sent; the connection never drops; the rest arrives."""
     broker = mosquitto_factory(extra=("max_packet_size 1024",))
     sub = Collector(broker.url, qos=1).start()
-    report = DaemonThread(daemon_config(tmp_path, broker.port), 4.0).start().join()
-    sub.stop()
-    check_books(report)
-    b = bus(report)
-    assert b["connects"] == 1 and b["reconnects"] == 0
-    assert b["refused"] == b["failed"] > 0
+    report = DaemonThread(daemon_config(tmp_path, broker.port), 3.0).start().join()
     made = truth(tmp_path / "host1.ltk")
-    got = set(sub.keys)
     # Video fine packets (~1.7 KB) never fit; audio and coarse video always do; a step's size follows
     # how many packets it names, so a short one may fit: each step is either received or refused.
     fine_video = {k for k in made if k[0].endswith("video/fine")}
     small = {k for k in made if k[1] == "packet"} - fine_video
+    sub.stop(quiet_s=0.5, until=lambda: small <= set(sub.keys))
+    check_books(report)
+    b = bus(report)
+    assert b["connects"] == 1 and b["reconnects"] == 0
+    assert b["refused"] == b["failed"] > 0
+    got = set(sub.keys)
     assert got <= made and not got & fine_video and small <= got
     assert len(got) == len(sub.keys) and b["failed"] == len(made - got)
 
@@ -394,13 +448,13 @@ def test_three_daemons_two_shared_consumers(tmp_path: Path, mosquitto: Mosquitto
     cfgs = [daemon_config(tmp_path, mosquitto.port, instance=f"host{i}", fps=5) for i in range(3)]
     threads = [DaemonThread(c, 3.0).start() for c in cfgs]
     reports = [t.join() for t in threads]
-    a.stop()
-    b.stop()
-    for r in reports:
-        check_books(r)
     made: list[tuple[str, Key]] = []
     for i in range(3):
         made += [(f"host{i}", k) for k in truth(tmp_path / f"host{i}.ltk")]
+    a.stop(quiet_s=0.5, until=lambda: len(a.keys) + len(b.keys) >= len(made))
+    b.stop(quiet_s=0.5)
+    for r in reports:
+        check_books(r)
     got_a = [(m.instance, k) for m, k in zip([m for m in a.messages if m.packet or m.step], a.keys, strict=True)]
     got_b = [(m.instance, k) for m, k in zip([m for m in b.messages if m.packet or m.step], b.keys, strict=True)]
     assert len(got_a) + len(got_b) == len(made)  # once each
@@ -415,12 +469,13 @@ def test_a_stalled_consumer_costs_the_daemon_nothing(tmp_path: Path, mosquitto_f
     broker = mosquitto_factory(persistence=True, max_queued_messages=100_000)
     first = Collector(broker.url, **persistent("stalled", broker.url)).start()
     first.stop(quiet_s=0.1, limit_s=0.1)  # gone, its session kept
-    report = DaemonThread(daemon_config(tmp_path, broker.port), 5.0).start().join()
-    back = Collector(broker.url, **persistent("stalled", broker.url)).start().stop()
+    report = DaemonThread(daemon_config(tmp_path, broker.port), 4.0).start().join()
+    made = truth(tmp_path / "host1.ltk")
+    back = Collector(broker.url, **persistent("stalled", broker.url)).start()
+    back.stop(quiet_s=0.5, until=lambda: back.has_tails(made))
     check_books(report)
     b = bus(report)
     assert b["queue_max_depth"] <= b["receive_maximum"] + 50  # a handful waiting for acks, no backlog
-    made = truth(tmp_path / "host1.ltk")
     assert set(back.keys) | set(first.keys) >= made and back.stats.total.missing == 0
 
 
@@ -443,7 +498,7 @@ def test_every_publish_is_checked_against_the_limit(tmp_path: Path, mosquitto_fa
     sub = Collector(broker.url, qos=1).start()
     r = subprocess.run([sys.executable, "-m", "livetok.cli", "run", "-c", str(cfg), "--duration", "5"],
                        capture_output=True, text=True, timeout=180)
-    sub.stop()
+    sub.stop(quiet_s=0.5, until=lambda: any(m.packet is not None for m in sub.messages))
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "RuntimeError" not in r.stderr, r.stderr
     gauges = json.loads(r.stderr[r.stderr.index("{"):])["gauges"]
@@ -498,20 +553,25 @@ def test_a_bounded_run_whose_bus_never_connected_exits_69(tmp_path: Path, mosqui
     assert books["sinks"]["file0"]["written"] > 0 and read_ltk(out).packets  # capture went on
 
 
-def test_the_sink_state_follows_the_connection(tmp_path: Path, mosquitto_factory: MosquittoFactory) -> None:
+def test_the_sink_state_follows_the_connection(tmp_path: Path, mosquitto_factory: MosquittoFactory,
+                                               caplog: pytest.LogCaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """`ok` only while connected: `connecting` when the broker was never reached, `disconnected` after
-    a loss (it said `ok` throughout)."""
+    a loss (it said `ok` throughout). The run ends once the sink has said it lost the connection, with
+    a 1 s shutdown deadline (not 10: what the bus still holds is counted as dropped either way)."""
+    import livetok.daemon.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "SHUTDOWN_S", 1.0)
     report = DaemonThread(daemon_config(tmp_path, free_port()), 2.0).start().join()
     assert bus(report)["state"] == "connecting" and bus(report)["connects"] == 0
     broker = mosquitto_factory()
     sub = Collector(broker.url, qos=1).start()
-    d = DaemonThread(daemon_config(tmp_path, broker.port, instance="lost"), 6.0).start()
-    end = time.monotonic() + 60
-    while not sub.keys and time.monotonic() < end:  # connected and publishing
-        time.sleep(0.05)
-    assert sub.keys
+    caplog.set_level(logging.WARNING, logger="livetok")
+    d = DaemonThread(daemon_config(tmp_path, broker.port, instance="lost"), 60.0).start()
+    _wait(lambda: bool(sub.keys), "connected and publishing")
     broker.stop()
     sub._stop.set()  # its own reconnect attempts end with it
-    report = d.join()
+    _wait(lambda: any("lost the connection" in r.getMessage() for r in caplog.records), "said the loss")
+    report = d.stop()
     assert bus(report)["state"] == "disconnected" and bus(report)["connects"] == 1
     check_books(report)

@@ -150,6 +150,7 @@ def test_mismatched_codebooks_and_bad_config(av_clip: Path, tmp_path: Path, caps
     assert code == 78
 
 
+@pytest.mark.slow
 def test_real_process_exit_codes(tmp_path: Path) -> None:
     """The installed console script, as a user runs it: no traceback, one line, non-zero."""
     r = subprocess.run([sys.executable, "-m", "livetok.cli", "tokenize", str(tmp_path / "nope.wav"), "-o",
@@ -157,6 +158,7 @@ def test_real_process_exit_codes(tmp_path: Path) -> None:
     assert r.returncode == 66 and r.stderr.strip() == f"livetok: error: {tmp_path / 'nope.wav'}: no such file"
 
 
+@pytest.mark.slow
 def test_fit_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     media = tmp_path / "m"
     media.mkdir()

@@ -93,6 +93,7 @@ def test_gaps_duplicates_and_a_daemon_restart_are_counted(mosquitto: Mosquitto) 
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_a_persistent_session_loses_nothing_across_a_broker_restart(mosquitto_factory: MosquittoFactory) -> None:
     broker = mosquitto_factory(BrokerOptions(persistence=True))
 
@@ -116,6 +117,7 @@ def test_a_persistent_session_loses_nothing_across_a_broker_restart(mosquitto_fa
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_a_persistent_consumer_back_to_a_large_backlog_resumes_at_once(mosquitto_factory: MosquittoFactory) -> None:
     """Back after an absence, the broker sends a resumed session's backlog before the SUBACK of any
     new subscribe: the subscriber renews its subscriptions without waiting for that SUBACK.
@@ -155,6 +157,7 @@ def test_a_consumer_that_falls_behind_makes_the_broker_hold_qos1_messages(mosqui
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_cuts_and_a_black_hole_are_survived_with_counters_kept(mosquitto: Mosquitto) -> None:
     with NetProxy(mosquitto.port) as proxy:
         async def main() -> None:

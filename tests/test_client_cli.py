@@ -16,8 +16,8 @@ import pytest
 from broker import BrokerOptions, Mosquitto, MosquittoFactory, free_port
 from busgen import TestPublisher, json_lines, packet, run_cli, step, wait_for
 
+from livetok.commands.probe import packet_json, step_json
 from livetok.errors import DecodeError
-from livetok.probe import packet_json, step_json
 from livetok.wire import LtkWriter, Modality, Scale, TokenPacket, encode_packet, read_ltk
 
 LIVETOK = str(Path(sys.executable).with_name("livetok"))
@@ -84,6 +84,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles: 
         assert n in err, (n, err)
 
 
+@pytest.mark.slow
 def test_tail_prints_one_readable_line_per_message(mosquitto: Mosquitto) -> None:
     with Feeder(mosquitto.url, mixed):
         proc = run_cli("tail", mosquitto.url, "--count", "9")
@@ -100,6 +101,7 @@ def test_tail_prints_one_readable_line_per_message(mosquitto: Mosquitto) -> None
     assert proc.stderr.strip().splitlines()[-1].startswith("livetok: 9 messages in ")
 
 
+@pytest.mark.slow
 def test_tail_json_is_probe_tokens_shape_plus_topic(mosquitto: Mosquitto) -> None:
     with Feeder(mosquitto.url, mixed) as feed:
         proc = run_cli("tail", mosquitto.url, "--json", "--count", "6")
@@ -121,6 +123,7 @@ def test_tail_json_is_probe_tokens_shape_plus_topic(mosquitto: Mosquitto) -> Non
             assert isinstance(p, TokenPacket) and row == packet_json(p)
 
 
+@pytest.mark.slow
 def test_record_writes_what_was_published_and_stops_cleanly_on_sigterm(mosquitto: Mosquitto, tmp_path: Path) -> None:
     out = tmp_path / "rec.ltk"
     with Feeder(mosquitto.url, mixed) as feed:
@@ -159,6 +162,7 @@ class StderrLines:
         return "".join(self.lines)
 
 
+@pytest.mark.slow
 def test_recording_a_daemon_run_gives_exactly_what_its_file_sink_wrote(mosquitto: Mosquitto, tmp_path: Path) -> None:
     rec_out, file_out = tmp_path / "rec.ltk", tmp_path / "file.ltk"
     rec = subprocess.Popen([LIVETOK, "record", mosquitto.url, "-o", str(rec_out)], stderr=subprocess.PIPE, text=True)
@@ -184,6 +188,7 @@ def test_recording_a_daemon_run_gives_exactly_what_its_file_sink_wrote(mosquitto
     assert "gaps 0 (0 missing), duplicates 0" in err.join()
 
 
+@pytest.mark.slow
 def test_record_for_a_duration(mosquitto: Mosquitto, tmp_path: Path) -> None:
     out = tmp_path / "dur.ltk"
     with Feeder(mosquitto.url, lambda s: packet(s)):
@@ -194,6 +199,7 @@ def test_record_for_a_duration(mosquitto: Mosquitto, tmp_path: Path) -> None:
     assert [p.seq for p in pkts] == list(range(pkts[0].seq, pkts[0].seq + len(pkts)))
 
 
+@pytest.mark.slow
 def test_tail_through_a_login(mosquitto_factory: MosquittoFactory, tmp_path: Path) -> None:
     broker = mosquitto_factory(BrokerOptions(users={"model": "pw-1", "daemon": "pw-2"}))
     pw = broker.password_file("model", tmp_path)
@@ -207,6 +213,7 @@ def test_tail_through_a_login(mosquitto_factory: MosquittoFactory, tmp_path: Pat
     assert "nope" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "code", "needles"), [
     (["record", "mqtt://127.0.0.1:{port}", "-o", "/nonexistent-dir/x.ltk"], 73, ["/nonexistent-dir/x.ltk"]),
     (["tail", "mqtt://127.0.0.1:{dead}", "--connect-attempts", "2"], 69, ["Connection refused", "2 attempts"]),
@@ -224,6 +231,7 @@ def test_bad_input_is_one_line(mosquitto: Mosquitto, tmp_path: Path, args: list[
     assert "Pa55w0rd" not in proc.stderr and proc.stdout == ""
 
 
+@pytest.mark.slow
 def test_stats_and_meta_topics_show_in_tail(mosquitto: Mosquitto) -> None:
     async def publish_meta_and_stats() -> None:
         async with TestPublisher(mosquitto.url) as pub:
@@ -244,7 +252,7 @@ def test_the_client_stays_light(tmp_path: Path) -> None:
     """A model server must not need the daemon's stack: no torch, torchaudio, PyAV or numba."""
     code = (
         "import sys\n"
-        "import livetok.client, livetok.vocab, livetok.bus, livetok.bus.connect, livetok.tail, livetok.cli\n"
+        "import livetok.client, livetok.vocab, livetok.bus, livetok.bus.connect, livetok.commands.tail, livetok.cli\n"
         "from livetok.cli import main\n"
         f"rc = main(['record', 'mqtt://127.0.0.1:1', '-o', '{tmp_path / 'none.ltk'}', '--connect-attempts', '1'])\n"
         "v = livetok.vocab.Vocabulary.from_codebook_file()\n"
@@ -257,7 +265,7 @@ def test_the_client_stays_light(tmp_path: Path) -> None:
     assert not (tmp_path / "none.ltk").exists()  # a record that never connected leaves no file
 
 
-# -- record's output: the daemon's file sink's rules (livetok/recordfile.py) --------------------------
+# -- record's output: the daemon's file sink's rules (livetok/commands/recordfile.py) --------------------------
 
 
 def some_ltk(path: Path, n: int = 3) -> bytes:
@@ -275,6 +283,7 @@ def hidden(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if ".tmp" in p.name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("existing", ["ltk", "mp4", "none"])
 @pytest.mark.parametrize("broker", ["wrong port", "dead broker"])
 def test_a_record_that_never_connects_changes_nothing(mosquitto: Mosquitto, tmp_path: Path, existing: str,
@@ -298,6 +307,7 @@ def test_a_record_that_never_connects_changes_nothing(mosquitto: Mosquitto, tmp_
     assert (out.read_bytes() if out.exists() else None) == before and hidden(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_record_refuses_what_it_must_not_append_to(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """An existing file that is not a whole .ltk of this version, or that another writer holds: one
     line, 73, before connecting, and the file as it was."""
@@ -321,6 +331,7 @@ def test_record_refuses_what_it_must_not_append_to(mosquitto: Mosquitto, tmp_pat
     assert (tmp_path / "good.ltk").read_bytes() == good and hidden(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_successful_record_appends_to_an_existing_ltk(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """Before: the existing file was replaced by the new recording (the daemon's sink appends)."""
     out = tmp_path / "run.ltk"
@@ -335,6 +346,7 @@ def test_a_successful_record_appends_to_an_existing_ltk(mosquitto: Mosquitto, tm
     assert "recorded 6 messages (6 packets, 0 steps) to " in proc.stderr and hidden(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_record_that_receives_nothing_leaves_no_file_or_an_untouched_one(mosquitto: Mosquitto,
                                                                            tmp_path: Path) -> None:
     new, old = tmp_path / "new.ltk", tmp_path / "old.ltk"
@@ -345,6 +357,7 @@ def test_a_record_that_receives_nothing_leaves_no_file_or_an_untouched_one(mosqu
     assert not new.exists() and old.read_bytes() == before and hidden(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_record_interrupted_while_connecting_leaves_nothing(mosquitto: Mosquitto, tmp_path: Path,
                                                              netproxy_factory: Any) -> None:
     """SIGHUP (a closed terminal) while the broker does not answer: one line, 129, no temporary file."""

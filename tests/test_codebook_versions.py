@@ -16,8 +16,10 @@ from mediagen import ffmpeg
 from PIL import Image
 
 from livetok.cli import main
+from livetok.commands.quality import evaluate, psnr_db
+from livetok.config.tokenizer import AudioConfig, RVQConfig, VideoConfig
 from livetok.errors import CodebookError
-from livetok.quality import evaluate, psnr_db
+from livetok.media.frames import to_model_image
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 from livetok.tokenizers.codebooks import (
     CodebookSet,
@@ -28,9 +30,7 @@ from livetok.tokenizers.codebooks import (
     packaged_codebook_path,
     save_codebooks,
 )
-from livetok.tokenizers.config import AudioConfig, RVQConfig, VideoConfig
 from livetok.tokenizers.fit import FitOptions, fit, fit_deblocking
-from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.kmeans import _nearest, fit_rvq, pca, project, refine_rvq
 from livetok.tokenizers.video import VideoTokenizer, deblock, unpatchify
 from livetok.wire import Modality, Scale, read_ltk
@@ -64,6 +64,7 @@ def v1_config(tmp_path: Path, value: str) -> Path:
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("by", ["file", "id"])
 def test_v1_token_files_still_decode(by: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Tokenize with the v1 codebooks file (by path, and by its id), then decode, inspect and eval
@@ -292,6 +293,7 @@ def small_config() -> TokenizerConfig:
                            video=VideoConfig(fine=small, coarse=small))
 
 
+@pytest.mark.slow
 def test_livetok_fit_fits_the_deblocking_of_the_video_it_fits(tmp_path: Path) -> None:
     photo = tmp_path / "chelsea.png"
     Image.fromarray(skimage.data.chelsea()).save(photo)

@@ -16,6 +16,7 @@ import torch
 from mediagen import ffmpeg
 
 from livetok.cli import main
+from livetok.config.tokenizer import AudioConfig, RVQConfig, VideoConfig
 from livetok.errors import CodebookError
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 from livetok.tokenizers.codebooks import (
@@ -26,7 +27,6 @@ from livetok.tokenizers.codebooks import (
     save_codebooks,
     vector_size,
 )
-from livetok.tokenizers.config import AudioConfig, RVQConfig, VideoConfig
 from livetok.tokenizers.fit import FitOptions, fit
 from livetok.tokenizers.kmeans import _nearest, fit_rvq, kmeans_pp, lloyd, pca
 
@@ -105,6 +105,7 @@ def small_config() -> TokenizerConfig:
                            video=VideoConfig(fine=small, coarse=small))
 
 
+@pytest.mark.slow
 def test_fit_writes_a_loadable_reproducible_file(tmp_path: Path) -> None:
     media = tmp_path / "media"
     media.mkdir()
@@ -238,6 +239,7 @@ def huge(a: np.ndarray) -> np.ndarray:
     return (a / np.abs(a).max() * np.float32(1e37)).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_huge_values_are_one_line_without_numpy_warnings(tmp_path: Path, av_clip: Path) -> None:
     """Before: numpy's "RuntimeWarning: overflow encountered in cast" with its source line on stderr,
     then exit 0."""

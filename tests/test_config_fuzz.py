@@ -43,16 +43,17 @@ from typing import Any
 import annotated_types
 import pytest
 import yaml
-from broker import make_certs, need_tool
+from broker import make_certs
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+from requires import require
 
 from livetok import cli
+from livetok import config as dc
 from livetok.cli import main
 from livetok.config import LivetokConfig
-from livetok.daemon import config as dc
 
 EXAMPLES = int(os.environ.get("LIVETOK_FUZZ_EXAMPLES", "10500"))  # issue 9 asks for at least 10,000
 HANG_S = 10
@@ -77,7 +78,7 @@ class Files:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
-    need_tool("openssl")
+    require("openssl")
     d = tmp_path_factory.mktemp("fuzz")
     certs = make_certs(d / "certs")
     (d / "media.mp4").write_bytes(b"\0" * 64)
@@ -621,6 +622,8 @@ def cases(files: Files) -> st.SearchStrategy[Case]:
 
 
 
+@pytest.mark.timeout(600, method="thread")  # about a minute alone; its own SIGALRM guards each example
+@pytest.mark.slow
 def test_ten_thousand_configurations(files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
     # The one shortcut: main() builds the whole argparse parser of every command on each call, which
     # took half the time; one parser serves all calls (argparse keeps no state between parses).
@@ -661,6 +664,7 @@ SAMPLE = {
 }
 
 
+@pytest.mark.slow
 def test_a_sample_through_the_command(tmp_path: Path) -> None:
     """The command itself, as a process (all at once: each pays the interpreter's start-up): exit 78,
     one line naming the file, for crafted files; a FIFO or a device, which would block or never end

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from livetok.config import LivetokConfig
-from livetok.daemon.engine import Engine, EngineOutput, HostPacket
-from livetok.daemon.outbound import WireStamper
+from livetok.pipeline.engine import Engine, EngineOutput, HostPacket
+from livetok.pipeline.outbound import WireStamper
 from livetok.streams.types import AudioCapture, VideoCapture
 from livetok.tokenizers import Tokenizers
 from livetok.wire import AlignedStep, Clock, Flag, Modality, Scale, StepFlag, TokenPacket
@@ -223,12 +223,13 @@ def test_packets_keep_media_time_until_the_wire(run: tuple[Engine, Collected]) -
     assert wire[0].start_ns == stamper.wall.to_unix(sink.host[0].start_ns)
 
 
+@pytest.mark.slow
 def test_a_camera_only_daemon_does_not_need_portaudio() -> None:
     """Importing the daemon (and building a camera source) must not import sounddevice."""
     import subprocess
     import sys
 
-    code = ("import sys; import livetok.daemon.runner, livetok.daemon.sources, livetok.daemon.main; "
+    code = ("import sys; import livetok.daemon.runner, livetok.pipeline.sources, livetok.daemon.main; "
             "print('sounddevice' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

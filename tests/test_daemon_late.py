@@ -23,14 +23,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from latetruth import compare
-from streamgen import LiveCamera, free_port, need, wait_until
+from requires import require
+from streamgen import LiveCamera, free_port, wait_until
 
 from livetok.cli import main
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
-from livetok.daemon.stopping import StopControl
+from livetok.runtime.stopping import StopControl
 from livetok.wire import AlignedStep, read_ltk
+
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
 
 DEMUX_LATENCY_MS = 2000 / 30
 SECONDS = 10.0
@@ -43,7 +47,7 @@ def udp_bound(port: int) -> bool:
 
 
 def test_a_camera_starting_late_loses_nothing_and_is_stamped_true_from_its_first_token(tmp_path: Path) -> None:
-    need("ffmpeg")
+    require("ffmpeg")
     port = free_port(socket.SOCK_DGRAM)
     out = tmp_path / "live.ltk"
     cfg = LivetokConfig.model_validate({

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from livetok.daemon.metrics import BUCKETS_S, WINDOW, Metrics, Series
+from livetok.pipeline.metrics import BUCKETS_S, WINDOW, Metrics, Series
 
 
 def test_a_series_keeps_the_most_recent_window_and_counts_everything() -> None:

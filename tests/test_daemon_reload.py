@@ -13,10 +13,9 @@ import pytest
 from broker import Mosquitto
 
 from livetok.config import LivetokConfig
-from livetok.daemon.outbound import Outgoing
 from livetok.daemon.runner import Daemon, RunReport
-from livetok.daemon.sinks import Sink, open_sinks
-from livetok.daemon.stopping import StopControl
+from livetok.runtime.stopping import StopControl
+from livetok.sinks import Outgoing, Sink, open_sinks
 from livetok.tokenizers import Tokenizers
 from livetok.wire import AlignedStep, TokenPacket, read_ltk
 
@@ -104,6 +103,7 @@ def _check(report: RunReport, d: Daemon, files: list[Path]) -> None:
     assert sum(len(v) for v in seqs.values()) == emitted
 
 
+@pytest.mark.slow
 def test_a_new_path_loses_nothing(toks: Tokenizers, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     a, b = tmp_path / "a.ltk", tmp_path / "b.ltk"
     with caplog.at_level(logging.INFO, logger="livetok"):
@@ -113,6 +113,7 @@ def test_a_new_path_loses_nothing(toks: Tokenizers, tmp_path: Path, caplog: pyte
     assert not [r for r in caplog.records if "abandoned" in r.getMessage() or "unexpected" in r.getMessage()]
 
 
+@pytest.mark.slow
 def test_the_same_path_reopened_loses_nothing(toks: Tokenizers, tmp_path: Path) -> None:
     """Settings changed, path kept: the old writer lets go of the file (its lock), the new one appends;
     messages meanwhile wait in the new channel."""
@@ -121,6 +122,7 @@ def test_the_same_path_reopened_loses_nothing(toks: Tokenizers, tmp_path: Path) 
     _check(report, d, [a])
 
 
+@pytest.mark.slow
 def test_back_and_forth(toks: Tokenizers, tmp_path: Path) -> None:
     a, b = tmp_path / "a.ltk", tmp_path / "b.ltk"
     report, _ = run_with_reloads(toks, config(a), [config(b), config(a)])
@@ -140,7 +142,7 @@ def test_the_books_see_a_message_that_reached_no_channel() -> None:
 
     from test_daemon_sinks import message
 
-    from livetok.daemon.outlets import Outlets
+    from livetok.pipeline.outlets import Outlets
 
     class Null(Sink):
         async def write_batch(self, batch: list[Outgoing]) -> None:
@@ -158,6 +160,7 @@ def test_the_books_see_a_message_that_reached_no_channel() -> None:
     assert not ok and rows["n"]["balanced"] == 0 and rows["n"]["emitted"] == 2 and rows["n"]["offered"] == 1
 
 
+@pytest.mark.slow
 def test_a_bus_reconnect_loses_nothing(toks: Tokenizers, tmp_path: Path, mosquitto: Mosquitto) -> None:
     """A changed mqtt: section: the old connection drains and says goodbye, the new one (same client
     id) connects once it has; the bus's books over both hold every message, nothing is lost."""

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from broker import need_tool
+import pytest
+from requires import require
+
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:
-    need_tool("mosquitto")
+    require("mosquitto")
     r = subprocess.run([sys.executable, "-m", "livetok.cli", "demo", "--seconds", "4", "--out-dir", str(tmp_path)],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr

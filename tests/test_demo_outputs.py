@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from unprivileged import read_only_dir, run_livetok
 
-from livetok import demo
 from livetok.cli import main
+from livetok.commands import demo
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,6 +50,7 @@ def test_unusable_out_dir_is_exit_73(case: str, tmp_path: Path, no_live_run: lis
     assert blocker.read_text() == "not a directory" and no_live_run == []
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("unprivileged_user")
 def test_read_only_directory_is_exit_73() -> None:
     """``livetok demo`` in a directory the user cannot write (root is run as nobody): the default
@@ -81,6 +82,7 @@ def clip_ltk(av_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_outputs_are_atomic_and_named(clip_ltk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "d"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from broker import BrokerOptions, MosquittoFactory, free_port
 
-from livetok import doctor
 from livetok.cli import main
+from livetok.commands import doctor
 
 CHECKS = {"python", "torch", "torchaudio", "pyav", "numba", "portaudio", "mosquitto", "broker", "codebooks", "disk",
           "config"}
@@ -155,6 +155,7 @@ def broken_torchaudio(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_broken_native_package_fails_in_a_subprocess(broken_torchaudio: dict[str, str]) -> None:
     r = subprocess.run([sys.executable, "-m", "livetok.cli", "doctor"], capture_output=True, text=True,
                        env=broken_torchaudio, check=False, timeout=300)
@@ -166,18 +167,20 @@ def test_broken_native_package_fails_in_a_subprocess(broken_torchaudio: dict[str
     assert "Traceback" not in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_native_mode_for_setup_is_unchanged(broken_torchaudio: dict[str, str]) -> None:
-    """scripts/setup.sh runs ``python -m livetok.doctor --native``: silent and 0 when the native parts
+    """scripts/setup.sh runs ``python -m livetok.commands.doctor --native``: silent and 0 when the native parts
     load, one ``setup:`` line per broken part and 1 when not."""
-    ok = subprocess.run([sys.executable, "-m", "livetok.doctor", "--native"], capture_output=True, text=True,
+    ok = subprocess.run([sys.executable, "-m", "livetok.commands.doctor", "--native"], capture_output=True, text=True,
                         check=False, timeout=300)
     assert ok.returncode == 0 and ok.stdout == "" and ok.stderr == ""
-    bad = subprocess.run([sys.executable, "-m", "livetok.doctor", "--native"], capture_output=True, text=True,
+    bad = subprocess.run([sys.executable, "-m", "livetok.commands.doctor", "--native"], capture_output=True, text=True,
                          env=broken_torchaudio, check=False, timeout=300)
     assert bad.returncode == 1
     assert bad.stderr.startswith("setup: torchaudio: does not load: ImportError") and len(bad.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_metrics_port_in_use_fails_and_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 

@@ -12,10 +12,10 @@ from mediagen import ffmpeg
 from PIL import Image
 
 from livetok.cli import main
+from livetok.config.tokenizer import AudioConfig, RVQConfig, VideoConfig
 from livetok.errors import MediaError
 from livetok.tokenizers import TokenizerConfig
 from livetok.tokenizers import fit as fit_module
-from livetok.tokenizers.config import AudioConfig, RVQConfig, VideoConfig
 from livetok.tokenizers.fit import FitOptions, Reservoir, fit, gather, vector_cap
 
 
@@ -111,6 +111,7 @@ def traced_peak(path: Path, opts: FitOptions) -> tuple[int, dict[str, int]]:
     return peak, {k: r.kept for k, r in data.vectors.items()}
 
 
+@pytest.mark.slow
 def test_gathering_memory_does_not_grow_with_the_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """2 s and 16 s of 320x240 video with audio: the same caps are reached and the peak of NumPy
     memory is about the same (before: every decoded frame and every log-mel frame was kept, so the

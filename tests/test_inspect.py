@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livetok import inspect_picture as ip
 from livetok.cli import main
+from livetok.commands import inspect as ip
+from livetok.commands.inspect import Layout, colormap, evenly_spaced, inspect
+from livetok.commands.quality import model_images, video_grids
+from livetok.commands.tokenize import tokenize_files
+from livetok.config.tokenizer import DeltaConfig, VideoConfig
 from livetok.errors import CodebookError, DecodeError
-from livetok.inspect_picture import Layout, colormap, evenly_spaced, inspect
-from livetok.quality import model_images, video_grids
-from livetok.tokenize_file import tokenize_files
 from livetok.tokenizers import TokenizerConfig, Tokenizers
-from livetok.tokenizers.config import DeltaConfig, VideoConfig
 from livetok.wire import FILE_HEADER, LtkWriter, Modality, read_ltk
 
 TILE = 224
@@ -55,6 +55,7 @@ def tile(picture: Image.Image, column: int) -> np.ndarray:
     return np.asarray(picture.crop((x, y, x + TILE, y + TILE)))
 
 
+@pytest.mark.slow
 def test_picture_size_with_source(with_source: Image.Image) -> None:
     # original + fine depths 1..4 + coarse depths 1..2; 4 frames; source, fine, coarse log-mels
     layout = Layout(tile=TILE, columns=7, rows=4, spectrograms=3)
@@ -64,6 +65,7 @@ def test_picture_size_with_source(with_source: Image.Image) -> None:
                            + ip.SECTION_H + 3 * (ip.SPEC_ROW_H + ip.GAP) + ip.AXIS_H)
 
 
+@pytest.mark.slow
 def test_picture_without_source_drops_the_original_column_and_row(
     with_source: Image.Image, without_source: Image.Image
 ) -> None:
@@ -89,6 +91,7 @@ def test_tiles_show_the_original_and_its_reconstructions(
     np.testing.assert_array_equal(tile(with_source, 6), toks.video.reconstruct(coarse0, "coarse", 2))
 
 
+@pytest.mark.slow
 def test_spectrograms_are_colour_mapped(with_source: Image.Image) -> None:
     top = ip.MARGIN + ip.TITLE_H + Layout(tile=TILE, columns=7, rows=4, spectrograms=3).video_h + ip.SECTION_H
     left = ip.MARGIN + ip.LABEL_W
@@ -119,6 +122,7 @@ def test_still_image_picture(media_dir: Path, toks: Tokenizers, tmp_path: Path) 
     assert Image.open(png).size == Layout(tile=TILE, columns=7, rows=1, spectrograms=0).size
 
 
+@pytest.mark.slow
 def test_delta_packets_are_drawn_as_full_grids(av_clip: Path, tmp_path: Path) -> None:
     cfg = TokenizerConfig(device="cpu", video=VideoConfig(delta=DeltaConfig(enabled=True)))
     toks = Tokenizers.from_config(cfg)
@@ -189,6 +193,7 @@ def test_token_file_without_packets(toks: Tokenizers, tmp_path: Path) -> None:
 # --- command line -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_inspect_writes_the_picture(clip_ltk: Path, av_clip: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "cli.png"
@@ -214,6 +219,7 @@ def test_cli_inspect_missing_source(clip_ltk: Path, tmp_path: Path, capsys: pyte
     assert len(lines) == 1 and "gone.mp4" in lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "corrupted"])
 def test_cli_inspect_damaged_file_draws_and_says_what_was_skipped(
     damage: str, clip_ltk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -10,14 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from requires import require_root
 from unprivileged import AS_NOBODY, NOBODY, let_through
 
 from livetok.tokenizers import jitcache
 
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
+
 @pytest.mark.usefixtures("unprivileged_user")
 def test_kernels_import_for_a_user_with_nowhere_obvious_to_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    require_root("becoming nobody (setpriv)")
     top = tmp_path_factory.mktemp("ro")
     top.chmod(0o755)
     let_through(top)  # pytest's base folder is root-only: let nobody through to ours

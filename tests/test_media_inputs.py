@@ -11,7 +11,7 @@ import skimage
 from mediagen import ffmpeg
 
 from livetok.cli import main
-from livetok.media import DecodeNotes, decode
+from livetok.media.decode import DecodeNotes, decode
 from livetok.wire import read_ltk
 
 

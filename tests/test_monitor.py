@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 from broker import Mosquitto, free_port
 from busgen import TestPublisher, wait_for
+from requires import require
 
 from livetok.cli import main
 from livetok.monitor.model import Board, Thresholds
@@ -275,6 +275,7 @@ def publish_retained(url: str, instance: str, doc: Any, available: str | None = 
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_once_prints_the_board_as_plain_text(mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]) -> None:
     publish_retained(mosquitto.url, "fake1", stats_doc(time.time_ns(), video_p99=180.0, skew=55.0))
     publish_retained(mosquitto.url, "good1", stats_doc(time.time_ns(), source="door"))
@@ -291,6 +292,7 @@ def test_once_prints_the_board_as_plain_text(mosquitto: Mosquitto, capsys: pytes
     assert "fake1  online" in out and "good1  online" in out and "2 instances, 2 streams, 1 red" in out
 
 
+@pytest.mark.slow
 def test_once_json_junk_on_a_stats_topic(mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]) -> None:
     """The adversarial round's case: junk published (retained) on a stats topic was shown as
     "waiting for stats", with ``ok: true``."""
@@ -307,6 +309,7 @@ def test_once_json_junk_on_a_stats_topic(mosquitto: Mosquitto, capsys: pytest.Ca
     assert two["problems"][0].startswith("junk on the stats topic: not JSON, ") and two["junk"] == 1
 
 
+@pytest.mark.slow
 def test_once_json(mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]) -> None:
     publish_retained(mosquitto.url, "fake1", stats_doc(time.time_ns(), fps=0.0), available="stopped")
     assert main(["monitor", mosquitto.url, "--once", "--json", "--wait", "10"]) == 0
@@ -330,14 +333,11 @@ class Tmux:
     killed at exit."""
 
     def __init__(self, command: list[str], width: int = 200, height: int = 50) -> None:
-        self.tmux = shutil.which("tmux")
-        if self.tmux is None:
-            if os.environ.get("CI") == "true":  # CI must not pass by skipping what it cannot run
-                pytest.fail("tmux is not installed (apt-get install tmux)")
-            pytest.skip("tmux is not installed")
+        self.tmux = require("tmux")
         self.socket = f"livetok-test-{uuid.uuid4().hex[:8]}"
         shell = " ".join(_quote(c) for c in command) + "; sleep 600"  # the pane stays to show an error
-        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX")}
+        # COLUMNS and LINES (set by pytest-xdist in its workers) would size the monitor instead of the pane
+        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX", "COLUMNS", "LINES")}
         env["TERM"] = "xterm-256color"
         subprocess.run([self.tmux, "-L", self.socket, "-f", "/dev/null", "new-session", "-d", "-x", str(width), "-y",
                         str(height), "-s", "mon", shell], check=True, timeout=30, env=env, cwd=ROOT)
@@ -394,6 +394,7 @@ def line_with(screen: str, text: str) -> str:
     return next((line for line in screen.splitlines() if text in line), "")
 
 
+@pytest.mark.slow
 def test_tmux_a_crafted_stream_out_of_sync_and_late_is_red(mosquitto: Mosquitto, tmux_monitor: Tmux) -> None:
     publish_retained(mosquitto.url, "fake1", stats_doc(time.time_ns(), video_p99=180.0, skew=55.0))
     late, out_of_sync = "late: video p99 180 ms > 100", "out of sync: A/V skew +55 ms, beyond ±40"
@@ -409,6 +410,7 @@ def test_tmux_a_crafted_stream_out_of_sync_and_late_is_red(mosquitto: Mosquitto,
     assert not is_red(line_with(colored, "door"), "door")
 
 
+@pytest.mark.slow
 def test_tmux_a_live_daemon_then_stopped(mosquitto: Mosquitto, tmux_monitor: Tmux, tmp_path: Path) -> None:
     """The monitor in tmux against `livetok run` (synthetic source, stats every second): the instance,
     its source with numbers in every column, online; then the daemon stops: red, saying so."""
@@ -469,6 +471,7 @@ def stacked_header_whole(lines: list[str], header: str) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [80, 120, 200])
 def test_tmux_readable_at_80_and_120_columns_and_more_when_wider(mosquitto: Mosquitto, width: int) -> None:
     """Before: at 120 columns every header but two was cut to a letter and an ellipsis ("sta…", "…"

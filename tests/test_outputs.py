@@ -1,5 +1,5 @@
 """No command destroys a file: outputs are written to a temporary file beside the destination and
-renamed into place only on success (livetok/outputs.py); an output that cannot be created is one
+renamed into place only on success (livetok/outputs/atomic.py); an output that cannot be created is one
 line and exit 73."""
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from busgen import wait_for
 from mediagen import ffmpeg
 from unprivileged import read_only_dir, run_livetok
 
-from livetok import interrupts
 from livetok.cli import main
 from livetok.errors import OutputError
-from livetok.outputs import atomic_output, check_output
+from livetok.outputs import atomic_output, check_output, interrupts
 
 
 def one_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
@@ -156,6 +155,7 @@ def test_tokenize_uncreatable_output_is_exit_73(case: str, av_clip: Path, tmp_pa
     one_line(capsys, str(out))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("unprivileged_user")
 def test_tokenize_into_a_read_only_directory(av_clip: Path) -> None:
     """As a user who cannot write there (root is run as nobody): one line, exit 73."""
@@ -170,6 +170,7 @@ def test_tokenize_into_a_read_only_directory(av_clip: Path) -> None:
         assert list((top / "ro").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_inspect_output_is_atomic(good_ltk: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ltk = tmp_path / "t.ltk"
     ltk.write_bytes(good_ltk)
@@ -186,6 +187,7 @@ def test_inspect_output_is_atomic(good_ltk: bytes, tmp_path: Path, capsys: pytes
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_fit_output_is_atomic_and_checked_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     media = tmp_path / "m"
     media.mkdir()
@@ -239,6 +241,7 @@ MOMENTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "moment"), [
     (signal.SIGINT, "importing numpy"), (signal.SIGINT, "importing torch"), (signal.SIGINT, "mid-run"),
     (signal.SIGTERM, "importing torch"), (signal.SIGTERM, "mid-run"),

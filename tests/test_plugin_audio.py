@@ -77,6 +77,7 @@ def run_recording(enc: AudioModelEncoder, stream: AudioModelStream, x: np.ndarra
     return steps, frames
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_random_chunkings_equal_one_call(model_dir: Path, kind: str, fmt: str) -> None:
@@ -93,6 +94,7 @@ def test_random_chunkings_equal_one_call(model_dir: Path, kind: str, fmt: str) -
         assert same_steps(steps, ref_steps)
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(1, SIGNAL.size - 1), max_size=40))
 def test_hypothesis_chunkings_stateful_torchscript(model_dir: Path, cuts: list[int]) -> None:

@@ -28,6 +28,7 @@ from plugin_models import (
     with_codebooks,
 )
 from pydantic import ValidationError
+from requires import not_on_this_machine
 
 from livetok.errors import CodebookError, ConfigError, LivetokError, ModelError, ModelRunError
 from livetok.tokenizers.models.audio import AudioModelEncoder
@@ -264,7 +265,7 @@ def test_modality_and_format_mismatch(model_dir: Path) -> None:
 
 def test_cuda_asked_for_but_absent(model_dir: Path) -> None:
     if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+        not_on_this_machine("this machine has CUDA: the test is about a machine without it")
     err = load_error(ModelConfig(path=stateless_model(model_dir, "torchscript"), device="cuda"), "torchscript")
     assert isinstance(err, ConfigError) and "model.device: cuda, but torch sees no CUDA device" in str(err)
 
@@ -298,6 +299,7 @@ def test_calibrated_sizes_agree_for_every_row(model_dir: Path) -> None:
                 assert all(np.array_equal(got[k], ref[k]) for k in ref)
 
 
+@pytest.mark.slow
 def test_probing_an_onnx_model_needs_no_torch(model_dir: Path) -> None:
     """Loading and probing an ONNX waveform model (what check-config and start do) imports onnxruntime
     and NumPy, not torch: torch comes only with log-mel input or codebooks."""

@@ -37,6 +37,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("plugin-quantizers")
 
 
+@pytest.mark.slow
 def test_kmeans_units_are_the_nearest_centroid() -> None:
     cfg = QuantizerConfig(kind="kmeans", codebook_size=3, dim=None, iters=10)
     arrays = fit_quantizer(X, cfg)
@@ -144,6 +145,7 @@ def test_a_save_that_cannot_happen_is_one_line(tmp_path: Path) -> None:
     assert "missing-dir" in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_fit_on_speech_then_refused_by_another_model(model_dir: Path, speech_wav: Path, tmp_path: Path) -> None:
     """The flow of `livetok fit --tokenizer units` and of starting: k-means units over the embeddings of
     real speech through the model; the same file is refused by a model with other weights."""

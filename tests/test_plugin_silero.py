@@ -87,6 +87,7 @@ def test_torchscript_equals_the_model_called_directly(speech: np.ndarray) -> Non
     assert ours.tobytes() == ref.tobytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_chunking_changes_nothing(speech: np.ndarray, fmt: str) -> None:
     enc = load(fmt)

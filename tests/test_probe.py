@@ -261,6 +261,7 @@ def test_the_table_has_a_restarts_column(tmp_path: Path, capsys: pytest.CaptureF
     assert row.split()[-3:] == ["0", "1", "c0ff5bee45950755"]
 
 
+@pytest.mark.slow
 def test_a_daemon_restarted_onto_its_file_shows_restarts_not_gaps(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """The case as found: `livetok run` twice onto one file sink (the second run appends)."""

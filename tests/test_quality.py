@@ -15,8 +15,7 @@ import pytest
 from PIL import Image
 
 from livetok.cli import main
-from livetok.errors import MediaError
-from livetok.quality import (
+from livetok.commands.quality import (
     JPEG_TABLE_MARKERS,
     encode_at_budget,
     evaluate,
@@ -29,9 +28,10 @@ from livetok.quality import (
     source_logmel,
     video_grids,
 )
-from livetok.tokenize_file import TokenizeReport, tokenize_file
+from livetok.commands.tokenize import TokenizeReport, tokenize_file
+from livetok.config.tokenizer import DeltaConfig, VideoConfig
+from livetok.errors import MediaError
 from livetok.tokenizers import TokenizerConfig, Tokenizers
-from livetok.tokenizers.config import DeltaConfig, VideoConfig
 from livetok.wire import Clock, Flag, Modality, Scale, TokenPacket
 
 SCALE_KEYS = {"video": {"psnr_db", "bits_per_pixel", "perplexity"},
@@ -92,6 +92,7 @@ def chirp_wav(media_dir: Path) -> Path:
 # --- report shape and figures ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_av_report_has_exactly_the_documented_shape(av_report: dict[str, Any], toks: Tokenizers) -> None:
     assert set(av_report) == {"video", "audio"}
     for modality in ("video", "audio"):
@@ -197,6 +198,7 @@ def test_eval_log_mel_is_the_one_the_stream_tokenized(speech_wav: Path, toks: To
         np.testing.assert_array_equal(codes, np.concatenate([p.codes for p in mine]))
 
 
+@pytest.mark.slow
 def test_delta_mode_counts_only_sent_positions(av_clip: Path) -> None:
     cfg = TokenizerConfig(device="cpu", video=VideoConfig(delta=DeltaConfig(enabled=True, threshold=3.0)))
     toks = Tokenizers.from_config(cfg)

@@ -13,7 +13,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from livetok.daemon import log
+import pytest
+
+from livetok.runtime import log
 from livetok.service.unit import REFERENCE_EXECUTABLE, render_unit
 
 
@@ -32,6 +34,7 @@ def test_the_unit_files_unprefixed_lines_as_errors() -> None:
     assert "\nSyslogLevel=err\n" in render_unit(REFERENCE_EXECUTABLE)
 
 
+@pytest.mark.slow
 def test_a_configuration_error_at_start_is_the_one_unprefixed_line(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("sources:\n  - {kind: synthetic, name: s, fps: -3}\n")
@@ -40,6 +43,7 @@ def test_a_configuration_error_at_start_is_the_one_unprefixed_line(tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith("livetok: error: ") and "sources.0.fps" in lines[0], lines
 
 
+@pytest.mark.slow
 def test_a_run_prefixes_every_line(tmp_path: Path) -> None:
     """So SyslogLevel=err promotes nothing routine: each line of a run has its own priority."""
     rc, lines = run_under_journal(tmp_path, "run", "--source", "synthetic", "--sink", f"file:{tmp_path / 't.ltk'}",

@@ -7,6 +7,7 @@ socket is the protocol's real transport."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,11 +24,14 @@ import pytest
 from broker import Mosquitto
 
 from livetok.config import LivetokConfig
-from livetok.daemon import engine as engine_module
 from livetok.daemon.main import run_async
 from livetok.daemon.notify import Notifier
-from livetok.daemon.stopping import StopControl
+from livetok.pipeline import engine as engine_module
+from livetok.runtime import lane as lane_module
+from livetok.runtime.stopping import StopControl
 from livetok.wire import Flag, TokenPacket, read_ltk
+
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
 
 
 class NotifySocket:
@@ -51,8 +55,22 @@ class NotifySocket:
                 continue
             except OSError:
                 return
-            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-            self.messages.append((time.monotonic(), fields))
+            self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+        self.messages.append((time.monotonic(), fields))
+
+    def drain(self) -> list[dict[str, str]]:
+        """Every message, once the sender is done (its datagrams are all queued here): the reader
+        stopped, the rest read without waiting."""
+        self._stop.set()
+        self.thread.join(5)
+        self.sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                self._take(self.sock.recv(65536))
+        return [f for _, f in self.messages]
 
     def wait_for(self, key: str, value: str | None = None, after: int = 0, timeout_s: float = 60.0) -> int:
         """Index of the first message from ``after`` on that has ``key`` (= ``value``)."""
@@ -83,6 +101,18 @@ def daemon(config: Path, notify_path: Path, watchdog_usec: int = 2_000_000) -> s
     env.pop("WATCHDOG_PID", None)
     return subprocess.Popen([sys.executable, "-m", "livetok.cli", "run", "-c", str(config)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_packets(path: Path, source: str, more_than: int = 0, timeout_s: float = 60.0) -> int:
+    """How many token packets of ``source`` the (growing) file holds, once more than ``more_than``."""
+    end = time.monotonic() + timeout_s
+    while True:
+        n = sum(isinstance(p, TokenPacket) and p.source == source for p in read_ltk(path).packets) \
+            if path.exists() else 0
+        if n > more_than:
+            return n
+        assert time.monotonic() < end, f"{source}: no more than {more_than} packets in {path} after {timeout_s} s"
+        time.sleep(0.1)
 
 
 def stop(proc: subprocess.Popen[str]) -> str:
@@ -119,18 +149,18 @@ def test_ready_status_watchdog_reload_stopping(tmp_path: Path, notify: NotifySoc
         assert all(g <= 2.0 for g in gaps), gaps  # within WATCHDOG_USEC: systemd's own limit
         status = notify.wait_for("STATUS", after=ready + 1)
         assert "msg/s" in notify.messages[status][1]["STATUS"]
-        time.sleep(3)
+        wait_for_packets(out, "old")
         cfg.write_text(base % "new")  # the second source replaced
         proc.send_signal(signal.SIGHUP)
         reloading = notify.wait_for("RELOADING", "1", after=status)
         assert int(notify.messages[reloading][1]["MONOTONIC_USEC"]) > 0
         notify.wait_for("READY", "1", after=reloading + 1)
-        time.sleep(3)
+        wait_for_packets(out, "new")
         cfg.write_text("sources: [not closed\n")
         proc.send_signal(signal.SIGHUP)
         again = notify.wait_for("RELOADING", "1", after=reloading + 1)
         notify.wait_for("READY", "1", after=again + 1)
-        time.sleep(2)
+        wait_for_packets(out, "new", more_than=wait_for_packets(out, "new"))  # still flowing after the refusal
         err = stop(proc)
         notify.wait_for("STOPPING", "1", after=again)
     finally:
@@ -160,49 +190,76 @@ def test_bad_configuration_exits_78_before_ready(tmp_path: Path, notify: NotifyS
     proc = daemon(cfg, notify.path)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 78 and "bad.yaml:2: sources.0.fps" in err
-    time.sleep(0.3)
-    assert not any("READY" in f for _, f in notify.messages)
+    assert not any("READY" in f for f in notify.drain())  # all it sent is here: it has exited
 
 
 def test_watchdog_pings_stop_while_the_worker_hangs(tmp_path: Path, notify: NotifySocket,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process (the only way to hang the worker on purpose): a tick that blocks makes the watchdog
-    withhold its pings; once the worker moves again they resume."""
-    hang = threading.Event()
-    release = threading.Event()
+    withhold its pings; once the worker moves again they resume. Synchronised on what the daemon does,
+    in the order it does it: the worker entering the hang, four watchdog checks that found it stuck
+    longer than a ping interval (each withholds a ping), the release, a ping again."""
+    hang, entered, release = threading.Event(), threading.Event(), threading.Event()
+    stuck_checks = threading.Semaphore(0)
+    timeline: list[str] = []  # appended by the daemon's loop (checks, pings) and this thread (release)
     tick = engine_module.Engine.tick
+    stuck_for_s = lane_module.BlockingLane.stuck_for_s
+    interval_s = 0.5  # half of WATCHDOG_USEC
 
     def maybe_hang(self: engine_module.Engine, now_ns: int) -> engine_module.EngineOutput:
         if hang.is_set() and not release.is_set():
+            entered.set()
             release.wait(30)
         return tick(self, now_ns)
 
+    def seen_stuck(self: lane_module.BlockingLane) -> float:
+        stuck = stuck_for_s(self)
+        if stuck > interval_s:
+            timeline.append("stuck")
+            stuck_checks.release()
+        return stuck
+
     monkeypatch.setattr(engine_module.Engine, "tick", maybe_hang)
+    monkeypatch.setattr(lane_module.BlockingLane, "stuck_for_s", seen_stuck)
     cfg = LivetokConfig.model_validate({"sources": [{"kind": "synthetic", "name": "s", "size": "160x120", "fps": 5}],
                                         "sinks": [{"kind": "file", "path": str(tmp_path / "w.ltk")}]})
     notifier = Notifier({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"})
+    assert notifier.watchdog_interval_s == interval_s
+    ping = notifier.watchdog
+
+    def counted_ping() -> bool:
+        timeline.append("ping")
+        return ping()
+
+    monkeypatch.setattr(notifier, "watchdog", counted_ping)
 
     import uvloop
 
+    stop = StopControl()
     result: list[object] = []
-    t = threading.Thread(target=lambda: result.append(uvloop.run(run_async(cfg, 14.0, StopControl(),
-                                                                           notifier=notifier))), daemon=True)
+    t = threading.Thread(target=lambda: result.append(uvloop.run(run_async(cfg, None, stop, notifier=notifier))),
+                         daemon=True)
     t.start()
     try:
         ready = notify.wait_for("READY", "1")
         before = notify.wait_for("WATCHDOG", "1", after=ready)
         hang.set()
-        time.sleep(1.5)  # the worker is now stuck in a tick: longer than a ping interval (0.5 s)
-        stuck_from = len(notify.messages)
-        time.sleep(2.0)
-        during = [f for _, f in notify.messages[stuck_from:] if "WATCHDOG" in f]
+        assert entered.wait(30), "the worker never reached the hanging tick"
+        for _ in range(4):
+            assert stuck_checks.acquire(timeout=30), "the watchdog stopped checking the worker"
+        timeline.append("release")
         release.set()
         after = notify.wait_for("WATCHDOG", "1", after=len(notify.messages), timeout_s=10)
     finally:
         release.set()
+        stop.request("test")
         t.join(60)
-    assert before >= ready and after >= stuck_from  # resumed once the worker moved again
-    assert during == []  # no ping while the worker was stuck
+    assert not t.is_alive() and result, "the daemon did not stop"
+    assert before >= ready and after > before  # pinging before the hang, and again once the worker moved
+    first_stuck, released = timeline.index("stuck"), timeline.index("release")
+    assert "ping" not in timeline[first_stuck:released], timeline  # none while the worker was stuck
+    assert "ping" in timeline[released:]  # resumed
+    assert notifier.sent == len(notify.drain())  # the socket got exactly what the daemon sent
 
 
 def test_a_service_without_its_broker_keeps_retrying_says_so_and_exits_0(tmp_path: Path,

@@ -22,9 +22,11 @@ from livetok.cli import main
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
 from livetok.daemon.runner import Daemon
-from livetok.daemon.sinks import open_sinks
-from livetok.daemon.stopping import StopControl
+from livetok.runtime.stopping import StopControl
+from livetok.sinks import open_sinks
 from livetok.tokenizers import Tokenizers
+
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
 
 
 def scrape(port: int) -> dict[str, object]:
@@ -47,21 +49,24 @@ def ready(families: dict[str, object]) -> bool:
 
 
 def scrape_live(cfg: LivetokConfig, port: int) -> dict[str, object]:
-    """Run ``cfg`` for 10 s in a thread and scrape it until every series the tests read has data."""
-    t = threading.Thread(target=run_blocking, args=(cfg, 10.0), daemon=True)  # margin for a slow CI
+    """Run ``cfg`` in a thread, scrape it until every series the tests read has data, then stop it."""
+    stop = StopControl()
+    t = threading.Thread(target=run_blocking, args=(cfg, 60.0, stop), daemon=True)  # 60 s: a bound, not a wait
     t.start()
     families: dict[str, object] = {}
-    end = time.monotonic() + 60
-    while time.monotonic() < end:  # until the latency histograms have data (bounded)
-        try:
-            families = scrape(port)
-        except OSError:
+    try:
+        while t.is_alive():  # until the latency histograms have data
+            try:
+                families = scrape(port)
+            except OSError:
+                time.sleep(0.3)
+                continue
+            if ready(families):
+                break
             time.sleep(0.3)
-            continue
-        if ready(families):
-            break
-        time.sleep(0.3)
-    t.join(60)
+    finally:
+        stop.request("scraped")
+        t.join(60)
     assert not t.is_alive()
     return families
 

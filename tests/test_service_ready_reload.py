@@ -75,6 +75,7 @@ def write_config(path: Path, sinks_dir: Path, *sources: str, extra: str = "") ->
 # -- READY ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ready_comes_once_every_source_delivers(tmp_path: Path, notify: NotifySocket) -> None:
     """Before: READY=1 with "sources 0/1 up" (sent as soon as the capture threads were started)."""
     d = Daemon(tmp_path, write_config(tmp_path / "c.yaml", tmp_path, "cam"), notify)
@@ -88,6 +89,7 @@ def test_ready_comes_once_every_source_delivers(tmp_path: Path, notify: NotifySo
     assert len(said) == 1 and "cam: video " in said[0] and "audio " in said[0], said
 
 
+@pytest.mark.slow
 def test_ready_waits_for_a_failed_first_attempt_and_says_it(tmp_path: Path, notify: NotifySocket) -> None:
     """A camera nobody serves and a broker nobody listens on: READY comes once the source's first
     attempt has failed (connection refused) and said so in a line, and the bus's first connection
@@ -111,6 +113,7 @@ def test_ready_waits_for_a_failed_first_attempt_and_says_it(tmp_path: Path, noti
     assert "late: first attempt failed at" in lines[ready] and "bus not connected" in lines[ready], lines[ready]
 
 
+@pytest.mark.slow
 def test_a_listening_source_without_a_sender_is_ready_and_says_it_waits(tmp_path: Path,
                                                                         notify: NotifySocket) -> None:
     """A UDP camera that starts after the daemon (issue 12): its socket is open, nothing has failed, so
@@ -138,6 +141,7 @@ def test_a_listening_source_without_a_sender_is_ready_and_says_it_waits(tmp_path
 # -- reload -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_reload_returns_after_the_configuration_is_applied(tmp_path: Path, notify: NotifySocket) -> None:
     cfg = write_config(tmp_path / "c.yaml", tmp_path, "cam")
     d = Daemon(tmp_path, cfg, notify)
@@ -162,6 +166,7 @@ def test_reload_returns_after_the_configuration_is_applied(tmp_path: Path, notif
         assert d.stop() == 0
 
 
+@pytest.mark.slow
 def test_reload_without_an_answer_is_69(tmp_path: Path, notify: NotifySocket) -> None:
     """A daemon that cannot answer (no $RUNTIME_DIRECTORY) still reloads; the command says it got no
     answer in time. No such process: 69 at once."""

@@ -34,10 +34,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from requires import missing, not_on_this_machine, require
 
 from livetok.wire import Modality, Scale, TokenPacket, read_ltk
 
-pytestmark = pytest.mark.systemd
+pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = Path(os.path.abspath(sys.executable)).parent / "livetok"
@@ -57,30 +58,23 @@ def sandbox_script() -> Path:
     raise AssertionError("no systemd-sandbox.sh (scripts/systemd-sandbox.sh is committed)")
 
 
-def _missing(tool: str) -> None:
-    why = f"{tool} is not installed (scripts/setup.sh installs it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(why)
-    pytest.skip(why)
-
-
 def can_boot() -> None:
     """Skip (always) when this machine cannot boot a container; fail under CI=true when a tool is missing."""
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        pytest.skip("booting a systemd container needs root (systemd-nspawn, overlayfs, namespaces)")
+        not_on_this_machine("booting a systemd container needs root (systemd-nspawn, overlayfs, namespaces)")
     try:
         filesystems = Path("/proc/filesystems").read_text()
     except OSError:
         filesystems = ""
     if "overlay" not in filesystems.split():
-        pytest.skip("no overlayfs in this kernel: the container's root is an overlay of /")
+        not_on_this_machine("no overlayfs in this kernel: the container's root is an overlay of /")
     if not Path("/lib/systemd/systemd").is_file():
-        _missing("systemd (/lib/systemd/systemd, which the container boots)")
+        missing("systemd is not installed (/lib/systemd/systemd, which the container boots; scripts/setup.sh "
+                "installs it)")
     for tool in ("nsenter", "unshare", "mosquitto", "mosquitto_passwd", "mosquitto_sub"):
-        if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
-            _missing(tool)
+        require(tool)
     if shutil.which("systemd-nspawn") is None and shutil.which("apt-get") is None:
-        _missing("systemd-nspawn (systemd-container), or apt-get to fetch it")
+        missing("systemd-nspawn (systemd-container) is not installed, nor apt-get to fetch it")
 
 
 class Sandbox:
@@ -286,6 +280,7 @@ def exec_failure_does_not_loop(box: Sandbox) -> None:
     assert show == {"ExecMainStatus": "203", "ActiveState": "failed", "SubState": "failed", "NRestarts": "0"}, show
 
 
+@pytest.mark.timeout(900)  # may fetch systemd-container with apt-get first
 def test_the_installed_unit_under_systemd(sandbox: Sandbox) -> None:
     t0 = time.monotonic()
     box = sandbox

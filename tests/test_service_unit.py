@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from requires import not_on_this_machine
 from unprivileged import AS_NOBODY, read_only_dir, run_livetok
 
 from livetok.cli import main
@@ -31,9 +32,9 @@ EXE = Path(os.path.abspath(sys.executable)).parent / "livetok"
 
 
 def analyze() -> str:
-    from broker import need_tool
+    from requires import require
 
-    return need_tool("systemd-analyze")
+    return require("systemd-analyze")
 
 
 def installed(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[Path, str, str]:
@@ -174,13 +175,14 @@ MDWE_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mdwe_would_break_the_jit() -> None:
     """Why the unit has no MemoryDenyWriteExecute=yes: the kernel's own form of it (PR_SET_MDWE,
     Linux 6.3+) stops numba compiling (llvmlite: cannot allocate executable memory); without it the
     same code runs."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(66, 0, 0, 0, 0) < 0:  # PR_GET_MDWE
-        pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
+        not_on_this_machine("this kernel has no PR_SET_MDWE (Linux < 6.3)")
     plain = subprocess.run([sys.executable, "-c", MDWE_PROBE, "plain"], capture_output=True, text=True, timeout=120,
                            check=False)
     assert plain.returncode == 0 and plain.stdout.strip() == "90", plain.stderr
@@ -190,6 +192,7 @@ def test_mdwe_would_break_the_jit() -> None:
     assert "cannot allocate executable memory" in mdwe.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("unprivileged_user")
 def test_numba_caches_in_the_cache_directory() -> None:
     """What CacheDirectory=livetok is for: a user who cannot write the installation (ProtectSystem=strict,

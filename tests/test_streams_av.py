@@ -12,8 +12,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from streamgen import Collector, RtspRelay, free_port, make_clip, need, serve_http, serve_rtp, serve_udp, wait_until
+from requires import require
+from streamgen import Collector, RtspRelay, free_port, make_clip, serve_http, serve_rtp, serve_udp, wait_until
 
+from livetok.media.frames import to_model_image
+from livetok.runtime.backoff import BackoffPolicy
 from livetok.streams.av_source import (
     AvSource,
     AvSourceOptions,
@@ -22,11 +25,9 @@ from livetok.streams.av_source import (
     is_listening,
     source_kind,
 )
-from livetok.streams.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
 from livetok.tokenizers import TokenizerConfig
-from livetok.tokenizers.frames import to_model_image
 
 VIDEO = TokenizerConfig().video
 FAST = BackoffPolicy(initial_s=0.2, max_s=1.0, stable_s=1.0)
@@ -61,7 +62,7 @@ def check_paced(frames: list[VideoCapture], released: list[int]) -> None:
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    need("ffmpeg")
+    require("ffmpeg")
     d = tmp_path_factory.mktemp("live")
     return {"ts": make_clip(d / "clip.ts", 4.0), "mp4": make_clip(d / "clip.mp4", 4.0),
             "short": make_clip(d / "short.mp4", 1.0)}
@@ -151,6 +152,7 @@ def test_which_sources_listen(url: str, options: dict[str, str], listening: bool
     assert is_listening(url, options) is listening
 
 
+@pytest.mark.slow
 def test_lavfi_is_paced_and_has_the_model_shape() -> None:
     run = Run("testsrc2=size=320x240:rate=25", AvSourceOptions(format="lavfi"), audio=False)
     assert run.wait(n_frames(15))
@@ -159,6 +161,7 @@ def test_lavfi_is_paced_and_has_the_model_shape() -> None:
     check_paced(frames, run.prepare.times)
 
 
+@pytest.mark.slow
 def test_file_played_as_live(clips: dict[str, Path]) -> None:
     run = Run(str(clips["mp4"]), AvSourceOptions())
     assert run.source.realtime
@@ -183,6 +186,7 @@ def test_file_unpaced_ends_by_itself(clips: dict[str, Path]) -> None:
     assert run.stats.errors == 0 and run.stats.reconnects == 0
 
 
+@pytest.mark.slow
 def test_file_loop_flags_discontinuity_and_media_time_continues(clips: dict[str, Path]) -> None:
     run = Run(str(clips["short"]), AvSourceOptions(loop=True))
     assert run.wait(lambda r: r.stats.loops >= 1 and r.frames.count() >= 35)
@@ -196,6 +200,7 @@ def test_file_loop_flags_discontinuity_and_media_time_continues(clips: dict[str,
     assert run.stats.loops >= 1 and run.stats.gaps >= 1 and run.stats.reconnects == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["udp", "rtp"])
 def test_udp_and_rtp_mpegts(clips: dict[str, Path], scheme: str) -> None:
     port = free_port(socket.SOCK_DGRAM)
@@ -211,6 +216,7 @@ def test_udp_and_rtp_mpegts(clips: dict[str, Path], scheme: str) -> None:
     check_audio(blocks, 30)
 
 
+@pytest.mark.slow
 def test_http_mpegts(clips: dict[str, Path]) -> None:
     port = free_port()
     server = serve_http(clips["ts"], port)
@@ -225,8 +231,9 @@ def test_http_mpegts(clips: dict[str, Path]) -> None:
     assert run.stats.connects == 1
 
 
+@pytest.mark.slow
 def test_rtsp_over_udp(clips: dict[str, Path]) -> None:
-    need("rtsp-server-perl")
+    require("rtsp-server-perl")
     relay = RtspRelay(clips["mp4"])
     try:
         # The relay answers 404 until ffmpeg has announced the stream: the source retries.

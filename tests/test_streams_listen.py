@@ -15,14 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamgen import Collector, LiveCamera, free_port, need, wait_until
+from requires import require
+from streamgen import Collector, LiveCamera, free_port, wait_until
 from test_streams_av import prepare
 
+from livetok.runtime.backoff import BackoffPolicy
 from livetok.streams.av_source import AvSource, AvSourceOptions
-from livetok.streams.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
 from livetok.sync import BeepDetector
+
+pytestmark = pytest.mark.slow  # every test here runs a live daemon, broker, stream or subprocess
 
 FAST = BackoffPolicy(initial_s=0.2, max_s=0.5, jitter=0.0, stable_s=1.0)
 FRAME_NS = 1_000_000_000 // 30
@@ -72,7 +75,7 @@ def check_everything_received(frames: list[VideoCapture], truth: dict[str, objec
 
 
 def test_a_sender_that_starts_late_is_waited_for_and_nothing_is_lost(tmp_path: Path) -> None:
-    need("ffmpeg")
+    require("ffmpeg")
     port = free_port(socket.SOCK_DGRAM)
     listener = Listener(port)
     try:
@@ -96,7 +99,7 @@ def test_a_pause_between_bursts_is_a_wait_not_a_reconnect(tmp_path: Path) -> Non
     """The camera sends 1.5 s, is silent 2 s (four read timeouts), then sends again from the middle of
     a group of pictures (frame 105; keyframes every 60): a reopened socket would have lost every
     frame until frame 120."""
-    need("ffmpeg")
+    require("ffmpeg")
     port = free_port(socket.SOCK_DGRAM)
     listener = Listener(port)
     try:

@@ -13,10 +13,10 @@ import av
 import numpy as np
 import pytest
 
+from livetok.media.audioconv import AudioToFloat
+from livetok.runtime.backoff import Backoff, BackoffPolicy
 from livetok.streams import interrupt
-from livetok.streams.audioconv import AudioToFloat
 from livetok.streams.av_source import demux_resuming
-from livetok.streams.backoff import Backoff, BackoffPolicy
 from livetok.streams.pacing import Pacer
 from livetok.streams.timeline import SampleTimeline
 from livetok.streams.worker import Stall

@@ -98,6 +98,7 @@ def test_ntsc_rate_and_stereo() -> None:
     assert float(np.max(np.abs(np.concatenate([b.samples for b in blocks], axis=1)))) <= opts.tone_level + 1e-6
 
 
+@pytest.mark.slow
 def test_realtime_pacing_on_the_monotonic_clock() -> None:
     opts = SyntheticOptions(width=160, height=120, fps=25, rate=16000, marker_interval_s=0.5)
     video: Handoff[VideoCapture] = Handoff(512)

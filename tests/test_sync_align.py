@@ -166,6 +166,7 @@ def test_packets_before_the_anchor_extend_the_grid_back() -> None:
     assert steps[0].flags == StepFlag.MISSING_VIDEO | StepFlag.LATE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("a_drift", "v_drift"), [(100e-6, -100e-6), (-100e-6, 100e-6)])
 def test_membership_under_drift(a_drift: float, v_drift: float) -> None:
     """Ten minutes of a +-100 ppm audio clock and a -+100 ppm camera on the host grid: every

@@ -177,6 +177,7 @@ def test_follows_a_drift_change_within_a_window() -> None:
     assert abs(model.to_host(int(m2[-1])) - int(cap2[-1])) < 1 * MS
 
 
+@pytest.mark.slow
 def test_simulated_hour_av_skew_with_opposite_100_ppm_drifts() -> None:
     """An hour of an audio clock at +100 ppm (50 blocks/s) and a video clock at -100 ppm
     (30 frames/s, 40 ms pipeline latency configured): the same true instant, mapped through

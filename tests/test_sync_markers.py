@@ -108,6 +108,7 @@ def test_beep_onsets_are_sample_accurate_for_any_blocks(rate: int) -> None:
         assert 10 * MS <= reported - onset < 11 * MS + 50 * MS
 
 
+@pytest.mark.slow
 def test_chunking_does_not_change_the_onsets() -> None:
     rng = np.random.default_rng(1)
     rate, a0 = 16_000, 50 * S

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import skimage
 
-from livetok.media import decode
+from livetok.config.tokenizer import DeltaConfig, VideoConfig
+from livetok.media.decode import decode
+from livetok.media.frames import PAD_LEVEL, to_model_image
 from livetok.tokenizers import TokenizerConfig, Tokenizers
-from livetok.tokenizers.config import DeltaConfig, VideoConfig
-from livetok.tokenizers.frames import PAD_LEVEL, to_model_image
 from livetok.tokenizers.patch_delta import patch_change, patch_change_numpy
 from livetok.wire import Flag, Scale
 

@@ -147,6 +147,7 @@ def decode_checked(data: bytes) -> TokenPacket | AlignedStep | None:
     return packet
 
 
+@pytest.mark.slow
 @FUZZ
 @given(packets)
 def test_round_trip_any_valid_packet(packet: TokenPacket | AlignedStep) -> None:
@@ -167,6 +168,7 @@ def test_random_bytes_after_valid_prefix(kind: int, tail: bytes) -> None:
     decode_checked(PACKET_MAGIC + bytes([WIRE_VERSION, kind]) + tail)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.data())
 def test_mutated_valid_packets(data: st.DataObject) -> None:
@@ -177,6 +179,7 @@ def test_mutated_valid_packets(data: st.DataObject) -> None:
         assert decoded is not None
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.data())
 def test_any_single_bit_flip_is_detected_or_harmless(data: st.DataObject) -> None:
@@ -223,6 +226,7 @@ def is_subsequence(found: list, original: list) -> bool:
     return all(any(item == candidate for candidate in remaining) for item in found)
 
 
+@pytest.mark.slow
 @FILE_FUZZ
 @given(st.lists(packets, min_size=1, max_size=5), st.data())
 def test_file_single_bit_flip_loses_exactly_one_record(items: list, data: st.DataObject) -> None:
@@ -235,6 +239,7 @@ def test_file_single_bit_flip_loses_exactly_one_record(items: list, data: st.Dat
     assert is_subsequence(result.packets, items)
 
 
+@pytest.mark.slow
 @FILE_FUZZ
 @given(st.lists(packets, max_size=5), st.data())
 def test_file_mutations_never_raise(items: list, data: st.DataObject) -> None:
@@ -328,6 +333,7 @@ def _iter_bytes(blob: bytes) -> list:
         os.unlink(path)
 
 
+@pytest.mark.slow
 @FILE_FUZZ
 @given(st.lists(packets, min_size=1, max_size=6), st.data(), st.sampled_from([8, 16, 64, 1024]))
 def test_reader_follows_the_spec_whatever_the_crc_stride(
@@ -379,6 +385,7 @@ def crc_work(blob: bytes, budget_per_byte: float) -> tuple[int, list]:
     return counter.count, items
 
 
+@pytest.mark.slow
 def test_crafted_resync_file_is_read_in_linear_work() -> None:
     """1 MB of sync markers every 12 bytes: the naive resync fed ~4e10 bytes to CRC-32 (probe took
     15 s); now a few bytes per byte of file, and the same per byte for a file four times larger."""

@@ -14,7 +14,8 @@ from livetok.bus.tls import TlsOptions
 from livetok.bus.topics import TopicKind
 from livetok.client.blocking import BlockingSubscriber, subscribe_blocking
 from livetok.client.continuity import Continuity, StreamKey, StreamStats
-from livetok.client.subscriber import Message, Subscriber, SubscriberStats
+from livetok.client.message import Message, SubscriberStats
+from livetok.client.subscriber import Subscriber
 
 __all__ = [
     "BlockingSubscriber", "Continuity", "Message", "Protocol", "StreamKey", "StreamStats", "Subscriber",

@@ -24,7 +24,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from livetok.client.subscriber import Message, Subscriber, SubscriberStats
+from livetok.client.message import Message, SubscriberStats
+from livetok.client.subscriber import Subscriber
 from livetok.errors import BusError
 
 _END = object()

@@ -17,9 +17,9 @@ Delivery, as this module implements it:
   dropped or skipped), not when they arrive: a consumer that falls behind makes the broker hold
   messages (its in-flight window, then its queue), and with a persistent session what was not
   yet taken is sent again after a crash or a reconnect (and counted as duplicates if it was).
-* Continuity per stream (``livetok.client.continuity``): gaps, duplicates, late arrivals and
-  daemon restarts (a new run id) are counted across reconnects. Duplicates and messages of an
-  older run are counted and skipped unless ``deliver_duplicates``.
+* Continuity per stream (``livetok.client.continuity``, applied by ``livetok.client.decoding``):
+  gaps, duplicates, late arrivals and daemon restarts (a new run id) are counted across reconnects.
+  Duplicates and messages of an older run are counted and skipped unless ``deliver_duplicates``.
 * The connection is kept up: a lost connection is retried with capped exponential backoff
   (forever by default), re-subscribing; counters and buffered messages survive. Refusals that
   retrying cannot fix (login, TLS verification, a refused subscription) raise
@@ -30,18 +30,19 @@ Delivery, as this module implements it:
   comes from its source's (or instance's) meta. They are only yielded when the caller's own
   filters match them.
 """
+# Over 450 lines because the Subscriber is one state machine: connecting, reconnecting, the buffer and
+# the acknowledgements share its state (a message is acknowledged on the connection it came on). Its
+# types are in message.py, the decoding in decoding.py.
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import os
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from aiomqtt import Message as MqttMessage
@@ -59,97 +60,24 @@ from livetok.bus.connect import (
     reason_text,
 )
 from livetok.bus.meta import SourceMeta
-from livetok.bus.properties import run_id_of
 from livetok.bus.secret import Secret, read_secret_file
 from livetok.bus.tls import TlsOptions
 from livetok.bus.topics import (
     DEFAULT_PREFIX,
-    TopicInfo,
-    TopicKind,
     check_filter,
     check_name,
     check_prefix,
     companion_filters,
     data_filters,
     filter_covers,
-    filter_matches,
-    parse_topic,
     split_shared,
 )
 from livetok.bus.url import parse_broker_url
-from livetok.client.continuity import Continuity, ContinuityTracker, StreamKey, StreamStats
-from livetok.errors import BusError, ConfigError, DecodeError
+from livetok.client.continuity import StreamStats
+from livetok.client.decoding import Decoder
+from livetok.client.message import Message, SubscriberStats
+from livetok.errors import BusError, ConfigError
 from livetok.vocab import Vocabulary
-from livetok.wire import AlignedStep, Modality, Scale, TokenPacket, decode_packet
-
-_SKIPPED = (Continuity.DUPLICATE, Continuity.STALE)
-
-
-@dataclass(frozen=True)
-class Message:
-    """One message from the bus, decoded.
-
-    ``packet`` (TOKENS) or ``step`` (STEPS) is the decoded wire packet; ``meta`` (META) the
-    source's meta; ``text`` the payload as text (AVAILABLE: ``online``/``stopped``/``offline``;
-    STATS: the JSON, parsed into ``data``). ``run_id``: the daemon run (v5 property, else from
-    meta; None when unknown). ``continuity``/``missing``: what this message was for its stream
-    (None for meta, availability and stats). Receive times are taken when the message came off
-    the socket: ``received_mono_ns`` (``time.monotonic_ns``), ``received_unix_ns`` (``time.time_ns``).
-    """
-
-    topic: str
-    kind: TopicKind
-    instance: str
-    source: str | None
-    group: str | None
-    modality: Modality | None
-    scale: Scale | None
-    run_id: str | None
-    qos: int
-    retain: bool
-    received_mono_ns: int
-    received_unix_ns: int
-    payload: bytes = field(repr=False)
-    packet: TokenPacket | None = field(default=None, repr=False)
-    step: AlignedStep | None = field(default=None, repr=False)
-    meta: SourceMeta | None = field(default=None, repr=False)
-    text: str | None = None
-    data: Any = field(default=None, repr=False)
-    continuity: Continuity | None = None
-    missing: int = 0
-    stream: StreamKey | None = None
-
-    @property
-    def seq(self) -> int | None:
-        item = self.packet if self.packet is not None else self.step
-        return None if item is None else item.seq
-
-
-@dataclass
-class SubscriberStats:
-    """A snapshot of the subscriber's counters.
-
-    ``streams``: per stream (see :class:`StreamStats`); ``total``: their sum. ``messages``: every
-    message taken off the broker; ``foreign``: on topics that are not livetok's (skipped);
-    ``meta_errors``: meta documents that did not parse; ``dropped``: thrown away because the
-    buffer was full; ``buffered``: waiting now. ``connects``/``reconnects``/``disconnects``: the
-    connection's history; ``last_error``: the most recent problem, one line; ``resumed``:
-    connections on which the broker still held this subscriber's persistent session.
-    """
-
-    streams: dict[StreamKey, StreamStats]
-    total: StreamStats
-    messages: int = 0
-    foreign: int = 0
-    meta_errors: int = 0
-    dropped: int = 0
-    buffered: int = 0
-    connects: int = 0
-    reconnects: int = 0
-    disconnects: int = 0
-    connected: bool = False
-    last_error: str | None = None
-    resumed: int = 0  # connections on which the broker still held our persistent session
 
 
 class _Intake:
@@ -254,16 +182,12 @@ class Subscriber:
                         subs.append(extra)
         self._subscriptions = list(dict.fromkeys(subs))
         self._qos = qos
-        self._deliver_duplicates = deliver_duplicates
         self._buffer_max = buffer_messages
         self._connect_attempts = connect_attempts
         self._reconnect_timeout_s = reconnect_timeout_s
         self._backoff = Backoff(backoff_initial_s, backoff_max_s)
 
-        self._tracker = ContinuityTracker()
-        self._meta: dict[tuple[str, str], SourceMeta] = {}
-        self._available: dict[str, str] = {}
-        self._vocabs: dict[str, Vocabulary] = {}
+        self._decoder = Decoder(self._user_filters, deliver_duplicates, self._say_error)
         self._inbox: deque[_Entry] = deque()
         self._wake: asyncio.Event | None = None
         self._client: Any = None  # aiomqtt.Client of the current connection
@@ -276,8 +200,7 @@ class Subscriber:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._reconnect_deadline: float | None = None
         self._closed = False
-        self._counts = {"messages": 0, "foreign": 0, "meta_errors": 0, "dropped": 0, "connects": 0,
-                        "reconnects": 0, "disconnects": 0, "resumed": 0}
+        self._counts = {"dropped": 0, "connects": 0, "reconnects": 0, "disconnects": 0, "resumed": 0}
         self._last_error: str | None = None
 
     def __repr__(self) -> str:
@@ -301,28 +224,32 @@ class Subscriber:
 
     @property
     def stats(self) -> SubscriberStats:
-        streams = self._tracker.stats()
+        d = self._decoder
+        streams = d.tracker.stats()
         total = StreamStats()
         for s in streams.values():
             total.add(s)
         c = self._counts
-        return SubscriberStats(streams, total, c["messages"], c["foreign"], c["meta_errors"], c["dropped"],
+        return SubscriberStats(streams, total, d.messages, d.foreign, d.meta_errors, c["dropped"],
                                len(self._inbox), c["connects"], c["reconnects"], c["disconnects"], self.connected,
                                self._last_error, c["resumed"])
 
     @property
     def meta(self) -> dict[tuple[str, str], SourceMeta]:
         """The latest meta per (instance, source) seen so far (updated as messages are taken)."""
-        return dict(self._meta)
+        return dict(self._decoder.meta)
 
     @property
     def available(self) -> dict[str, str]:
         """The latest availability per instance: ``online``, ``stopped`` or ``offline``."""
-        return dict(self._available)
+        return dict(self._decoder.available)
 
     def vocabulary(self, codebook_id: str) -> Vocabulary | None:
         """The joint vocabulary for ``codebook_id`` as published in some source's meta, if seen."""
-        return self._vocabs.get(codebook_id)
+        return self._decoder.vocabs.get(codebook_id)
+
+    def _say_error(self, line: str) -> None:
+        self._last_error = line
 
     # -- connection --------------------------------------------------------------------------------
 
@@ -520,7 +447,7 @@ class Subscriber:
             while self._inbox:
                 entry = self._inbox.popleft()
                 self._ack(entry)
-                out = self._process(entry)
+                out = self._decoder.decode(entry[0], entry[1], entry[3])
                 if out is not None:
                     return out
             if self._closed:
@@ -550,87 +477,3 @@ class Subscriber:
             return await asyncio.wait_for(self.__anext__(), timeout_s)
         except (TimeoutError, StopAsyncIteration):
             return None
-
-    def _process(self, entry: _Entry) -> Message | None:
-        mono, unix, _, msg = entry
-        self._counts["messages"] += 1
-        topic = msg.topic.value
-        info = parse_topic(topic)
-        if info is None:
-            self._counts["foreign"] += 1
-            return None
-        payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
-        base: dict[str, Any] = {"topic": topic, "kind": info.kind, "instance": info.instance, "source": info.source,
-                "group": info.group, "modality": info.modality, "scale": info.scale, "qos": msg.qos,
-                "retain": bool(msg.retain), "received_mono_ns": mono, "received_unix_ns": unix, "payload": payload}
-        if info.kind in (TopicKind.TOKENS, TopicKind.STEPS):
-            return self._data(info, msg, base)
-        wanted = any(filter_matches(f, topic) for f in self._user_filters)
-        if info.kind is TopicKind.META:
-            meta = self._take_meta(info, payload, topic)
-            return Message(**base, run_id=meta.run_id if meta else None, meta=meta) if wanted else None
-        text = payload.decode("utf-8", "replace")
-        if info.kind is TopicKind.AVAILABLE:
-            if text:
-                self._available[info.instance] = text
-            else:
-                self._available.pop(info.instance, None)
-            return Message(**base, run_id=None, text=text) if wanted else None
-        data = None
-        with contextlib.suppress(ValueError):
-            data = json.loads(text)
-        return Message(**base, run_id=None, text=text, data=data) if wanted else None
-
-    def _data(self, info: TopicInfo, msg: MqttMessage, base: dict[str, Any]) -> Message | None:
-        steps = info.kind is TopicKind.STEPS
-        name = cast(str, info.group if steps else info.source)
-        key = StreamKey(info.instance, name, info.modality, info.scale)
-        try:
-            item = decode_packet(base["payload"])
-        except DecodeError as err:
-            self._tracker.invalid(key)
-            self._last_error = f"{base['topic']}: {err}"
-            return None
-        if steps != isinstance(item, AlignedStep) or (
-                isinstance(item, TokenPacket) and (item.modality, item.scale) != (info.modality, info.scale)):
-            self._tracker.invalid(key)
-            self._last_error = f"{base['topic']}: the payload is a packet of another kind or stream than the topic"
-            return None
-        run_id = run_id_of(msg.properties)
-        from_meta = False
-        if run_id is None:
-            meta = None if steps else self._meta.get((info.instance, name))
-            run_id = meta.run_id if meta is not None else self._instance_run(info.instance)
-            from_meta = run_id is not None
-        obs = self._tracker.observe(key, item.seq, run_id, from_meta)
-        if obs.continuity in _SKIPPED and not self._deliver_duplicates:
-            return None
-        if steps:
-            return Message(**base, run_id=run_id, step=cast(AlignedStep, item), continuity=obs.continuity,
-                           missing=obs.missing, stream=key)
-        return Message(**base, run_id=run_id, packet=cast(TokenPacket, item), continuity=obs.continuity,
-                       missing=obs.missing, stream=key)
-
-    def _take_meta(self, info: TopicInfo, payload: bytes, topic: str) -> SourceMeta | None:
-        key = (info.instance, cast(str, info.source))
-        if not payload:  # a cleared retained message: the source is gone
-            self._meta.pop(key, None)
-            return None
-        try:
-            meta = SourceMeta.from_json(payload)
-        except DecodeError as err:
-            self._counts["meta_errors"] += 1
-            self._last_error = f"{topic}: {err}"
-            return None
-        self._meta[key] = meta
-        self._vocabs.setdefault(meta.codebook_id, meta.vocab)
-        return meta
-
-    def _instance_run(self, instance: str) -> str | None:
-        """The run id of ``instance`` by its meta: the most recently started run among its sources
-        (a source dropped from the configuration leaves an older retained meta behind)."""
-        best: SourceMeta | None = None
-        for (inst, _), m in self._meta.items():
-            if inst == instance and (best is None or (m.started_unix_ns or 0) >= (best.started_unix_ns or 0)):
-                best = m
-        return None if best is None else best.run_id

@@ -3,7 +3,8 @@
 Order matters for a daemon users can trust: everything that can be checked is checked before the
 slow start-up (sources, sinks, the bus's files, the metrics port), and this module imports nothing
 heavy until then, so a second daemon on the same file, a path that is not a token file or a port in
-use is refused at once, before torch loads; the sinks are opened (and locked) next; the tokenizers
+use is refused at once, before torch loads; the codebooks are loaded and checked, and the sinks opened
+(and locked) next; the tokenizers
 load in a thread while the event loop answers signals (and, under systemd, extends the start-up
 timeout); capture starts last, and READY=1 goes out once it has.
 """
@@ -17,12 +18,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from livetok.config import LivetokConfig
-from livetok.daemon import log
 from livetok.daemon.notify import Notifier
-from livetok.daemon.preflight import check_bus, check_metrics, check_sinks, check_sources
-from livetok.daemon.sinks import open_sinks
-from livetok.daemon.stopping import StopControl
+from livetok.daemon.preflight import check_bus, check_metrics, check_sinks, check_sources, checked_codebooks
 from livetok.errors import BusError, ConfigError
+from livetok.runtime import log
+from livetok.runtime.stopping import StopControl
+from livetok.sinks import open_sinks
+from livetok.vocab import Vocabulary
 
 if TYPE_CHECKING:  # the runner pulls torch: imported once the checks have passed
     from livetok.daemon.runner import RunReport
@@ -61,17 +63,18 @@ async def run_async(cfg: LivetokConfig, duration_s: float | None, stop: StopCont
     stop.bind()
     notifier = notifier if notifier is not None else Notifier()
     run_id = new_run_id()  # new at every start: a consumer tells a restart's seq 0 from a duplicate
-    sinks = open_sinks(cfg, run_id)
     extender = asyncio.create_task(_keep_extending(notifier), name="extend-timeout") if notifier.enabled else None
     try:
+        # The codebooks first (the key's line in the error, before any sink opens); the bus's meta
+        # describes their vocabulary.
+        vocab = Vocabulary.from_codebooks(await asyncio.to_thread(checked_codebooks, cfg))
+        sinks = open_sinks(cfg, run_id, vocab)
         async with contextlib.AsyncExitStack() as stack:
             for sink in sinks:
                 await stack.enter_async_context(sink)
-            from livetok.daemon.preflight import check_codebooks
             from livetok.daemon.runner import RunReport, run
             from livetok.tokenizers import Tokenizers
 
-            await asyncio.to_thread(check_codebooks, cfg)  # the key's line in the error, before the slow part
             toks = await asyncio.to_thread(Tokenizers.from_config, cfg.tokenizer)
             if stop.requested:
                 return RunReport(stopped_by=f"{stop.reason} during start-up")
@@ -101,7 +104,7 @@ def run_and_report(cfg: LivetokConfig, duration_s: float | None, stop: StopContr
     metrics as JSON) on ``out``; 0, or BusError (69) when a run that ended by itself (its duration,
     its input) never reached its broker: a script cannot otherwise tell a run whose every bus message
     was dropped from one that delivered. A service (stopped by a signal) keeps retrying and exits 0."""
-    if not cfg.sinks and cfg.mqtt.host is None:
+    if not cfg.sinks and cfg.bus is None:
         raise ConfigError("no sink: the tokens would go nowhere; add one with --sink mqtt://HOST (the bus) or "
                           "--sink file:PATH.ltk (or a sinks: or mqtt: section in the configuration)")
     report = run_blocking(cfg, duration_s, stop, reconfigure)

@@ -8,7 +8,7 @@ not die because systemd's socket went away.
 
 ``WATCHDOG_USEC`` (and ``WATCHDOG_PID``, when it names this process) say that systemd expects
 ``WATCHDOG=1`` at least that often; the daemon sends it every half of it, and only while both its
-event loop and its tokenizer worker make progress (:mod:`livetok.daemon.runner`).
+event loop and its tokenizer worker make progress (:mod:`livetok.pipeline.runner`).
 
 Reload answers (:class:`ReloadAnswers`): ``systemctl reload`` must return only once the new
 configuration is applied or refused, and with ``Type=notify`` (systemd 252; ``notify-reload`` came

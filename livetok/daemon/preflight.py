@@ -20,15 +20,20 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from livetok import config as dc
 from livetok.config import LivetokConfig
-from livetok.daemon import config as dc
 from livetok.errors import CodebookError, ConfigError, OutputError
 from livetok.wire.ltkfile import LTK_MAGIC
 
+if TYPE_CHECKING:
+    from livetok.tokenizers.codebooks import CodebookSet
 
-def check_codebooks(cfg: LivetokConfig) -> str:
-    """Load and check the codebooks (ConfigError naming ``tokenizer.codebooks``); their id."""
+
+def checked_codebooks(cfg: LivetokConfig) -> CodebookSet:
+    """The codebooks, loaded and checked against the configuration (ConfigError naming
+    ``tokenizer.codebooks``). numpy and safetensors only: no torch."""
     from livetok.tokenizers.codebooks import load_codebooks
 
     try:
@@ -36,7 +41,12 @@ def check_codebooks(cfg: LivetokConfig) -> str:
         cbs.check(cfg.tokenizer)
     except CodebookError as err:
         raise ConfigError(f"{cfg.where('tokenizer', 'codebooks')}: {err}") from err
-    return cbs.codebook_id
+    return cbs
+
+
+def check_codebooks(cfg: LivetokConfig) -> str:
+    """Load and check the codebooks (ConfigError naming ``tokenizer.codebooks``); their id."""
+    return checked_codebooks(cfg).codebook_id
 
 
 def check_sources(cfg: LivetokConfig) -> None:
@@ -77,7 +87,7 @@ def check_file_sink(path: Path, key: str, notes: list[str] | None = None) -> Non
         head = os.pread(fd, 4, 0)
         if head and head != LTK_MAGIC:
             raise OutputError(f"{key}: {path} exists and is not a .ltk token file; refusing to overwrite it")
-        from livetok.daemon.sinks import HELD
+        from livetok.sinks.file import HELD
 
         if os.path.realpath(path) not in HELD:  # our own sink's lock (a reload) is no conflict
             try:
@@ -101,19 +111,21 @@ def check_sinks(cfg: LivetokConfig, notes: list[str] | None = None) -> None:
 def check_bus(cfg: LivetokConfig) -> None:
     """The MQTT section's files: the password (file or systemd credential) readable and not empty,
     the TLS CA, certificate and key loadable — ConfigError naming the key, never the secret."""
-    if cfg.mqtt.host is None:
+    bus = cfg.bus
+    if bus is None:
         return
-    from livetok.bus.publisher import connect_options, default_instance, load_password
+    from livetok.sinks.mqtt_setup import connect_options, default_instance, load_password
 
     try:
-        connect_options(cfg.mqtt, load_password(cfg.mqtt), cfg.mqtt.instance or default_instance())
+        section = ".".join(str(k) for k in cfg.bus_key())
+        connect_options(bus, load_password(bus, section), bus.instance or default_instance())
     except ConfigError as err:
         text = str(err)
         key = next((k for marker, k in (("CA file", ("tls", "ca_file")), ("client certificate", ("tls", "cert_file")),
                                         ("password_credential", ("password_credential",)),
                                         ("password_file", ("password_file",)))
                     if marker in text), ())
-        raise ConfigError(f"{cfg.where('mqtt', *key)}: {text}") from None
+        raise ConfigError(f"{cfg.where(*cfg.bus_key(*key))}: {text}") from None
 
 
 def check_metrics(cfg: LivetokConfig) -> None:

@@ -1,7 +1,8 @@
 """The Prometheus endpoint: off by default, on with ``metrics: {listen: "127.0.0.1:9464"}``.
 
 The exposition is rendered **once per metrics interval, on the event loop**, from that interval's
-:class:`View` (:func:`render`: prometheus-client's families and text format), and the server only
+run snapshot (:class:`View` takes what it shows from it; :func:`render`: prometheus-client's families
+and text format), and the server only
 hands out the latest bytes. A scrape therefore costs a request parse and a socket write in the
 server's thread, whatever the scrape rate: it never formats a number and never reads a structure the
 loop is changing, so scrapers cannot compete with capture and the tokenizers for the interpreter
@@ -29,8 +30,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from livetok.daemon.metrics import BUCKETS_S, Key, Series
 from livetok.errors import ConfigError
+from livetok.pipeline.metrics import BUCKETS_S, Key
+from livetok.pipeline.snapshot import RunSnapshot, SeriesSnap
+from livetok.streams.types import SourceState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_CONNECTIONS = 32  # requests served at once; more are closed at once (a scrape storm, slowloris)
@@ -134,11 +137,11 @@ class BusRow:
 
 @dataclass
 class View:
-    """The numbers one rendering shows, taken on the event loop (the runner builds it each interval)."""
+    """The numbers one rendering shows: a run snapshot's, in the exposition's rows (:meth:`of`)."""
 
     run_id: str
     uptime_s: float
-    series: dict[Key, Series] = field(default_factory=dict)
+    series: dict[Key, SeriesSnap] = field(default_factory=dict)
     gauges: dict[Key, float] = field(default_factory=dict)
     counters: dict[Key, int] = field(default_factory=dict)
     sources: list[SourceRow] = field(default_factory=list)
@@ -146,8 +149,24 @@ class View:
     sinks: list[SinkRow] = field(default_factory=list)
     bus: BusRow | None = None
 
+    @classmethod
+    def of(cls, snap: RunSnapshot) -> View:
+        v = cls(snap.run_id, snap.uptime_s, snap.series, snap.gauges, snap.counters)
+        v.sources = [SourceRow(s.name, s.state is SourceState.RUNNING, s.reconnects, s.stalls, s.errors)
+                     for s in snap.sources]
+        v.captures = [CaptureRow(src, kind, r["captured"], r["tokenized"], r["dropped_queue"], r["dropped_shutdown"],
+                                 r["failed"]) for (src, kind), r in snap.captures.items()]
+        for s in snap.sinks:
+            v.sinks.append(SinkRow(s.name, s.written, s.dropped, s.failed, s.queue_depth))
+            if s.is_bus:
+                g = s.gauges
+                v.bus = BusRow(bool(g["connected"]), int(g["reconnects"]), int(g["connect_failures"]),
+                               s.queue_depth + int(g["resend_depth"]), int(g["in_flight"]), s.written,
+                               int(g["refused"]), s.dropped)
+        return v
 
-def _add_series(fam: HistogramMetricFamily, values: list[str], s: Series) -> None:
+
+def _add_series(fam: HistogramMetricFamily, values: list[str], s: SeriesSnap) -> None:
     cumulative, running = [], 0
     for bound, n in zip(BUCKETS_S, s.buckets, strict=False):
         running += n

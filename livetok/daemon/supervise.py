@@ -7,6 +7,8 @@
   (connected, or failed and said so). One NOTICE line says how long each took after capture started.
 * ``STATUS=`` one line, every :data:`STATUS_S` and at each state change: sources up of total,
   messages per second, the worst capture-to-publish (or emit) p99 and where, the A/V skew, the bus.
+  A rendering of the run's snapshot (:class:`~livetok.pipeline.snapshot.RunSnapshot`), like the
+  stats document and the Prometheus exposition: the supervisor never reads the pipeline itself.
 * ``WATCHDOG=1`` every half of ``WATCHDOG_USEC``, and only while both the event loop and the
   tokenizer threads (the engine's and the video encoder's) make progress: the pings come from a
   task on the loop (a blocked loop sends none), and a job that has run longer than a ping interval
@@ -20,18 +22,16 @@ import asyncio
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from livetok.daemon import config as dc
-from livetok.daemon.log import NOTICE
-from livetok.daemon.log import get as get_logger
+from livetok import config as dc
 from livetok.daemon.notify import Notifier
+from livetok.pipeline.snapshot import RunSnapshot, SinkSnap, SourceSnap
+from livetok.runtime.log import NOTICE
+from livetok.runtime.log import get as get_logger
+from livetok.runtime.stopping import StopControl
 from livetok.streams.types import SourceState
-
-if TYPE_CHECKING:
-    from livetok.daemon.runner import Daemon
-    from livetok.daemon.sources import RunningSource
 
 STATUS_S = 5.0
 READY_POLL_S = 0.02  # how often the start-up looks at the sources' counters (written by their threads)
@@ -62,18 +62,17 @@ class Arrival:
     failed_at: float | None = None
     waiting_at: float | None = None  # a listening source open and waiting for its sender (nothing failed)
 
-    def settled(self, src: RunningSource, at: float) -> bool:
-        st = src.stats
-        if src.video is not None and self.video is None and st.frames:
+    def settled(self, src: SourceSnap, at: float) -> bool:
+        if src.video and self.video is None and src.frames:
             self.video = at
-        if src.audio is not None and self.audio is None and st.blocks:
+        if src.audio and self.audio is None and src.blocks:
             self.audio = at
-        delivered = (src.video is None or self.video is not None) and (src.audio is None or self.audio is not None)
-        if not delivered and self.waiting_at is None and st.state is SourceState.WAITING:
+        delivered = (not src.video or self.video is not None) and (not src.audio or self.audio is not None)
+        if not delivered and self.waiting_at is None and src.state is SourceState.WAITING:
             self.waiting_at = at  # started as promised: its socket is open; a sender may come at any time
-        if not delivered and not self.failed and (st.errors or st.stalls or st.state is SourceState.BACKOFF
+        if not delivered and not self.failed and (src.errors or src.stalls or src.state is SourceState.BACKOFF
                                                   or src.finished):
-            self.failed = st.last_error or ("ended" if src.finished else "failed")
+            self.failed = src.last_error or ("ended" if src.finished else "failed")
             self.failed_at = at
         return delivered or bool(self.failed) or self.waiting_at is not None
 
@@ -98,46 +97,49 @@ def process_age_s() -> float | None:
 
 
 class Supervisor:
-    """Status and watchdog for one daemon (a no-op without ``$NOTIFY_SOCKET``)."""
+    """Status and watchdog for one daemon (a no-op without ``$NOTIFY_SOCKET``). ``snapshot``: takes
+    the run's snapshot now (polled during the start-up without its metrics); ``stuck``: how long a
+    tokenizer thread's job has been running (s)."""
 
-    def __init__(self, daemon: Daemon, notifier: Notifier) -> None:
-        self.daemon = daemon
+    def __init__(self, notifier: Notifier, snapshot: Callable[..., RunSnapshot], stuck: Callable[[], float]) -> None:
         self.notifier = notifier
+        self.snapshot = snapshot
+        self.stuck = stuck
         self._last_count = 0
         self._last_ns = 0
         self.pings = 0
         self.withheld = 0  # pings not sent because the worker was stuck
 
-    async def until_capturing(self, limit_s: float | None = None) -> str:
+    async def until_capturing(self, cfg: dc.LivetokConfig, stop: StopControl, limit_s: float | None = None) -> str:
         """Wait (on the loop; the run's tasks go on) until capture has started as READY=1 promises,
         at most the longest first attempt of a source or the bus plus :data:`READY_MARGIN_S`, a stop,
         or ``limit_s`` (a run's --duration); say it in one line, and return it."""
-        d = self.daemon
         t0 = time.monotonic()
-        by_name = {s.name: s for s in d.cfg.sources}
-        limits = {src.name: first_attempt_s(by_name.get(src.name)) + READY_MARGIN_S for src in d.sources}
-        bus = next((s for s in d.sinks if s.latency_kind == "publish"), None)
-        bus_limit = d.cfg.mqtt.connect_timeout_s + READY_MARGIN_S
-        longest = max([*limits.values(), bus_limit if bus is not None else 0.0])
+        snap = self.snapshot(series=False)
+        by_name = {s.name: s for s in cfg.sources}
+        limits = {src.name: first_attempt_s(by_name.get(src.name)) + READY_MARGIN_S for src in snap.sources}
+        bus_limit = cfg.bus_settings().connect_timeout_s + READY_MARGIN_S
+        longest = max([*limits.values(), bus_limit if snap.bus is not None else 0.0])
         self.notifier.extend_timeout(longest + 10.0)  # systemd waits for this start-up to end
-        arrivals = {src.name: Arrival(src.name) for src in d.sources}
+        arrivals = {src.name: Arrival(src.name) for src in snap.sources}
         bus_at: float | None = None
-        while not d.stop.requested:
+        while not stop.requested:
             at = time.monotonic() - t0
             if limit_s is not None and at >= limit_s:
                 break
-            waiting = [src for src in d.sources if not arrivals[src.name].settled(src, at) and at < limits[src.name]]
-            if bus is not None and bus_at is None:
-                g = bus.gauges()
-                if g.get("connected") or g.get("connect_failures"):
-                    bus_at = at
+            snap = self.snapshot(series=False)
+            waiting = [src for src in snap.sources if not arrivals[src.name].settled(src, at) and at < limits[src.name]]
+            bus = snap.bus
+            if bus is not None and bus_at is None and (bus.gauges.get("connected")
+                                                       or bus.gauges.get("connect_failures")):
+                bus_at = at
             if not waiting and (bus is None or bus_at is not None or at >= bus_limit):
                 break
             await asyncio.sleep(READY_POLL_S)
-        return self._say_ready(arrivals, limits, bus, bus_at, time.monotonic() - t0)
+        return self._say_ready(arrivals, limits, self.snapshot(series=False).bus, bus_at, time.monotonic() - t0)
 
-    def _say_ready(self, arrivals: dict[str, Arrival], limits: dict[str, float], bus: Any, bus_at: float | None,
-                   took: float) -> str:
+    def _say_ready(self, arrivals: dict[str, Arrival], limits: dict[str, float], bus: SinkSnap | None,
+                   bus_at: float | None, took: float) -> str:
         for a in arrivals.values():
             if (a.video is None and a.audio is None and not a.failed and a.waiting_at is None
                     and took >= limits[a.name]):
@@ -145,8 +147,7 @@ class Supervisor:
                              "trying", a.name, limits[a.name] - READY_MARGIN_S)
         parts = [a.describe() for a in arrivals.values()]
         if bus is not None:
-            g = bus.gauges()
-            state = "connected" if g.get("connected") else "not connected"
+            state = "connected" if bus.gauges.get("connected") else "not connected"
             parts.append(f"bus {state}" + (f" at {bus_at:.2f} s" if bus_at is not None else ""))
         age = process_age_s()
         line = (f"ready: capturing {took:.2f} s after the sources started"
@@ -155,49 +156,48 @@ class Supervisor:
         _log.log(NOTICE, "%s", line)
         return line
 
-    def status_line(self) -> str:
-        d = self.daemon
-        up = sum(1 for s in d.sources if s.stats.state is SourceState.RUNNING)
-        waiting = sum(1 for s in d.sources if s.stats.state is SourceState.WAITING)
-        now = time.monotonic_ns()
-        count = sum(d.books.emitted.values())
-        rate = (count - self._last_count) / ((now - self._last_ns) / 1e9) if self._last_ns else 0.0
-        self._last_count, self._last_ns = count, now
-        parts = [f"sources {up}/{len(d.sources)} up" + (f", {waiting} waiting for a sender" if waiting else ""),
+    def status_line(self, snap: RunSnapshot) -> str:
+        up = sum(1 for s in snap.sources if s.state is SourceState.RUNNING)
+        waiting = sum(1 for s in snap.sources if s.state is SourceState.WAITING)
+        now = snap.taken_ns
+        rate = (snap.emitted - self._last_count) / ((now - self._last_ns) / 1e9) if 0 < self._last_ns < now else 0.0
+        self._last_count, self._last_ns = snap.emitted, now
+        parts = [f"sources {up}/{len(snap.sources)} up" + (f", {waiting} waiting for a sender" if waiting else ""),
                  f"{rate:.0f} msg/s"]
-        worst = self.worst_p99(d.metrics.snapshot())
+        worst = self.worst_p99(snap)
         if worst is not None:
             parts.append(f"worst p99 {worst[0]:.0f} ms ({worst[1]})")
-        skews = [g.get("skew_ms") for g in d.stats_groups().values() if g.get("skew_ms") is not None]
+        skews = [s for s in (snap.skew_ms(g) for g in snap.groups) if s is not None]
         if skews:
             parts.append("skew " + ", ".join(f"{s:+.0f} ms" for s in skews[:3]))
-        bus = next((s for s in d.sinks if s.latency_kind == "publish"), None)
+        bus = snap.bus
         if bus is not None:
-            parts.append("bus " + ("connected" if bus.gauges().get("connected") else "DISCONNECTED"))
+            parts.append("bus " + ("connected" if bus.gauges.get("connected") else "DISCONNECTED"))
         return "; ".join(parts)
 
     @staticmethod
-    def worst_p99(snapshot: dict[str, Any]) -> tuple[float, str] | None:
+    def worst_p99(snap: RunSnapshot) -> tuple[float, str] | None:
         """The largest capture-to-publish p99 (or capture-to-emit, without a bus) and its stream."""
-        series: dict[str, Any] = snapshot.get("series_ms", {})
-        best: tuple[float, str] | None = None
-        for prefix in ("latency.publish.", "latency.emit."):
-            for key, s in series.items():
-                if not key.startswith(prefix) or key.count(".") < 4:
+        for kind, size in (("publish", 6), ("emit", 5)):
+            best: tuple[float, str] | None = None
+            for key, s in snap.series.items():
+                if isinstance(key, str) or len(key) != size or key[:2] != ("latency", kind) or not s.count:
                     continue
-                p99 = s.get("p99")
-                if p99 is None or (isinstance(p99, float) and math.isnan(p99)):
+                if math.isnan(s.p99):
                     continue
-                stream = "/".join(key.split(".")[-3:])
-                if best is None or p99 > best[0]:
-                    best = (p99, stream)
+                stream = "/".join(key[-3:])
+                if best is None or s.p99 > best[0]:
+                    best = (s.p99, stream)
             if best is not None:
                 return best
         return None
 
-    async def status_loop(self) -> None:
+    async def status_loop(self, latest: Callable[[], RunSnapshot | None]) -> None:
+        """STATUS= every :data:`STATUS_S`, from the latest snapshot."""
         while True:
-            self.notifier.status(self.status_line())
+            snap = latest()
+            if snap is not None:
+                self.notifier.status(self.status_line(snap))
             await asyncio.sleep(STATUS_S)
 
     async def watchdog_loop(self) -> None:
@@ -206,7 +206,7 @@ class Supervisor:
             return
         stuck_said = False
         while True:
-            stuck = max(self.daemon.worker.stuck_for_s(), self.daemon.video_encoder.stuck_for_s())
+            stuck = self.stuck()
             if stuck > interval:
                 self.withheld += 1
                 if not stuck_said:

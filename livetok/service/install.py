@@ -32,7 +32,7 @@ from typing import TextIO
 
 from livetok.errors import ConfigError, LivetokError, OutputError
 from livetok.outputs import atomic_output, describe_oserror
-from livetok.service.reach import service_reach
+from livetok.service.reach import service_reach, source_tree
 from livetok.service.unit import CONFIG_PATH, CREDENTIAL_NAME, CREDENTIAL_PATH, UNIT_NAME, render_unit
 
 SYSTEMD_RUNTIME = Path("/run/systemd/system")  # exists when systemd is PID 1 (sd_booted())
@@ -91,14 +91,6 @@ def livetok_executable() -> Path:
         raise ConfigError(f"no livetok executable at {exe} (beside {sys.executable}): install livetok in this "
                           "environment first (bash scripts/setup.sh), then run its own livetok install-service")
     return exe
-
-
-def source_tree() -> Path | None:
-    """The livetok source tree this package runs from (its config.yaml and docs), if it is one."""
-    import livetok
-
-    top = Path(livetok.__file__).resolve().parent.parent
-    return top if (top / "config.yaml").is_file() and (top / "pyproject.toml").is_file() else None
 
 
 def _cannot(path: Path, err: OSError, what: str = "write") -> OutputError:
@@ -250,7 +242,7 @@ def _still_to_set(config: Path) -> str:
 
     cfg = load_config(config)
     missing = [] if cfg.sources else ["sources:"]
-    if cfg.mqtt.host is None and not cfg.sinks:
+    if cfg.bus is None and not cfg.sinks:
         missing.append("mqtt.host")
     return f": set {' and '.join(missing)} there" if missing else ""
 

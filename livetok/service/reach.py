@@ -157,10 +157,16 @@ def _shebang(script: Path) -> str | None:
     return words[0] if words and words[0].startswith("/") else None
 
 
+def source_tree() -> Path | None:
+    """The livetok source tree this package runs from (its config.yaml and docs), if it is one."""
+    import livetok
+
+    top = Path(livetok.__file__).resolve().parent.parent
+    return top if (top / "config.yaml").is_file() and (top / "pyproject.toml").is_file() else None
+
+
 def roots() -> list[str]:
     """Where a bind starts: the checkout (an editable install), the venv, the base prefix."""
-    from livetok.service.install import source_tree
-
     tree = source_tree()
     out = [str(tree)] if tree is not None else []
     out += [sys.prefix, sys.base_prefix]

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from livetok.daemon.log import stderr_is_journal
 from livetok.daemon.notify import ANSWER_SUFFIX, REQUEST_SUFFIX
 from livetok.errors import ConfigError, LivetokError, OutputError
 from livetok.outputs import describe_oserror
+from livetok.runtime.log import stderr_is_journal
 
 POLL_S = 0.02
 TIMEOUT_S = 60.0  # below the unit's TimeoutStartSec=90, which bounds ExecReload= too

@@ -32,7 +32,7 @@ import numpy as np
 import sounddevice as sd
 
 from livetok.errors import MediaError
-from livetok.streams.backoff import BackoffPolicy
+from livetok.runtime.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.timeline import SampleTimeline
 from livetok.streams.types import AudioCapture, SourceStats

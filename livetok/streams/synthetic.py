@@ -25,7 +25,7 @@ import av
 import numpy as np
 
 from livetok.errors import LivetokError
-from livetok.streams.backoff import BackoffPolicy
+from livetok.runtime.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.pacing import Pacer
 from livetok.streams.types import AudioCapture, SourceStats, VideoCapture

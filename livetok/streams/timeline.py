@@ -16,7 +16,8 @@ PortAudio's ADC times jitter by ±20 ms and, for the first second or so, claim a
   plugin delivers 10 ms blocks in pairs, 30 ms of jitter), and starting early avoids pulling back.
   A constant offset costs nothing: the clock model absorbs it;
 * **causality**: a timeline later than that bound is pulled back, silently when by at most
-  ``pullback_ns`` (a device clock slightly faster than the host's), otherwise it restarts;
+  ``pullback_ns`` (a device clock slightly faster than the host's; livetok.media.continuity),
+  otherwise it restarts;
 * **lost samples**: a device overflow restarts the timeline. Losses the device does not report
   (PulseAudio drops silently) show as a *step* in the lag ``arrival - duration - media``: its minimum
   over a window of ``window_ns`` of wall time rises by more than ``jump_ns`` over the previous
@@ -30,13 +31,13 @@ window after it happened.
 
 from __future__ import annotations
 
-NS = 1_000_000_000
+from livetok.media.continuity import NS, PULLBACK_NS
 
 
 class SampleTimeline:
     """Stamps consecutive blocks of one open stream; see the module docstring. All times in ns."""
 
-    def __init__(self, jump_ns: int, window_ns: int = 250_000_000, pullback_ns: int = 2_000_000,
+    def __init__(self, jump_ns: int, window_ns: int = 250_000_000, pullback_ns: int = PULLBACK_NS,
                  margin_ns: int = 50_000_000) -> None:
         self.jump_ns = jump_ns
         self.window_ns = window_ns

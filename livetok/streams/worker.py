@@ -17,8 +17,8 @@ import logging
 import threading
 
 from livetok.errors import LivetokError
+from livetok.runtime.backoff import Backoff, BackoffPolicy
 from livetok.streams import interrupt
-from livetok.streams.backoff import Backoff, BackoffPolicy
 from livetok.streams.types import SourceState, SourceStats
 
 log = logging.getLogger("livetok.streams")

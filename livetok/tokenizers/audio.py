@@ -18,9 +18,9 @@ import av
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from livetok.config.tokenizer import AudioConfig
 from livetok.tokenizers.audio_frontend import StreamingLogMel, StreamingResampler
 from livetok.tokenizers.codebooks import CodebookSet
-from livetok.tokenizers.config import AudioConfig
 from livetok.tokenizers.rvq import ScaleQuantizer
 from livetok.wire import Clock, Flag, Modality, Scale, TokenPacket
 

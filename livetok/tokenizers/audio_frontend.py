@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torchaudio
 
+from livetok.config.tokenizer import AudioConfig
 from livetok.errors import MediaError
-from livetok.tokenizers.config import AudioConfig
 
 LOG_FLOOR = 1e-6  # added to mel power before log: keeps digital silence finite (about -13.8)
 

@@ -20,9 +20,9 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from livetok.config.tokenizer import AudioConfig, TokenizerConfig, VideoConfig
 from livetok.errors import CodebookError, OutputError
 from livetok.outputs import atomic_output, describe_oserror
-from livetok.tokenizers.config import AudioConfig, TokenizerConfig, VideoConfig
 
 FORMAT = "livetok-codebooks/1"
 SCALES = ("fine", "coarse")

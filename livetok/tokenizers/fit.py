@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from livetok.config.tokenizer import TokenizerConfig
 from livetok.errors import MediaError
-from livetok.media import decode, open_media
+from livetok.media.decode import decode, open_media
+from livetok.media.frames import to_model_image
 from livetok.tokenizers.audio_frontend import StreamingLogMel, StreamingResampler
 from livetok.tokenizers.codebooks import CodebookSet, ScaleArrays, audio_frontend, make_set, video_frontend
-from livetok.tokenizers.config import TokenizerConfig
-from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.kmeans import fit_rvq, pca, project, refine_rvq
 from livetok.tokenizers.video import VideoTokenizer, deblock, patchify, resolve_device, unpatchify
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from livetok.tokenizers.config import AudioConfig
+from livetok.config.tokenizer import AudioConfig
 
 
 class Strict(BaseModel):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from livetok.errors import MediaError
-from livetok.media import decode
+from livetok.media.decode import decode
 from livetok.tokenizers.audio_frontend import StreamingLogMel, StreamingResampler
 from livetok.tokenizers.fit import FitOptions, Reservoir, count_video_frames, vector_cap
 from livetok.tokenizers.models.audio import AudioModelEncoder

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from livetok.media import MediaFrame
-from livetok.streams.audioconv import AudioToFloat
+from livetok.config.tokenizer import TokenizerConfig
+from livetok.media.audioconv import AudioToFloat
+from livetok.media.continuity import continues, expected_ns
+from livetok.media.decode import MediaFrame
+from livetok.media.frames import to_model_image
 from livetok.tokenizers.audio import AudioStream, AudioTokenizer
 from livetok.tokenizers.codebooks import CodebookSet, load_codebooks
-from livetok.tokenizers.config import TokenizerConfig
-from livetok.tokenizers.frames import to_model_image
 from livetok.tokenizers.video import BatchCodes, VideoStream, VideoTokenizer
 from livetok.wire import Clock, Flag, TokenPacket
 
@@ -91,18 +92,11 @@ def encode_images(toks: Tokenizers, images: Sequence[np.ndarray]) -> BatchCodes:
     return toks.video.encode(np.stack(images), vectors=toks.cfg.video.vectors)
 
 
-# A block whose first sample is further than this from where the previous block ended means samples
-# were lost (or doubled) upstream: continuing would shift every later timestamp, so the stream starts
-# again at the block's own time. Half a block, at least 2 ms: timestamps jitter far less than that,
-# and a lost block moves them by a whole one.
-MIN_AUDIO_TOLERANCE_NS = 2_000_000
-
-
 class AudioTrack:
     """One source's audio, any rate and layout, -> audio token packets in the source's media time.
 
     The one audio path: files (:class:`MediaTokenizer`) and the daemon push the same ``[C, N]`` float32
-    blocks (PyAV frames converted by :class:`~livetok.streams.audioconv.AudioToFloat`) with their media
+    blocks (PyAV frames converted by :class:`~livetok.media.audioconv.AudioToFloat`) with their media
     time. The stream starts at the first block's time and follows the sample count; when a block says
     input was lost (``discontinuity``, ``overflow``, a rate change, or a time off the sample count),
     the running stream is flushed first — every received sample ends up in a token — and a new one
@@ -151,9 +145,10 @@ class AudioTrack:
             return None
         if discontinuity:
             return Flag.DISCONTINUITY
-        expected = self.base_ns + self.samples_in * 1_000_000_000 // self.rate
-        tolerance = max(n * 1_000_000_000 // rate // 2, MIN_AUDIO_TOLERANCE_NS)
-        if overflow or rate != self.rate or abs(media_ns - expected) > tolerance:
+        # Off the count (livetok.media.continuity): samples were lost or doubled upstream; continuing
+        # would shift every later timestamp, so the stream starts again at the block's own time.
+        expected = expected_ns(self.base_ns, self.samples_in, self.rate)
+        if overflow or rate != self.rate or not continues(expected, media_ns, n, rate):
             return Flag.GAP
         return None
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from livetok.config.tokenizer import VideoConfig
 from livetok.tokenizers.codebooks import CodebookSet
-from livetok.tokenizers.config import VideoConfig
 from livetok.tokenizers.patch_delta import patch_change
 from livetok.tokenizers.rvq import ScaleQuantizer
 from livetok.wire import Clock, Flag, Modality, Scale, TokenPacket

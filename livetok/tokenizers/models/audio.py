@@ -13,6 +13,8 @@ at which a row's result was proven independent of the other rows (``batching.py`
 the row-by-row RVQ kernel. A stateful model gets the same chunks in the same order, with the state
 its previous chunk gave back.
 """
+# Over 450 lines because the encoder and its per-source stream are one protocol (each makes or calls
+# the other, and the exactness argument above spans both): apart, each module would import the other.
 
 from __future__ import annotations
 

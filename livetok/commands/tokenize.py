@@ -1,0 +1,157 @@
+"""``livetok tokenize``: media files -> a .ltk token file, through the streaming tokenizer.
+
+Decoding and frame scaling run in a reader thread that hands frames to the tokenizer through a
+bounded queue; a full queue blocks the reader (files are never dropped from), so decode and
+tokenization overlap and memory stays bounded. The output is written atomically
+(livetok/outputs/atomic.py): to a temporary file beside it, renamed into place only when every input
+was tokenized.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from livetok.errors import OutputError
+from livetok.media.decode import DecodeNotes, MediaFrame, decode
+from livetok.outputs import atomic_output, describe_oserror
+from livetok.outputs.interrupts import checkpoint
+from livetok.tokenizers.session import MediaTokenizer, PreparedVideo, Tokenizers
+from livetok.wire import LtkWriter, TokenPacket
+
+QUEUE_FRAMES = 32
+_END = object()
+
+
+@dataclass
+class TokenizeReport:
+    """What was written: packets per (source, modality, scale), and frames read per kind."""
+
+    packets: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    frames: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)  # one line each, e.g. an input that ended early
+
+
+def source_name(path: Path, taken: set[str]) -> str:
+    """A file's stem, made unique among the inputs of one run."""
+    name, n = path.stem or "input", 1
+    while name in taken:
+        n += 1
+        name = f"{path.stem}-{n}"
+    taken.add(name)
+    return name
+
+
+def prepared_frames(
+    path: Path, tok: MediaTokenizer, notes: DecodeNotes | None = None
+) -> Iterator[MediaFrame | PreparedVideo]:
+    """Decode and scale in a background thread; yield in order on the caller's thread."""
+    q: queue.Queue[object] = queue.Queue(maxsize=QUEUE_FRAMES)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for mf in decode(path, notes=notes):
+                item = tok.prepare(mf)
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            q.put(err)
+
+    thread = threading.Thread(target=reader, name=f"decode:{path.name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def tokenize_file(
+    path: Path, toks: Tokenizers, source: str, sink: LtkWriter | None, report: TokenizeReport
+) -> list[TokenPacket]:
+    """Tokenize one file; packets go to ``sink`` when given, else are returned."""
+    mt = MediaTokenizer(toks, source)
+    kept: list[TokenPacket] = []
+
+    def emit(packets: list[TokenPacket]) -> None:
+        for p in packets:
+            report.packets[(p.source, p.modality.name.lower(), p.scale.name.lower())] += 1
+            if sink is not None:
+                sink.write(p)
+            else:
+                kept.append(p)
+
+    notes = DecodeNotes()
+    checkpoint()  # start-up (imports, codebooks) is done: an interrupt it swallowed stops us here
+    for item in prepared_frames(path, mt, notes):
+        report.frames["video" if isinstance(item, PreparedVideo) else "audio"] += 1
+        emit(mt.feed(item))
+    emit(mt.flush())
+    report.warnings += notes.warnings
+    return kept
+
+
+def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path) -> TokenizeReport:
+    """Tokenize ``paths`` into one .ltk file. ``out`` is written atomically: on any error it is left
+    as it was (an existing file keeps its bytes), and it may not be one of the inputs."""
+    for path in paths:
+        if _same_file(path, out):
+            raise OutputError(f"{out}: is also an input: refusing to overwrite it with tokens")
+    if toks.video.device.type == "cpu":
+        # The reader thread decodes on its own core: torch on all cores would fight it for them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
+    report = TokenizeReport()
+    taken: set[str] = set()
+    with atomic_output(out) as tmp:
+        try:
+            with LtkWriter(tmp) as sink:
+                for path in paths:
+                    tokenize_file(path, toks, source_name(path, taken), sink, report)
+        except OSError as err:
+            raise OutputError(f"{out}: cannot write it: {describe_oserror(err)}") from err
+    return report
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def command(args: argparse.Namespace) -> int:
+    """``livetok tokenize INPUT... -o OUT.ltk``: the packets written, per stream, on stderr."""
+    from livetok.config import load_config
+
+    toks = Tokenizers.from_config(load_config(args.config).tokenizer)
+    report = tokenize_files([Path(p) for p in args.inputs], toks, Path(args.output))
+    total = sum(report.packets.values())
+    print(f"wrote {total} packets to {args.output}", file=sys.stderr)
+    for (source, modality, scale), n in sorted(report.packets.items()):
+        print(f"  {source} {modality} {scale}: {n}", file=sys.stderr)
+    for w in report.warnings:  # an input that ended early: the tokens stand, exit 0 (docs/cli.md)
+        print(f"livetok: warning: {w}", file=sys.stderr)
+    return 0

@@ -1,0 +1,90 @@
+"""The stats document (docs/bus.md): the bus's rendering of the run snapshot, published retained on
+``{prefix}/{instance}/stats`` every ``stats_interval_s``.
+
+Per source: state, rates, latency percentiles, drift, slewing, drops, queue depths, faults; per
+group: the aligner's counts, skew, step latency; per sink: its books and state; the bus's own state.
+JSON-ready (no NaN). Rates are over the last ``stats_interval_s`` (the snapshots before it are kept
+for that), so each document the bus publishes measures the interval since the one before.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from typing import Any
+
+from livetok.pipeline.snapshot import RunSnapshot, SeriesSnap
+
+MODALITIES = ("video", "audio")
+SCALES = ("fine", "coarse")
+# A rate's window starts at the newest snapshot at least this share of stats_interval_s old (the
+# snapshots come a fraction of the interval apart, give or take the loop's lag).
+WINDOW_DUE = 0.9
+
+
+class StatsDocument:
+    """Renders stats documents from successive snapshots (it keeps those a rate needs)."""
+
+    def __init__(self) -> None:
+        self._past: deque[tuple[int, Counter[tuple[str, str]]]] = deque()
+
+    def render(self, snap: RunSnapshot, interval_s: float) -> dict[str, Any]:
+        bus = snap.bus
+        doc: dict[str, Any] = {
+            "run_id": snap.run_id, "time_unix_ns": snap.time_unix_ns, "stats_interval_s": interval_s,
+            "uptime_s": snap.uptime_s, "sources": self._sources(snap, self._rates(snap, interval_s)),
+            "groups": groups(snap),
+            "sinks": {s.name: {"state": s.state, "written": s.written, "dropped": s.dropped, "failed": s.failed,
+                               "queue_depth": s.queue_depth, "last_error": s.last_error} for s in snap.sinks},
+        }
+        if bus is not None:
+            doc["bus"] = bus.doc
+        return doc
+
+    def _rates(self, snap: RunSnapshot, interval_s: float) -> dict[tuple[str, str], float]:
+        """Captures tokenized per second per (source, modality), over about the last interval."""
+        self._past.append((snap.taken_ns, snap.tokenized))
+        due_ns = WINDOW_DUE * interval_s * 1e9
+        while len(self._past) > 2 and snap.taken_ns - self._past[1][0] >= due_ns:
+            self._past.popleft()
+        then_ns, then = self._past[0]
+        dt = (snap.taken_ns - then_ns) / 1e9
+        if dt <= 0:
+            return {}
+        return {k: round((v - then[k]) / dt, 2) for k, v in snap.tokenized.items()}
+
+    @staticmethod
+    def _sources(snap: RunSnapshot, rates: dict[tuple[str, str], float]) -> dict[str, Any]:
+        bus = snap.bus
+        out: dict[str, Any] = {}
+        for src in snap.sources:
+            n = src.name
+            lat: dict[str, Any] = {}
+            for modality in MODALITIES:
+                for scale in SCALES:
+                    emit = snap.series.get(("latency", "emit", n, modality, scale))
+                    if emit is None:
+                        continue
+                    entry = {"emit": _pct(emit)}
+                    if bus is not None:
+                        entry["publish"] = _pct(snap.series.get(("latency", "publish", bus.name, n, modality, scale)))
+                    lat[f"{modality}/{scale}"] = entry
+            g = snap.gauges
+            out[n] = {
+                "state": src.state.value, "fps": rates.get((n, "video")), "audio_blocks_per_s": rates.get((n, "audio")),
+                "latency_ms": lat, "drift_ppm": g.get(("drift_ppm", n)), "slewing_ms": g.get(("clock_slewing_ms", n)),
+                "settled_ms": g.get(("clock_settled_ms", n)),
+                "dropped": {"capture": dict(src.dropped), "sinks": dict(src.sink_drops)}, "queue": dict(src.queue),
+                "reconnects": src.reconnects, "stalls": src.stalls, "errors": src.errors, "last_error": src.last_error,
+            }
+        return out
+
+
+def groups(snap: RunSnapshot) -> dict[str, Any]:
+    """Per group: the aligner's counts (as of the snapshot's refresh), skew, step latency."""
+    return {name: {**a, "skew_ms": snap.skew_ms(name),
+                   "latency_ms": {"step": _pct(snap.series.get(("latency", "step", name)))}}
+            for name, a in snap.groups.items()}
+
+
+def _pct(s: SeriesSnap | None) -> dict[str, float | None] | None:
+    return None if s is None else s.percentiles()

@@ -1,0 +1,80 @@
+"""Today's default tokens, bit for bit: the codes, sequence numbers, flags and times that `livetok tokenize`
+gives for a fixed input with the default configuration (the packaged codebooks). Any change to the
+tokenizers' plumbing (issue 15 moves the built-in tokenizers behind a plug-in interface) must keep them.
+
+The input is lossless and made here from seeded NumPy data, so nothing but livetok decides the tokens:
+2 s of 160x120 RGB video at 10 fps in a NUT file (raw RGB frames) and 2.5 s of 16 kHz PCM in a WAV file.
+``LIVETOK_GOLDEN=write`` rewrites tests/golden/default_tokens.npz (only when the tokens are meant to change:
+say so in the commit).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+
+from livetok.cli import main
+from livetok.wire import TokenPacket, read_ltk
+
+GOLDEN = Path(__file__).parent / "golden" / "default_tokens.npz"
+
+
+def make_inputs(tmp: Path) -> list[Path]:
+    rng = np.random.default_rng(20261203)
+    video = tmp / "clip.nut"
+    with av.open(str(video), "w") as out:
+        s = out.add_stream("rawvideo", rate=10)
+        s.width, s.height, s.pix_fmt = 160, 120, "rgb24"
+        base = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+        for i in range(20):
+            img = np.roll(base, 4 * i, axis=1)
+            img[40:80, 8 * i : 8 * i + 30] = (255, 32, 32)  # a moving red block
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for pkt in s.encode(frame):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    audio = tmp / "tone.wav"
+    t = np.arange(40_000) / 16_000
+    x = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)
+    pcm = (np.clip(x, -1, 1) * 32767).astype("<i2")
+    with av.open(str(audio), "w") as out:
+        a = out.add_stream("pcm_s16le", rate=16_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 16_000, 0
+        for pkt in a.encode(frame):
+            out.mux(pkt)
+        for pkt in a.encode():
+            out.mux(pkt)
+    return [video, audio]
+
+
+def table(packets: list[TokenPacket]) -> dict[str, np.ndarray]:
+    """Per stream: seq, flags, start, end, grid and the codes of every packet, concatenated."""
+    out: dict[str, np.ndarray] = {}
+    streams: dict[str, list[TokenPacket]] = {}
+    for p in packets:
+        streams.setdefault(f"{p.source}.{p.modality.name.lower()}.{p.scale.name.lower()}", []).append(p)
+    for key, ps in sorted(streams.items()):
+        out[f"{key}.head"] = np.array([[p.seq, int(p.flags), p.start_ns, p.end_ns, *p.grid, p.codes.shape[0]]
+                                       for p in ps], np.int64)
+        out[f"{key}.codes"] = np.concatenate([p.codes.reshape(-1) for p in ps]).astype(np.uint16)
+        out[f"{key}.codebook"] = np.array([p.codebook_id for p in ps])
+    return out
+
+
+def test_the_default_tokens_are_what_they_were(tmp_path: Path) -> None:
+    out = tmp_path / "out.ltk"
+    assert main(["tokenize", *map(str, make_inputs(tmp_path)), "-o", str(out)]) == 0
+    got = table([p for p in read_ltk(out).packets if isinstance(p, TokenPacket)])
+    if os.environ.get("LIVETOK_GOLDEN") == "write":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        np.savez_compressed(GOLDEN, **got)
+    want = dict(np.load(GOLDEN))
+    assert sorted(got) == sorted(want)
+    for key in sorted(want):
+        assert np.array_equal(got[key], want[key]), key
