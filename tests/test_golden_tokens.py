@@ -58,7 +58,7 @@ def table(packets: list[TokenPacket]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     streams: dict[str, list[TokenPacket]] = {}
     for p in packets:
-        streams.setdefault(f"{p.source}.{p.modality.name.lower()}.{p.scale.name.lower()}", []).append(p)
+        streams.setdefault(f"{p.source}.{p.modality.name.lower()}.{p.stream_name}", []).append(p)
     for key, ps in sorted(streams.items()):
         out[f"{key}.head"] = np.array([[p.seq, int(p.flags), p.start_ns, p.end_ns, *p.grid, p.codes.shape[0]]
                                        for p in ps], np.int64)

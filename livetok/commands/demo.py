@@ -63,7 +63,7 @@ class Received:
         p = msg.packet
         if p is not None:  # a frame is captured at its start; an audio token is complete at its window's end
             captured = p.start_ns if p.modality == Modality.VIDEO else p.end_ns
-            key = f"{p.modality.name.lower()}/{p.scale.name.lower()}"
+            key = f"{p.modality.name.lower()}/{p.stream_name}"
             self.latency_ms.setdefault(key, []).append((msg.received_unix_ns - captured) / MS)
         elif msg.step is not None and msg.step.skew_ns is not None:
             self.skews_ms.append(msg.step.skew_ns / MS)

@@ -65,7 +65,7 @@ class Probe:
     errors: list[str] = field(default_factory=list)
 
     def add(self, p: TokenPacket) -> None:
-        key = (p.source, p.modality.name.lower(), p.scale.name.lower())
+        key = (p.source, p.modality.name.lower(), p.stream_name)
         if key not in self.streams:
             self.streams[key] = StreamSummary(*key, codebook_id=p.codebook_id)
         self.streams[key].add(p)
@@ -95,7 +95,7 @@ def packet_json(p: TokenPacket) -> dict[str, Any]:
     """One token packet as JSON (docs/cli.md); a delta packet also names the grid ``positions`` its
     codes are for."""
     out: dict[str, Any] = {
-        "kind": "packet", "source": p.source, "modality": p.modality.name.lower(), "scale": p.scale.name.lower(),
+        "kind": "packet", "source": p.source, "modality": p.modality.name.lower(), "scale": p.stream_name,
         "seq": p.seq, "start_ns": p.start_ns, "end_ns": p.end_ns, "flags": flag_names(p.flags),
         "codes": p.codes.tolist()}
     if p.positions is not None:

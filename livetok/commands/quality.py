@@ -93,7 +93,7 @@ def video_grids(packets: Iterable[TokenPacket]) -> dict[tuple[str, str], list[Gr
     streams: dict[tuple[str, str], list[TokenPacket]] = defaultdict(list)
     for p in packets:
         if p.modality == Modality.VIDEO:
-            streams[(p.source, p.scale.name.lower())].append(p)
+            streams[(p.source, p.stream_name)].append(p)
     out: dict[tuple[str, str], list[GridFrame]] = {}
     for key, pkts in streams.items():
         frames: list[GridFrame] = []
@@ -125,7 +125,7 @@ def audio_steps(packets: Iterable[TokenPacket], step_ns: dict[str, float]) -> di
     streams: dict[tuple[str, str], dict[int, TokenPacket]] = defaultdict(dict)
     for p in packets:
         if p.modality == Modality.AUDIO and p.codes.shape[0] == 1:
-            streams[(p.source, p.scale.name.lower())][p.seq] = p
+            streams[(p.source, p.stream_name)][p.seq] = p
     out = {}
     for (source, scale), by_seq in streams.items():
         seqs = np.array(sorted(by_seq), dtype=np.int64)
@@ -260,7 +260,7 @@ def evaluate_video(path: Path, packets: list[TokenPacket], toks: Tokenizers, com
     out: dict[str, Any] = {}
     for s in SCALES:
         all_codes = np.concatenate(
-            [p.codes for p in packets if p.source == source and p.scale.name.lower() == s]
+            [p.codes for p in packets if p.source == source and p.stream_name == s]
         )
         out[s] = {
             "psnr_db": [psnr_db(e / values) for e in sse[s]],

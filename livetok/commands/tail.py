@@ -166,7 +166,7 @@ def format_line(msg: Message) -> str:
         s = msg.step
         counts: dict[str, int] = {}
         for p in s.packets:
-            key = f"{p.modality.name.lower()}/{p.scale.name.lower()}"
+            key = f"{p.modality.name.lower()}/{p.stream_name}"
             counts[key] = counts.get(key, 0) + 1
         parts = " ".join(f"{k}x{n}" for k, n in counts.items()) or "no packets"
         skew = "skew ?" if s.skew_ns is None else f"skew {s.skew_ns / 1e6:+.1f} ms"

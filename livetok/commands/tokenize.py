@@ -98,7 +98,7 @@ def tokenize_file(
 
     def emit(packets: list[TokenPacket]) -> None:
         for p in packets:
-            report.packets[(p.source, p.modality.name.lower(), p.scale.name.lower())] += 1
+            report.packets[(p.source, p.modality.name.lower(), p.stream_name)] += 1
             if sink is not None:
                 sink.write(p)
             else:

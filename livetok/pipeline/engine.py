@@ -57,8 +57,12 @@ class HostPacket:
         return self.packet.modality
 
     @property
-    def scale(self) -> Scale:
+    def scale(self) -> Scale | None:
         return self.packet.scale
+
+    @property
+    def stream_name(self) -> str:
+        return self.packet.stream_name
 
     @property
     def capture_ns(self) -> int:
@@ -125,7 +129,7 @@ class _Source:
     audio_group: str | None = None
     flash: FlashDetector | None = None
     beep: BeepDetector | None = None
-    audio_done: dict[Scale, int] = field(default_factory=dict)  # host end of the last packet per scale
+    audio_done: dict[str, int] = field(default_factory=dict)  # host end of the last packet per stream
     held: list[_Held] = field(default_factory=list)  # output made while the clock settles
 
 
@@ -337,7 +341,7 @@ class Engine:
         for p in packets:
             start = self._audio_host(src, p.start_ns)
             end = max(start + 1, self._audio_host(src, p.end_ns))
-            src.audio_done[p.scale] = end
+            src.audio_done[p.stream_name] = end
             self._emit(group, HostPacket(p, start, end), out)
         if len(src.audio_done) == 2:
             # a coarse step comes out up to 60 ms after the fine steps of the same time: the lesser

@@ -37,7 +37,7 @@ class WireStamper:
 
     def outgoing_packet(self, hp: HostPacket) -> Outgoing:
         wire = self.packet(hp)
-        return Outgoing(wire, encode_packet(wire), hp.source, hp.modality.name.lower(), hp.scale.name.lower(),
+        return Outgoing(wire, encode_packet(wire), hp.source, hp.modality.name.lower(), hp.stream_name,
                         hp.capture_ns)
 
     def outgoing_step(self, hs: HostStep) -> Outgoing:

@@ -58,11 +58,18 @@ class Timed(Protocol):
     @property
     def modality(self) -> Modality: ...
     @property
-    def scale(self) -> Scale: ...
+    def scale(self) -> Scale | None: ...
+    @property
+    def stream_name(self) -> str: ...
     @property
     def start_ns(self) -> int: ...
     @property
     def end_ns(self) -> int: ...
+
+
+def _packet_order(p: Timed) -> tuple[int, int, str, int, str]:
+    """Within a step: by modality (audio, video), the built-in scales (fine, coarse) before named streams, time."""
+    return (int(p.modality), 255 if p.scale is None else int(p.scale), p.stream_name, p.start_ns, p.source)
 
 
 T = TypeVar("T", bound=Timed)
@@ -225,7 +232,7 @@ class Aligner(Generic[T]):
         if late:
             flags |= StepFlag.LATE
         # Deterministic order inside a step: audio before video, fine before coarse, by time.
-        packets = tuple(sorted(pending.packets, key=lambda p: (p.modality, p.scale, p.start_ns, p.source)))
+        packets = tuple(sorted(pending.packets, key=_packet_order))
         step = Step(group=self.group, seq=self._seq, start_ns=self._start(k), end_ns=self._start(k + 1),
                     skew_ns=self.skew_ns, flags=flags, items=packets)
         self._seq += 1

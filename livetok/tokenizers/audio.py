@@ -137,7 +137,7 @@ class AudioStream:
             # Only steps that hold received samples: padding alone never makes a token.
             packets += [
                 p for p in self.push_samples(np.zeros(pad))
-                if (p.seq - self.seq0[p.scale.name.lower()]) * (fine if p.scale == Scale.FINE else coarse) < received
+                if (p.seq - self.seq0[p.stream_name]) * (fine if p.scale == Scale.FINE else coarse) < received
             ]
         return packets
 

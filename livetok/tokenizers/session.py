@@ -136,7 +136,7 @@ class AudioTrack:
 
     def _numbered(self, packets: list[TokenPacket]) -> list[TokenPacket]:
         for p in packets:
-            self._next_seq[p.scale.name.lower()] = p.seq + 1
+            self._next_seq[p.stream_name] = p.seq + 1
         return packets
 
     def _break(self, n: int, rate: int, media_ns: int, discontinuity: bool, overflow: bool) -> Flag | None:

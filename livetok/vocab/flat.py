@@ -90,6 +90,10 @@ class Flattening:
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
 
     def _flatten_packet(self, p: TokenPacket, parts: list[np.ndarray]) -> None:
+        if p.scale is None:
+            raise CodebookError(
+                f"packet of {p.source!r} is of the named stream {p.stream!r}: "
+                f"this vocabulary has only the fine and coarse streams")
         key = (p.modality, p.scale)
         sid = self.stream(p.modality, p.scale)
         shape = sid.shape
