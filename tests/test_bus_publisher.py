@@ -559,7 +559,7 @@ def test_the_sink_state_follows_the_connection(tmp_path: Path, mosquitto_factory
     """`ok` only while connected: `connecting` when the broker was never reached, `disconnected` after
     a loss (it said `ok` throughout). The run ends once the sink has said it lost the connection, with
     a 1 s shutdown deadline (not 10: what the bus still holds is counted as dropped either way)."""
-    import livetok.daemon.runner as runner_module
+    import livetok.pipeline.runner as runner_module
 
     monkeypatch.setattr(runner_module, "SHUTDOWN_S", 1.0)
     report = DaemonThread(daemon_config(tmp_path, free_port()), 2.0).start().join()
