@@ -75,3 +75,17 @@ def test_a_25_fps_file_through_run_says_25_fps_in_meta_and_40_ms_frames(tmp_path
              if isinstance(r, TokenPacket) and r.modality is Modality.VIDEO]
     assert len(video) >= 40, len(video)  # 2 s at 25 fps, both scales
     assert {v.end_ns - v.start_ns for v in video} == {FRAME_25_NS}
+
+
+def test_the_bus_sinks_meta_names_v1_codebooks_given_by_bare_id(tmp_path: Path) -> None:
+    """``tokenizer.codebooks: c0ff5bee45950755`` (the earlier default, by bare id) is accepted by the
+    run; the sinks made without a vocabulary (from the codebook file's header) take it too."""
+    from livetok.sinks import open_sinks
+    from livetok.sinks.mqtt import MqttSink
+
+    p = tmp_path / "v1.yaml"
+    p.write_text("sources:\n  - {kind: synthetic, name: cam}\ntokenizer: {codebooks: c0ff5bee45950755}\n"
+                 "mqtt: {host: 127.0.0.1, port: 1, instance: v1test}\n")
+    (bus,) = open_sinks(load_config(p), "0123456789abcdef")
+    assert isinstance(bus, MqttSink)
+    assert {m.codebook_id for m in bus.metas} == {"c0ff5bee45950755"}
