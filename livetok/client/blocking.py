@@ -79,8 +79,18 @@ class BlockingSubscriber:
             yield msg
 
     def get(self, timeout_s: float | None = None) -> Message | None:
-        """The next message; None when the subscription ended or ``timeout_s`` passed first.
-        A fatal bus error is raised here."""
+        """The next message.
+
+        Args:
+            timeout_s: the longest wait (s); None: until a message comes or the subscription ends.
+
+        Returns:
+            The message; None when the subscription ended or ``timeout_s`` passed first.
+
+        Raises:
+            BusError: a fatal bus error (a refused login or certificate; unreachable after the
+                configured attempts).
+        """
         if self._finished:
             self._raise_error()
             return None
@@ -195,6 +205,17 @@ def subscribe_blocking(url: str, filters: str | Sequence[str] | None = None, *, 
                        **options: Any) -> BlockingSubscriber:
     """A :class:`BlockingSubscriber`; use it as a context manager (``with ... as sub: for msg in sub``).
 
-    ``options`` are :class:`Subscriber`'s keyword arguments.
+    Args:
+        url: ``mqtt[s]://[USER@]HOST[:PORT]``.
+        filters: one topic filter or several; None: every token and step topic.
+        max_pending: messages handed over to the consuming thread and not yet taken (bounded; the
+            subscriber's own buffer holds the rest).
+        **options: :class:`Subscriber`'s keyword arguments.
+
+    Returns:
+        The subscriber, not yet started (``with`` starts it).
+
+    Raises:
+        ConfigError: a bad URL, filter or option.
     """
     return BlockingSubscriber(url, filters, max_pending=max_pending, **options)

@@ -118,7 +118,17 @@ class Subscriber:
     ``password`` (str or Secret) or ``password_file``: never shown in repr, logs or errors.
     ``tls``: CA, client certificate, minimum version (mqtts:// URLs). ``connect_attempts``: tries
     for the first connection (None: forever); later reconnects retry forever unless
-    ``reconnect_timeout_s`` is given. Configuration problems raise ConfigError here.
+    ``reconnect_timeout_s`` is given.
+
+    Args:
+        url: the broker, ``mqtt[s]://[USER@]HOST[:PORT]`` (no password in it).
+        filters: one topic filter or several; None: every token and step topic under ``prefix``.
+        **options: the keywords above and in docs/bus.md ("The consumer"), each with its unit.
+
+    Raises:
+        ConfigError: a bad URL, filter or option, here at construction.
+        BusError: from ``async with`` and the iterator: unreachable, timed out or lost after the
+            retries (``retryable``), or a refused login, certificate or subscription (not).
     """
 
     def __init__(

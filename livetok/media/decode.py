@@ -88,6 +88,28 @@ def open_media(path: str | Path, options: dict[str, str] | None = None) -> av.co
     return container
 
 
+def nominal_fps(name: str | Path, input_format: str | None = None) -> float | None:
+    """The first video stream's nominal frame rate (frames/s) as the container states it: its
+    average rate, else FFmpeg's guess; None when it has no video, states no rate, or cannot be
+    opened (the caller's own checks say why). Reads the header only.
+
+    Args:
+        name: a media file, or with ``input_format`` what that format opens (``lavfi``: a graph).
+        input_format: an FFmpeg input format, None to let FFmpeg guess from the file.
+    """
+    try:
+        container = (av.open(str(name), mode="r", format=input_format, timeout=(10.0, 10.0)) if input_format
+                     else open_media(name))
+    except (MediaError, av.FFmpegError, OSError, UnicodeDecodeError, ValueError):
+        return None
+    with container:
+        if not container.streams.video:
+            return None
+        vs = container.streams.video[0]
+        rate = vs.average_rate or vs.guessed_rate
+        return float(rate) if rate else None
+
+
 def _file_kind(mode: int) -> str:
     for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                        (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):

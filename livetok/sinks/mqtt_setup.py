@@ -14,7 +14,7 @@ from livetok.bus.meta import SourceMeta, StreamDescription
 from livetok.bus.secret import Secret, read_secret_file
 from livetok.bus.tls import TlsOptions, make_ssl_context
 from livetok.bus.url import BrokerUrl
-from livetok.config import LivetokConfig, Mqtt
+from livetok.config import FileSource, LavfiSource, LivetokConfig, Mqtt, Source
 from livetok.errors import ConfigError
 from livetok.vocab import Vocabulary
 from livetok.wire import Modality, Scale
@@ -105,7 +105,7 @@ def source_metas(cfg: LivetokConfig, vocab: Vocabulary, run_id: str, instance: s
     for src in cfg.sources:
         streams = []
         if src.name in video:
-            fps = getattr(src, "fps", None)
+            fps = nominal_fps(src)
             streams += [StreamDescription(Modality.VIDEO, sc, getattr(tok.video, sc.name.lower()).levels, None,
                                           fps) for sc in Scale]
         if src.name in audio:
@@ -115,6 +115,18 @@ def source_metas(cfg: LivetokConfig, vocab: Vocabulary, run_id: str, instance: s
             out.append(SourceMeta.build(run_id=run_id, instance=instance, source=src.name, vocab=vocab,
                                         streams=streams, started_unix_ns=started))
     return out
+
+
+def nominal_fps(src: Source) -> float | None:
+    """A video source's nominal frame rate for its meta: the configured ``fps`` (a camera, the
+    synthetic source), else what a file or lavfi graph states in its header. A network stream's or
+    a camera's own rate is not known before it opens: None (meta says null)."""
+    fps: float | None = getattr(src, "fps", None)
+    if fps is not None or not isinstance(src, FileSource | LavfiSource):
+        return fps
+    from livetok.media.decode import nominal_fps as stated_fps  # PyAV: only for a file or lavfi source
+
+    return stated_fps(src.path) if isinstance(src, FileSource) else stated_fps(src.graph, "lavfi")
 
 
 def packet_size(topic: bytes, payload_len: int, qos: int, props_len: int) -> int:

@@ -66,5 +66,7 @@ def open_sinks(cfg: LivetokConfig, run_id: str, vocab: Vocabulary | None = None)
 
 def _context(cfg: LivetokConfig, run_id: str, vocab: Vocabulary | None) -> SinkContext:
     if vocab is None and cfg.bus is not None:  # the codebook file's header alone: no torch, no tensors
-        vocab = Vocabulary.from_codebook_file(cfg.tokenizer.codebooks)
+        from livetok.tokenizers.codebooks import resolve_codebook_path  # a bare id names a packaged set
+
+        vocab = Vocabulary.from_codebook_file(resolve_codebook_path(cfg.tokenizer.codebooks))
     return SinkContext(run_id, vocab)

@@ -68,8 +68,20 @@ class Flattening:
         raise NotImplementedError
 
     def flatten(self, step: AlignedStep, dtype: npt.DTypeLike = np.int32) -> np.ndarray:
-        """One aligned step as a flat id sequence [N] (``dtype``, int32 by default). Packets from
-        other codebooks, or whose grid, levels or codes do not fit these, raise CodebookError."""
+        """One aligned step as a flat id sequence (docs/vocab.md, "A flattened step").
+
+        Args:
+            step: the step; its packets' codes are ``[P, L]`` uint16.
+            dtype: the ids' integer type (int32 by default).
+
+        Returns:
+            ``[N]`` ids: ``<step>``, the step's flags, then each packet's marker, flags,
+            ``<positions>`` when it lists positions, and its (position and) code ids.
+
+        Raises:
+            CodebookError: a packet from other codebooks, of a named stream, or whose grid,
+                levels or codes do not fit these codebooks.
+        """
         head = [int(Special.STEP)] + [int(s) for f, s in STEP_FLAGS if step.flags & f]
         parts: list[np.ndarray] = [np.asarray(head, dtype=np.int64)]
         for p in step.packets:
@@ -85,7 +97,18 @@ class Flattening:
 
     def flatten_steps(self, steps: Iterable[AlignedStep],
                       dtype: npt.DTypeLike = np.int32) -> np.ndarray:
-        """Several steps back to back [N]."""
+        """Several steps back to back.
+
+        Args:
+            steps: the steps, in order.
+            dtype: the ids' integer type (int32 by default).
+
+        Returns:
+            ``[N]`` ids, each step as :meth:`flatten` makes it (``[0]`` for no steps).
+
+        Raises:
+            CodebookError: as :meth:`flatten`.
+        """
         parts = [self.flatten(s, np.int64) for s in steps]
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
 
@@ -126,15 +149,35 @@ class Flattening:
     # -- unflatten ---------------------------------------------------------------------------------
 
     def unflatten(self, ids: Sequence[int] | np.ndarray) -> FlatStep:
-        """The one step ``ids`` hold (as made by :meth:`flatten`; PAD ids are ignored).
-        DecodeError when the ids are not exactly one well-formed step."""
+        """The one step ``ids`` hold, as :meth:`flatten` made it.
+
+        Args:
+            ids: ``[N]`` token ids; ``<pad>`` anywhere is ignored.
+
+        Returns:
+            The step's flags and packets (codes ``[P, L]`` uint16, positions ``[P]`` or None).
+
+        Raises:
+            DecodeError: the ids are not exactly one well-formed step.
+        """
         steps = self.unflatten_steps(ids)
         if len(steps) != 1:
             raise DecodeError(f"token ids hold {len(steps)} steps, expected exactly 1")
         return steps[0]
 
     def unflatten_steps(self, ids: Sequence[int] | np.ndarray) -> list[FlatStep]:
-        """Every step in ``ids`` (steps back to back, PAD anywhere between tokens ignored)."""
+        """Every step in ``ids``.
+
+        Args:
+            ids: ``[N]`` token ids, steps back to back; ``<pad>`` anywhere is ignored.
+
+        Returns:
+            The steps in order, each as :meth:`unflatten` gives it.
+
+        Raises:
+            DecodeError: an id outside the vocabulary, ids that do not start with ``<step>``, or a
+                malformed packet.
+        """
         arr = np.asarray(ids, dtype=np.int64).reshape(-1)
         arr = arr[arr != Special.PAD]
         if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= self.size):

@@ -118,7 +118,19 @@ class Vocabulary(Flattening):
     @classmethod
     def from_codebook_file(cls, path: str | Path | None = None) -> Vocabulary:
         """From a codebook file's header alone (no torch, no safetensors): its recorded
-        ``codebook_id``, front end and tensor shapes. None: the codebooks packaged with livetok."""
+        ``codebook_id``, front end and tensor shapes.
+
+        Args:
+            path: a ``.safetensors`` codebook file; None: the codebooks packaged with livetok
+                (the default). A bare codebook id is not resolved here: an earlier packaged set
+                is ``livetok/codebooks/ID.safetensors``.
+
+        Returns:
+            The vocabulary of those codebooks.
+
+        Raises:
+            CodebookError: the file cannot be read or is not a livetok codebook file.
+        """
         p = Path(str(resources.files("livetok") / "codebooks" / "default.safetensors")) if path is None else Path(path)
         try:
             with open(p, "rb") as f:
@@ -155,8 +167,18 @@ class Vocabulary(Flattening):
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Vocabulary:
-        """Rebuild from :meth:`to_dict`'s form; DecodeError when the layout is unknown or the
-        published table disagrees with the one this version derives from the spec."""
+        """Rebuild from :meth:`to_dict`'s form (meta's ``vocab``).
+
+        Args:
+            doc: the parsed JSON object.
+
+        Returns:
+            The vocabulary, equal to the publisher's.
+
+        Raises:
+            DecodeError: an unknown layout, a malformed document, or a published table that
+                disagrees with the one this version derives from the spec.
+        """
         try:
             if doc["layout"] != LAYOUT:
                 raise DecodeError(f"vocabulary layout {doc['layout']!r} is not {LAYOUT!r} (upgrade livetok)")
@@ -235,7 +257,14 @@ class Vocabulary(Flattening):
         return rows
 
     def describe(self, token: int) -> str:
-        """A readable name for one id: ``<step>``, ``video/fine/level2:517``, ``video/fine/position:13``."""
+        """A readable name for one id: ``<step>``, ``video/fine/level2:517``, ``video/fine/position:13``.
+
+        Args:
+            token: an id of this vocabulary.
+
+        Raises:
+            ValueError: the id is outside the vocabulary.
+        """
         t = int(token)
         if 0 <= t < len(Special):
             return SPECIAL_NAMES[Special(t)]
