@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 from broker import Mosquitto
 
 from livetok.bus.meta import SourceMeta
@@ -47,6 +48,7 @@ def test_a_lavfi_sources_meta_has_its_graphs_rate_and_a_stream_says_null(tmp_pat
     assert metas["s"].streams["video/fine"].nominal_fps is None  # not known before the stream opens
 
 
+@pytest.mark.slow  # a live run of a 2 s clip
 def test_a_25_fps_file_through_run_says_25_fps_in_meta_and_40_ms_frames(tmp_path: Path, av_clip: Path,
                                                                           mosquitto: Mosquitto) -> None:
     """`livetok run` with the file played as live, into a file sink and the bus: the retained meta
