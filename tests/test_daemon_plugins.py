@@ -151,3 +151,46 @@ def fit_codebooks(tmp: Path, model: Path) -> Path:
     path = tmp / "conv.safetensors"
     save_quantizers(qs, path)
     return path
+
+
+@pytest.mark.slow
+def test_fit_tokenizer_then_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``livetok fit --tokenizer`` writes a spectrogram-patches tokenizer's codebooks; the daemon then runs it.
+    A model that gives codes has nothing to fit (said, exit 0, nothing written); an unknown name is 78."""
+    import yaml
+    from test_golden_tokens import make_inputs
+
+    from livetok.cli import main
+
+    _, wav = make_inputs(tmp_path)
+    books = tmp_path / "sp.safetensors"
+    gru = stateful_model(tmp_path, "torchscript")
+    out = tmp_path / "out.ltk"
+    doc = {"tokenizers": [{"name": "audio", "kind": "logmel-rvq"},
+                          {"name": "sp", "kind": "spectrogram-patches", "modality": "audio", "codebooks": str(books),
+                           "quantizer": {"codebook_size": 16, "dim": 8, "levels": 2, "iters": 3}},
+                          {"name": "gru", "kind": "torchscript", "modality": "audio",
+                           "model": {"path": str(gru), "io": stateful_io("torchscript", "codes")}}],
+           "sources": [{"kind": "file", "name": "tone", "path": str(wav)}],
+           "sinks": [{"kind": "file", "path": str(out)}]}
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump(doc))
+    assert main(["check-config", "-c", str(cfg_file)]) == 65  # the codebook file is not there yet
+    assert "tokenizers.1.codebooks" in capsys.readouterr().err
+    assert main(["fit", "--tokenizer", "sp", str(wav), "-o", str(books), "-c", str(cfg_file)]) == 0
+    assert books.is_file()
+    assert main(["fit", "--tokenizer", "gru", str(wav), "-o", str(tmp_path / "no.safetensors"), "-c",
+                 str(cfg_file)]) == 0
+    assert "nothing to fit" in capsys.readouterr().err and not (tmp_path / "no.safetensors").exists()
+    assert main(["fit", "--tokenizer", "nope", str(wav), "-o", str(tmp_path / "x"), "-c", str(cfg_file)]) == 78
+    assert main(["check-config", "-c", str(cfg_file)]) == 0
+    assert "sp(spectrogram-patches, audio/sp," in capsys.readouterr().out
+    from livetok.config import load_config
+
+    report = run_blocking(load_config(cfg_file), 10.0)
+    assert report.stopped_by.startswith("end of input")
+    streams = by_stream([p for p in read_ltk(out).packets if isinstance(p, TokenPacket)])
+    sp = streams[("audio", "sp")]
+    # 2.5 s of audio in 80 ms steps, every sample in a step; 8 rows of patches, 2 levels
+    assert [p.seq for p in sp] == list(range(32)) and all(p.grid == (8, 1) and p.codes.shape == (8, 2) for p in sp)
+    assert len(streams[("audio", "gru")]) == 250 and len(streams[("audio", "fine")]) == 125

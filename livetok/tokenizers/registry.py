@@ -20,9 +20,10 @@ from pydantic import BaseModel, ValidationError
 
 from livetok.config import LivetokConfig
 from livetok.config.tokenizers import PluginTokenizer
-from livetok.errors import ConfigError, LivetokError
+from livetok.errors import CodebookError, ConfigError, LivetokError
 from livetok.tokenizers.kinds import logmel_rvq, onnx, patch_rvq, spectrogram_patches, torchscript
 from livetok.tokenizers.kinds.base import Kind, Plugin
+from livetok.tokenizers.models.runner import Format
 from livetok.tokenizers.spec import StreamSpec
 
 KINDS: dict[str, Kind] = {k.name: k for k in (logmel_rvq.KIND, patch_rvq.KIND, spectrogram_patches.KIND,
@@ -86,6 +87,8 @@ def located(cfg: LivetokConfig, index: int, name: str, err: LivetokError) -> Liv
     if m is not None:
         key = tuple(int(p) if p.isdigit() else p for p in re.split(r"\.|\[|\]\.?", m.group(1)) if p != "")
         text = m.group(2)
+    elif type(err) is CodebookError:  # the codebook file itself (missing, corrupt, fitted for another model)
+        key = ("codebooks",)
     line = f"{_loc_line(cfg, index, key)}: tokenizer {name!r}: {text}"
     return type(err)(line) if _plain(err) else err
 
@@ -110,6 +113,32 @@ def load_plugins(cfg: LivetokConfig) -> dict[str, Plugin]:
         except LivetokError as err:
             raise located(cfg, c.index, c.entry.name, err) from err
     return out
+
+
+def unfitted(cfg: LivetokConfig, c: Checked) -> tuple[Any, Any]:
+    """What ``fit --tokenizer`` fits: the kind object without codebooks, and its quantizer's settings
+    (None: a model that gives codes, nothing to fit). Errors as :func:`load_plugins`'."""
+    from livetok.tokenizers.kinds.model import ModelOptions
+    from livetok.tokenizers.plugin_config import SpectroPatchConfig
+    from livetok.tokenizers.spectro_patches import SpectroPatchTokenizer
+
+    opts, name = c.options, c.entry.name
+    if isinstance(opts, SpectroPatchConfig):
+        return SpectroPatchTokenizer(name, opts), opts.quantizer
+    assert isinstance(opts, ModelOptions)
+    from livetok.tokenizers.models.audio import AudioModelEncoder
+    from livetok.tokenizers.models.video import VideoModelEncoder
+
+    mcfg = opts.model if "device" in opts.model.model_fields_set else opts.model.model_copy(
+        update={"device": c.entry.device})
+    fmt: Format = "torchscript" if c.kind.name == "torchscript" else "onnx"
+    try:
+        enc: AudioModelEncoder | VideoModelEncoder = (
+            AudioModelEncoder.load(name, mcfg, fmt, step_ms=opts.step_ms) if c.entry.modality == "audio"
+            else VideoModelEncoder.load(name, mcfg, fmt))
+    except LivetokError as err:
+        raise located(cfg, c.index, name, err) from err
+    return enc, (None if enc.io.output == "codes" else opts.quantizer)
 
 
 def stream_specs(cfg: LivetokConfig, plugins: dict[str, Plugin]) -> dict[str, list[tuple[str, str, StreamSpec]]]:
