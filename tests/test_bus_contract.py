@@ -158,7 +158,7 @@ def test_meta_round_trips_through_json_and_keeps_unknown_keys() -> None:
 
 
 @pytest.mark.parametrize("mutate", [
-    lambda d: d.update(wire_version=2), lambda d: d.update(run_id="XYZ"), lambda d: d.pop("vocab"),
+    lambda d: d.update(wire_version=9), lambda d: d.update(run_id="XYZ"), lambda d: d.pop("vocab"),
     lambda d: d["vocab"].update(layout="livetok-vocab/9"), lambda d: d["vocab"]["ranges"].pop(),
     lambda d: d["streams"].update({"smell/fine": {}}),
 ])

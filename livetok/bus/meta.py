@@ -23,6 +23,16 @@ rebuild the exact id table with :meth:`livetok.vocab.Vocabulary.from_dict`). JSO
 ``nominal_fps`` is the camera's nominal rate when known, else null). ``levels`` is how many RVQ
 levels the packets carry; ``code_offsets[l]`` is the joint id of code 0 at level ``l``.
 Readers ignore keys they do not know (kept in :attr:`SourceMeta.extra`), so fields can be added.
+
+``specs`` (issue 15) lists every stream the source sends, built-in scales first, then the plug-in
+tokenizers' named streams in the order of ``tokenizers:``, each as its tokenizer declares it::
+
+    "specs": [{"tokenizer": "units", "kind": "onnx", "name": "units", "modality": "audio",
+               "step_ns": "20000000/1", "grid": [1, 1], "levels": 1, "codebook_size": 64,
+               "vector_size": null, "codebook_id": "1f2e3d4c5b6a7980"}, ...]
+
+``step_ns`` is the exact rational "p/q" (ns per step), null for one step per frame (video).
+``wire_version`` is 2 when a named stream exists (its packets are v2), else 1.
 """
 
 from __future__ import annotations
@@ -38,12 +48,43 @@ from typing import Any
 from livetok.bus.topics import check_name
 from livetok.errors import ConfigError, DecodeError, LivetokError
 from livetok.vocab import Vocabulary, parse_stream_key, stream_key
-from livetok.wire import WIRE_VERSION, Modality, Scale
+from livetok.wire import READ_VERSIONS, WIRE_VERSION, WIRE_VERSION_NAMED, Modality, Scale
 
 RUN_ID = re.compile(r"[0-9a-f]{16}\Z")
 CLOCKS = ("unix", "media")
 _KNOWN = {"wire_version", "codebook_id", "clock", "run_id", "instance", "source", "started_unix_ns", "streams",
-          "vocab"}
+          "vocab", "specs"}
+SCALE_NAMES = ("fine", "coarse")
+
+
+@dataclass(frozen=True)
+class StreamSpecMeta:
+    """One stream of a source as its tokenizer declares it (module doc, ``specs``)."""
+
+    tokenizer: str
+    kind: str
+    name: str
+    modality: str
+    step_ns: str | None  # "p/q" exactly; None: one step per frame
+    grid: tuple[int, int]
+    levels: int
+    codebook_size: int
+    vector_size: int | None
+    codebook_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer, "kind": self.kind, "name": self.name, "modality": self.modality,
+                "step_ns": self.step_ns, "grid": list(self.grid), "levels": self.levels,
+                "codebook_size": self.codebook_size, "vector_size": self.vector_size, "codebook_id": self.codebook_id}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StreamSpecMeta:
+        rows, cols = d["grid"]
+        step = d.get("step_ns")
+        vs = d.get("vector_size")
+        return cls(str(d["tokenizer"]), str(d["kind"]), str(d["name"]), str(d["modality"]),
+                   None if step is None else str(step), (int(rows), int(cols)), int(d["levels"]),
+                   int(d["codebook_size"]), None if vs is None else int(vs), str(d["codebook_id"]))
 
 
 def new_run_id() -> str:
@@ -109,11 +150,12 @@ class SourceMeta:
     wire_version: int = WIRE_VERSION
     started_unix_ns: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    specs: tuple[StreamSpecMeta, ...] = ()
 
     @classmethod
     def build(cls, *, run_id: str, instance: str, source: str, vocab: Vocabulary,
               streams: Sequence[StreamDescription], clock: str = "unix",
-              started_unix_ns: int | None = None) -> SourceMeta:
+              started_unix_ns: int | None = None, specs: Sequence[StreamSpecMeta] = ()) -> SourceMeta:
         """The meta of ``source`` sending ``streams``, with grids, sizes and offsets from ``vocab``.
         Bad values are a ConfigError."""
         if not is_run_id(run_id):
@@ -136,7 +178,9 @@ class SourceMeta:
                     raise ConfigError(f"{sid.shape.key}: {what} {value} is not a positive number")
             out[sid.shape.key] = StreamMeta(d.modality, d.scale, d.rate_hz, d.nominal_fps, sid.shape.grid, levels,
                                             sid.shape.codebook_size, sid.code_offsets[:levels], sid.position_offset)
-        return cls(run_id, instance, source, vocab.codebook_id, out, vocab, clock, WIRE_VERSION, started_unix_ns)
+        named = any(s.name not in SCALE_NAMES for s in specs)
+        return cls(run_id, instance, source, vocab.codebook_id, out, vocab, clock,
+                   WIRE_VERSION_NAMED if named else WIRE_VERSION, started_unix_ns, specs=tuple(specs))
 
     def stream(self, modality: Modality, scale: Scale) -> StreamMeta | None:
         return self.streams.get(stream_key(modality, scale))
@@ -149,6 +193,8 @@ class SourceMeta:
             "streams": {k: s.to_dict() for k, s in self.streams.items()},
             "vocab": self.vocab.to_dict(),
         }
+        if self.specs:
+            doc["specs"] = [s.to_dict() for s in self.specs]
         doc.update({k: v for k, v in self.extra.items() if k not in doc})
         return doc
 
@@ -169,13 +215,15 @@ class SourceMeta:
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> SourceMeta:
         try:
-            if doc["wire_version"] != WIRE_VERSION:
-                raise DecodeError(f"meta is for wire version {doc['wire_version']!r}; this reader knows {WIRE_VERSION}")
+            if doc["wire_version"] not in READ_VERSIONS:
+                raise DecodeError(f"meta is for wire version {doc['wire_version']!r}; this reader knows "
+                                  f"{', '.join(map(str, READ_VERSIONS))}")
             run_id = doc["run_id"]
             if not is_run_id(run_id):
                 raise DecodeError(f"meta run_id {run_id!r} is not 16 lower-case hex digits")
             vocab = Vocabulary.from_dict(doc["vocab"])
             streams: dict[str, StreamMeta] = {}
+            specs = tuple(StreamSpecMeta.from_dict(d) for d in doc.get("specs", ()))
             for key, s in doc["streams"].items():
                 mod, sc = parse_stream_key(key)
                 rows, cols = s["grid"]
@@ -186,7 +234,7 @@ class SourceMeta:
             started = doc.get("started_unix_ns")
             return cls(run_id, str(doc["instance"]), str(doc["source"]), str(doc["codebook_id"]), streams, vocab,
                        str(doc["clock"]), int(doc["wire_version"]), None if started is None else int(started),
-                       {k: v for k, v in doc.items() if k not in _KNOWN})
+                       {k: v for k, v in doc.items() if k not in _KNOWN}, specs)
         except DecodeError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as err:

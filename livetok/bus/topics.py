@@ -4,14 +4,16 @@ The topics (docs/bus.md), with ``prefix`` one or more levels (default ``livetok`
 other part a *name* (``[A-Za-z0-9_.-]{1,64}``, so never ``+``, ``#`` or ``/``):
 
     {prefix}/{instance}/available                      retained "online" | "stopped" | "offline"
-    {prefix}/{instance}/{source}/{modality}/{scale}    one token packet per message (wire kind 0)
+    {prefix}/{instance}/{source}/{modality}/{stream}   one token packet per message (wire kind 0)
     {prefix}/{instance}/{group}/steps                  one aligned step per message (wire kind 1)
     {prefix}/{instance}/{source}/meta                  retained JSON (livetok.bus.meta)
     {prefix}/{instance}/stats                          JSON
 
-The last level alone says which kind a topic is (``fine``/``coarse`` after ``audio``/``video``,
-``steps``, ``meta``, ``available``, ``stats``), so a topic parses from its end whatever the
-prefix, and a source or group may be called ``meta`` or ``steps`` without ambiguity.
+``{stream}`` is the stream's name: ``fine`` / ``coarse`` for the built-in scales, a plug-in
+tokenizer's stream name otherwise (never ``steps``, ``meta``, ``available`` or ``stats``). The last
+level alone says which kind a topic is (a stream after ``audio``/``video``, ``steps``, ``meta``,
+``available``, ``stats``), so a topic parses from its end whatever the prefix, and a source or group
+may be called ``meta`` or ``steps`` without ambiguity.
 
 Bad names raise :class:`~livetok.errors.ConfigError` (they come from configuration or a command
 line); :func:`parse_topic` returns None for a topic that is not a livetok topic.
@@ -48,7 +50,7 @@ class TopicKind(enum.Enum):
 @dataclass(frozen=True)
 class TopicInfo:
     """A parsed livetok topic. ``source`` is set for TOKENS and META, ``group`` for STEPS,
-    ``modality``/``scale`` for TOKENS only."""
+    ``modality`` for TOKENS only, with ``scale`` (a built-in scale) or ``stream`` (a named stream)."""
 
     kind: TopicKind
     prefix: str
@@ -57,6 +59,12 @@ class TopicInfo:
     group: str | None = None
     modality: Modality | None = None
     scale: Scale | None = None
+    stream: str | None = None
+
+    @property
+    def stream_name(self) -> str | None:
+        """The stream's name either way: "fine" / "coarse" or the named stream's."""
+        return self.stream if self.scale is None else self.scale.name.lower()
 
 
 def is_name(value: object) -> bool:
@@ -91,10 +99,17 @@ def _modality_name(modality: Modality | str) -> str:
     return name
 
 
+TOPIC_WORDS = frozenset({"steps", "meta", "available", "stats"})  # last levels of the other topics
+
+
 def _scale_name(scale: Scale | str) -> str:
+    """A stream's topic level: a scale's name, or a named stream's name."""
     name = scale.name.lower() if isinstance(scale, Scale) else str(scale)
-    if name not in _SCALE:
-        raise ConfigError(f"scale {scale!r} is not fine or coarse")
+    if name in _SCALE:
+        return name
+    if name in TOPIC_WORDS or not is_name(name):
+        raise ConfigError(f"stream {scale!r} is not fine, coarse or a stream name (A-Z a-z 0-9 _ . -, not "
+                          "steps, meta, available or stats)")
     return name
 
 
@@ -133,11 +148,12 @@ def parse_topic(topic: str, prefix: str | None = None) -> TopicInfo | None:
     n = len(levels)
     last = levels[-1]
     info: TopicInfo | None = None
-    if last in _SCALE and n >= 5 and levels[-2] in _MODALITY:
+    if last not in TOPIC_WORDS and n >= 5 and levels[-2] in _MODALITY and is_name(last):
         head, (instance, source) = levels[:-4], levels[-4:-2]
         if is_name(instance) and is_name(source):
             info = TopicInfo(TopicKind.TOKENS, "/".join(head), instance, source=source,
-                             modality=_MODALITY[levels[-2]], scale=_SCALE[last])
+                             modality=_MODALITY[levels[-2]], scale=_SCALE.get(last),
+                             stream=None if last in _SCALE else last)
     elif last in ("steps", "meta") and n >= 4:
         head, (instance, name) = levels[:-3], levels[-3:-1]
         if is_name(instance) and is_name(name):

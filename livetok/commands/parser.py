@@ -100,6 +100,8 @@ def build(version: str) -> argparse.ArgumentParser:
     sp.add_argument("--iters", type=int, default=20, help="Lloyd iterations per level")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--no-base", action="store_true", help="do not take unfitted modalities from the current codebooks")
+    sp.add_argument("--tokenizer", metavar="NAME", help="fit the codebooks of this plug-in tokenizer (tokenizers: in "
+                    "the configuration) on its model's embeddings, or its spectrogram patches (docs/tokenizers.md)")
     config_arg(sp)
 
     sp = add("install-service", "service:install", "install the systemd unit, /etc/livetok/config.yaml (kept if "

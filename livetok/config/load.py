@@ -191,6 +191,9 @@ def load_config(path: str | Path | None) -> LivetokConfig:
         raise ConfigError(f"{p}:{line_of(loader.lines, at)}: {key}: contains {what}")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}:1: the config must be a mapping of sections, got {type(data).__name__}")
+    if data.get("tokenizers") is not None and "tokenizer" in data:
+        raise ConfigError(f"{p}:{loader.lines.get(('tokenizers',), 1)}: tokenizers: give the tokenizer: section (line "
+                          f"{loader.lines.get(('tokenizer',), 1)}) or the tokenizers: list, not both")
     try:
         cfg = LivetokConfig.model_validate(data)
     except RecursionError:
@@ -203,10 +206,28 @@ def load_config(path: str | Path | None) -> LivetokConfig:
         msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             msg = "unknown key"
+        loc, msg = _key_in_message(loc, msg)
+        line = line_of(loader.lines, loc)
+        key = ".".join(str(x) for x in loc) or "(top level)"
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise ConfigError(f"{p}:{line}: {key}: {msg}{more}") from err
     cfg._path, cfg._lines = str(p), dict(loader.lines)
     return cfg
+
+
+_KEY_FIRST = re.compile(r"([A-Za-z_]+(?:\.[A-Za-z0-9_]+)+): ")
+
+
+def _key_in_message(loc: tuple[str | int, ...], msg: str) -> tuple[tuple[str | int, ...], str]:
+    """A check over a whole list names the deeper key it found wrong first in its message
+    (``sources.2.tokenizers: ...``): that key, when it lies under ``loc``, is the one to report."""
+    m = _KEY_FIRST.match(msg)
+    if m is None:
+        return loc, msg
+    path = tuple(int(p) if p.isdigit() else p for p in m.group(1).split("."))
+    if path[: len(loc)] != loc:
+        return loc, msg
+    return path, msg[m.end():]
 
 
 def _yaml_path(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> tuple[str | int, ...]:

@@ -9,7 +9,9 @@ The sections: ``tokenizer`` (:mod:`~livetok.config.tokenizer`), ``sources``
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from livetok.config.groups import Alignment, Group
 from livetok.config.mqtt import Mqtt
@@ -17,6 +19,14 @@ from livetok.config.runtime import MetricsEndpoint, Queues
 from livetok.config.sinks import BUS_NAME, FileSink, MqttSink, Sink, sink_name
 from livetok.config.sources import AUDIO_TRACK_KINDS, VIDEO_KINDS, Source
 from livetok.config.tokenizer import TokenizerConfig
+from livetok.config.tokenizers import (
+    AnyTokenizer,
+    PluginTokenizer,
+    TokenizerEntry,
+    check_entries,
+    entries_of_section,
+    section_of_entries,
+)
 
 
 class LivetokConfig(BaseModel):
@@ -24,7 +34,10 @@ class LivetokConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tokenizer: TokenizerConfig = Field(TokenizerConfig(), description="audio and video tokenizers")
+    tokenizer: TokenizerConfig = Field(
+        TokenizerConfig(), description="the built-in audio and video tokenizers (or the tokenizers: list)")
+    tokenizers: list[TokenizerEntry] | None = Field(
+        None, max_length=64, description="every tokenizer by name, modality and kind; null = the tokenizer: section")
     sources: list[Source] = Field(default_factory=list, description="cameras, streams, files, microphones")
     groups: list[Group] = Field(
         default_factory=list,
@@ -60,9 +73,47 @@ class LivetokConfig(BaseModel):
     # Uniqueness and references are checked per list, so an error names the list's key and line.
     @field_validator("sources")
     @classmethod
-    def _unique_sources(cls, sources: list[Source]) -> list[Source]:
+    def _unique_sources(cls, sources: list[Source], info: ValidationInfo) -> list[Source]:
         _unique("source", [s.name for s in sources])
+        if "tokenizer" in info.data and "tokenizers" in info.data:  # else those errors are the ones to read
+            entries = info.data["tokenizers"]
+            check_source_tokenizers(sources, entries if entries is not None else entries_of_section(
+                info.data["tokenizer"]))
         return sources
+
+    @field_validator("tokenizers")
+    @classmethod
+    def _tokenizer_names(cls, entries: list[AnyTokenizer] | None) -> list[AnyTokenizer] | None:
+        if entries is not None:
+            check_entries(entries)
+        return entries
+
+    @model_validator(mode="after")
+    def _tokenizer_section(self) -> LivetokConfig:
+        """With a ``tokenizers:`` list, ``tokenizer`` is what its built-in kinds say (so every reader
+        of the built-in settings reads them one way); given besides, it must say the same."""
+        if self.tokenizers is None:
+            return self
+        derived = section_of_entries(self.tokenizers)
+        if "tokenizer" in self.model_fields_set and self.tokenizer not in (derived, TokenizerConfig()):
+            raise ValueError("give the tokenizer: section or the tokenizers: list, not both")
+        self.__dict__["tokenizer"] = derived  # frozen: set once, while validating
+        return self
+
+    def tokenizer_entries(self) -> list[AnyTokenizer]:
+        """Every configured tokenizer: the ``tokenizers:`` list, or today's section as the two
+        built-in entries it means (``audio``: logmel-rvq, ``video``: patch-rvq)."""
+        return list(self.tokenizers) if self.tokenizers is not None else entries_of_section(self.tokenizer)
+
+    def plugin_entries(self) -> list[tuple[int, PluginTokenizer]]:
+        """The plug-in tokenizers with their index in ``tokenizers:`` (for errors' keys)."""
+        return [(i, e) for i, e in enumerate(self.tokenizer_entries()) if isinstance(e, PluginTokenizer)]
+
+    def tokenizers_of(self, source: str, modality: str) -> list[AnyTokenizer]:
+        """The tokenizers ``source``'s ``modality`` feeds: its ``tokenizers:`` names, or every
+        configured tokenizer of that modality."""
+        src = next((s for s in self.sources if s.name == source), None)
+        return _fed(src.tokenizers if src is not None else None, self.tokenizer_entries(), modality)
 
     @field_validator("sinks")
     @classmethod
@@ -146,6 +197,43 @@ class LivetokConfig(BaseModel):
         """Where a bus setting is in the file (``mqtt.KEY``, or ``sinks.N.KEY``), for :meth:`where`."""
         at = next((i for i, s in enumerate(self.sinks) if isinstance(s, MqttSink)), None)
         return ("mqtt", *key) if at is None else ("sinks", at, *key)
+
+
+def _fed(names: list[str] | None, entries: list[AnyTokenizer], modality: str) -> list[AnyTokenizer]:
+    return [e for e in entries if e.modality == modality and (names is None or e.name in names)]
+
+
+def check_source_tokenizers(sources: list[Source], entries: list[AnyTokenizer]) -> None:
+    """Each source's ``tokenizers:`` names a configured tokenizer of a modality it has; no two of
+    the tokenizers a source feeds give one modality the same stream name. The message starts with
+    the key (``sources.N.tokenizers``), which the loader turns into its line."""
+    known = {e.name: e for e in entries}
+    for i, s in enumerate(sources):
+        key = f"sources.{i}.tokenizers"
+        for name in s.tokenizers or []:
+            e = known.get(name)
+            if e is None:
+                raise ValueError(f"{key}: {name!r} is not a configured tokenizer ({', '.join(known) or 'none'})")
+            if e.modality not in _modalities(s):
+                raise ValueError(f"{key}: {name!r} is a {e.modality} tokenizer, and {s.kind} source {s.name!r} "
+                                 f"has no {e.modality}")
+        for modality in ("audio", "video"):
+            streams: dict[str, str] = {}
+            for e in _fed(s.tokenizers, entries, modality):
+                for stream in e.streams:
+                    if stream in streams:
+                        raise ValueError(f"{key}: tokenizers {streams[stream]!r} and {e.name!r} both give source "
+                                         f"{s.name!r} a {modality} stream named {stream!r}; rename one (stream:)")
+                    streams[stream] = e.name
+
+
+def _modalities(source: Any) -> set[str]:
+    out = set()
+    if source.kind in VIDEO_KINDS:
+        out.add("video")
+    if source.kind == "mic" or (source.kind in AUDIO_TRACK_KINDS and getattr(source, "audio", True)):
+        out.add("audio")
+    return out
 
 
 def _unique(what: str, names: list[str]) -> None:

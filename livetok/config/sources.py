@@ -35,6 +35,9 @@ class _SourceBase(Strict):
         0.0, ge=-10_000, le=10_000,
         description="further delay of this source's audio (ms), e.g. a camera whose sound lags its picture; "
         "subtracted from its audio times")
+    tokenizers: list[str] | None = Field(
+        None, max_length=64, description="names of the tokenizers this source feeds (tokenizers:); null = every "
+        "configured tokenizer of each modality it has")
 
 
 class StreamSource(_SourceBase):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
@@ -68,7 +69,12 @@ async def run_async(cfg: LivetokConfig, duration_s: float | None, stop: StopCont
         # The codebooks first (the key's line in the error, before any sink opens); the bus's meta
         # describes their vocabulary.
         vocab = Vocabulary.from_codebooks(await asyncio.to_thread(checked_codebooks, cfg))
-        sinks = open_sinks(cfg, run_id, vocab)
+        # The plug-in tokenizers next: their models checked and probed before anything streams (one
+        # line naming the key, never mid-stream); the bus's meta describes their streams.
+        from livetok.tokenizers.registry import load_plugins
+
+        plugins = await asyncio.to_thread(load_plugins, cfg)
+        sinks = open_sinks(cfg, run_id, vocab, plugins)
         async with contextlib.AsyncExitStack() as stack:
             for sink in sinks:
                 await stack.enter_async_context(sink)
@@ -76,6 +82,7 @@ async def run_async(cfg: LivetokConfig, duration_s: float | None, stop: StopCont
             from livetok.tokenizers import Tokenizers
 
             toks = await asyncio.to_thread(Tokenizers.from_config, cfg.tokenizer)
+            toks = dataclasses.replace(toks, plugins=plugins)
             if stop.requested:
                 return RunReport(stopped_by=f"{stop.reason} during start-up")
             if extender is not None:  # the daemon's own start (warm-up, sources) is short: READY follows

@@ -143,6 +143,17 @@ def check_metrics(cfg: LivetokConfig) -> None:
         raise ConfigError(f"{cfg.where('metrics', 'listen')}: {listen_error(listen, err)}") from None
 
 
+def check_tokenizers(cfg: LivetokConfig) -> list[str]:
+    """The plug-in tokenizers' options (no torch), then their models and codebooks loaded, checked and
+    probed as ``run`` does at its start: one line naming ``tokenizers.N.KEY`` (exit 78, or 65 for a
+    model or codebook file). Returns ``NAME(kind, stream, codebook id)`` for each."""
+    from livetok.tokenizers.registry import check_plugins, load_plugins
+
+    if not check_plugins(cfg):
+        return []
+    return [f"{n}({p.kind}, {p.modality}/{p.spec.name}, {p.codebook_id})" for n, p in load_plugins(cfg).items()]
+
+
 def preflight(cfg: LivetokConfig, notes: list[str] | None = None) -> str:
     """All of the above; returns the codebook id. ``notes``: check-config's (see the module's docstring)."""
     check_sources(cfg)

@@ -240,10 +240,14 @@ def _sources(v: View) -> Iterable[Metric]:
         dropped.add_metric([c.source, c.modality, "shutdown"], c.dropped_shutdown)
         dropped.add_metric([c.source, c.modality, "error"], c.failed)
     gaps = CounterMetricFamily("livetok_gaps", "Input losses flagged in the tokens (GAP)", labels=labels)
+    model_errors = CounterMetricFamily("livetok_model_errors", "A plug-in tokenizer's model calls that failed (the "
+                                       "stream's next packet is flagged GAP)", labels=["tokenizer"])
     for key, n in v.counters.items():
         if isinstance(key, tuple) and len(key) == 3 and key[0] == "gaps":
             gaps.add_metric([key[1], key[2]], n)
-    return up, captured, tokenized, dropped, reconnects, stalls, errors, gaps
+        elif isinstance(key, tuple) and len(key) == 2 and key[0] == "model_errors":
+            model_errors.add_metric([key[1]], n)
+    return up, captured, tokenized, dropped, reconnects, stalls, errors, gaps, model_errors
 
 
 def _sinks(v: View) -> Iterable[Metric]:

@@ -273,3 +273,7 @@ class DataPath:
             m.observe(("skew", group), skew)
         for source, modality in work.engine.gaps:
             m.count(("gaps", source, modality))
+        for tokenizer, line in work.engine.model_errors:
+            # the stream's next packet is flagged GAP; the daemon and every other stream go on
+            self.error(f"errors.model.{tokenizer}", f"tokenizer {tokenizer!r}: the model failed: {line}")
+            m.count(("model_errors", tokenizer))

@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 
 from livetok.config import Group, LivetokConfig
 from livetok.media.continuity import clock_restarted
+from livetok.pipeline.plugins import Batch, audio_tracks, end_audio, plugin_audio, video_tracks
 from livetok.streams.types import AudioCapture, VideoCapture
 from livetok.sync import Aligner, BeepDetector, ClockModel, FlashDetector, SkewEstimator, SourceClock, Step
 from livetok.sync.settle import Settling
 from livetok.tokenizers import Tokenizers
+from livetok.tokenizers.kinds.base import Plugin
+from livetok.tokenizers.plugin_track import PluginAudioTrack, PluginVideoTrack
 from livetok.tokenizers.session import AudioTrack, VideoItem, encode_images, encode_video
 from livetok.tokenizers.video import BatchCodes, VideoStream
 from livetok.wire import Modality, Scale, TokenPacket
@@ -81,12 +84,14 @@ class EngineOutput:
     steps: list[HostStep] = field(default_factory=list)
     skews: list[tuple[str, int]] = field(default_factory=list)
     gaps: list[tuple[str, str]] = field(default_factory=list)  # (source, modality) whose input was lost
+    model_errors: list[tuple[str, str]] = field(default_factory=list)  # (tokenizer, line): a failed model call
 
     def extend(self, other: EngineOutput) -> None:
         self.packets += other.packets
         self.steps += other.steps
         self.skews += other.skews
         self.gaps += other.gaps
+        self.model_errors += other.model_errors
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,10 @@ class _Source:
     flash: FlashDetector | None = None
     beep: BeepDetector | None = None
     audio_done: dict[str, int] = field(default_factory=dict)  # host end of the last packet per stream
+    builtin_audio: bool = True  # the built-in kinds' streams (logmel-rvq, patch-rvq) of each modality
+    builtin_video: bool = True
+    audio_plugins: list[PluginAudioTrack] = field(default_factory=list)
+    video_plugins: list[PluginVideoTrack] = field(default_factory=list)
     held: list[_Held] = field(default_factory=list)  # output made while the clock settles
 
 
@@ -146,6 +155,7 @@ class Engine:
 
     def __init__(self, cfg: LivetokConfig, toks: Tokenizers) -> None:
         self.toks = toks
+        self.plugins: dict[str, Plugin] = toks.plugins
         self.sources: dict[str, _Source] = {}
         self.groups: dict[str, _Group] = {}
         for g in cfg.effective_groups():
@@ -175,12 +185,17 @@ class Engine:
                 # camera + microphone group settle so, and agree from the first token.
                 clock = SourceClock(model, settling=Settling() if conf.kind in HOLDING_KINDS else None)
                 src = self.sources[name] = _Source(name, clock, round(conf.audio_latency_ms * 1e6))
+            fed = cfg.tokenizers_of(name, modality.name.lower())
+            builtin = any(e.kind in ("logmel-rvq", "patch-rvq") for e in fed)
+            names = [e.name for e in fed]
             if modality == Modality.VIDEO:
                 src.video, src.video_group = self.toks.video.stream(name), g.name
                 src.flash = FlashDetector() if markers else None
+                src.builtin_video, src.video_plugins = builtin, video_tracks(self.plugins, names, name)
             else:
                 src.audio, src.audio_group = AudioTrack(self.toks, name), g.name
                 src.beep = BeepDetector() if markers else None
+                src.builtin_audio, src.audio_plugins = builtin, audio_tracks(self.plugins, names, name)
 
     def remove_group(self, name: str) -> EngineOutput:
         """Stop aligning group ``name``: its sources' audio is flushed (every sample into a token), its
@@ -194,10 +209,11 @@ class Engine:
         group = self.groups.pop(name)
         for src in list(self.sources.values()):
             if src.audio_group == name and src.audio is not None:
-                self._audio_packets(src, group, src.audio.flush(), out)
+                self._audio_packets(src, group, self._audio_flush(src, out), out)
                 src.audio, src.audio_group, src.beep, src.audio_done = None, None, None, {}
+                src.audio_plugins = []
             if src.video_group == name:
-                src.video, src.video_group, src.flash = None, None, None
+                src.video, src.video_group, src.flash, src.video_plugins = None, None, None, []
             if src.video is None and src.audio is None:
                 del self.sources[src.name]
         out.steps += group.aligner.flush()
@@ -220,15 +236,19 @@ class Engine:
             src = self.sources.get(name)
             if src is not None and src.video is not None:
                 src.video.mark_gap()
+                for t in src.video_plugins:
+                    t.mark_gap()
                 out.gaps.append((name, "video"))
         items: list[VideoItem] = []
         frames: list[tuple[_Source, int, int, int | None]] = []  # source, media, duration, host (None: held)
-        kept: list[int] = []  # indices in ``caps`` (and ``codes``) of the frames a group uses
+        kept: list[int] = []  # indices in ``caps`` (and ``codes``) of the frames the built-in kind tokenizes
+        item_of: list[int | None] = []  # per frame, its index in ``items`` (None: no built-in streams)
+        images: list[VideoCapture] = []
+        batch = Batch(self.plugins)
         for i, cap in enumerate(caps):
             src = self.sources.get(cap.source)
             if src is None or src.video is None:
                 continue
-            kept.append(i)
             if cap.discontinuity:
                 if self._clock_restarts(src, cap.media_ns):
                     self._settle(src, out)
@@ -245,15 +265,26 @@ class Engine:
             if src.clock.settled:
                 self._release(src, out)
                 host = src.clock.to_host(cap.media_ns)
-            items.append(VideoItem(src.video, cap.image, cap.media_ns, cap.media_ns + duration))
+            item_of.append(None)
+            if src.builtin_video:
+                kept.append(i)
+                item_of[-1] = len(items)
+                items.append(VideoItem(src.video, cap.image, cap.media_ns, cap.media_ns + duration))
+            for t in src.video_plugins:
+                batch.add(t, t.take(cap.image, cap.media_ns, cap.media_ns + duration,
+                                    discontinuity=cap.discontinuity), len(frames))
             frames.append((src, cap.media_ns, duration, host))
+            images.append(cap)
         if codes is not None and len(kept) != len(caps):
             codes = BatchCodes({k: v[kept] for k, v in codes.codes.items()},
                                {k: None if v is None else v[kept] for k, v in codes.vectors.items()})
         packets_of = encode_video(self.toks, items, codes)
-        for (src, media, duration, host), packets, item in zip(frames, packets_of, items, strict=True):
+        plugged = batch.run(out.model_errors)
+        for k, ((src, media, duration, host), cap) in enumerate(zip(frames, images, strict=True)):
             group = self.groups[src.video_group or ""]
-            flash = src.flash is not None and src.flash.feed(item.image, media) is not None
+            flash = src.flash is not None and src.flash.feed(cap.image, media) is not None
+            j = item_of[k]
+            packets = (packets_of[j] if j is not None else []) + plugged.get(k, [])
             self._video_out(src, group, _Held(Modality.VIDEO, group.name, packets, media, duration,
                                               media if flash else None), host, out)
         return out
@@ -261,7 +292,8 @@ class Engine:
     def on_audio(self, caps: list[AudioCapture]) -> EngineOutput:
         """Audio blocks, in capture order per source."""
         out = EngineOutput()
-        for cap in caps:
+        plugged = self._plugin_audio(caps, out)
+        for i, cap in enumerate(caps):
             src = self.sources.get(cap.source)
             if src is None or src.audio is None:
                 continue
@@ -273,21 +305,37 @@ class Engine:
             if src.beep is not None:
                 onset = src.beep.feed(cap.samples.mean(axis=0), cap.media_ns, cap.rate)
             restarts = src.audio.restarts
-            packets = src.audio.push(cap.samples, cap.rate, cap.media_ns, discontinuity=cap.discontinuity,
-                                     overflow=cap.overflow)
-            if src.audio.restarts != restarts and not cap.discontinuity:
+            packets = []
+            if src.builtin_audio:
+                packets = src.audio.push(cap.samples, cap.rate, cap.media_ns, discontinuity=cap.discontinuity,
+                                         overflow=cap.overflow)
+            lost = src.audio.restarts != restarts or plugged.get(-1 - i) is not None
+            if lost and not cap.discontinuity:
                 out.gaps.append((src.name, "audio"))
+            packets += plugged.get(i, [])
             if restart and last is not None:
-                # The old stream's tail, flushed by push (first in its list): mapped on its own timeline.
+                # The old stream's tail, flushed by push: mapped on its own timeline.
                 old = [p for p in packets if abs(p.start_ns - last) < abs(p.start_ns - cap.media_ns)]
                 self._settle(src, out)
                 self._audio_out(src, group, _Held(Modality.AUDIO, group.name, old), out)
-                packets = packets[len(old):]
+                packets = [p for p in packets if all(p is not o for o in old)]
                 src.clock.reset()
             # A block is complete (can arrive) only once its last sample exists: observe its end.
             src.clock.observe(cap.media_ns + n * NS // cap.rate, cap.arrival_ns)
             self._audio_out(src, group, _Held(Modality.AUDIO, group.name, packets, onset_ns=onset), out)
         return out
+
+    def _plugin_audio(self, caps: list[AudioCapture], out: EngineOutput) -> dict[int, list[TokenPacket]]:
+        def tracks(name: str) -> list[PluginAudioTrack]:
+            src = self.sources.get(name)
+            return src.audio_plugins if src is not None and src.audio is not None else []
+
+        return plugin_audio(self.plugins, caps, tracks, out.model_errors)
+
+    def _audio_flush(self, src: _Source, out: EngineOutput) -> list[TokenPacket]:
+        """End of a source's audio: every received sample into a step, built-in and plug-in streams."""
+        return src.audio.flush() + end_audio(self.plugins, src.audio_plugins, out.model_errors) \
+            if src.audio is not None else []
 
     def _clock_restarts(self, src: _Source, media_ns: int) -> bool:
         """A discontinuity: did the media clock restart (its time far from what the clock knows)? If
@@ -343,8 +391,8 @@ class Engine:
             end = max(start + 1, self._audio_host(src, p.end_ns))
             src.audio_done[p.stream_name] = end
             self._emit(group, HostPacket(p, start, end), out)
-        if len(src.audio_done) == 2:
-            # a coarse step comes out up to 60 ms after the fine steps of the same time: the lesser
+        if src.audio_done and len(src.audio_done) == 2 * src.builtin_audio + len(src.audio_plugins):
+            # a coarse step comes out up to 60 ms after the fine steps of the same time: the least
             group.aligner.watermark(Modality.AUDIO, min(src.audio_done.values()))
 
     def _audio_host(self, src: _Source, media_ns: int) -> int:
@@ -381,7 +429,7 @@ class Engine:
             self._settle(src, out)
         for src in self.sources.values():
             if src.audio is not None and src.audio_group is not None:
-                self._audio_packets(src, self.groups[src.audio_group], src.audio.flush(), out)
+                self._audio_packets(src, self.groups[src.audio_group], self._audio_flush(src, out), out)
         for group in self.groups.values():
             out.steps += group.aligner.flush()
         return out

@@ -41,7 +41,7 @@ from livetok.runtime.stopping import Deadline
 from livetok.sinks import Sink, make_sink
 from livetok.vocab import Vocabulary
 
-FIXED = ("tokenizer", "alignment", "queues")  # built once: a change needs a restart
+FIXED = ("tokenizer", "tokenizers", "alignment", "queues")  # built once: a change needs a restart
 RELOAD_S = 10.0  # stopping the sources and retiring the sinks a reload replaces, at most (s)
 _log = get_logger("daemon")
 
@@ -144,7 +144,7 @@ class Reconfigurable(DataPath):
         later: list[Sink] = []
         try:
             for name in sorted(reopen | opening):
-                sink = made[name] = make_sink(new, name, self.run_id, vocab)
+                sink = made[name] = make_sink(new, name, self.run_id, vocab, self.toks.plugins)
                 if name in reopen and (_path_of(old[name]) == _sink_path(new, name) or sink.latency_kind == "publish"):
                     later.append(sink)
                 else:

@@ -8,9 +8,10 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from livetok.bus.connect import ConnectOptions, Protocol
-from livetok.bus.meta import SourceMeta, StreamDescription
+from livetok.bus.meta import SourceMeta, StreamDescription, StreamSpecMeta
 from livetok.bus.secret import Secret, read_secret_file
 from livetok.bus.tls import TlsOptions, make_ssl_context
 from livetok.bus.url import BrokerUrl
@@ -91,9 +92,29 @@ def buffer_bounds(cfg: LivetokConfig) -> tuple[int, int]:
     return messages, size
 
 
-def source_metas(cfg: LivetokConfig, vocab: Vocabulary, run_id: str, instance: str) -> list[SourceMeta]:
+def stream_spec_metas(cfg: LivetokConfig, vocab: Vocabulary,
+                      plugins: dict[str, Any]) -> dict[str, list[StreamSpecMeta]]:
+    """Per source, the ``specs`` of its meta: every stream it sends as its tokenizer declares it."""
+    from livetok.tokenizers.registry import stream_specs
+
+    out: dict[str, list[StreamSpecMeta]] = {}
+    for source, streams in stream_specs(cfg, plugins).items():
+        metas = []
+        for tokenizer, kind, spec in streams:
+            step = None if spec.step_ns is None else f"{spec.step_ns.numerator}/{spec.step_ns.denominator}"
+            cid = plugins[tokenizer].codebook_id if tokenizer in plugins else vocab.codebook_id
+            metas.append(StreamSpecMeta(tokenizer, kind, spec.name, spec.modality, step, spec.grid, spec.levels,
+                                        spec.codebook_size, spec.vector_size, cid))
+        out[source] = metas
+    return out
+
+
+def source_metas(cfg: LivetokConfig, vocab: Vocabulary, run_id: str, instance: str,
+                 plugins: dict[str, Any] | None = None) -> list[SourceMeta]:
     """The retained meta of every source a group uses: its streams' rates, grids, levels, vocabulary
-    (``vocab``: the codebooks' joint vocabulary)."""
+    (``vocab``: the codebooks' joint vocabulary), and every stream's spec (``plugins``: the loaded
+    plug-in tokenizers)."""
+    specs = stream_spec_metas(cfg, vocab, plugins or {})
     tok = cfg.tokenizer
     a = tok.audio
     rate = {Scale.FINE: 1000 / (a.fine_frames * a.hop_ms), Scale.COARSE: 1000 / (a.coarse_frames * a.hop_ms)}
@@ -104,16 +125,17 @@ def source_metas(cfg: LivetokConfig, vocab: Vocabulary, run_id: str, instance: s
     out = []
     for src in cfg.sources:
         streams = []
-        if src.name in video:
+        builtin = {(s.modality, s.name) for s in specs.get(src.name, ())}
+        if src.name in video and ("video", "fine") in builtin:
             fps = nominal_fps(src)
             streams += [StreamDescription(Modality.VIDEO, sc, getattr(tok.video, sc.name.lower()).levels, None,
                                           fps) for sc in Scale]
-        if src.name in audio:
+        if src.name in audio and ("audio", "fine") in builtin:
             streams += [StreamDescription(Modality.AUDIO, sc, getattr(a, sc.name.lower()).levels, rate[sc])
                         for sc in Scale]
-        if streams:
+        if streams or specs.get(src.name):
             out.append(SourceMeta.build(run_id=run_id, instance=instance, source=src.name, vocab=vocab,
-                                        streams=streams, started_unix_ns=started))
+                                        streams=streams, started_unix_ns=started, specs=specs.get(src.name, ())))
     return out
 
 

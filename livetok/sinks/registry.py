@@ -8,7 +8,8 @@ codebooks' vocabulary, before torch loads.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from livetok.config import FileSink as FileSinkConfig
 from livetok.config import LivetokConfig
@@ -25,6 +26,7 @@ class SinkContext:
 
     run_id: str
     vocab: Vocabulary | None  # None when no sink needs it (no bus)
+    plugins: dict[str, Any] = field(default_factory=dict)  # the loaded plug-in tokenizers (their streams' specs)
 
 
 def _file(cfg: LivetokConfig, name: str, settings: FileSinkConfig | MqttSinkConfig, ctx: SinkContext) -> Sink:
@@ -39,7 +41,7 @@ def _mqtt(cfg: LivetokConfig, name: str, settings: FileSinkConfig | MqttSinkConf
     bus = cfg.bus
     assert bus is not None and ctx.vocab is not None
     messages, nbytes = buffer_bounds(cfg)
-    metas = source_metas(cfg, ctx.vocab, ctx.run_id, bus.instance or default_instance())
+    metas = source_metas(cfg, ctx.vocab, ctx.run_id, bus.instance or default_instance(), ctx.plugins)
     return MqttSink(bus, run_id=ctx.run_id, metas=metas, name=name, queue_messages=messages, queue_bytes=nbytes)
 
 
@@ -47,26 +49,29 @@ Factory = Callable[[LivetokConfig, str, FileSinkConfig | MqttSinkConfig, SinkCon
 KINDS: dict[str, Factory] = {"file": _file, "mqtt": _mqtt}
 
 
-def make_sink(cfg: LivetokConfig, name: str, run_id: str, vocab: Vocabulary | None = None) -> Sink:
+def make_sink(cfg: LivetokConfig, name: str, run_id: str, vocab: Vocabulary | None = None,
+              plugins: dict[str, Any] | None = None) -> Sink:
     """The sink called ``name`` in ``cfg`` (a file sink's name, or ``mqtt`` for the bus), not yet
     opened. ``vocab``: the codebooks' vocabulary; None: read from the codebook file's header."""
     for n, settings in cfg.named_sinks():
         if n == name:
-            return KINDS[settings.kind](cfg, name, settings, _context(cfg, run_id, vocab))
+            return KINDS[settings.kind](cfg, name, settings, _context(cfg, run_id, vocab, plugins))
     raise KeyError(name)
 
 
-def open_sinks(cfg: LivetokConfig, run_id: str, vocab: Vocabulary | None = None) -> list[Sink]:
+def open_sinks(cfg: LivetokConfig, run_id: str, vocab: Vocabulary | None = None,
+               plugins: dict[str, Any] | None = None) -> list[Sink]:
     """Sink objects for the configuration's sinks and MQTT bus, in fan-out order (not yet opened:
     ``async with`` each). The bus's password and TLS files are read here: a problem is one line
     before anything starts."""
-    ctx = _context(cfg, run_id, vocab)
+    ctx = _context(cfg, run_id, vocab, plugins)
     return [KINDS[settings.kind](cfg, name, settings, ctx) for name, settings in cfg.named_sinks()]
 
 
-def _context(cfg: LivetokConfig, run_id: str, vocab: Vocabulary | None) -> SinkContext:
+def _context(cfg: LivetokConfig, run_id: str, vocab: Vocabulary | None,
+             plugins: dict[str, Any] | None = None) -> SinkContext:
     if vocab is None and cfg.bus is not None:  # the codebook file's header alone: no torch, no tensors
         from livetok.tokenizers.codebooks import resolve_codebook_path  # a bare id names a packaged set
 
         vocab = Vocabulary.from_codebook_file(resolve_codebook_path(cfg.tokenizer.codebooks))
-    return SinkContext(run_id, vocab)
+    return SinkContext(run_id, vocab, plugins or {})

@@ -7,7 +7,8 @@ model resolution and collected into batches of ``video.batch_size`` for one toke
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,15 +22,20 @@ from livetok.tokenizers.codebooks import CodebookSet, load_codebooks
 from livetok.tokenizers.video import BatchCodes, VideoStream, VideoTokenizer
 from livetok.wire import Clock, Flag, TokenPacket
 
+if TYPE_CHECKING:
+    from livetok.tokenizers.kinds.base import Plugin
+
 
 @dataclass(frozen=True)
 class Tokenizers:
-    """The loaded, checked codebooks and both stateless tokenizers."""
+    """The loaded, checked codebooks and both stateless tokenizers (the built-in kinds), and the
+    loaded plug-in tokenizers by name (:func:`livetok.tokenizers.registry.load_plugins`)."""
 
     cfg: TokenizerConfig
     codebooks: CodebookSet
     audio: AudioTokenizer
     video: VideoTokenizer
+    plugins: dict[str, Plugin] = field(default_factory=dict)
 
     def warm_up(self) -> None:
         """Run every kernel once (numba JIT or cache load, torch allocator, BLAS init), so the

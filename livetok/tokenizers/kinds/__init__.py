@@ -1,0 +1,1 @@
+"""One module per tokenizer kind; :mod:`livetok.tokenizers.registry` lists them."""

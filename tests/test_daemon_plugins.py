@@ -1,0 +1,196 @@
+"""Plug-in tokenizers live in the daemon (issue 15): a TorchScript model (stateful, streaming, giving
+codes) and an ONNX video model, exported here with small random weights, beside the built-in kinds on
+one synthetic source, into a file sink; a model that raises on its Nth call is counted and its
+stream flagged GAP while every other stream goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from plugin_models import StatelessConv, export, seeded, stateful_io, stateful_model, video_model
+
+from livetok.config import LivetokConfig
+from livetok.daemon.main import run_blocking
+from livetok.wire import Flag, Modality, TokenPacket, read_ltk
+
+GRU_STEP = 10_000_000  # one 160-sample frame per step at 16 kHz (ns)
+
+
+def config(tmp: Path, tokenizers: list[dict[str, Any]], out: Path) -> LivetokConfig:
+    return LivetokConfig.model_validate({
+        "tokenizers": [{"name": "audio", "kind": "logmel-rvq"}, {"name": "video", "kind": "patch-rvq"}, *tokenizers],
+        "sources": [{"kind": "synthetic", "name": "syn", "size": "160x120", "fps": 10}],
+        "sinks": [{"kind": "file", "path": str(out)}]})
+
+
+def by_stream(packets: list[TokenPacket]) -> dict[tuple[str, str], list[TokenPacket]]:
+    out: dict[tuple[str, str], list[TokenPacket]] = {}
+    for p in packets:
+        out.setdefault((p.modality.name.lower(), p.stream_name), []).append(p)
+    return out
+
+
+@pytest.mark.slow
+def test_torchscript_and_onnx_streams_run_live_beside_the_builtin_ones(tmp_path: Path) -> None:
+    gru = stateful_model(tmp_path, "torchscript")
+    vq = video_model(tmp_path, "onnx", "codes")
+    out = tmp_path / "out.ltk"
+    cfg = config(tmp_path, [
+        {"name": "gru", "kind": "torchscript", "modality": "audio",
+         "model": {"path": str(gru), "io": stateful_io("torchscript", "codes")}},
+        {"name": "vq", "kind": "onnx", "modality": "video", "model": {"path": str(vq)}}], out)
+    report = run_blocking(cfg, 2.0)
+    assert report.stopped_by == "duration"
+    result = read_ltk(out)
+    assert result.errors == []
+    streams = by_stream([p for p in result.packets if isinstance(p, TokenPacket)])
+    assert set(streams) == {("audio", "fine"), ("audio", "coarse"), ("video", "fine"), ("video", "coarse"),
+                            ("audio", "gru"), ("video", "vq")}
+    for ps in streams.values():  # every stream numbered from 0, none lost, none repeated
+        assert [p.seq for p in ps] == list(range(len(ps))) and len(ps) > 3
+    gru_ps = streams[("audio", "gru")]
+    assert all(p.scale is None and p.stream == "gru" and p.grid == (1, 1) and p.codes.shape == (1, 2)
+               for p in gru_ps)
+    t0 = gru_ps[0].start_ns
+    # On the step grid: the same media-time grid as the built-in fine stream (20 ms: every second step),
+    # mapped by the same source clock (which slews a little at the start, so the UNIX steps are not all
+    # exactly 10 ms), and numbered by it.
+    fine_a = streams[("audio", "fine")]
+    assert [p.start_ns for p in gru_ps[::2]][: len(fine_a) - 1] == [p.start_ns for p in fine_a][: len(gru_ps[::2])][
+        : len(fine_a) - 1]
+    assert [round((p.start_ns - t0) / GRU_STEP) for p in gru_ps] == list(range(len(gru_ps)))
+    assert all(p.flags == Flag.KEYFRAME for p in gru_ps)
+    vq_ps = streams[("video", "vq")]
+    fine = streams[("video", "fine")]
+    assert [p.start_ns for p in vq_ps] == [p.start_ns for p in fine[: len(vq_ps)]]  # the frames' own times
+    assert all(p.grid == (4, 6) and p.codes.shape == (24, 1) and int(p.codes.max()) < 10 for p in vq_ps)
+    books = report.accounting["captures"]["syn.video"]
+    assert books["balanced"] == 1
+
+
+class RaisesOnCall(StatelessConv):
+    """Raises on calls ``first`` .. ``first + 2`` (counting every call, the load probe's too)."""
+
+    def __init__(self, first: int) -> None:
+        super().__init__()
+        self.first = first
+        self.calls = 0
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls >= self.first and self.calls < self.first + 3:
+            raise ValueError("model failure on purpose")
+        return self.encode(input)
+
+
+CODES_IO = {"modality": "audio", "sample_rate": 16000, "input_name": "input", "output_name": "output",
+            "output_layout": "BDT", "dim": 12, "hop": 160, "receptive_field": 400, "lookahead": 80,
+            "frames_per_call": 4}
+
+
+def probe_calls(tmp: Path) -> int:
+    """How many calls the load probe makes (so that the Nth call is a live one)."""
+    from livetok.tokenizers.models.audio import AudioModelEncoder
+    from livetok.tokenizers.models.contract import ModelConfig
+
+    path = export(seeded(RaisesOnCall, first=10**9), tmp / "count.pt", "torchscript", (torch.randn(2, 880),),
+                  ["input"], ["output"], CODES_IO)
+    enc = AudioModelEncoder.load("count", ModelConfig(path=path), "torchscript")
+    return int(enc.runner._module.calls)  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_a_model_that_raises_is_counted_and_its_stream_flagged_gap(tmp_path: Path) -> None:
+    first = probe_calls(tmp_path) + 15  # live calls come 25 a second
+    path = export(seeded(RaisesOnCall, first=first), tmp_path / "raises.pt", "torchscript", (torch.randn(2, 880),),
+                  ["input"], ["output"], CODES_IO)
+    books = fit_codebooks(tmp_path, path)
+    out = tmp_path / "out.ltk"
+    cfg = config(tmp_path, [{"name": "conv", "kind": "torchscript", "modality": "audio", "codebooks": str(books),
+                             "model": {"path": str(path), "batch": 1},
+                             "quantizer": {"dim": 8, "codebook_size": 16}}], out)
+    report = run_blocking(cfg, 2.5)
+    assert report.stopped_by == "duration"
+    streams = by_stream([p for p in read_ltk(out).packets if isinstance(p, TokenPacket)])
+    conv = streams[("audio", "conv")]
+    gaps = [p for p in conv if p.flags & Flag.GAP]
+    assert len(gaps) == 1 and gaps[0].seq > 0  # the next packet after the failed calls, once
+    assert [p.seq for p in conv] == list(range(len(conv)))
+    counters = report.metrics["counters"]
+    assert isinstance(counters, dict)
+    assert counters.get("model_errors.conv") == 3 and counters.get("errors.model.conv") == 3
+    fine = streams[("audio", "fine")]  # the other streams went on, whole
+    assert [p.seq for p in fine] == list(range(len(fine))) and not any(p.flags & Flag.GAP for p in fine)
+    assert fine[-1].end_ns - fine[0].start_ns > 1_500_000_000
+    assert all(p.modality == Modality.AUDIO for p in conv)
+
+
+def fit_codebooks(tmp: Path, model: Path) -> Path:
+    """Codebooks for the conv model, fitted on noise through ``livetok fit --tokenizer``'s code path."""
+    import numpy as np
+
+    from livetok.tokenizers.models.audio import AudioModelEncoder
+    from livetok.tokenizers.models.contract import ModelConfig
+    from livetok.tokenizers.plugin_config import QuantizerConfig
+    from livetok.tokenizers.quantizer_file import make_quantizer_set, save_quantizers
+    from livetok.tokenizers.quantizers import fit_quantizer
+
+    enc = AudioModelEncoder.load("conv", ModelConfig(path=model, batch=1), "torchscript")
+    s = enc.stream("fit")
+    noise = (np.random.default_rng(1).standard_normal(4800) * 0.2).astype(np.float32)  # 7 calls: before the Nth
+    jobs = s.take(noise)
+    frames = []
+    for job, o in zip(jobs, enc.run(jobs), strict=True):
+        s.settle(job, o)
+        frames.append(o.frames)
+    qs = make_quantizer_set("torchscript", enc.fitted_for(),
+                            {"tokens": fit_quantizer(np.concatenate(frames), QuantizerConfig(dim=8, codebook_size=16))})
+    path = tmp / "conv.safetensors"
+    save_quantizers(qs, path)
+    return path
+
+
+@pytest.mark.slow
+def test_fit_tokenizer_then_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``livetok fit --tokenizer`` writes a spectrogram-patches tokenizer's codebooks; the daemon then runs it.
+    A model that gives codes has nothing to fit (said, exit 0, nothing written); an unknown name is 78."""
+    import yaml
+    from test_golden_tokens import make_inputs
+
+    from livetok.cli import main
+
+    _, wav = make_inputs(tmp_path)
+    books = tmp_path / "sp.safetensors"
+    gru = stateful_model(tmp_path, "torchscript")
+    out = tmp_path / "out.ltk"
+    doc = {"tokenizers": [{"name": "audio", "kind": "logmel-rvq"},
+                          {"name": "sp", "kind": "spectrogram-patches", "modality": "audio", "codebooks": str(books),
+                           "quantizer": {"codebook_size": 16, "dim": 8, "levels": 2, "iters": 3}},
+                          {"name": "gru", "kind": "torchscript", "modality": "audio",
+                           "model": {"path": str(gru), "io": stateful_io("torchscript", "codes")}}],
+           "sources": [{"kind": "file", "name": "tone", "path": str(wav)}],
+           "sinks": [{"kind": "file", "path": str(out)}]}
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump(doc))
+    assert main(["check-config", "-c", str(cfg_file)]) == 65  # the codebook file is not there yet
+    assert "tokenizers.1.codebooks" in capsys.readouterr().err
+    assert main(["fit", "--tokenizer", "sp", str(wav), "-o", str(books), "-c", str(cfg_file)]) == 0
+    assert books.is_file()
+    assert main(["fit", "--tokenizer", "gru", str(wav), "-o", str(tmp_path / "no.safetensors"), "-c",
+                 str(cfg_file)]) == 0
+    assert "nothing to fit" in capsys.readouterr().err and not (tmp_path / "no.safetensors").exists()
+    assert main(["fit", "--tokenizer", "nope", str(wav), "-o", str(tmp_path / "x"), "-c", str(cfg_file)]) == 78
+    assert main(["check-config", "-c", str(cfg_file)]) == 0
+    assert "sp(spectrogram-patches, audio/sp," in capsys.readouterr().out
+    from livetok.config import load_config
+
+    report = run_blocking(load_config(cfg_file), 10.0)
+    assert report.stopped_by.startswith("end of input")
+    streams = by_stream([p for p in read_ltk(out).packets if isinstance(p, TokenPacket)])
+    sp = streams[("audio", "sp")]
+    # 2.5 s of audio in 80 ms steps, every sample in a step; 8 rows of patches, 2 levels
+    assert [p.seq for p in sp] == list(range(32)) and all(p.grid == (8, 1) and p.codes.shape == (8, 2) for p in sp)
+    assert len(streams[("audio", "gru")]) == 250 and len(streams[("audio", "fine")]) == 125
