@@ -39,7 +39,9 @@ quiet() {
   grep -v "is ignored: it is neither" "$log" >&2 || true; rm -f "$log"; return 1
 }
 stamp=.venv/.livetok-setup
-want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+# The stamp covers the lock, pyproject and this script's install steps (bump SETUP_STEPS when they change).
+SETUP_STEPS=2
+want=$( (cat requirements.lock pyproject.toml; echo "steps $SETUP_STEPS") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   rm -f "$stamp"
   echo "setup: installing Python dependencies from requirements.lock (hashes required)"
@@ -66,6 +68,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # The project itself, editable, built with the locked setuptools (no isolated build env off the lock).
   quiet .venv/bin/python -m pip install --no-deps --no-build-isolation -e . \
     || { echo "setup: FAILED: could not install livetok itself in editable mode (output above)" >&2; exit 1; }
+  # Bytecode now, once: uv does not compile it, and a service user (DynamicUser=) cannot write it into a
+  # root-owned .venv, nor can anyone under PYTHONDONTWRITEBYTECODE, so without this every start compiles
+  # torch's sources again: 4.1 s of CPU instead of 1.7 s to start `livetok tokenize` (docs/performance.md).
+  site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  quiet .venv/bin/python -m compileall -q -j 0 "$site" livetok \
+    || { echo "setup: FAILED: could not compile the installed packages' bytecode (output above)" >&2; exit 1; }
   echo "setup: installed with $installed in $(( $(date +%s) - start )) s"
   quiet .venv/bin/python -m pip check \
     || { echo "setup: FAILED: pip check found inconsistent packages (above): rerun with a clean .venv: rm -rf .venv && bash scripts/setup.sh" >&2; exit 1; }
