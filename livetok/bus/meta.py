@@ -22,6 +22,13 @@ rebuild the exact id table with :meth:`livetok.vocab.Vocabulary.from_dict`). JSO
 ``rate_hz`` is tokens per second, null when the stream follows the camera's frame rate (then
 ``nominal_fps`` is the camera's nominal rate when known, else null). ``levels`` is how many RVQ
 levels the packets carry; ``code_offsets[l]`` is the joint id of code 0 at level ``l``.
+
+Named streams (a plug-in tokenizer's, wire v2): the stream's key is ``{modality}/{name}`` (e.g.
+``audio/units``) and ``wire_version`` is 2 when the source has one. Any stream may also say which
+tokenizer makes it: ``tokenizer`` (its name), ``kind``, ``name``, ``modality``, ``step_ns`` (ns
+per step as an exact rational ``"p/q"``, null: one per frame), ``vector_size`` (null: no vectors)
+and ``codebook_id`` (its tokenizer's codebooks); a reader takes them when present and does without
+them (a v1 meta has none). The ``vocab`` of a source with named streams is layout 2.
 Readers ignore keys they do not know (kept in :attr:`SourceMeta.extra`), so fields can be added.
 """
 
@@ -33,15 +40,17 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from livetok.bus.topics import check_name
 from livetok.errors import ConfigError, DecodeError, LivetokError
-from livetok.vocab import Vocabulary, parse_stream_key, stream_key
-from livetok.wire import WIRE_VERSION, Modality, Scale
+from livetok.vocab import Vocabulary, parse_stream_ref, stream_key
+from livetok.wire import READ_VERSIONS, WIRE_VERSION, WIRE_VERSION_NAMED, Modality, Scale
 
 RUN_ID = re.compile(r"[0-9a-f]{16}\Z")
 CLOCKS = ("unix", "media")
+_STEP_NS = re.compile(r"[1-9][0-9]*/[1-9][0-9]*\Z")
 _KNOWN = {"wire_version", "codebook_id", "clock", "run_id", "instance", "source", "started_unix_ns", "streams",
           "vocab"}
 
@@ -61,21 +70,30 @@ class StreamDescription:
 
     ``levels``: RVQ levels in the packets (None: all the codebooks have); ``rate_hz``: tokens per
     second (None for video, which follows the frames); ``nominal_fps``: the camera's nominal rate.
+    A named stream: ``scale`` None and its ``stream`` name (the vocabulary has its block). The
+    tokenizer's description (``tokenizer``, ``kind``, ``step_ns``, ``vector_size``) is optional.
     """
 
     modality: Modality
-    scale: Scale
+    scale: Scale | None
     levels: int | None = None
     rate_hz: float | None = None
     nominal_fps: float | None = None
+    stream: str = ""
+    tokenizer: str | None = None
+    kind: str | None = None
+    step_ns: Fraction | None = None
+    vector_size: int | None = None
 
 
 @dataclass(frozen=True)
 class StreamMeta:
-    """One stream of a source as meta describes it (see the module doc for the fields)."""
+    """One stream of a source as meta describes it (see the module doc for the fields). A named
+    stream has ``scale`` None and its ``stream`` name; the tokenizer fields are None when the meta
+    does not give them (v1)."""
 
     modality: Modality
-    scale: Scale
+    scale: Scale | None
     rate_hz: float | None
     nominal_fps: float | None
     grid: tuple[int, int]
@@ -83,15 +101,46 @@ class StreamMeta:
     codebook_size: int
     code_offsets: tuple[int, ...]
     position_offset: int
+    stream: str = ""
+    tokenizer: str | None = None
+    kind: str | None = None
+    step_ns: Fraction | None = None
+    vector_size: int | None = None
+    codebook_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        """"fine", "coarse" or the named stream's name."""
+        return self.stream if self.scale is None else self.scale.name.lower()
 
     @property
     def key(self) -> str:
-        return stream_key(self.modality, self.scale)
+        return stream_key(self.modality, self.name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rate_hz": self.rate_hz, "nominal_fps": self.nominal_fps, "grid": list(self.grid),
-                "levels": self.levels, "codebook_size": self.codebook_size,
-                "code_offsets": list(self.code_offsets), "position_offset": self.position_offset}
+        doc: dict[str, Any] = {
+            "rate_hz": self.rate_hz, "nominal_fps": self.nominal_fps, "grid": list(self.grid), "levels": self.levels,
+            "codebook_size": self.codebook_size, "code_offsets": list(self.code_offsets),
+            "position_offset": self.position_offset}
+        if self.tokenizer is not None or self.scale is None:
+            step = None if self.step_ns is None else f"{self.step_ns.numerator}/{self.step_ns.denominator}"
+            doc.update(tokenizer=self.tokenizer, kind=self.kind, name=self.name,
+                       modality=self.modality.name.lower(), step_ns=step, vector_size=self.vector_size,
+                       codebook_id=self.codebook_id)
+        return doc
+
+    @classmethod
+    def from_dict(cls, key: str, s: Mapping[str, Any]) -> StreamMeta:
+        """One entry of meta's ``streams``; KeyError, TypeError or ValueError when malformed."""
+        mod, ref = parse_stream_ref(key)
+        rows, cols = s["grid"]
+        vector_size = s.get("vector_size")
+        return cls(mod, ref if isinstance(ref, Scale) else None, _opt_float(s.get("rate_hz")),
+                   _opt_float(s.get("nominal_fps")), (int(rows), int(cols)), int(s["levels"]),
+                   int(s["codebook_size"]), tuple(int(o) for o in s.get("code_offsets", ())),
+                   int(s.get("position_offset", 0)), "" if isinstance(ref, Scale) else ref,
+                   _opt_str(s.get("tokenizer")), _opt_str(s.get("kind")), _step_ns(s.get("step_ns")),
+                   None if vector_size is None else int(vector_size), _opt_str(s.get("codebook_id")))
 
 
 @dataclass(frozen=True)
@@ -122,23 +171,12 @@ class SourceMeta:
         check_name(source, "source")
         if clock not in CLOCKS:
             raise ConfigError(f"clock {clock!r} is not one of {CLOCKS}")
-        out: dict[str, StreamMeta] = {}
-        for d in streams:
-            try:
-                sid = vocab.stream(d.modality, d.scale)
-            except LivetokError as err:
-                raise ConfigError(str(err)) from None
-            levels = sid.shape.levels if d.levels is None else d.levels
-            if not 0 <= levels <= sid.shape.levels:
-                raise ConfigError(f"{sid.shape.key}: {levels} levels, the codebooks have {sid.shape.levels}")
-            for what, value in (("rate_hz", d.rate_hz), ("nominal_fps", d.nominal_fps)):
-                if value is not None and not (math.isfinite(value) and value > 0):
-                    raise ConfigError(f"{sid.shape.key}: {what} {value} is not a positive number")
-            out[sid.shape.key] = StreamMeta(d.modality, d.scale, d.rate_hz, d.nominal_fps, sid.shape.grid, levels,
-                                            sid.shape.codebook_size, sid.code_offsets[:levels], sid.position_offset)
-        return cls(run_id, instance, source, vocab.codebook_id, out, vocab, clock, WIRE_VERSION, started_unix_ns)
+        out = {m.key: m for m in (_stream_meta(vocab, d) for d in streams)}
+        version = WIRE_VERSION_NAMED if any(m.scale is None for m in out.values()) else WIRE_VERSION
+        return cls(run_id, instance, source, vocab.codebook_id, out, vocab, clock, version, started_unix_ns)
 
-    def stream(self, modality: Modality, scale: Scale) -> StreamMeta | None:
+    def stream(self, modality: Modality, scale: Scale | str) -> StreamMeta | None:
+        """The stream of ``modality`` named by ``scale`` (FINE, COARSE or a stream's name), if listed."""
         return self.streams.get(stream_key(modality, scale))
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,20 +207,14 @@ class SourceMeta:
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> SourceMeta:
         try:
-            if doc["wire_version"] != WIRE_VERSION:
-                raise DecodeError(f"meta is for wire version {doc['wire_version']!r}; this reader knows {WIRE_VERSION}")
+            if doc["wire_version"] not in READ_VERSIONS:
+                raise DecodeError(f"meta is for wire version {doc['wire_version']!r}; this reader knows "
+                                  f"{', '.join(map(str, READ_VERSIONS))}")
             run_id = doc["run_id"]
             if not is_run_id(run_id):
                 raise DecodeError(f"meta run_id {run_id!r} is not 16 lower-case hex digits")
             vocab = Vocabulary.from_dict(doc["vocab"])
-            streams: dict[str, StreamMeta] = {}
-            for key, s in doc["streams"].items():
-                mod, sc = parse_stream_key(key)
-                rows, cols = s["grid"]
-                streams[key] = StreamMeta(mod, sc, _opt_float(s.get("rate_hz")), _opt_float(s.get("nominal_fps")),
-                                          (int(rows), int(cols)), int(s["levels"]), int(s["codebook_size"]),
-                                          tuple(int(o) for o in s.get("code_offsets", ())),
-                                          int(s.get("position_offset", 0)))
+            streams = {key: StreamMeta.from_dict(key, s) for key, s in doc["streams"].items()}
             started = doc.get("started_unix_ns")
             return cls(run_id, str(doc["instance"]), str(doc["source"]), str(doc["codebook_id"]), streams, vocab,
                        str(doc["clock"]), int(doc["wire_version"]), None if started is None else int(started),
@@ -193,5 +225,40 @@ class SourceMeta:
             raise DecodeError(f"meta is malformed: {err!r}") from err
 
 
+def _stream_meta(vocab: Vocabulary, d: StreamDescription) -> StreamMeta:
+    """What meta says of stream ``d``, its ids from ``vocab``; ConfigError when they disagree."""
+    try:
+        sid = vocab.stream(d.modality, d.scale if d.scale is not None else d.stream)
+    except LivetokError as err:
+        raise ConfigError(str(err)) from None
+    shape = sid.shape
+    levels = shape.levels if d.levels is None else d.levels
+    if not 0 <= levels <= shape.levels:
+        raise ConfigError(f"{shape.key}: {levels} levels, the codebooks have {shape.levels}")
+    for what, value in (("rate_hz", d.rate_hz), ("nominal_fps", d.nominal_fps)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{shape.key}: {what} {value} is not a positive number")
+    if d.step_ns is not None and d.step_ns <= 0:
+        raise ConfigError(f"{shape.key}: step_ns {d.step_ns} is not above 0")
+    return StreamMeta(d.modality, d.scale, d.rate_hz, d.nominal_fps, shape.grid, levels, shape.codebook_size,
+                      sid.code_offsets[:levels], sid.position_offset, shape.name, d.tokenizer, d.kind, d.step_ns,
+                      d.vector_size, shape.codebook_id if d.tokenizer is not None or d.scale is None else None)
+
+
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"{value!r} is not a string")
+
+
+def _step_ns(value: Any) -> Fraction | None:
+    """``"p/q"`` (both positive whole numbers) as a Fraction; ValueError for anything else but null."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _STEP_NS.match(value):
+        raise ValueError(f"step_ns {value!r} is not an exact rational \"p/q\"")
+    return Fraction(value)

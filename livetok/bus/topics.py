@@ -4,13 +4,15 @@ The topics (docs/bus.md), with ``prefix`` one or more levels (default ``livetok`
 other part a *name* (``[A-Za-z0-9_.-]{1,64}``, so never ``+``, ``#`` or ``/``):
 
     {prefix}/{instance}/available                      retained "online" | "stopped" | "offline"
-    {prefix}/{instance}/{source}/{modality}/{scale}    one token packet per message (wire kind 0)
+    {prefix}/{instance}/{source}/{modality}/{stream}   one token packet per message (wire kind 0)
     {prefix}/{instance}/{group}/steps                  one aligned step per message (wire kind 1)
     {prefix}/{instance}/{source}/meta                  retained JSON (livetok.bus.meta)
     {prefix}/{instance}/stats                          JSON
 
-The last level alone says which kind a topic is (``fine``/``coarse`` after ``audio``/``video``,
-``steps``, ``meta``, ``available``, ``stats``), so a topic parses from its end whatever the
+``{stream}`` is ``fine`` or ``coarse`` (the built-in tokenizers' scales) or a plug-in tokenizer's
+stream name (wire v2), itself a name but never ``steps``, ``meta``, ``available`` or ``stats``.
+The last level alone says which kind a topic is (``steps``, ``meta``, ``available``, ``stats``;
+anything else after ``audio``/``video`` is a stream), so a topic parses from its end whatever the
 prefix, and a source or group may be called ``meta`` or ``steps`` without ambiguity.
 
 Bad names raise :class:`~livetok.errors.ConfigError` (they come from configuration or a command
@@ -31,6 +33,7 @@ NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 _NAME = re.compile(NAME_PATTERN + r"\Z")
 _MODALITY = {m.name.lower(): m for m in Modality}
 _SCALE = {s.name.lower(): s for s in Scale}
+TOPIC_WORDS = ("steps", "meta", "available", "stats")  # last levels that name a kind: never a stream
 SHARE_PREFIX = "$share/"
 MAX_TOPIC_BYTES = 65535  # MQTT strings carry a u16 length
 
@@ -48,7 +51,8 @@ class TopicKind(enum.Enum):
 @dataclass(frozen=True)
 class TopicInfo:
     """A parsed livetok topic. ``source`` is set for TOKENS and META, ``group`` for STEPS,
-    ``modality``/``scale`` for TOKENS only."""
+    ``modality`` and ``stream`` (the last level) for TOKENS only; ``scale`` for a built-in stream's
+    TOKENS (None for a named stream's)."""
 
     kind: TopicKind
     prefix: str
@@ -57,6 +61,7 @@ class TopicInfo:
     group: str | None = None
     modality: Modality | None = None
     scale: Scale | None = None
+    stream: str | None = None
 
 
 def is_name(value: object) -> bool:
@@ -91,15 +96,22 @@ def _modality_name(modality: Modality | str) -> str:
     return name
 
 
+def is_stream_name(value: object) -> bool:
+    """True when ``value`` can be a topic's stream level: fine, coarse, or a name that is no topic word."""
+    return is_name(value) and value not in TOPIC_WORDS
+
+
 def _scale_name(scale: Scale | str) -> str:
     name = scale.name.lower() if isinstance(scale, Scale) else str(scale)
-    if name not in _SCALE:
-        raise ConfigError(f"scale {scale!r} is not fine or coarse")
+    if not is_stream_name(name):
+        raise ConfigError(f"stream {scale!r} is not fine, coarse or a stream name (a bus name that is not "
+                          f"{', '.join(TOPIC_WORDS)})")
     return name
 
 
 def token_topic(prefix: str, instance: str, source: str, modality: Modality | str, scale: Scale | str) -> str:
-    """``{prefix}/{instance}/{source}/{modality}/{scale}``: one token packet per message."""
+    """``{prefix}/{instance}/{source}/{modality}/{stream}``: one token packet per message (``scale``:
+    FINE or COARSE, or the stream's name: ``packet.stream_name``)."""
     return "/".join((check_prefix(prefix), check_name(instance, "instance"), check_name(source, "source"),
                      _modality_name(modality), _scale_name(scale)))
 
@@ -133,11 +145,11 @@ def parse_topic(topic: str, prefix: str | None = None) -> TopicInfo | None:
     n = len(levels)
     last = levels[-1]
     info: TopicInfo | None = None
-    if last in _SCALE and n >= 5 and levels[-2] in _MODALITY:
+    if is_stream_name(last) and n >= 5 and levels[-2] in _MODALITY:
         head, (instance, source) = levels[:-4], levels[-4:-2]
         if is_name(instance) and is_name(source):
             info = TopicInfo(TopicKind.TOKENS, "/".join(head), instance, source=source,
-                             modality=_MODALITY[levels[-2]], scale=_SCALE[last])
+                             modality=_MODALITY[levels[-2]], scale=_SCALE.get(last), stream=last)
     elif last in ("steps", "meta") and n >= 4:
         head, (instance, name) = levels[:-3], levels[-3:-1]
         if is_name(instance) and is_name(name):
@@ -165,7 +177,8 @@ def _level(value: str | None, what: str) -> str:
 
 def tokens_filter(prefix: str = DEFAULT_PREFIX, instance: str | None = None, source: str | None = None,
                   modality: Modality | str | None = None, scale: Scale | str | None = None) -> str:
-    """Token topics; None (or "+") for a part means any: ``tokens_filter()`` = ``livetok/+/+/+/+``."""
+    """Token topics; None (or "+") for a part means any: ``tokens_filter()`` = ``livetok/+/+/+/+``
+    (``scale``: FINE, COARSE or a stream's name)."""
     mod = "+" if modality is None or modality == "+" else _modality_name(modality)
     sc = "+" if scale is None or scale == "+" else _scale_name(scale)
     return f"{check_prefix(prefix)}/{_level(instance, 'instance')}/{_level(source, 'source')}/{mod}/{sc}"
