@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +199,59 @@ def test_real_named_steps_round_trip() -> None:
     # 4 x (<audio/units> <keyframe> 1 code) + (2 + 8 x 2) + (2 + 16 x 1)
     assert VOCAB2.flatten(steps[0]).size == builtin + 4 * 3 + 18 + 18
     assert all(s.key in {"audio/units", "audio/patches", "video/clip"} for s in NAMED)
+
+
+# -- the worked example in docs/vocab.md ------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "vocab.md"
+
+
+def doc_rows(marker: str) -> list[list[str]]:
+    """The cells of the table right after ``<!-- marker -->`` in docs/vocab.md (header rows left out)."""
+    block = DOC.read_text(encoding="utf-8").split(f"<!-- {marker} -->", 1)[1].strip().split("\n\n", 1)[0]
+    rows = [[c.strip().strip("`") for c in line.strip().strip("|").split("|")] for line in block.splitlines()]
+    return rows[2:]
+
+
+def doc_example_step() -> AlignedStep:
+    fine = TokenPacket("mic", Modality.AUDIO, Scale.FINE, 0, 0, 20, Clock.UNIX, CODEBOOK_ID, Flag.KEYFRAME, (1, 1),
+                       np.array([[1, 2, 3, 4]], np.uint16))
+    units = TokenPacket("mic", Modality.AUDIO, None, 0, 0, 20, Clock.UNIX, UNITS_CID, Flag.KEYFRAME, (1, 1),
+                        np.array([[42]], np.uint16), stream="units")
+    patches = TokenPacket("mic", Modality.AUDIO, None, 0, 0, 80, Clock.UNIX, PATCHES.codebook_id or "", Flag.DELTA,
+                          (8, 1), np.array([[7, 200], [9, 3]], np.uint16), positions=np.array([5, 1], np.uint16),
+                          stream="patches")
+    return AlignedStep("g", 0, 0, 80, Clock.UNIX, None, StepFlag.NONE, (fine, units, patches))
+
+
+def test_doc_v2_worked_example_id_by_id() -> None:
+    rows = doc_rows("vocab-v2-example")
+    ids = VOCAB2.flatten(doc_example_step()).tolist()
+    assert [int(r[0]) for r in rows] == list(range(len(ids)))
+    assert [int(r[1]) for r in rows] == ids
+    assert [r[2] for r in rows] == [VOCAB2.describe(i) for i in ids]
+    same(doc_example_step(), VOCAB2.unflatten(ids))
+    # with a base, the same ids shifted (the doc's 50258, 50259, 50263, 50290, ...)
+    assert VOCAB2.with_base(50257).flatten(doc_example_step()).tolist() == [i + 50257 for i in ids]
+    assert "50258,\n50259, 50263, 50290" in DOC.read_text(encoding="utf-8")
+
+
+def test_doc_v2_table() -> None:
+    rows = doc_rows("vocab-v2-table")
+    assert rows[0] == ["0 – 12566", "as in layout 1"]
+    got = []
+    for r in VOCAB2.table()[len(VOCAB.table()):]:
+        span = str(r.start) if r.size == 1 else f"{r.start} – {r.start + r.size - 1}"
+        got.append(span)
+    assert [r[0] for r in rows[1:]] == got
+    # "audio/patches level 1" is the range audio/patches/level1; "... positions 0 – 7" is .../position
+    names = [re.sub(r" (level|position)s? (\d+).*", r"/\1\2", r[1]) for r in rows[1:]]
+    expect = [r.name + ("0" if r.name.endswith("/position") else "") for r in VOCAB2.table()[len(VOCAB.table()):]]
+    assert names == expect
+    assert "Size: **14631**" in DOC.read_text(encoding="utf-8") and VOCAB2.size == 14631
+
+
+def test_doc_added_token_names_are_the_vocabularys() -> None:
+    named = re.findall(r"<\|livetok:[^|]+\|>", DOC.read_text(encoding="utf-8"))
+    assert len(set(named)) >= 6 and set(named) <= set(VOCAB2.added_tokens())
+    assert VOCAB2.added_tokens()[13] == "<|livetok:late|>" and VOCAB2.added_tokens()[31] == "<|livetok:reserved31|>"
