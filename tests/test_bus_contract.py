@@ -39,12 +39,10 @@ def test_bad_names_are_one_clear_error(bad: str) -> None:
 
 def test_topics_parse_back_whatever_the_names() -> None:
     assert parse_topic("livetok/host1/cam0/video/fine") == TopicInfo(
-        TopicKind.TOKENS, "livetok", "host1", source="cam0", modality=Modality.VIDEO, scale=Scale.FINE,
-        stream="fine")
+        TopicKind.TOKENS, "livetok", "host1", source="cam0", modality=Modality.VIDEO, scale=Scale.FINE)
     # a source called "meta" and a group called "steps" are still unambiguous: the last level decides
     assert parse_topic("livetok/h/meta/audio/coarse") == TopicInfo(
-        TopicKind.TOKENS, "livetok", "h", source="meta", modality=Modality.AUDIO, scale=Scale.COARSE,
-        stream="coarse")
+        TopicKind.TOKENS, "livetok", "h", source="meta", modality=Modality.AUDIO, scale=Scale.COARSE)
     assert parse_topic("livetok/h/steps/steps") == TopicInfo(TopicKind.STEPS, "livetok", "h", group="steps")
     assert parse_topic("livetok/h/stats/meta") == TopicInfo(TopicKind.META, "livetok", "h", source="stats")
     assert parse_topic("plant/1/h/available") == TopicInfo(TopicKind.AVAILABLE, "plant/1", "h")
@@ -160,7 +158,7 @@ def test_meta_round_trips_through_json_and_keeps_unknown_keys() -> None:
 
 
 @pytest.mark.parametrize("mutate", [
-    lambda d: d.update(wire_version=3), lambda d: d.update(run_id="XYZ"), lambda d: d.pop("vocab"),
+    lambda d: d.update(wire_version=9), lambda d: d.update(run_id="XYZ"), lambda d: d.pop("vocab"),
     lambda d: d["vocab"].update(layout="livetok-vocab/9"), lambda d: d["vocab"]["ranges"].pop(),
     lambda d: d["streams"].update({"smell/fine": {}}),
 ])

@@ -7,18 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from broker import Mosquitto
 from busgen import CODEBOOK_ID, VOCAB, TestPublisher, meta, packet
-from namedgen import PATCHES, UNITS, UNITS_CID, VOCAB2, named_packet, named_step
+from namedgen import CLIP, PATCHES, UNITS, UNITS_CID, VOCAB2, named_packet, named_step
 from test_client import take
 
 from livetok.bus import topics
-from livetok.bus.meta import SourceMeta, StreamDescription, new_run_id
+from livetok.bus.meta import SourceMeta, StreamDescription, StreamSpecMeta, new_run_id
 from livetok.bus.topics import TopicInfo, TopicKind, parse_topic
 from livetok.client import Continuity, StreamKey, Subscriber
 from livetok.errors import ConfigError, DecodeError
+from livetok.vocab import StreamShape, VocabSpec, Vocabulary
 from livetok.wire import Modality, Scale, encode_packet
 
 
@@ -39,59 +41,79 @@ def test_the_last_topic_level_is_the_stream_name() -> None:
     assert topics.tokens_filter(scale="units") == "livetok/+/+/+/units"
 
 
-def named_meta(run_id: str, source: str = "cam0") -> SourceMeta:
-    """A v2 meta: the built-in streams and the three named ones, with their tokenizers."""
-    return SourceMeta.build(run_id=run_id, instance="host1", source=source, vocab=VOCAB2, streams=[
+def spec(tokenizer: str, kind: str, shape: StreamShape, step_ns: str | None, vector_size: int | None = None,
+         name: str | None = None) -> StreamSpecMeta:
+    return StreamSpecMeta(tokenizer, kind, name or shape.name, shape.modality.name.lower(), step_ns, shape.grid,
+                          shape.levels, shape.codebook_size, vector_size, shape.codebook_id or CODEBOOK_ID)
+
+
+SPECS = [
+    *(spec("audio", "logmel-rvq", s, f"{ns}/1", name=s.key.split("/")[1])
+      for s, ns in zip(VOCAB.spec.streams[:2], (20_000_000, 80_000_000), strict=True)),
+    *(spec("video", "patch-rvq", s, None, name=s.key.split("/")[1]) for s in VOCAB.spec.streams[2:]),
+    spec("units", "torchscript", UNITS, "20000000/1"),
+    spec("spec", "spectrogram-patches", PATCHES, "80000000/1"),
+    spec("clip", "onnx", CLIP, None, vector_size=512),
+]
+
+
+def named_meta(run_id: str, source: str = "cam0", vocab: Vocabulary = VOCAB) -> SourceMeta:
+    """A v2 meta as the daemon writes it: the built-in streams in ``streams``, every stream in ``specs``."""
+    return SourceMeta.build(run_id=run_id, instance="host1", source=source, vocab=vocab, specs=SPECS, streams=[
         StreamDescription(Modality.AUDIO, Scale.FINE, 4, 50.0),
         StreamDescription(Modality.AUDIO, Scale.COARSE, 2, 12.5),
         StreamDescription(Modality.VIDEO, Scale.FINE, 4, None, 30.0),
         StreamDescription(Modality.VIDEO, Scale.COARSE, 2, None, 30.0),
-        StreamDescription(Modality.AUDIO, None, 1, 50.0, stream="units", tokenizer="units", kind="torchscript",
-                          step_ns=Fraction(20_000_000), vector_size=None),
-        StreamDescription(Modality.AUDIO, None, None, 12.5, stream="patches", tokenizer="spec",
-                          kind="spectrogram-patches", step_ns=Fraction(80_000_000)),
-        StreamDescription(Modality.VIDEO, None, None, None, 30.0, stream="clip", tokenizer="clip", kind="onnx",
-                          vector_size=512)])
+        StreamDescription(Modality.AUDIO, None, 1, 50.0, stream="units")])
 
 
-def test_meta_lists_named_streams_and_reads_v1_and_v2() -> None:
+def test_meta_specs_give_the_layout_2_vocabulary_and_v1_still_reads() -> None:
     run_id = new_run_id()
     m = named_meta(run_id)
     doc = json.loads(m.to_json())
     assert doc["wire_version"] == 2 and doc["vocab"]["layout"] == "livetok-vocab/2"
-    assert doc["streams"]["audio/units"] == {
-        "rate_hz": 50.0, "nominal_fps": None, "grid": [1, 1], "levels": 1, "codebook_size": 500,
-        "code_offsets": [12568], "position_offset": 13068, "tokenizer": "units", "kind": "torchscript",
-        "name": "units", "modality": "audio", "step_ns": "20000000/1", "vector_size": None,
-        "codebook_id": UNITS_CID}
-    assert doc["streams"]["video/clip"]["step_ns"] is None and doc["streams"]["video/clip"]["vector_size"] == 512
-    assert "tokenizer" not in doc["streams"]["audio/fine"]  # a built-in stream described as in v1
+    assert m.vocab == VOCAB2  # the named streams' blocks in the order of specs
+    assert doc["specs"][4] == {"tokenizer": "units", "kind": "torchscript", "name": "units", "modality": "audio",
+                               "step_ns": "20000000/1", "grid": [1, 1], "levels": 1, "codebook_size": 500,
+                               "vector_size": None, "codebook_id": UNITS_CID}
+    assert doc["streams"]["audio/units"] == {"rate_hz": 50.0, "nominal_fps": None, "grid": [1, 1], "levels": 1,
+                                             "codebook_size": 500, "code_offsets": [12568], "position_offset": 13068}
     back = SourceMeta.from_json(m.to_json())
-    assert back == m and back.vocab == VOCAB2 and back.to_json() == m.to_json()
-    units = back.stream(Modality.AUDIO, "units")
-    assert units is not None and units.name == "units" and units.scale is None
-    assert units.step_ns == Fraction(20_000_000) and units.kind == "torchscript"
-    # v1 meta (no stream table beyond the scales) still reads; its streams have no tokenizer fields
+    assert back == m and back.to_json() == m.to_json()
+    units = back.spec(Modality.AUDIO, "units")
+    assert units is not None and units.step == Fraction(20_000_000) and units.kind == "torchscript"
+    assert back.stream(Modality.AUDIO, "units") is not None and back.stream(Modality.AUDIO, "units").name == "units"
+    # a producer that publishes the codebooks' layout-1 vocabulary beside named specs: layout 2 derived
+    doc["vocab"] = VOCAB.to_dict()
+    assert SourceMeta.from_dict(doc).vocab == VOCAB2
+    # v1 meta (no specs) still reads, as before
     v1 = SourceMeta.from_json(meta(run_id).to_json())
-    assert v1.wire_version == 1 and v1.vocab == VOCAB
-    assert (s := v1.stream(Modality.AUDIO, Scale.FINE)) is not None and s.tokenizer is None and s.step_ns is None
-    # a named stream listed without its tokenizer's fields is taken as it is
-    del doc["streams"]["audio/units"]["tokenizer"], doc["streams"]["audio/units"]["step_ns"]
-    assert SourceMeta.from_dict(doc).streams["audio/units"].step_ns is None
+    assert v1.wire_version == 1 and v1.vocab == VOCAB and v1.specs == ()
 
 
-@pytest.mark.parametrize("bad", ["0/1", "1.5", "20000000", 20000000, "-1/3"])
-def test_a_bad_step_ns_in_meta_is_a_decode_error(bad: object) -> None:
+@pytest.mark.parametrize(("mutate", "match"), [
+    (lambda d: d["specs"][4].update(step_ns="0/1"), "step_ns"),
+    (lambda d: d["specs"][4].update(step_ns="1.5"), "step_ns"),
+    (lambda d: d["specs"][4].update(step_ns=20000000), "step_ns"),
+    (lambda d: d["specs"][4].update(modality="smell"), "modality"),
+    (lambda d: d["specs"][4].update(name="a/b"), "malformed"),
+    (lambda d: d["specs"].reverse(), "named streams .* are not the specs'"),
+    (lambda d: d["specs"][5].update(codebook_size=9), "are not the specs'"),
+])
+def test_bad_specs_are_a_decode_error(mutate: Any, match: str) -> None:
     doc = json.loads(named_meta(new_run_id()).to_json())
-    doc["streams"]["audio/units"]["step_ns"] = bad
-    with pytest.raises(DecodeError, match="step_ns"):
+    mutate(doc)
+    with pytest.raises(DecodeError, match=match):
         SourceMeta.from_dict(doc)
 
 
-def test_meta_build_refuses_a_stream_the_vocabulary_lacks() -> None:
+def test_meta_build_refuses_what_the_vocabulary_cannot_hold() -> None:
     with pytest.raises(ConfigError, match="no audio/units stream"):
         SourceMeta.build(run_id=new_run_id(), instance="h", source="s", vocab=VOCAB,
                          streams=[StreamDescription(Modality.AUDIO, None, stream="units")])
+    other = Vocabulary(VocabSpec(CODEBOOK_ID, (*VOCAB.spec.streams, PATCHES)))
+    with pytest.raises(ConfigError, match="source 's': the vocabulary's named streams"):
+        SourceMeta.build(run_id=new_run_id(), instance="h", source="s", vocab=other, streams=[], specs=SPECS)
 
 
 def test_named_packets_and_v2_steps_through_a_real_broker(mosquitto: Mosquitto) -> None:

@@ -22,14 +22,24 @@ rebuild the exact id table with :meth:`livetok.vocab.Vocabulary.from_dict`). JSO
 ``rate_hz`` is tokens per second, null when the stream follows the camera's frame rate (then
 ``nominal_fps`` is the camera's nominal rate when known, else null). ``levels`` is how many RVQ
 levels the packets carry; ``code_offsets[l]`` is the joint id of code 0 at level ``l``.
-
-Named streams (a plug-in tokenizer's, wire v2): the stream's key is ``{modality}/{name}`` (e.g.
-``audio/units``) and ``wire_version`` is 2 when the source has one. Any stream may also say which
-tokenizer makes it: ``tokenizer`` (its name), ``kind``, ``name``, ``modality``, ``step_ns`` (ns
-per step as an exact rational ``"p/q"``, null: one per frame), ``vector_size`` (null: no vectors)
-and ``codebook_id`` (its tokenizer's codebooks); a reader takes them when present and does without
-them (a v1 meta has none). The ``vocab`` of a source with named streams is layout 2.
 Readers ignore keys they do not know (kept in :attr:`SourceMeta.extra`), so fields can be added.
+
+``specs`` (issue 15) lists every stream the source sends, built-in scales first, then the plug-in
+tokenizers' named streams in the order of ``tokenizers:``, each as its tokenizer declares it::
+
+    "specs": [{"tokenizer": "units", "kind": "onnx", "name": "units", "modality": "audio",
+               "step_ns": "20000000/1", "grid": [1, 1], "levels": 1, "codebook_size": 64,
+               "vector_size": null, "codebook_id": "1f2e3d4c5b6a7980"}, ...]
+
+``step_ns`` is the exact rational "p/q" (ns per step), null for one step per frame (video).
+``wire_version`` is 2 when a named stream exists (its packets are v2), else 1.
+
+With named streams, ``vocab`` is layout ``livetok-vocab/2``: the codebooks' vocabulary with one
+block per named stream appended in the order of ``specs`` (docs/vocab.md). :meth:`SourceMeta.build`
+makes it so; :meth:`SourceMeta.from_dict` takes a layout-1 ``vocab`` beside named ``specs`` (it
+derives layout 2 from them) and refuses a layout-2 one whose named streams are not the specs'.
+A v1 meta (no ``specs``) reads as before. A named stream may also be listed in ``streams`` (key
+``audio/units``); readers take it.
 """
 
 from __future__ import annotations
@@ -45,14 +55,66 @@ from typing import Any
 
 from livetok.bus.topics import check_name
 from livetok.errors import ConfigError, DecodeError, LivetokError
-from livetok.vocab import Vocabulary, parse_stream_ref, stream_key
+from livetok.vocab import StreamShape, VocabSpec, Vocabulary, parse_stream_ref, stream_key
 from livetok.wire import READ_VERSIONS, WIRE_VERSION, WIRE_VERSION_NAMED, Modality, Scale
 
 RUN_ID = re.compile(r"[0-9a-f]{16}\Z")
 CLOCKS = ("unix", "media")
-_STEP_NS = re.compile(r"[1-9][0-9]*/[1-9][0-9]*\Z")
 _KNOWN = {"wire_version", "codebook_id", "clock", "run_id", "instance", "source", "started_unix_ns", "streams",
-          "vocab"}
+          "vocab", "specs"}
+SCALE_NAMES = ("fine", "coarse")
+_STEP_NS = re.compile(r"[1-9][0-9]*/[1-9][0-9]*\Z")
+
+
+@dataclass(frozen=True)
+class StreamSpecMeta:
+    """One stream of a source as its tokenizer declares it (module doc, ``specs``)."""
+
+    tokenizer: str
+    kind: str
+    name: str
+    modality: str
+    step_ns: str | None  # "p/q" exactly; None: one step per frame
+    grid: tuple[int, int]
+    levels: int
+    codebook_size: int
+    vector_size: int | None
+    codebook_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer, "kind": self.kind, "name": self.name, "modality": self.modality,
+                "step_ns": self.step_ns, "grid": list(self.grid), "levels": self.levels,
+                "codebook_size": self.codebook_size, "vector_size": self.vector_size, "codebook_id": self.codebook_id}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StreamSpecMeta:
+        """One entry of ``specs``; KeyError, TypeError or ValueError (a ``step_ns`` that is not "p/q"
+        of positive whole numbers, a modality that is not audio or video) when malformed."""
+        rows, cols = d["grid"]
+        step = d.get("step_ns")
+        vs = d.get("vector_size")
+        if step is not None and not (isinstance(step, str) and _STEP_NS.match(step)):
+            raise ValueError(f"step_ns {step!r} is not an exact rational \"p/q\"")
+        if d["modality"] not in ("audio", "video"):
+            raise ValueError(f"modality {d['modality']!r} is not audio or video")
+        return cls(str(d["tokenizer"]), str(d["kind"]), str(d["name"]), str(d["modality"]),
+                   None if step is None else str(step), (int(rows), int(cols)), int(d["levels"]),
+                   int(d["codebook_size"]), None if vs is None else int(vs), str(d["codebook_id"]))
+
+    @property
+    def is_named(self) -> bool:
+        """A plug-in tokenizer's named stream (not a built-in scale)."""
+        return self.name not in SCALE_NAMES
+
+    @property
+    def step(self) -> Fraction | None:
+        """``step_ns`` as an exact Fraction (None: one step per frame)."""
+        return None if self.step_ns is None else Fraction(self.step_ns)
+
+    def shape(self) -> StreamShape:
+        """The vocabulary's block of this named stream."""
+        return StreamShape(Modality[self.modality.upper()], None, self.levels, self.codebook_size, self.grid,
+                           name=self.name, codebook_id=self.codebook_id)
 
 
 def new_run_id() -> str:
@@ -70,8 +132,7 @@ class StreamDescription:
 
     ``levels``: RVQ levels in the packets (None: all the codebooks have); ``rate_hz``: tokens per
     second (None for video, which follows the frames); ``nominal_fps``: the camera's nominal rate.
-    A named stream: ``scale`` None and its ``stream`` name (the vocabulary has its block). The
-    tokenizer's description (``tokenizer``, ``kind``, ``step_ns``, ``vector_size``) is optional.
+    A named stream: ``scale`` None and its ``stream`` name (the vocabulary must have its block).
     """
 
     modality: Modality
@@ -80,17 +141,12 @@ class StreamDescription:
     rate_hz: float | None = None
     nominal_fps: float | None = None
     stream: str = ""
-    tokenizer: str | None = None
-    kind: str | None = None
-    step_ns: Fraction | None = None
-    vector_size: int | None = None
 
 
 @dataclass(frozen=True)
 class StreamMeta:
-    """One stream of a source as meta describes it (see the module doc for the fields). A named
-    stream has ``scale`` None and its ``stream`` name; the tokenizer fields are None when the meta
-    does not give them (v1)."""
+    """One stream of a source as meta describes it (see the module doc for the fields); a named
+    stream has ``scale`` None and its ``stream`` name."""
 
     modality: Modality
     scale: Scale | None
@@ -102,11 +158,6 @@ class StreamMeta:
     code_offsets: tuple[int, ...]
     position_offset: int
     stream: str = ""
-    tokenizer: str | None = None
-    kind: str | None = None
-    step_ns: Fraction | None = None
-    vector_size: int | None = None
-    codebook_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -118,29 +169,9 @@ class StreamMeta:
         return stream_key(self.modality, self.name)
 
     def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "rate_hz": self.rate_hz, "nominal_fps": self.nominal_fps, "grid": list(self.grid), "levels": self.levels,
-            "codebook_size": self.codebook_size, "code_offsets": list(self.code_offsets),
-            "position_offset": self.position_offset}
-        if self.tokenizer is not None or self.scale is None:
-            step = None if self.step_ns is None else f"{self.step_ns.numerator}/{self.step_ns.denominator}"
-            doc.update(tokenizer=self.tokenizer, kind=self.kind, name=self.name,
-                       modality=self.modality.name.lower(), step_ns=step, vector_size=self.vector_size,
-                       codebook_id=self.codebook_id)
-        return doc
-
-    @classmethod
-    def from_dict(cls, key: str, s: Mapping[str, Any]) -> StreamMeta:
-        """One entry of meta's ``streams``; KeyError, TypeError or ValueError when malformed."""
-        mod, ref = parse_stream_ref(key)
-        rows, cols = s["grid"]
-        vector_size = s.get("vector_size")
-        return cls(mod, ref if isinstance(ref, Scale) else None, _opt_float(s.get("rate_hz")),
-                   _opt_float(s.get("nominal_fps")), (int(rows), int(cols)), int(s["levels"]),
-                   int(s["codebook_size"]), tuple(int(o) for o in s.get("code_offsets", ())),
-                   int(s.get("position_offset", 0)), "" if isinstance(ref, Scale) else ref,
-                   _opt_str(s.get("tokenizer")), _opt_str(s.get("kind")), _step_ns(s.get("step_ns")),
-                   None if vector_size is None else int(vector_size), _opt_str(s.get("codebook_id")))
+        return {"rate_hz": self.rate_hz, "nominal_fps": self.nominal_fps, "grid": list(self.grid),
+                "levels": self.levels, "codebook_size": self.codebook_size,
+                "code_offsets": list(self.code_offsets), "position_offset": self.position_offset}
 
 
 @dataclass(frozen=True)
@@ -158,26 +189,61 @@ class SourceMeta:
     wire_version: int = WIRE_VERSION
     started_unix_ns: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    specs: tuple[StreamSpecMeta, ...] = ()
 
     @classmethod
     def build(cls, *, run_id: str, instance: str, source: str, vocab: Vocabulary,
               streams: Sequence[StreamDescription], clock: str = "unix",
-              started_unix_ns: int | None = None) -> SourceMeta:
+              started_unix_ns: int | None = None, specs: Sequence[StreamSpecMeta] = ()) -> SourceMeta:
         """The meta of ``source`` sending ``streams``, with grids, sizes and offsets from ``vocab``.
-        Bad values are a ConfigError."""
+
+        Args:
+            vocab: the codebooks' vocabulary; the named streams of ``specs`` are appended to it
+                (layout 2) unless it has them already.
+            streams: what the source sends (a named stream among them needs its block in the vocabulary).
+            specs: every stream as its tokenizer declares it, built-in scales first.
+
+        Raises:
+            ConfigError: a bad value, a stream the vocabulary lacks, or a vocabulary whose named
+                streams are not the specs'.
+        """
+        try:
+            vocab = with_named_streams(vocab, specs)
+        except (DecodeError, ValueError) as err:
+            raise ConfigError(f"source {source!r}: {err}") from None
         if not is_run_id(run_id):
             raise ConfigError(f"run id {run_id!r} is not 16 lower-case hex digits")
         check_name(instance, "instance")
         check_name(source, "source")
         if clock not in CLOCKS:
             raise ConfigError(f"clock {clock!r} is not one of {CLOCKS}")
-        out = {m.key: m for m in (_stream_meta(vocab, d) for d in streams)}
-        version = WIRE_VERSION_NAMED if any(m.scale is None for m in out.values()) else WIRE_VERSION
-        return cls(run_id, instance, source, vocab.codebook_id, out, vocab, clock, version, started_unix_ns)
+        out: dict[str, StreamMeta] = {}
+        for d in streams:
+            try:
+                sid = vocab.stream(d.modality, d.scale if d.scale is not None else d.stream)
+            except LivetokError as err:
+                raise ConfigError(str(err)) from None
+            levels = sid.shape.levels if d.levels is None else d.levels
+            if not 0 <= levels <= sid.shape.levels:
+                raise ConfigError(f"{sid.shape.key}: {levels} levels, the codebooks have {sid.shape.levels}")
+            for what, value in (("rate_hz", d.rate_hz), ("nominal_fps", d.nominal_fps)):
+                if value is not None and not (math.isfinite(value) and value > 0):
+                    raise ConfigError(f"{sid.shape.key}: {what} {value} is not a positive number")
+            out[sid.shape.key] = StreamMeta(d.modality, d.scale, d.rate_hz, d.nominal_fps, sid.shape.grid, levels,
+                                            sid.shape.codebook_size, sid.code_offsets[:levels], sid.position_offset,
+                                            sid.shape.name)
+        named = any(s.name not in SCALE_NAMES for s in specs) or any(m.scale is None for m in out.values())
+        return cls(run_id, instance, source, vocab.codebook_id, out, vocab, clock,
+                   WIRE_VERSION_NAMED if named else WIRE_VERSION, started_unix_ns, specs=tuple(specs))
 
     def stream(self, modality: Modality, scale: Scale | str) -> StreamMeta | None:
         """The stream of ``modality`` named by ``scale`` (FINE, COARSE or a stream's name), if listed."""
         return self.streams.get(stream_key(modality, scale))
+
+    def spec(self, modality: Modality | str, name: str) -> StreamSpecMeta | None:
+        """The ``specs`` entry of a stream (its tokenizer, kind, step), if the meta has one."""
+        mod = modality.name.lower() if isinstance(modality, Modality) else modality
+        return next((s for s in self.specs if (s.modality, s.name) == (mod, name)), None)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -187,6 +253,8 @@ class SourceMeta:
             "streams": {k: s.to_dict() for k, s in self.streams.items()},
             "vocab": self.vocab.to_dict(),
         }
+        if self.specs:
+            doc["specs"] = [s.to_dict() for s in self.specs]
         doc.update({k: v for k, v in self.extra.items() if k not in doc})
         return doc
 
@@ -206,6 +274,12 @@ class SourceMeta:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> SourceMeta:
+        """Parse a meta document: wire version 1 or 2, with or without ``specs``.
+
+        Raises:
+            DecodeError: anything malformed, or a layout-2 vocabulary whose named streams are not
+                the specs' (module doc).
+        """
         try:
             if doc["wire_version"] not in READ_VERSIONS:
                 raise DecodeError(f"meta is for wire version {doc['wire_version']!r}; this reader knows "
@@ -213,52 +287,43 @@ class SourceMeta:
             run_id = doc["run_id"]
             if not is_run_id(run_id):
                 raise DecodeError(f"meta run_id {run_id!r} is not 16 lower-case hex digits")
-            vocab = Vocabulary.from_dict(doc["vocab"])
-            streams = {key: StreamMeta.from_dict(key, s) for key, s in doc["streams"].items()}
+            specs = tuple(StreamSpecMeta.from_dict(d) for d in doc.get("specs", ()))
+            vocab = with_named_streams(Vocabulary.from_dict(doc["vocab"]), specs)
+            streams: dict[str, StreamMeta] = {}
+            for key, s in doc["streams"].items():
+                mod, ref = parse_stream_ref(key)
+                rows, cols = s["grid"]
+                streams[key] = StreamMeta(mod, ref if isinstance(ref, Scale) else None, _opt_float(s.get("rate_hz")),
+                                          _opt_float(s.get("nominal_fps")), (int(rows), int(cols)), int(s["levels"]),
+                                          int(s["codebook_size"]), tuple(int(o) for o in s.get("code_offsets", ())),
+                                          int(s.get("position_offset", 0)), "" if isinstance(ref, Scale) else ref)
             started = doc.get("started_unix_ns")
             return cls(run_id, str(doc["instance"]), str(doc["source"]), str(doc["codebook_id"]), streams, vocab,
                        str(doc["clock"]), int(doc["wire_version"]), None if started is None else int(started),
-                       {k: v for k, v in doc.items() if k not in _KNOWN})
+                       {k: v for k, v in doc.items() if k not in _KNOWN}, specs)
         except DecodeError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise DecodeError(f"meta is malformed: {err!r}") from err
 
 
-def _stream_meta(vocab: Vocabulary, d: StreamDescription) -> StreamMeta:
-    """What meta says of stream ``d``, its ids from ``vocab``; ConfigError when they disagree."""
-    try:
-        sid = vocab.stream(d.modality, d.scale if d.scale is not None else d.stream)
-    except LivetokError as err:
-        raise ConfigError(str(err)) from None
-    shape = sid.shape
-    levels = shape.levels if d.levels is None else d.levels
-    if not 0 <= levels <= shape.levels:
-        raise ConfigError(f"{shape.key}: {levels} levels, the codebooks have {shape.levels}")
-    for what, value in (("rate_hz", d.rate_hz), ("nominal_fps", d.nominal_fps)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{shape.key}: {what} {value} is not a positive number")
-    if d.step_ns is not None and d.step_ns <= 0:
-        raise ConfigError(f"{shape.key}: step_ns {d.step_ns} is not above 0")
-    return StreamMeta(d.modality, d.scale, d.rate_hz, d.nominal_fps, shape.grid, levels, shape.codebook_size,
-                      sid.code_offsets[:levels], sid.position_offset, shape.name, d.tokenizer, d.kind, d.step_ns,
-                      d.vector_size, shape.codebook_id if d.tokenizer is not None or d.scale is None else None)
+def with_named_streams(vocab: Vocabulary, specs: Sequence[StreamSpecMeta]) -> Vocabulary:
+    """``vocab`` with a block for each named stream of ``specs``, in their order (layout 2): as it is
+    when it has exactly those already, or none of them (then they are appended).
+
+    Raises:
+        DecodeError: it has named streams, and they are not the specs' (order, shapes, codebook ids).
+    """
+    want = tuple(s.shape() for s in specs if s.is_named)
+    have = tuple(sid.shape for sid in vocab.streams if sid.shape.scale is None)
+    if have == want:
+        return vocab
+    if have:
+        raise DecodeError(f"the vocabulary's named streams ({', '.join(s.key for s in have)}) are not the "
+                          f"specs' ({', '.join(s.key for s in want) or 'none'})")
+    spec = vocab.spec
+    return Vocabulary(VocabSpec(spec.codebook_id, spec.streams + want, spec.base))
 
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _opt_str(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise TypeError(f"{value!r} is not a string")
-
-
-def _step_ns(value: Any) -> Fraction | None:
-    """``"p/q"`` (both positive whole numbers) as a Fraction; ValueError for anything else but null."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _STEP_NS.match(value):
-        raise ValueError(f"step_ns {value!r} is not an exact rational \"p/q\"")
-    return Fraction(value)

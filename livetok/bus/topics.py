@@ -9,11 +9,11 @@ other part a *name* (``[A-Za-z0-9_.-]{1,64}``, so never ``+``, ``#`` or ``/``):
     {prefix}/{instance}/{source}/meta                  retained JSON (livetok.bus.meta)
     {prefix}/{instance}/stats                          JSON
 
-``{stream}`` is ``fine`` or ``coarse`` (the built-in tokenizers' scales) or a plug-in tokenizer's
-stream name (wire v2), itself a name but never ``steps``, ``meta``, ``available`` or ``stats``.
-The last level alone says which kind a topic is (``steps``, ``meta``, ``available``, ``stats``;
-anything else after ``audio``/``video`` is a stream), so a topic parses from its end whatever the
-prefix, and a source or group may be called ``meta`` or ``steps`` without ambiguity.
+``{stream}`` is the stream's name: ``fine`` / ``coarse`` for the built-in scales, a plug-in
+tokenizer's stream name otherwise (never ``steps``, ``meta``, ``available`` or ``stats``). The last
+level alone says which kind a topic is (a stream after ``audio``/``video``, ``steps``, ``meta``,
+``available``, ``stats``), so a topic parses from its end whatever the prefix, and a source or group
+may be called ``meta`` or ``steps`` without ambiguity.
 
 Bad names raise :class:`~livetok.errors.ConfigError` (they come from configuration or a command
 line); :func:`parse_topic` returns None for a topic that is not a livetok topic.
@@ -33,7 +33,6 @@ NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 _NAME = re.compile(NAME_PATTERN + r"\Z")
 _MODALITY = {m.name.lower(): m for m in Modality}
 _SCALE = {s.name.lower(): s for s in Scale}
-TOPIC_WORDS = ("steps", "meta", "available", "stats")  # last levels that name a kind: never a stream
 SHARE_PREFIX = "$share/"
 MAX_TOPIC_BYTES = 65535  # MQTT strings carry a u16 length
 
@@ -51,8 +50,7 @@ class TopicKind(enum.Enum):
 @dataclass(frozen=True)
 class TopicInfo:
     """A parsed livetok topic. ``source`` is set for TOKENS and META, ``group`` for STEPS,
-    ``modality`` and ``stream`` (the last level) for TOKENS only; ``scale`` for a built-in stream's
-    TOKENS (None for a named stream's)."""
+    ``modality`` for TOKENS only, with ``scale`` (a built-in scale) or ``stream`` (a named stream)."""
 
     kind: TopicKind
     prefix: str
@@ -62,6 +60,11 @@ class TopicInfo:
     modality: Modality | None = None
     scale: Scale | None = None
     stream: str | None = None
+
+    @property
+    def stream_name(self) -> str | None:
+        """The stream's name either way: "fine" / "coarse" or the named stream's."""
+        return self.stream if self.scale is None else self.scale.name.lower()
 
 
 def is_name(value: object) -> bool:
@@ -96,22 +99,22 @@ def _modality_name(modality: Modality | str) -> str:
     return name
 
 
-def is_stream_name(value: object) -> bool:
-    """True when ``value`` can be a topic's stream level: fine, coarse, or a name that is no topic word."""
-    return is_name(value) and value not in TOPIC_WORDS
+TOPIC_WORDS = frozenset({"steps", "meta", "available", "stats"})  # last levels of the other topics
 
 
 def _scale_name(scale: Scale | str) -> str:
+    """A stream's topic level: a scale's name, or a named stream's name."""
     name = scale.name.lower() if isinstance(scale, Scale) else str(scale)
-    if not is_stream_name(name):
-        raise ConfigError(f"stream {scale!r} is not fine, coarse or a stream name (a bus name that is not "
-                          f"{', '.join(TOPIC_WORDS)})")
+    if name in _SCALE:
+        return name
+    if name in TOPIC_WORDS or not is_name(name):
+        raise ConfigError(f"stream {scale!r} is not fine, coarse or a stream name (A-Z a-z 0-9 _ . -, not "
+                          "steps, meta, available or stats)")
     return name
 
 
 def token_topic(prefix: str, instance: str, source: str, modality: Modality | str, scale: Scale | str) -> str:
-    """``{prefix}/{instance}/{source}/{modality}/{stream}``: one token packet per message (``scale``:
-    FINE or COARSE, or the stream's name: ``packet.stream_name``)."""
+    """``{prefix}/{instance}/{source}/{modality}/{scale}``: one token packet per message."""
     return "/".join((check_prefix(prefix), check_name(instance, "instance"), check_name(source, "source"),
                      _modality_name(modality), _scale_name(scale)))
 
@@ -145,11 +148,12 @@ def parse_topic(topic: str, prefix: str | None = None) -> TopicInfo | None:
     n = len(levels)
     last = levels[-1]
     info: TopicInfo | None = None
-    if is_stream_name(last) and n >= 5 and levels[-2] in _MODALITY:
+    if last not in TOPIC_WORDS and n >= 5 and levels[-2] in _MODALITY and is_name(last):
         head, (instance, source) = levels[:-4], levels[-4:-2]
         if is_name(instance) and is_name(source):
             info = TopicInfo(TopicKind.TOKENS, "/".join(head), instance, source=source,
-                             modality=_MODALITY[levels[-2]], scale=_SCALE.get(last), stream=last)
+                             modality=_MODALITY[levels[-2]], scale=_SCALE.get(last),
+                             stream=None if last in _SCALE else last)
     elif last in ("steps", "meta") and n >= 4:
         head, (instance, name) = levels[:-3], levels[-3:-1]
         if is_name(instance) and is_name(name):
@@ -177,8 +181,7 @@ def _level(value: str | None, what: str) -> str:
 
 def tokens_filter(prefix: str = DEFAULT_PREFIX, instance: str | None = None, source: str | None = None,
                   modality: Modality | str | None = None, scale: Scale | str | None = None) -> str:
-    """Token topics; None (or "+") for a part means any: ``tokens_filter()`` = ``livetok/+/+/+/+``
-    (``scale``: FINE, COARSE or a stream's name)."""
+    """Token topics; None (or "+") for a part means any: ``tokens_filter()`` = ``livetok/+/+/+/+``."""
     mod = "+" if modality is None or modality == "+" else _modality_name(modality)
     sc = "+" if scale is None or scale == "+" else _scale_name(scale)
     return f"{check_prefix(prefix)}/{_level(instance, 'instance')}/{_level(source, 'source')}/{mod}/{sc}"

@@ -50,7 +50,7 @@ class Decoder:
         payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
         base: dict[str, Any] = {"topic": topic, "kind": info.kind, "instance": info.instance, "source": info.source,
                 "group": info.group, "modality": info.modality, "scale": info.scale,
-                "stream_name": info.stream, "qos": msg.qos,
+                "stream_name": info.stream_name, "qos": msg.qos,
                 "retain": bool(msg.retain), "received_mono_ns": mono, "received_unix_ns": unix, "payload": payload}
         if info.kind in (TopicKind.TOKENS, TopicKind.STEPS):
             return self._data(info, msg, base)
@@ -73,16 +73,15 @@ class Decoder:
     def _data(self, info: TopicInfo, msg: MqttMessage, base: dict[str, Any]) -> Message | None:
         steps = info.kind is TopicKind.STEPS
         name = cast(str, info.group if steps else info.source)
-        key = StreamKey(info.instance, name, info.modality, info.scale,
-                        info.stream if info.scale is None and info.stream else "")
+        key = StreamKey(info.instance, name, info.modality, info.scale, info.stream or "")
         try:
             item = decode_packet(base["payload"])
         except DecodeError as err:
             self.tracker.invalid(key)
             self.on_error(f"{base['topic']}: {err}")
             return None
-        if steps != isinstance(item, AlignedStep) or (
-                isinstance(item, TokenPacket) and (item.modality, item.stream_name) != (info.modality, info.stream)):
+        if steps != isinstance(item, AlignedStep) or (isinstance(item, TokenPacket) and (
+                item.modality, item.stream_name) != (info.modality, info.stream_name)):
             self.tracker.invalid(key)
             self.on_error(f"{base['topic']}: the payload is a packet of another kind or stream than the topic")
             return None
