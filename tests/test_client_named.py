@@ -97,8 +97,8 @@ def test_meta_specs_give_the_layout_2_vocabulary_and_v1_still_reads() -> None:
     (lambda d: d["specs"][4].update(step_ns=20000000), "step_ns"),
     (lambda d: d["specs"][4].update(modality="smell"), "modality"),
     (lambda d: d["specs"][4].update(name="a/b"), "malformed"),
-    (lambda d: d["specs"].reverse(), "named streams .* are not the specs'"),
-    (lambda d: d["specs"][5].update(codebook_size=9), "are not the specs'"),
+    (lambda d: d["specs"][5].update(codebook_size=9), "describes otherwise the named stream audio/patches"),
+    (lambda d: d["specs"].append({**d["specs"][4], "name": "more"}), "lacks the named stream audio/more"),
 ])
 def test_bad_specs_are_a_decode_error(mutate: Any, match: str) -> None:
     doc = json.loads(named_meta(new_run_id()).to_json())
@@ -112,8 +112,12 @@ def test_meta_build_refuses_what_the_vocabulary_cannot_hold() -> None:
         SourceMeta.build(run_id=new_run_id(), instance="h", source="s", vocab=VOCAB,
                          streams=[StreamDescription(Modality.AUDIO, None, stream="units")])
     other = Vocabulary(VocabSpec(CODEBOOK_ID, (*VOCAB.spec.streams, PATCHES)))
-    with pytest.raises(ConfigError, match="source 's': the vocabulary's named streams"):
+    with pytest.raises(ConfigError, match="source 's': the vocabulary lacks the named stream audio/units"):
         SourceMeta.build(run_id=new_run_id(), instance="h", source="s", vocab=other, streams=[], specs=SPECS)
+    # a daemon-wide vocabulary (more named streams than this source sends, in another order) is kept
+    wide = Vocabulary(VocabSpec(CODEBOOK_ID, (*VOCAB.spec.streams, CLIP, PATCHES, UNITS)))
+    m = SourceMeta.build(run_id=new_run_id(), instance="h", source="s", vocab=wide, streams=[], specs=SPECS[:5])
+    assert m.vocab == wide and SourceMeta.from_json(m.to_json()).vocab == wide
 
 
 def test_named_packets_and_v2_steps_through_a_real_broker(mosquitto: Mosquitto) -> None:

@@ -36,8 +36,10 @@ tokenizers' named streams in the order of ``tokenizers:``, each as its tokenizer
 
 With named streams, ``vocab`` is layout ``livetok-vocab/2``: the codebooks' vocabulary with one
 block per named stream appended in the order of ``specs`` (docs/vocab.md). :meth:`SourceMeta.build`
-makes it so; :meth:`SourceMeta.from_dict` takes a layout-1 ``vocab`` beside named ``specs`` (it
-derives layout 2 from them) and refuses a layout-2 one whose named streams are not the specs'.
+makes it so (a vocabulary that has named streams already, e.g. every tokenizer's of the daemon, is
+kept); :meth:`SourceMeta.from_dict` takes a layout-1 ``vocab`` beside named ``specs`` (it derives
+layout 2 from them) and refuses a layout-2 one that lacks a named stream of the specs or
+describes it otherwise.
 A v1 meta (no ``specs``) reads as before. A named stream may also be listed in ``streams`` (key
 ``audio/units``); readers take it.
 """
@@ -199,13 +201,13 @@ class SourceMeta:
 
         Args:
             vocab: the codebooks' vocabulary; the named streams of ``specs`` are appended to it
-                (layout 2) unless it has them already.
+                (layout 2) unless it has named streams already (:func:`with_named_streams`).
             streams: what the source sends (a named stream among them needs its block in the vocabulary).
             specs: every stream as its tokenizer declares it, built-in scales first.
 
         Raises:
-            ConfigError: a bad value, a stream the vocabulary lacks, or a vocabulary whose named
-                streams are not the specs'.
+            ConfigError: a bad value, a stream the vocabulary lacks, or a named stream of the specs
+                it lacks or describes otherwise.
         """
         try:
             vocab = with_named_streams(vocab, specs)
@@ -277,8 +279,8 @@ class SourceMeta:
         """Parse a meta document: wire version 1 or 2, with or without ``specs``.
 
         Raises:
-            DecodeError: anything malformed, or a layout-2 vocabulary whose named streams are not
-                the specs' (module doc).
+            DecodeError: anything malformed, or a layout-2 vocabulary that lacks a named stream
+                of the specs or describes it otherwise (module doc).
         """
         try:
             if doc["wire_version"] not in READ_VERSIONS:
@@ -308,21 +310,26 @@ class SourceMeta:
 
 
 def with_named_streams(vocab: Vocabulary, specs: Sequence[StreamSpecMeta]) -> Vocabulary:
-    """``vocab`` with a block for each named stream of ``specs``, in their order (layout 2): as it is
-    when it has exactly those already, or none of them (then they are appended).
+    """The vocabulary a meta with ``specs`` publishes: ``vocab`` itself when it has named streams
+    (layout 2: per source, or every tokenizer of the daemon's), else ``vocab`` with a block for each
+    named stream of ``specs`` appended in their order.
 
     Raises:
-        DecodeError: it has named streams, and they are not the specs' (order, shapes, codebook ids).
+        DecodeError: ``vocab`` has named streams but lacks one of the specs', or describes it otherwise
+            (levels, codebook size, grid, codebook id).
     """
-    want = tuple(s.shape() for s in specs if s.is_named)
-    have = tuple(sid.shape for sid in vocab.streams if sid.shape.scale is None)
-    if have == want:
-        return vocab
-    if have:
-        raise DecodeError(f"the vocabulary's named streams ({', '.join(s.key for s in have)}) are not the "
-                          f"specs' ({', '.join(s.key for s in want) or 'none'})")
-    spec = vocab.spec
-    return Vocabulary(VocabSpec(spec.codebook_id, spec.streams + want, spec.base))
+    want = [s.shape() for s in specs if s.is_named]
+    have = {sid.shape.key: sid.shape for sid in vocab.streams if sid.shape.scale is None}
+    if not have:
+        if not want:
+            return vocab
+        spec = vocab.spec
+        return Vocabulary(VocabSpec(spec.codebook_id, spec.streams + tuple(want), spec.base))
+    for shape in want:
+        if have.get(shape.key) != shape:
+            how = "lacks" if shape.key not in have else "describes otherwise"
+            raise DecodeError(f"the vocabulary {how} the named stream {shape.key} of the specs")
+    return vocab
 
 
 def _opt_float(value: Any) -> float | None:
