@@ -63,7 +63,7 @@ def meta(run_id: str, instance: str = "host1", source: str = "cam0") -> SourceMe
 def topic_of(item: TokenPacket | AlignedStep, instance: str = "host1", prefix: str = "livetok") -> str:
     if isinstance(item, AlignedStep):
         return topics.steps_topic(prefix, instance, item.group)
-    return topics.token_topic(prefix, instance, item.source, item.modality, item.scale)
+    return topics.token_topic(prefix, instance, item.source, item.modality, item.stream_name)
 
 
 class TestPublisher:

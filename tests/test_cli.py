@@ -16,9 +16,9 @@ from mediagen import ffmpeg
 from livetok.cli import main
 from livetok.wire import read_ltk
 
-PROBE_KEYS = {"source", "modality", "scale", "packets", "rate_hz", "start_ns", "end_ns", "codebook_id", "gaps",
-              "restarts"}
-TOKEN_KEYS = {"kind", "source", "modality", "scale", "seq", "start_ns", "end_ns", "flags", "codes"}
+PROBE_KEYS = {"source", "modality", "scale", "stream", "packets", "rate_hz", "start_ns", "end_ns", "codebook_id",
+              "gaps", "restarts"}
+TOKEN_KEYS = {"kind", "source", "modality", "scale", "stream", "seq", "start_ns", "end_ns", "flags", "codes"}
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str], code: int, *needles: str) -> None:

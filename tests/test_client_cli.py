@@ -118,7 +118,7 @@ def test_tail_json_is_probe_tokens_shape_plus_topic(mosquitto: Mosquitto) -> Non
             assert row == step_json(sent[("AlignedStep", row["seq"], None)])  # type: ignore[arg-type]
         else:
             mod = Modality[row["modality"].upper()]
-            assert topic == f"livetok/host1/cam0/{row['modality']}/{row['scale']}"
+            assert topic == f"livetok/host1/cam0/{row['modality']}/{row['stream']}"
             p = sent[("TokenPacket", row["seq"], mod)]
             assert isinstance(p, TokenPacket) and row == packet_json(p)
 

@@ -70,3 +70,28 @@ def test_streams_are_independent_and_totals_add_up() -> None:
     same = StreamKey("host1", "cam0")
     run(t, [(0, "a")], key=same)
     assert list(t.stats())[:2] == [same, KEY]
+
+
+def test_an_invalid_message_before_the_first_does_not_make_joining_mid_run_a_gap() -> None:
+    """A consumer that joins at seq 40 after one undecodable message: FIRST, no gap of 40."""
+    t = ContinuityTracker()
+    t.invalid(KEY)
+    assert run(t, [(40, "a"), (41, "a")]) == [(C.FIRST, 0), (C.OK, 0)]
+    stats = t.stats()[KEY]
+    assert (stats.received, stats.gaps, stats.missing, stats.invalid) == (2, 0, 0, 1)
+
+
+def test_named_streams_are_streams_of_their_own() -> None:
+    t = ContinuityTracker()
+    units = StreamKey("host1", "cam0", Modality.AUDIO, None, "units")
+    patches = StreamKey("host1", "cam0", Modality.AUDIO, None, "patches")
+    run(t, [(0, "a"), (1, "a")], key=units)
+    assert run(t, [(5, "a"), (7, "a")], key=patches) == [(C.FIRST, 0), (C.GAP, 1)]
+    stats = t.stats()
+    assert stats[units].gaps == 0 and stats[patches].gaps == 1
+    assert str(units) == "host1/cam0/audio/units" and units.stream_name == "units" and KEY.stream_name == "fine"
+    assert StreamKey("host1", "g0").stream_name is None
+    # fine, coarse, then named streams by name, within a modality
+    fine = StreamKey("host1", "cam0", Modality.AUDIO, Scale.FINE)
+    run(t, [(0, "a")], key=fine)
+    assert list(t.stats()) == [fine, patches, units]

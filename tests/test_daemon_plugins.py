@@ -5,6 +5,7 @@ stream flagged GAP while every other stream goes on."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,15 @@ def test_torchscript_and_onnx_streams_run_live_beside_the_builtin_ones(tmp_path:
     streams = by_stream([p for p in result.packets if isinstance(p, TokenPacket)])
     assert set(streams) == {("audio", "fine"), ("audio", "coarse"), ("video", "fine"), ("video", "coarse"),
                             ("audio", "gru"), ("video", "vq")}
-    for ps in streams.values():  # every stream numbered from 0, none lost, none repeated
-        assert [p.seq for p in ps] == list(range(len(ps))) and len(ps) > 3
+    # Every stream numbered from 0, none repeated; a number missing from the file is a message the file
+    # sink's queue dropped and counted (a loaded machine), never an uncounted one.
+    holes = 0
+    for ps in streams.values():
+        seqs = [p.seq for p in ps]
+        assert seqs[0] == 0 and all(b > a for a, b in itertools.pairwise(seqs)) and len(ps) > 3, seqs
+        holes += seqs[-1] + 1 - len(seqs)
+    assert holes <= sum(s["dropped"] + s["failed"] for s in report.accounting["sinks"].values()), report.accounting
+    assert report.accounting["balanced"] == 1, report.accounting
     gru_ps = streams[("audio", "gru")]
     assert all(p.scale is None and p.stream == "gru" and p.grid == (1, 1) and p.codes.shape == (1, 2)
                for p in gru_ps)

@@ -65,7 +65,8 @@ def test_tokens_lists_aligned_steps(tmp_path: Path, capsys: pytest.CaptureFixtur
     first = rows[0]
     assert first == {"kind": "step", "group": "cam", "seq": 0, "start_ns": 0, "end_ns": 20, "skew_ns": 1250,
                      "flags": ["missing_video"], "packets": [
-                         {"kind": "packet", "source": "cam", "modality": "audio", "scale": "fine", "seq": 0,
+                         {"kind": "packet", "source": "cam", "modality": "audio", "scale": "fine", "stream": "fine",
+                          "seq": 0,
                           "start_ns": 0, "end_ns": 20, "flags": [], "codes": [[0, 0]]}]}
     assert rows[2]["skew_ns"] is None
 

@@ -1,8 +1,9 @@
 """Per-stream continuity: which sequence numbers a consumer got, missed, or got twice.
 
-A stream is (instance, source, modality, scale) for token topics and (instance, group) for step
-topics. Every message is classified against what its stream has seen so far, within the daemon
-run it belongs to (the run id: new at every daemon start):
+A stream is (instance, source, modality, stream name) for token topics (the stream name:
+``fine``, ``coarse`` or a plug-in tokenizer's named stream) and (instance, group) for step topics.
+Every message is classified against what its stream has seen so far, within the daemon run it
+belongs to (the run id: new at every daemon start):
 
     FIRST      the first message of the stream this consumer sees (it may join mid-run: no gap)
     OK         seq is the next one expected
@@ -43,26 +44,39 @@ class Continuity(enum.Enum):
 
 @dataclass(frozen=True)
 class StreamKey:
-    """One stream: ``name`` is the source (tokens) or the group (steps, where modality and scale are None)."""
+    """One stream: ``name`` is the source (tokens) or the group (steps, where modality and scale are None).
+
+    A built-in stream has its ``scale``; a named stream (wire v2) has ``scale`` None and its
+    ``stream`` name, as :class:`~livetok.wire.TokenPacket`.
+    """
 
     instance: str
     name: str
     modality: Modality | None = None
     scale: Scale | None = None
+    stream: str = ""
 
     @property
     def is_steps(self) -> bool:
         return self.modality is None
 
-    def sort_key(self) -> tuple[str, str, int, int]:
-        """Instance, name, then the group's steps before its source's streams."""
+    @property
+    def stream_name(self) -> str | None:
+        """"fine", "coarse", the named stream's name; None for steps."""
+        if self.modality is None:
+            return None
+        return self.stream if self.scale is None else self.scale.name.lower()
+
+    def sort_key(self) -> tuple[str, str, int, int, str]:
+        """Instance, name, then the group's steps before its source's streams (fine, coarse, then
+        named streams by name)."""
         return (self.instance, self.name, -1 if self.modality is None else int(self.modality),
-                -1 if self.scale is None else int(self.scale))
+                -1 if self.modality is None else (len(Scale) if self.scale is None else int(self.scale)), self.stream)
 
     def __str__(self) -> str:
-        if self.modality is None or self.scale is None:
+        if self.modality is None:
             return f"{self.instance}/{self.name}/steps"
-        return f"{self.instance}/{self.name}/{self.modality.name.lower()}/{self.scale.name.lower()}"
+        return f"{self.instance}/{self.name}/{self.modality.name.lower()}/{self.stream_name}"
 
 
 @dataclass
@@ -120,8 +134,8 @@ class ContinuityTracker:
         so it may lag a daemon restart by a few messages.
         """
         st = self._streams.get(key)
-        if st is None:
-            st = self._streams[key] = _State()
+        if st is None or st.stats.last_seq is None:  # nothing decoded yet (maybe invalid messages)
+            st = self._streams.setdefault(key, _State())
             return self._start(st, seq, run_id, Continuity.FIRST)
         stats = st.stats
         if run_id is not None and run_id != stats.run_id:

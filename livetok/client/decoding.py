@@ -49,7 +49,8 @@ class Decoder:
             return None
         payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
         base: dict[str, Any] = {"topic": topic, "kind": info.kind, "instance": info.instance, "source": info.source,
-                "group": info.group, "modality": info.modality, "scale": info.scale, "qos": msg.qos,
+                "group": info.group, "modality": info.modality, "scale": info.scale,
+                "stream_name": info.stream_name, "qos": msg.qos,
                 "retain": bool(msg.retain), "received_mono_ns": mono, "received_unix_ns": unix, "payload": payload}
         if info.kind in (TopicKind.TOKENS, TopicKind.STEPS):
             return self._data(info, msg, base)
@@ -72,15 +73,15 @@ class Decoder:
     def _data(self, info: TopicInfo, msg: MqttMessage, base: dict[str, Any]) -> Message | None:
         steps = info.kind is TopicKind.STEPS
         name = cast(str, info.group if steps else info.source)
-        key = StreamKey(info.instance, name, info.modality, info.scale)
+        key = StreamKey(info.instance, name, info.modality, info.scale, info.stream or "")
         try:
             item = decode_packet(base["payload"])
         except DecodeError as err:
             self.tracker.invalid(key)
             self.on_error(f"{base['topic']}: {err}")
             return None
-        if steps != isinstance(item, AlignedStep) or (
-                isinstance(item, TokenPacket) and (item.modality, item.scale) != (info.modality, info.scale)):
+        if steps != isinstance(item, AlignedStep) or (isinstance(item, TokenPacket) and (
+                item.modality, item.stream_name) != (info.modality, info.stream_name)):
             self.tracker.invalid(key)
             self.on_error(f"{base['topic']}: the payload is a packet of another kind or stream than the topic")
             return None
@@ -111,7 +112,10 @@ class Decoder:
             self.on_error(f"{topic}: {err}")
             return None
         self.meta[key] = meta
-        self.vocabs.setdefault(meta.codebook_id, meta.vocab)
+        # by every codebook id it covers (a named stream's tokenizer has its own); the latest meta
+        # wins, as a restarted daemon may have added a tokenizer (layout 2: more named streams)
+        for cid in {meta.codebook_id} | {s.shape.codebook_id or meta.codebook_id for s in meta.vocab.streams}:
+            self.vocabs[cid] = meta.vocab
         return meta
 
     def _instance_run(self, instance: str) -> str | None:

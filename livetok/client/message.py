@@ -15,6 +15,8 @@ from livetok.wire import AlignedStep, Modality, Scale, TokenPacket
 class Message:
     """One message from the bus, decoded.
 
+    ``modality``, ``scale`` and ``stream_name`` are the topic's (TOKENS: ``stream_name`` is
+    ``fine``, ``coarse`` or a named stream's name, ``scale`` None for a named stream).
     ``packet`` (TOKENS) or ``step`` (STEPS) is the decoded wire packet; ``meta`` (META) the
     source's meta; ``text`` the payload as text (AVAILABLE: ``online``/``stopped``/``offline``;
     STATS: the JSON, parsed into ``data``). ``run_id``: the daemon run (v5 property, else from
@@ -44,6 +46,7 @@ class Message:
     continuity: Continuity | None = None
     missing: int = 0
     stream: StreamKey | None = None
+    stream_name: str | None = None
 
     @property
     def seq(self) -> int | None:

@@ -255,7 +255,16 @@ class Subscriber:
         return dict(self._decoder.available)
 
     def vocabulary(self, codebook_id: str) -> Vocabulary | None:
-        """The joint vocabulary for ``codebook_id`` as published in some source's meta, if seen."""
+        """The joint vocabulary as published in the latest meta that covers ``codebook_id``, if seen.
+
+        Args:
+            codebook_id: a packet's ``codebook_id``: the built-in codebooks' or, for a named stream
+                (layout 2), its tokenizer's.
+
+        Returns:
+            The vocabulary, or None before any meta naming ``codebook_id`` arrived. A source's own
+            is ``sub.meta[(instance, source)].vocab``.
+        """
         return self._decoder.vocabs.get(codebook_id)
 
     def _say_error(self, line: str) -> None:

@@ -10,7 +10,9 @@ fine and the coarse tokens at full depth, on one colour scale (a viridis-like ma
 right) and one time axis in media seconds; low mel bands at the bottom; steps with no tokens grey.
 
 The picture shows one source of the token file: the one named like ``--source``'s file stem when
-there is one, else the first in the file.
+there is one, else the first in the file. Named streams (plug-in tokenizers', wire v2) cannot be
+decoded with the built-in codebooks: they are listed under the title, not drawn; a file that holds
+nothing else is one line and exit 65.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from livetok.commands.quality import (
     audio_step_ns,
     audio_steps,
     model_images,
+    named_note,
+    named_streams,
     psnr_db,
     snr_db,
     source_logmel,
@@ -86,6 +90,7 @@ class Layout:
     columns: int  # video tiles per row (0: no video)
     rows: int  # video frames drawn
     spectrograms: int  # spectrogram rows (0: no audio)
+    notes: int = 0  # lines under the title (the named streams not drawn)
 
     @property
     def video_w(self) -> int:
@@ -106,7 +111,7 @@ class Layout:
     @property
     def size(self) -> tuple[int, int]:
         width = 2 * MARGIN + LABEL_W + self.content_w
-        height = 2 * MARGIN + TITLE_H + self.video_h + self.audio_h
+        height = 2 * MARGIN + TITLE_H + self.notes * (LINE_H + 4) + self.video_h + self.audio_h
         return width, height
 
 
@@ -118,16 +123,18 @@ def _token_packets(items: list[TokenPacket | AlignedStep]) -> list[TokenPacket]:
 
 
 def load_packets(ltk: Path, toks: Tokenizers) -> tuple[list[TokenPacket], list[str]]:
-    """The token packets of a .ltk file and the reader's message for each damaged region skipped,
-    checked against the loaded codebooks."""
+    """The token packets of a .ltk file (named streams' included) and the reader's message for each
+    damaged region skipped; the built-in streams' packets checked against the loaded codebooks."""
     result = read_ltk(ltk)  # DecodeError (one line) for a missing or non-.ltk file
     packets = _token_packets(result.packets)
     if not packets:
         extra = f" ({len(result.errors)} damaged regions)" if result.errors else ""
         raise DecodeError(f"{ltk}: no token packets in the file{extra}")
+    if all(p.scale is None for p in packets):
+        raise DecodeError(f"{ltk}: nothing to draw: {named_note(named_streams(packets))}")
     want = toks.codebooks.codebook_id
     for p in packets:
-        if p.codebook_id != want:
+        if p.scale is not None and p.codebook_id != want:
             raise CodebookError(
                 f"{ltk}: tokens were made with codebooks {p.codebook_id} but the loaded codebooks are "
                 f"{want} ({toks.codebooks.source}); pass the matching config with -c"
@@ -205,6 +212,8 @@ def inspect(ltk: Path, out_png: Path, toks: Tokenizers, source: Path | None) -> 
     ltk, out_png = Path(ltk), Path(out_png)
     packets, skipped = load_packets(ltk, toks)
     damaged = len(skipped)
+    named = named_streams(packets)
+    packets = [p for p in packets if p.scale is not None]
     name = pick_source(packets, source)
     mine = [p for p in packets if p.source == name]
     n_sources = len({p.source for p in packets})
@@ -221,7 +230,7 @@ def inspect(ltk: Path, out_png: Path, toks: Tokenizers, source: Path | None) -> 
     has_audio = any((name, s) in steps for s in SCALES)
     n_spec = (1 if source is not None else 0) + len(SCALES) if has_audio else 0
 
-    layout = Layout(toks.cfg.video.size, columns, len(shown), n_spec)
+    layout = Layout(toks.cfg.video.size, columns, len(shown), n_spec, 1 if named else 0)
     canvas = _Canvas(layout.size)
     x0, y = MARGIN, MARGIN
     title = f"livetok inspect: {ltk.name}   source '{name}'"
@@ -234,6 +243,9 @@ def inspect(ltk: Path, out_png: Path, toks: Tokenizers, source: Path | None) -> 
         sub += f"   ({damaged} damaged regions skipped)"
     canvas.text((x0, y + LINE_H + 4), canvas.fit(sub, layout.size[0] - 2 * MARGIN), fill=FAINT)
     y += TITLE_H
+    if named:
+        canvas.text((x0, y), canvas.fit(named_note(named), layout.size[0] - 2 * MARGIN), fill=FAINT)
+        y += LINE_H + 4
 
     if shown:
         originals = original_frames(source, toks, [f.start_ns for f in shown]) if source is not None else {}

@@ -1,4 +1,9 @@
-"""``livetok probe``: summarise a .ltk file like ffprobe, or list its packets."""
+"""``livetok probe``: summarise a .ltk file like ffprobe, or list its packets.
+
+A stream is (source, modality, stream name): ``fine``/``coarse`` for the built-in tokenizers'
+scales, or a plug-in tokenizer's named stream (wire v2). In JSON, ``stream`` is that name and
+``scale`` stays ``fine``/``coarse``, or null for a named stream (docs/cli.md).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,17 @@ from livetok.errors import DecodeError
 from livetok.wire import AlignedStep, Flag, TokenPacket, flag_names, iter_ltk
 
 
+def scale_of(p: TokenPacket) -> str | None:
+    """``"fine"``/``"coarse"``, None for a named stream's packet."""
+    return None if p.scale is None else p.scale.name.lower()
+
+
 @dataclass
 class StreamSummary:
     source: str
     modality: str
-    scale: str
+    stream: str
+    scale: str | None
     codebook_id: str
     packets: int = 0
     start_ns: int = 0
@@ -54,7 +65,8 @@ class StreamSummary:
     def as_json(self) -> dict[str, Any]:
         span = self.span_ns + self.last_start - self.run_start
         rate = self.intervals * 1e9 / span if self.intervals > 0 and span > 0 else 0.0
-        return {"source": self.source, "modality": self.modality, "scale": self.scale, "packets": self.packets,
+        return {"source": self.source, "modality": self.modality, "scale": self.scale, "stream": self.stream,
+                "packets": self.packets,
                 "rate_hz": round(rate, 6), "start_ns": self.start_ns, "end_ns": self.end_ns,
                 "codebook_id": self.codebook_id, "gaps": self.gaps, "restarts": self.restarts}
 
@@ -67,7 +79,7 @@ class Probe:
     def add(self, p: TokenPacket) -> None:
         key = (p.source, p.modality.name.lower(), p.stream_name)
         if key not in self.streams:
-            self.streams[key] = StreamSummary(*key, codebook_id=p.codebook_id)
+            self.streams[key] = StreamSummary(*key, scale=scale_of(p), codebook_id=p.codebook_id)
         self.streams[key].add(p)
 
     def as_json(self) -> dict[str, Any]:
@@ -95,8 +107,8 @@ def packet_json(p: TokenPacket) -> dict[str, Any]:
     """One token packet as JSON (docs/cli.md); a delta packet also names the grid ``positions`` its
     codes are for."""
     out: dict[str, Any] = {
-        "kind": "packet", "source": p.source, "modality": p.modality.name.lower(), "scale": p.stream_name,
-        "seq": p.seq, "start_ns": p.start_ns, "end_ns": p.end_ns, "flags": flag_names(p.flags),
+        "kind": "packet", "source": p.source, "modality": p.modality.name.lower(), "scale": scale_of(p),
+        "stream": p.stream_name, "seq": p.seq, "start_ns": p.start_ns, "end_ns": p.end_ns, "flags": flag_names(p.flags),
         "codes": p.codes.tolist()}
     if p.positions is not None:
         out["positions"] = p.positions.tolist()
@@ -124,12 +136,15 @@ def print_tokens(path: Path, out: TextIO) -> list[str]:
 
 
 def print_table(probe: Probe, out: TextIO) -> None:
-    head = (f"{'source':<16} {'modality':<8} {'scale':<6} {'packets':>8} {'rate_hz':>9} "
+    """One row per stream; the stream column is as wide as the longest name (at least 6)."""
+    w = max([6, *(len(s.stream) for s in probe.streams.values())])
+    head = (f"{'source':<16} {'modality':<8} {'stream':<{w}} {'packets':>8} {'rate_hz':>9} "
             f"{'start_s':>10} {'end_s':>10} {'gaps':>5} {'restarts':>8}  codebook")
     out.write(head + "\n")
     for s in probe.streams.values():
         j = s.as_json()
-        out.write(f"{j['source'][:16]:<16} {j['modality']:<8} {j['scale']:<6} {j['packets']:>8} {j['rate_hz']:>9.3f} "
+        out.write(f"{j['source'][:16]:<16} {j['modality']:<8} {j['stream']:<{w}} {j['packets']:>8} "
+                  f"{j['rate_hz']:>9.3f} "
                   f"{j['start_ns'] / 1e9:>10.3f} {j['end_ns'] / 1e9:>10.3f} {j['gaps']:>5} {j['restarts']:>8}  "
                   f"{j['codebook_id']}\n")
     for e in probe.errors:

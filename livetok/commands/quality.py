@@ -85,14 +85,15 @@ class GridFrame:
 
 
 def video_grids(packets: Iterable[TokenPacket]) -> dict[tuple[str, str], list[GridFrame]]:
-    """Video packets -> per ``(source, scale)`` the frames in seq order with full code grids.
+    """Video packets of the built-in scales -> per ``(source, scale)`` the frames in seq order with
+    full code grids (a named stream's packets are left out: see :func:`named_streams`).
 
     A delta packet updates the positions it names on top of the last codes of each position; a
     delta packet before the stream's first full grid has nothing to update and is left out.
     """
     streams: dict[tuple[str, str], list[TokenPacket]] = defaultdict(list)
     for p in packets:
-        if p.modality == Modality.VIDEO:
+        if p.modality == Modality.VIDEO and p.scale is not None:  # named streams: not ours to decode
             streams[(p.source, p.stream_name)].append(p)
     out: dict[tuple[str, str], list[GridFrame]] = {}
     for key, pkts in streams.items():
@@ -121,10 +122,11 @@ class AudioSteps:
 
 
 def audio_steps(packets: Iterable[TokenPacket], step_ns: dict[str, float]) -> dict[tuple[str, str], AudioSteps]:
-    """Audio packets -> per ``(source, scale)`` their steps (duplicates of a seq: the last wins)."""
+    """Audio packets of the built-in scales -> per ``(source, scale)`` their steps (duplicates of a
+    seq: the last wins; a named stream's packets are left out)."""
     streams: dict[tuple[str, str], dict[int, TokenPacket]] = defaultdict(dict)
     for p in packets:
-        if p.modality == Modality.AUDIO and p.codes.shape[0] == 1:
+        if p.modality == Modality.AUDIO and p.scale is not None and p.codes.shape[0] == 1:
             streams[(p.source, p.stream_name)][p.seq] = p
     out = {}
     for (source, scale), by_seq in streams.items():
@@ -134,6 +136,23 @@ def audio_steps(packets: Iterable[TokenPacket], step_ns: dict[str, float]) -> di
         t0 = first.start_ns - round(int(seqs[0]) * step_ns[scale])
         out[(source, scale)] = AudioSteps(seqs, codes, t0)
     return out
+
+
+def named_streams(packets: Iterable[TokenPacket]) -> list[dict[str, Any]]:
+    """The named streams (plug-in tokenizers', wire v2) among ``packets``, which the built-in
+    codebooks cannot decode: ``[{"source", "modality", "stream", "packets"}]`` in order of appearance."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for p in packets:
+        if p.scale is None:
+            key = (p.source, p.modality.name.lower(), p.stream)
+            counts[key] = counts.get(key, 0) + 1
+    return [{"source": s, "modality": m, "stream": n, "packets": c} for (s, m, n), c in counts.items()]
+
+
+def named_note(named: list[dict[str, Any]]) -> str:
+    """``"named streams not decoded (no decoder for a plug-in tokenizer's codes): cam/audio/units (250 packets)"``."""
+    listed = ", ".join(f"{d['source']}/{d['modality']}/{d['stream']} ({d['packets']} packets)" for d in named)
+    return f"named streams not decoded (no decoder for a plug-in tokenizer's codes): {listed}"
 
 
 def audio_step_ns(toks: Tokenizers) -> dict[str, float]:
@@ -466,11 +485,12 @@ def evaluate(path: Path, toks: Tokenizers, compare: bool = True) -> dict[str, An
     """Tokenize ``path`` through the streaming path, decode, and report quality (see module doc)."""
     path = Path(path)
     packets = tokenize_file(path, toks, path.stem or "input", None, TokenizeReport())
-    video = [p for p in packets if p.modality == Modality.VIDEO]
-    audio = [p for p in packets if p.modality == Modality.AUDIO]
-    if not video and not audio:
+    named = named_streams(packets)
+    video = [p for p in packets if p.modality == Modality.VIDEO and p.scale is not None]
+    audio = [p for p in packets if p.modality == Modality.AUDIO and p.scale is not None]
+    if not video and not audio and not named:
         raise MediaError(f"{path}: nothing was tokenized (no decodable audio or video)")
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"skipped": named} if named else {}
     if video:
         report["video"] = evaluate_video(path, video, toks, compare)
     if audio:
@@ -505,4 +525,6 @@ def format_report(report: dict[str, Any]) -> str:
                 at_full = " " * 9 * (depth - 1) + f"{e[q_key]:>9.2f}"  # compares with full depth
                 lines.append(f"  {label.format(name):<18}{rate_fmt.format(e[rate_key]):>12}   {at_full}")
         lines.append("")
+    if report.get("skipped"):
+        lines.append("note: " + named_note(report["skipped"]))
     return "\n".join(lines).rstrip("\n")

@@ -8,7 +8,8 @@ A stream (one source of one instance) is shown in red, with the reason, when it 
   not ``running`` (connecting, backoff, stopped), or it tokenized no video frame (``fps`` 0) or no
   audio block in the last interval; or its daemon said ``stopped`` / went ``offline``;
 * **late**: its capture-to-publish p99 is above ``late_video_ms`` / ``late_audio_ms`` (the worse of
-  the fine and coarse scales; capture-to-emit when the daemon has no bus sink);
+  the fine and coarse scales; capture-to-emit when the daemon has no bus sink), or a named stream's
+  (a plug-in tokenizer's, ``latency_ms`` key ``audio/units``) is, against its modality's limit;
 * **out of sync**: the A/V skew of its group (audio minus video, from sync markers) is beyond
   ``skew_ms`` either way.
 
@@ -74,6 +75,7 @@ class StreamView:
     last_error: str
     problems: list[str] = field(default_factory=list)
     kind: str = "source"  # or "group": an aligned group not named after a source (its skew only)
+    named: dict[str, Percentiles] = field(default_factory=dict)  # "audio/units" -> a named stream's latency
 
     @property
     def ok(self) -> bool:
@@ -99,6 +101,11 @@ class InstanceView:
     @property
     def ok(self) -> bool:
         return not self.problems and all(s.ok for s in self.streams)
+
+    @property
+    def named_streams(self) -> list[str]:
+        """Every named stream (``audio/units``) any of its sources reports, sorted: a column each."""
+        return sorted({k for s in self.streams for k in s.named})
 
 
 class _Instance:
@@ -221,7 +228,7 @@ class Board:
             skew_history=list(inst.skew.get(source, ())), drift_ppm=_number(src.get("drift_ppm")),
             drift_history=list(inst.drift.get(source, ())),
             dropped_capture=_total(dropped.get("capture")), dropped_sinks=_total(dropped.get("sinks")),
-            last_error=_text(src.get("last_error")) or "", problems=list(shared), kind=kind)
+            last_error=_text(src.get("last_error")) or "", problems=list(shared), kind=kind, named=_named(lat))
         if shared:  # the daemon is gone or silent: its last numbers are history, not verdicts
             return s
         if s.state == "waiting":  # a listening source whose sender has not started (or paused): no fault here
@@ -232,26 +239,42 @@ class Board:
             s.problems.append("stalled: 0 video frames/s")
         if s.audio_per_s == 0 and s.state != "waiting":
             s.problems.append("stalled: 0 audio blocks/s")
-        for modality, pct, limit in (("video", s.video, th.late_video_ms), ("audio", s.audio, th.late_audio_ms)):
+        limits = {"video": th.late_video_ms, "audio": th.late_audio_ms}
+        for what, pct in (("video", s.video), ("audio", s.audio), *s.named.items()):
+            limit = limits[what.partition("/")[0]]
             if pct is not None and pct.p99 is not None and pct.p99 > limit:
-                s.problems.append(f"late: {modality} p99 {pct.p99:.0f} ms > {limit:g}")
+                s.problems.append(f"late: {what} p99 {pct.p99:.0f} ms > {limit:g}")
         if s.skew_ms is not None and abs(s.skew_ms) > th.skew_ms:
             s.problems.append(f"out of sync: A/V skew {s.skew_ms:+.0f} ms, beyond ±{th.skew_ms:g}")
         return s
 
 
+def _measured(entry: Any) -> tuple[dict[str, Any], str] | None:
+    """A latency entry's capture-to-publish percentiles, else its capture-to-emit ones, with which."""
+    entry = _mapping(entry)
+    for kind in ("publish", "emit"):
+        if isinstance(entry.get(kind), dict):
+            return entry[kind], kind
+    return None
+
+
+def _named(lat: dict[str, Any]) -> dict[str, Percentiles]:
+    """Each named stream's latency (keys ``audio/NAME``, ``video/NAME`` but fine and coarse)."""
+    out: dict[str, Percentiles] = {}
+    for key, entry in lat.items():
+        modality, _, name = key.partition("/") if isinstance(key, str) else ("", "", "")
+        if modality in ("audio", "video") and name and name not in ("fine", "coarse"):
+            found = _measured(entry)
+            if found is not None:
+                d, kind = found
+                out[key] = Percentiles(_number(d.get("p50")), _number(d.get("p95")), _number(d.get("p99")), kind)
+    return out
+
+
 def _worst(lat: dict[str, Any], modality: str) -> Percentiles | None:
     """The worse of the fine and coarse scales, percentile by percentile: capture-to-publish, or
     capture-to-emit for a scale the bus has not measured (no bus sink, or nothing published yet)."""
-    found: list[tuple[dict[str, Any], str]] = []
-    for key, entry in lat.items():
-        if not (isinstance(key, str) and key.startswith(f"{modality}/")):
-            continue
-        entry = _mapping(entry)
-        for kind in ("publish", "emit"):
-            if isinstance(entry.get(kind), dict):
-                found.append((entry[kind], kind))
-                break
+    found = [m for m in (_measured(lat.get(f"{modality}/{scale}")) for scale in ("fine", "coarse")) if m is not None]
     if not found:
         return None
 

@@ -1,5 +1,8 @@
 """Drawing the board: per daemon instance a header and one row per source; red rows say why.
 
+A named stream (a plug-in tokenizer's: ``audio/units``) gets a latency column of its own, after
+the built-in video and audio columns, in the instances that report one.
+
 As much as the terminal's width holds (:data:`LAYOUTS`, widest first): on a wide one a single
 table with the reasons in its status column; narrower, the reasons each on a line of their own
 under the table; then the columns in two tables (rates and latency; sync and drops), then with
@@ -116,9 +119,12 @@ COLUMNS = {c.key: c for c in (
     Column("drops", "drops cap/sink", "drops\ncap/sink"),
     Column("status", "status", "status", "left"),
 )}
-EVERY = tuple(COLUMNS)
-RATES = ("stream", "state", "fps", "audio", "video_ms", "audio_ms", "status")
+NAMED = "named"  # in a layout: a column per named stream of the instance drawn, where it stands
+EVERY = (*tuple(COLUMNS)[:6], NAMED, *tuple(COLUMNS)[6:])
+RATES = ("stream", "state", "fps", "audio", "video_ms", "audio_ms", NAMED, "status")
 SYNC = ("stream", "skew", "skew_trend", "drift", "drift_trend", "drops")
+RATES_ONLY = tuple(k for k in RATES if k != NAMED)
+NAMED_ONLY = ("stream", NAMED)  # the named streams' latencies in a table of their own (narrow terminals)
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,20 @@ LAYOUTS = (  # widest first: the first whose tables fit the width is drawn
     Layout((RATES, SYNC)),
     Layout((RATES, SYNC), stacked=True),
     Layout((RATES, SYNC), stacked=True, spark=SPARK_WIDTH // 2),
+    Layout((RATES_ONLY, NAMED_ONLY, SYNC), stacked=True, spark=SPARK_WIDTH // 2),
 )
+
+
+def _named_column(key: str) -> Column:
+    return Column(f"{NAMED}:{key}", f"{key} ms p50/p95/p99", f"{key} ms\np50/p95/p99")
+
+
+def _columns(v: InstanceView, keys: tuple[str, ...]) -> list[Column]:
+    """The columns of a table of ``v``: :data:`NAMED` stands for one per named stream it reports."""
+    out: list[Column] = []
+    for key in keys:
+        out += [_named_column(k) for k in v.named_streams] if key == NAMED else [COLUMNS[key]]
+    return out
 
 
 def _cells(s: StreamView, layout: Layout) -> dict[str, RenderableType]:
@@ -154,20 +173,21 @@ def _cells(s: StreamView, layout: Layout) -> dict[str, RenderableType]:
             "audio": _num(s.audio_per_s), "video_ms": _pct(s.video), "audio_ms": _pct(s.audio),
             "skew": _num(s.skew_ms, signed=True), "skew_trend": sparkline(s.skew_history, layout.spark),
             "drift": _num(s.drift_ppm), "drift_trend": sparkline(s.drift_history, layout.spark),
-            "drops": Text(drops, style="yellow" if s.dropped_capture or s.dropped_sinks else ""), "status": status}
+            "drops": Text(drops, style="yellow" if s.dropped_capture or s.dropped_sinks else ""), "status": status,
+            **{f"{NAMED}:{k}": _pct(p) for k, p in s.named.items()}}
 
 
 def _table(v: InstanceView, keys: tuple[str, ...], layout: Layout) -> Table:
     table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False, show_edge=False)
-    for key in keys:
-        c = COLUMNS[key]
+    columns = _columns(v, keys)
+    for c in columns:
         # Only a stream's name (any length) and the inline reasons may take more than one line.
-        folds = key == "stream" or (key == "status" and layout.inline)
+        folds = c.key == "stream" or (c.key == "status" and layout.inline)
         table.add_column(c.stacked if layout.stacked else c.header, justify=c.justify,  # type: ignore[arg-type]
                          no_wrap=not folds, overflow="fold")
     for s in v.streams:
         cells = _cells(s, layout)
-        table.add_row(*(cells[k] for k in keys), style="red" if s.problems else None)
+        table.add_row(*(cells.get(c.key, "-") for c in columns), style="red" if s.problems else None)
     return table
 
 
@@ -183,7 +203,13 @@ def _reasons(v: InstanceView) -> list[Text]:
 def _fits(views: list[InstanceView], layout: Layout, width: int) -> bool:
     options = _MEASURE.options.update_width(1 << 20)
     return all(Measurement.get(_MEASURE, options, _table(v, keys, layout)).maximum <= width
-               for v in views if v.streams for keys in layout.tables)
+               for v in views if v.streams for keys in _tables(v, layout))
+
+
+def _tables(v: InstanceView, layout: Layout) -> list[tuple[str, ...]]:
+    """The layout's tables that have something to show for ``v`` (a table of named streams only
+    when it has some)."""
+    return [keys for keys in layout.tables if keys != NAMED_ONLY or v.named_streams]
 
 
 _MEASURE = Console(file=io.StringIO(), width=1 << 20, color_system=None)
@@ -200,7 +226,7 @@ def instance_block(v: InstanceView, layout: Layout) -> RenderableType:
     if not v.streams:
         parts.append(Text("(no sources)" if v.stats_age_s is not None else "(no stats)", style="dim"))
     else:
-        parts += [_table(v, keys, layout) for keys in layout.tables]
+        parts += [_table(v, keys, layout) for keys in _tables(v, layout)]
     if not layout.inline:
         parts += _reasons(v)
     return Group(*parts)
@@ -208,7 +234,8 @@ def instance_block(v: InstanceView, layout: Layout) -> RenderableType:
 
 def legend(th: Thresholds) -> Text:
     return Text(
-        "latency: capture to publish, ms, the worse of fine and coarse (e: capture to emit, no bus sink); "
+        "latency: capture to publish, ms, the worse of fine and coarse, a named stream's on its own "
+        "(e: capture to emit, no bus sink); "
         "skew: audio minus video from sync markers; drops: capture queue / sinks (since start). Red: late "
         f"(p99 > {th.late_video_ms:g} ms video, {th.late_audio_ms:g} ms audio), out of sync "
         f"(|skew| > {th.skew_ms:g} ms), stalled (no stats for {th.stale_intervals:g} intervals, 0 fps, "
