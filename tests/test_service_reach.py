@@ -102,12 +102,19 @@ def test_an_unreadable_script_is_refused(top: Path) -> None:
         check(t)
 
 
-def test_under_tmp_is_refused(top: Path) -> None:
+def test_a_checkout_under_tmp_is_bound_into_the_private_tmp(top: Path) -> None:
+    """A clone in a 0700 `mktemp -d` folder (the newcomer check's): the checkout is bound into the
+    service's own /tmp, whose directories above it systemd makes 0755, so the 0700 folder does not
+    matter. Before: refused ("PrivateTmp= replaces"), though systemd can bind it."""
     t = tree(top)
-    inside = t["tmp"] / "lt"
+    inside = t["tmp"] / "tmp.XXXX" / "lt"
+    inside.parent.mkdir()
+    inside.parent.chmod(0o700)
     os.rename(t["venv"].parent, inside)
     t.update(venv=inside / ".venv", exe=inside / ".venv/bin/livetok", python=inside / ".venv/bin/python")
-    with pytest.raises(ConfigError, match=r"is under .*tmp, which the service's PrivateTmp= replaces"):
+    assert check(t) == (str(t["prefix"]), str(inside))
+    (inside / ".venv").chmod(0o700)  # below the bind, modes count as anywhere
+    with pytest.raises(ConfigError, match=r"directory .*\.venv is not searchable by other users"):
         check(t)
 
 

@@ -310,17 +310,19 @@ def test_install_into_a_read_only_root_is_73(tmp_path: Path) -> None:
 
 def test_the_installed_unit_binds_what_lies_under_a_home_directory(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """This checkout's unit: what its venv needs under /home, /root or /run/user (here root's pyenv)
-    is bound read-only, and nothing else; with nothing there, ProtectHome=yes as in the reference."""
+    """This checkout's unit: what its venv needs under /home, /root or /run/user (here root's pyenv),
+    or under /tmp (a clone there), is bound read-only, and nothing else; with nothing under a home
+    directory, ProtectHome=yes as in the reference."""
     root, out, _ = installed(tmp_path, capsys)
     settings = unit_settings((root / "etc/systemd/system/livetok.service").read_text())
     binds = [v for k, v in settings if k == "BindReadOnlyPaths"]
     hidden = [p for p in {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), str(ROOT)}
-              if p.startswith(("/home/", "/root/", "/run/user/"))]
+              if p.startswith(("/home/", "/root/", "/run/user/", "/tmp/", "/var/tmp/"))]
     assert all(any(p == b or p.startswith(b + "/") for b in binds) for p in hidden), (hidden, binds)
-    assert all(b.startswith(("/home/", "/root/", "/run/user/")) for b in binds)
-    assert ("ProtectHome", "tmpfs" if binds else "yes") in settings
-    assert ("bound read-only for the service" in out) == bool(binds)
+    assert all(b.startswith(("/home/", "/root/", "/run/user/", "/tmp/", "/var/tmp/")) for b in binds)
+    home = any(b.startswith(("/home/", "/root/", "/run/user/")) for b in binds)
+    assert ("ProtectHome", "tmpfs" if home else "yes") in settings
+    assert ("bound read-only for it" in out) == bool(binds)
 
 
 def fake_venv(top: Path) -> Path:
@@ -334,16 +336,34 @@ def fake_venv(top: Path) -> Path:
 
 def test_install_refuses_a_livetok_the_service_cannot_reach(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under /tmp (PrivateTmp= gives the service its own): refused in one line, nothing written.
-    Before: installed, and the service failed 203/EXEC in a restart loop."""
+    """A script other users cannot read: refused in one line, nothing written. Before: installed, and
+    the service failed 203/EXEC in a restart loop."""
     exe = fake_venv(tmp_path)
+    exe.chmod(0o700)
     monkeypatch.setattr(install, "livetok_executable", lambda: exe)
     root = tmp_path / "root"
     root.mkdir()
     assert main(["install-service", "--root", str(root)]) == 78
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"{exe} is under /tmp, which the service's PrivateTmp= replaces" in err
+    assert err.count("\n") == 1 and f"file {exe} is not readable and executable by other users" in err, err
     assert list(root.iterdir()) == []
+
+
+def test_a_livetok_under_tmp_is_bound_into_the_private_tmp_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under /tmp (PrivateTmp= gives the service its own): bound read-only into it, and a warning that
+    /tmp does not outlive a reboot. Before: refused (the newcomer check's clone lives in /tmp)."""
+    exe = fake_venv(tmp_path)
+    monkeypatch.setattr(install, "livetok_executable", lambda: exe)
+    root = tmp_path / "root"
+    root.mkdir()
+    assert main(["install-service", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    unit = (root / "etc/systemd/system/livetok.service").read_text()
+    binds = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("BindReadOnlyPaths=")]
+    assert any((str(exe) == b or str(exe).startswith(b + "/")) and b.startswith("/tmp/") for b in binds), unit
+    assert "PrivateTmp=yes" in unit
+    assert "is under a temporary directory, emptied at reboot" in out, out
 
 
 def test_install_says_what_the_c_file_still_lacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -197,8 +197,12 @@ def install_service(root: str, config: str | None, out: TextIO, err: TextIO) -> 
     state = "unchanged" if before == unit_text else "updated" if before is not None else "installed"
     print(f"{state} {layout.unit} (ExecStart={exe} run -c {CONFIG_PATH})", file=out)
     if reach.binds:
-        print(f"  under a home directory, bound read-only for the service (ProtectHome=tmpfs): {' '.join(reach.binds)}",
+        print(f"  hidden from the service (ProtectHome=, PrivateTmp=), bound read-only for it: {' '.join(reach.binds)}",
               file=out)
+    for b in reach.binds:
+        if any(b == t or b.startswith(t + "/") for t in ("/tmp", "/var/tmp")):
+            print(f"  warning: {b} is under a temporary directory, emptied at reboot: the service will fail to "
+                  "start then (226/NAMESPACE); install livetok under /opt for a lasting service", file=out)
 
     if layout.config.exists() or layout.config.is_symlink():
         if not layout.config.is_file():

@@ -13,7 +13,10 @@ hide parts of the file system:
   the interpreter's base prefix, the venv, the checkout) over an empty read-only tmpfs
   (``ProtectHome=tmpfs``); the rest of the home directories stays invisible. The directories above
   a bound one are the tmpfs's, searchable by anyone (a 0700 ``/root`` does not matter).
-* ``PrivateTmp=`` replaces ``/tmp`` and ``/var/tmp``: nothing there can be reached (refused).
+* ``PrivateTmp=`` gives the service its own empty ``/tmp`` and ``/var/tmp``. Whatever of the above
+  lies there is bound read-only the same way into the private one (the directories systemd makes
+  above a bind there are ``0755``); ``livetok install-service`` warns that ``/tmp`` does not outlive
+  a reboot.
 
 Every directory a lookup of those paths searches must then be searchable by other users
 (``o+x``), the files readable (``o+r``; the interpreter and the script executable, ``o+x``), the
@@ -176,19 +179,14 @@ def roots() -> list[str]:
 def plan(items: list[Need], bind_roots: list[str], hidden: Iterable[str] = HIDDEN,
          private: Iterable[str] = PRIVATE) -> Reach:
     """The binds ``items`` need and the check that they are enough (ConfigError, one line, if not)."""
-    hidden, private = _tops(hidden), _tops(private)
+    hidden = _tops([*hidden, *private])  # both are replaced in the service's view; binds bring paths back
     walks = []
     wanted: set[str] = set()
     for item in items:
         searched, followed, end = lookup(item.path)
-        for p in [*searched, *followed, end]:
-            top = next((t for t in private if _under(p, t)), None)
-            if top is not None:
-                raise ConfigError(f"{item.what}: {item.path} is under {top}, which the service's PrivateTmp= "
-                                  "replaces: install livetok elsewhere (/opt/livetok, docs/service.md)")
         walks.append((item, searched, end))
         # what must exist in the service's view: the links followed and the end (the directories
-        # searched above them are then either bound or the tmpfs's)
+        # searched above them are then either bound, the tmpfs's or those systemd makes in its /tmp)
         for p in [*followed, end]:
             if any(_under(p, t) for t in hidden):
                 wanted.add(next((r for r in bind_roots if _under(p, r)), p))

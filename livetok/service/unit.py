@@ -138,12 +138,19 @@ def bind_path(path: str) -> str:
 
 def protect_home(binds: tuple[str, ...]) -> str:
     """``ProtectHome=yes``; with paths under /home, /root or /run/user the service must reach (its
-    interpreter, its checkout), an empty read-only tmpfs there with exactly those bound read-only."""
+    interpreter, its checkout), an empty read-only tmpfs there with exactly those bound read-only.
+    Paths under /tmp or /var/tmp are bound read-only into the service's private ones likewise."""
+    home = [b for b in binds if any(b == t or b.startswith(t + "/") for t in ("/home", "/root", "/run/user"))]
     if not binds:
         return "ProtectHome=yes\n"
-    lines = ["# livetok or its Python lives under a home directory: an empty, read-only /home, /root and",
-             "# /run/user, with only these bound read-only (checked by install-service)",
-             "ProtectHome=tmpfs"]
+    if home:
+        lines = ["# livetok or its Python lives under a home directory: an empty, read-only /home, /root and",
+                 "# /run/user, with only these bound read-only (checked by install-service)",
+                 "ProtectHome=tmpfs"]
+    else:
+        lines = ["ProtectHome=yes"]
+    if len(home) < len(binds):
+        lines += ["# livetok or its Python lives under /tmp or /var/tmp: bound read-only into the private ones"]
     lines += [f"BindReadOnlyPaths={bind_path(b)}" for b in binds]
     return "\n".join(lines) + "\n"
 
