@@ -46,7 +46,9 @@ def snapshot(taken_s: float, tokenized: int, emitted: int) -> RunSnapshot:
         "0123456789abcdef", round(taken_s * 1e9), 1_700_000_000_000_000_000 + round(taken_s * 1e9), taken_s,
         (cam, mic), sinks, {"cam.front": {"steps": 12, "late": 1}},
         {("cam.front", "video"): {"captured": 304, "tokenized": 300, "dropped_queue": 4, "dropped_shutdown": 0,
-                                  "failed": 0, "balanced": 1}},
+                                  "failed": 0, "balanced": 1, "queued": 0, "in_flight": 0,
+                                  "scales": {"fine": {"tokenized": 210, "shed": 90, "degraded": 30},
+                                             "coarse": {"tokenized": 300, "shed": 0}}}},
         Counter({("cam.front", "video"): tokenized, ("cam.front", "audio"): 2 * tokenized}), emitted,
         {("latency", "emit", "cam.front", "video", "fine"): _series(10, 20, 30),
          ("latency", "publish", "mqtt", "cam.front", "video", "fine"): _series(12, 22, 95),
@@ -138,3 +140,24 @@ def test_a_snapshot_is_what_the_run_did(toks: Tokenizers, tmp_path: Path) -> Non
     assert ("latency", "emit", "cam", "video", "fine") in first.series
     assert first.series[("latency", "emit", "cam", "video", "fine")].count < \
         second.series[("latency", "emit", "cam", "video", "fine")].count  # a copy, not the live ring
+
+
+def test_the_books_per_scale_agree_in_the_stats_document_and_prometheus() -> None:
+    """An overloaded camera: captured = tokenized + shed + dropped + queued per scale, in both renderings."""
+    snap = snapshot(15.0, 250, 2000)
+    books = StatsDocument().render(snap, 5.0)["sources"]["cam.front"]["books"]
+    assert books == {"video/fine": {"captured": 304, "tokenized": 210, "shed": 90, "dropped": 4, "queued": 0},
+                     "video/coarse": {"captured": 304, "tokenized": 300, "shed": 0, "dropped": 4, "queued": 0}}
+    samples = [s for f in text_string_to_metric_families(render(View.of(snap)).decode()) for s in f.samples]
+
+    def value(name: str, **labels: str) -> float:
+        return next(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    cam = {"source": "cam.front", "modality": "video"}
+    dropped = sum(value("livetok_dropped_total", **cam, stage=st) for st in ("capture", "shutdown", "error"))
+    for scale in ("fine", "coarse"):
+        made = value("livetok_scale_tokenized_total", **cam, scale=scale)
+        shed = value("livetok_shed_total", **cam, scale=scale)
+        assert value("livetok_captured_total", **cam) == made + shed + dropped + value("livetok_pending", **cam)
+    assert value("livetok_shed_total", **cam, scale="fine") == 90
+    assert value("livetok_degraded_total", **cam, scale="fine") == 30

@@ -38,6 +38,9 @@ class _SourceBase(Strict):
     tokenizers: list[str] | None = Field(
         None, max_length=64, description="names of the tokenizers this source feeds (tokenizers:); null = every "
         "configured tokenizer of each modality it has")
+    priority: int = Field(
+        0, ge=-100, le=100, description="under overload, sources of lower priority shed their fine video tokens "
+        "first (docs/daemon.md, Overload); equal priorities shed evenly")
 
 
 class StreamSource(_SourceBase):

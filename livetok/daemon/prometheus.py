@@ -112,6 +112,8 @@ class CaptureRow:
     dropped_queue: int
     dropped_shutdown: int
     failed: int
+    pending: int = 0  # in the hand-over or in the tokenizer now
+    scales: dict[str, dict[str, int]] = field(default_factory=dict)  # the built-in video tokenizer's, per scale
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,8 @@ class View:
         v.sources = [SourceRow(s.name, s.state is SourceState.RUNNING, s.reconnects, s.stalls, s.errors)
                      for s in snap.sources]
         v.captures = [CaptureRow(src, kind, r["captured"], r["tokenized"], r["dropped_queue"], r["dropped_shutdown"],
-                                 r["failed"]) for (src, kind), r in snap.captures.items()]
+                                 r["failed"], r.get("queued", 0) + r.get("in_flight", 0), r.get("scales", {}))
+                      for (src, kind), r in snap.captures.items()]
         for s in snap.sinks:
             v.sinks.append(SinkRow(s.name, s.written, s.dropped, s.failed, s.queue_depth))
             if s.is_bus:
@@ -239,7 +242,33 @@ def _sources(v: View) -> Iterable[Metric]:
         dropped.add_metric([c.source, c.modality, "capture"], c.dropped_queue)
         dropped.add_metric([c.source, c.modality, "shutdown"], c.dropped_shutdown)
         dropped.add_metric([c.source, c.modality, "error"], c.failed)
-    gaps = CounterMetricFamily("livetok_gaps", "Input losses flagged in the tokens (GAP)", labels=labels)
+    return (up, captured, tokenized, dropped, *_scales(v), reconnects, stalls, errors, *_gaps(v))
+
+
+def _scales(v: View) -> Iterable[Metric]:
+    """Per scale of the built-in video tokenizer: captured = scale_tokenized + shed + dropped + pending."""
+    labels = ["source", "modality", "scale"]
+    made = CounterMetricFamily("livetok_scale_tokenized", "Frames whose tokens of this scale were made",
+                               labels=labels)
+    shed = CounterMetricFamily("livetok_shed", "Frames whose tokens of this scale were shed under overload (fine "
+                               "only: coarse is never shed)", labels=labels)
+    degraded = CounterMetricFamily("livetok_degraded", "Frames whose tokens of this scale were made with fewer "
+                                   "levels under overload (a part of livetok_scale_tokenized)", labels=labels)
+    pending = GaugeMetricFamily("livetok_pending", "Frames and audio blocks in the hand-over or the tokenizer now",
+                                labels=["source", "modality"])
+    for c in v.captures:
+        pending.add_metric([c.source, c.modality], c.pending)
+        for scale, r in c.scales.items():
+            made.add_metric([c.source, c.modality, scale], r["tokenized"])
+            shed.add_metric([c.source, c.modality, scale], r["shed"])
+            if "degraded" in r:
+                degraded.add_metric([c.source, c.modality, scale], r["degraded"])
+    return made, shed, degraded, pending
+
+
+def _gaps(v: View) -> Iterable[Metric]:
+    gaps = CounterMetricFamily("livetok_gaps", "Input losses flagged in the tokens (GAP)",
+                               labels=["source", "modality"])
     model_errors = CounterMetricFamily("livetok_model_errors", "A plug-in tokenizer's model calls that failed (the "
                                        "stream's next packet is flagged GAP)", labels=["tokenizer"])
     for key, n in v.counters.items():
@@ -247,7 +276,7 @@ def _sources(v: View) -> Iterable[Metric]:
             gaps.add_metric([key[1], key[2]], n)
         elif isinstance(key, tuple) and len(key) == 2 and key[0] == "model_errors":
             model_errors.add_metric([key[1]], n)
-    return up, captured, tokenized, dropped, reconnects, stalls, errors, gaps, model_errors
+    return gaps, model_errors
 
 
 def _sinks(v: View) -> Iterable[Metric]:

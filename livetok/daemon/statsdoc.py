@@ -75,8 +75,21 @@ class StatsDocument:
                 "settled_ms": g.get(("clock_settled_ms", n)),
                 "dropped": {"capture": dict(src.dropped), "sinks": dict(src.sink_drops)}, "queue": dict(src.queue),
                 "reconnects": src.reconnects, "stalls": src.stalls, "errors": src.errors, "last_error": src.last_error,
+                "books": scale_books(snap.captures.get((n, "video"))),
             }
         return out
+
+
+def scale_books(row: dict[str, Any] | None) -> dict[str, dict[str, int]] | None:
+    """Per ``video/<scale>`` of the built-in video tokenizer: ``captured = tokenized + shed + dropped +
+    queued`` (queued: in the hand-over or in the tokenizer now); None for a source without it."""
+    if row is None or "scales" not in row:
+        return None
+    dropped = row["dropped_queue"] + row["failed"] + row["dropped_shutdown"]
+    queued = row.get("queued", 0) + row.get("in_flight", 0)
+    return {f"video/{scale}": {"captured": row["captured"], "tokenized": r["tokenized"], "shed": r["shed"],
+                               "dropped": dropped, "queued": queued}
+            for scale, r in row["scales"].items()}
 
 
 def groups(snap: RunSnapshot) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The run's books: every capture and where it went, every message and what each sink did with it.
 
 ``captured = dropped (by the hand-over queue) + tokenized + failed + discarded + left`` for every
-source and modality (the hand-over's counts come from the hand-over itself), and for every sink
+source and modality (the hand-over's counts come from the hand-over itself); for the built-in video
+tokenizer's scales, ``captured = tokenized + shed + dropped...`` per scale as well (an overloaded
+daemon sheds fine tokens, never coarse ones: :mod:`livetok.pipeline.shedding`); and for every sink
 ``offered = written + dropped + failed + queued`` (:mod:`livetok.pipeline.outlets`). The run's
 report (:class:`RunReport`) carries them, and whether they balance: nothing unseen was lost.
 """
@@ -17,6 +19,8 @@ from livetok.pipeline.sources import RunningSource
 from livetok.streams.handoff import Handoff
 
 Key = tuple[str, str]  # (source, modality) or (group, "step")
+ScaleKey = tuple[str, str, str]  # (source, modality, scale)
+SCALES = ("fine", "coarse")
 
 
 @dataclass
@@ -27,6 +31,23 @@ class Books:
     failed: Counter[Key] = field(default_factory=Counter)  # the engine raised on them
     discarded: Counter[Key] = field(default_factory=Counter)  # cut off by the shutdown deadline
     emitted: Counter[Key] = field(default_factory=Counter)  # messages: (source, modality) or (group, step)
+    # Per scale, of the frames ``tokenized`` counts: made (any number of levels), shed, made with fewer
+    # levels (a part of made). ``scaled``: the (source, "video") whose frames the built-in kind tokenizes.
+    scale_tokenized: Counter[ScaleKey] = field(default_factory=Counter)
+    shed: Counter[ScaleKey] = field(default_factory=Counter)
+    degraded: Counter[ScaleKey] = field(default_factory=Counter)
+    scaled: set[Key] = field(default_factory=set)
+
+    def book_scales(self, source: str, fine_levels: int, levels: int) -> None:
+        """One video frame of ``source`` through the built-in tokenizer with ``fine_levels`` of ``levels``."""
+        self.scaled.add((source, "video"))
+        self.scale_tokenized[(source, "video", "coarse")] += 1
+        fine = (source, "video", "fine")
+        if fine_levels:
+            self.scale_tokenized[fine] += 1
+            self.degraded[fine] += fine_levels < levels
+        else:
+            self.shed[fine] += 1
 
 
 @dataclass
@@ -44,10 +65,13 @@ class RunReport:
         return bool(self.accounting.get("balanced"))
 
 
-def capture_books(sources: list[RunningSource], books: Books) -> tuple[dict[Key, dict[str, int]], bool]:
+def capture_books(sources: list[RunningSource], books: Books,
+                  final: bool = True) -> tuple[dict[Key, dict[str, Any]], bool]:
     """Per (source, modality): captures in and where each went, and whether all balance. ``sources``:
-    every source of the run, those a reload stopped included."""
-    captures: dict[Key, dict[str, int]] = {}
+    every source of the run, those a reload stopped included. ``final``: the run has ended, and what
+    the hand-over still holds is dropped at shutdown; else it is ``queued``, and ``in_flight`` is
+    what the tokenizer has taken and not yet given back (both 0 in the final books)."""
+    captures: dict[Key, dict[str, Any]] = {}
     ok = True
     # A source restarted by a reload had several hand-overs under one name: their counts add up.
     handoffs: dict[Key, list[Handoff[Any]]] = {}
@@ -56,16 +80,35 @@ def capture_books(sources: list[RunningSource], books: Books) -> tuple[dict[Key,
             if h is not None:
                 handoffs.setdefault((src.name, kind), []).append(h)
     for key, hs in handoffs.items():
-        put, dropped, taken, left = (sum(getattr(h, a) for h in hs) for a in ("put_count", "dropped", "taken", "depth"))
+        put, dropped, taken, left = (sum(c) for c in zip(*(h.counts() for h in hs), strict=True))
         b = books
-        row = {"captured": put, "dropped_queue": dropped, "tokenized": b.tokenized[key], "failed": b.failed[key],
-               "dropped_shutdown": b.discarded[key] + left}
+        in_flight = taken - b.tokenized[key] - b.failed[key] - b.discarded[key]
+        row: dict[str, Any] = {
+            "captured": put, "dropped_queue": dropped, "tokenized": b.tokenized[key], "failed": b.failed[key],
+            "dropped_shutdown": b.discarded[key] + (left if final else 0)}
+        if not final:
+            row |= {"queued": left, "in_flight": in_flight}
         # The hand-over's own books, and ours of what was taken from it, must both close.
-        row["balanced"] = int(put == dropped + taken + left
-                              and taken == b.tokenized[key] + b.failed[key] + b.discarded[key])
+        row["balanced"] = int(put == dropped + taken + left and (in_flight == 0 if final else in_flight >= 0))
+        if key in b.scaled:
+            row["scales"] = _scale_rows(key, b)
+            rest = put - b.tokenized[key]  # every capture not tokenized is counted elsewhere in the row
+            row["balanced"] &= int(all(r["tokenized"] + r["shed"] + rest == put for r in row["scales"].values()))
         ok &= bool(row["balanced"])
         captures[key] = row
     return captures, ok
+
+
+def _scale_rows(key: Key, b: Books) -> dict[str, dict[str, int]]:
+    """Per scale: of the frames tokenized, those whose tokens of that scale were made (``degraded``:
+    with fewer levels, a part of ``tokenized``) and those whose were shed."""
+    rows = {}
+    for scale in SCALES:
+        k = (*key, scale)
+        rows[scale] = {"tokenized": b.scale_tokenized[k], "shed": b.shed[k]}
+        if scale == "fine":
+            rows[scale]["degraded"] = b.degraded[k]
+    return rows
 
 
 def accounting(sources: list[RunningSource], books: Books, outlets: Outlets) -> dict[str, Any]:

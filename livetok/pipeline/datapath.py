@@ -29,6 +29,7 @@ from livetok.pipeline.engine import Engine, EngineOutput
 from livetok.pipeline.metrics import Metrics
 from livetok.pipeline.outbound import WireStamper
 from livetok.pipeline.outlets import Outlet, Outlets
+from livetok.pipeline.shedding import ShedPolicy
 from livetok.pipeline.sources import RunningSource
 from livetok.runtime.lane import BlockingLane, LanePool
 from livetok.runtime.log import get as get_logger
@@ -76,6 +77,9 @@ class DataPath:
         # frames in the engine's thread (measured: audio fine p95 +5 ms when both shared one thread).
         self.video_encoder = BlockingLane("livetok-video", nice=VIDEO_NICE)
         self.engine = Engine(cfg, toks)
+        self.fine_levels = toks.video.quantizers["fine"].levels
+        self.shed = ShedPolicy(self.fine_levels, min_levels=max(1, self.fine_levels // 2))
+        self._builtin_video: tuple[LivetokConfig, frozenset[str]] | None = None
         self.stamper = WireStamper()
         self.video_ready = asyncio.Event()
         self.audio_ready = asyncio.Event()
@@ -159,10 +163,31 @@ class DataPath:
         if wait_s and len(handoffs) > 1 and sum(h.depth for _, h in handoffs) < batch_size:
             await asyncio.sleep(wait_s)
         while (batch := self._take_video(handoffs, batch_size)) and not self.stopping.is_set():
-            await self._process("video", batch)
+            await self._process("video", batch, plan=self._plan(batch, handoffs))
         if batch:  # taken just as the stop came: tokenized by the final drain's path
-            await self._process("video", batch)
+            await self._process("video", batch, plan=self._plan(batch, handoffs))
         return True
+
+    def _plan(self, batch: list[VideoCapture], handoffs: list[tuple[RunningSource, Handoff[VideoCapture]]]
+              ) -> list[int]:
+        """Fine levels per frame of ``batch`` (0: shed), from how full the fullest hand-over is now
+        (:mod:`livetok.pipeline.shedding`); frames the built-in kind does not tokenize: 0 (no work)."""
+        fill = max((h.depth / h.capacity for _, h in handoffs), default=0.0)
+        builtin = self._builtin()
+        idx = [i for i, c in enumerate(batch) if c.source in builtin]
+        prios = {s.name: s.priority for s in self.cfg.sources}
+        plan = [0] * len(batch)
+        for i, n in zip(idx, self.shed.plan([batch[i].source for i in idx], prios, fill), strict=True):
+            plan[i] = n
+        return plan
+
+    def _builtin(self) -> frozenset[str]:
+        """The sources whose video the built-in kind (patch-rvq) tokenizes, for the current config."""
+        if self._builtin_video is None or self._builtin_video[0] is not self.cfg:
+            names = frozenset(s.name for s in self.cfg.sources
+                              if any(e.kind == "patch-rvq" for e in self.cfg.tokenizers_of(s.name, "video")))
+            self._builtin_video = (self.cfg, names)
+        return self._builtin_video[1]
 
     def _take_video(self, handoffs: list[tuple[RunningSource, Handoff[VideoCapture]]],
                     limit: int) -> list[VideoCapture]:
@@ -209,7 +234,7 @@ class DataPath:
         batch_size = self.toks.cfg.video.batch_size
         handoffs = [(s, s.video) for s in sources if s.video is not None]
         while batch := self._take_video(handoffs, batch_size):
-            await self._process("video", batch, deadline)
+            await self._process("video", batch, deadline, self._plan(batch, handoffs))
         blocks = [b for s in sources if s.audio is not None for b in s.audio.drain()]
         if blocks:
             await self._process("audio", blocks, deadline)
@@ -231,13 +256,14 @@ class DataPath:
         return Work([st.outgoing_packet(hp) for hp in eo.packets] + [st.outgoing_step(hs) for hs in eo.steps], eo)
 
     async def _process(self, kind: str, caps: list[VideoCapture] | list[AudioCapture],
-                       deadline: Deadline | None = None) -> None:
-        """One batch through the worker, booked whatever happens to it."""
+                       deadline: Deadline | None = None, plan: list[int] | None = None) -> None:
+        """One batch through the worker, booked whatever happens to it. ``plan``: video, the fine
+        levels per frame (:meth:`_plan`)."""
         keys = Counter((c.source, kind) for c in caps)
 
         async def job() -> Work:
             if kind == "video":
-                codes = await self.video_encoder.run(self.engine.encode, caps)
+                codes = await self.video_encoder.run(self.engine.encode, caps, plan)
                 return await self.worker.run(self._work, self.engine.on_video, caps, self._lost_video(), codes)
             return await self.worker.run(self._work, self.engine.on_audio, caps)
 
@@ -251,6 +277,11 @@ class DataPath:
             self.error(f"errors.engine.{kind}", f"error while tokenizing {kind}: {err!r}")
             return
         self.books.tokenized.update(keys)
+        if plan is not None:
+            builtin = self._builtin()
+            for i, levels in enumerate(plan):
+                if caps[i].source in builtin:
+                    self.books.book_scales(caps[i].source, levels, self.fine_levels)
         self._fan_out(work)
 
     def _fan_out(self, work: Work) -> None:

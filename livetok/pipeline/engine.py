@@ -220,11 +220,11 @@ class Engine:
         return out
 
     # -- input -----------------------------------------------------------------------------------
-    def encode(self, caps: list[VideoCapture]) -> BatchCodes | None:
+    def encode(self, caps: list[VideoCapture], fine_levels: list[int] | None = None) -> BatchCodes | None:
         """The pure, heavy part of :meth:`on_video` — the batched tokenizer call, ``[B, S, S, 3] ->
         codes`` — which reads no engine state, so the runner runs it in a thread of its own while
-        audio goes on in the engine's (None for no frames)."""
-        return encode_images(self.toks, [c.image for c in caps]) if caps else None
+        audio goes on in the engine's (None for no frames). ``fine_levels [B]``: the overload plan."""
+        return encode_images(self.toks, [c.image for c in caps], fine_levels) if caps else None
 
     def on_video(self, caps: list[VideoCapture], lost: frozenset[str] = frozenset(),
                  codes: BatchCodes | None = None) -> EngineOutput:
@@ -277,7 +277,8 @@ class Engine:
             images.append(cap)
         if codes is not None and len(kept) != len(caps):
             codes = BatchCodes({k: v[kept] for k, v in codes.codes.items()},
-                               {k: None if v is None else v[kept] for k, v in codes.vectors.items()})
+                               {k: None if v is None else v[kept] for k, v in codes.vectors.items()},
+                               None if codes.fine_levels is None else codes.fine_levels[kept])
         packets_of = encode_video(self.toks, items, codes)
         plugged = batch.run(out.model_errors)
         for k, ((src, media, duration, host), cap) in enumerate(zip(frames, images, strict=True)):

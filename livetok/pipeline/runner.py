@@ -190,7 +190,7 @@ class Pipeline(Reconfigurable):
         if not series:
             return snap
         m = self.metrics
-        captures, _ = capture_books(self.retired_sources + self.sources, self.books)
+        captures, _ = capture_books(self.retired_sources + self.sources, self.books, final=False)
         return dataclasses.replace(
             snap, captures=captures, tokenized=Counter(self.books.tokenized), emitted=sum(self.books.emitted.values()),
             series={k: SeriesSnap.of(s) for k, s in m.series.items()}, gauges=dict(m.gauges),

@@ -114,7 +114,7 @@ class RunSnapshot:
     sources: tuple[SourceSnap, ...] = ()
     sinks: tuple[SinkSnap, ...] = ()
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
-    captures: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    captures: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     tokenized: Counter[tuple[str, str]] = field(default_factory=Counter)
     emitted: int = 0
     series: dict[Key, SeriesSnap] = field(default_factory=dict)

@@ -129,6 +129,11 @@ class Handoff(Generic[T]):
             n, self._dropped_unseen = self._dropped_unseen, 0
             return n
 
+    def counts(self) -> tuple[int, int, int, int]:
+        """``(put_count, dropped, taken, depth)`` at one moment (the books' equation holds among them)."""
+        with self._lock:
+            return self.put_count, self.dropped, self.taken, len(self._items)
+
     @property
     def depth(self) -> int:
         return len(self._items)

@@ -128,21 +128,24 @@ class ScaleQuantizer:
             )
         return self._torch[key]
 
-    def encode_torch(self, x: torch.Tensor, input_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_torch(self, x: torch.Tensor, input_scale: float = 1.0,
+                     levels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [N, D] -> (codes [N, L] int64, z [N, d])`` on x's device and dtype; ``x`` is multiplied
-        by ``input_scale`` first (so video can pass raw 0-255 pixel values)."""
+        by ``input_scale`` first (so video can pass raw 0-255 pixel values). ``levels``: only the first
+        that many (an overloaded daemon sheds the last levels; the codes are those of the full depth)."""
         p = self.torch_params(x.device, x.dtype, input_scale)
         z = torch.addmm(p.bias, x, p.weight)
         r = z.clone()
         n = x.shape[0]
-        codes = torch.empty((n, self.levels), dtype=torch.int64, device=x.device)
+        depth = self.levels if levels is None else min(levels, self.levels)
+        codes = torch.empty((n, depth), dtype=torch.int64, device=x.device)
         scores = torch.empty((n, self.codebook_size), dtype=x.dtype, device=x.device)  # reused per level
-        for level in range(self.levels):
+        for level in range(depth):
             # ||c||^2/2 - r.c in one BLAS call; its argmin is the nearest code.
             torch.addmm(p.half_norms[level], r, p.codebooks_t[level], beta=1.0, alpha=-1.0, out=scores)
             idx = argmin_rows(scores)
             codes[:, level] = idx
-            if level + 1 < self.levels:  # the last residual is never used
+            if level + 1 < depth:  # the last residual is never used
                 r -= p.codebooks[level].index_select(0, idx)
         return codes, z
 

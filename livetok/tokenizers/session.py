@@ -93,9 +93,11 @@ def encode_video(toks: Tokenizers, items: Sequence[VideoItem], codes: BatchCodes
     return [it.stream.packets(it.image, codes, k, it.start_ns, it.end_ns) for k, it in enumerate(items)]
 
 
-def encode_images(toks: Tokenizers, images: Sequence[np.ndarray]) -> BatchCodes:
-    """``B x [S, S, 3]`` uint8 -> their codes, both scales: pure (no stream state), any thread."""
-    return toks.video.encode(np.stack(images), vectors=toks.cfg.video.vectors)
+def encode_images(toks: Tokenizers, images: Sequence[np.ndarray],
+                  fine_levels: Sequence[int] | None = None) -> BatchCodes:
+    """``B x [S, S, 3]`` uint8 -> their codes, both scales: pure (no stream state), any thread.
+    ``fine_levels [B]``: an overloaded daemon's plan (:mod:`livetok.pipeline.shedding`)."""
+    return toks.video.encode(np.stack(images), vectors=toks.cfg.video.vectors, fine_levels=fine_levels)
 
 
 class AudioTrack:

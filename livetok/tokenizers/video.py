@@ -11,6 +11,7 @@ when the codebooks' decoder metadata says so (:func:`deblock`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,10 +81,13 @@ def deblock(images: np.ndarray, patch: int, width: int, strength: float) -> np.n
 
 @dataclass(frozen=True)
 class BatchCodes:
-    """Codes of a batch: ``codes[scale] [B, P, L] uint16``; ``vectors[scale] [B, P, d] float16`` or None."""
+    """Codes of a batch: ``codes[scale] [B, P, L] uint16``; ``vectors[scale] [B, P, d] float16`` or None.
+    ``fine_levels [B]``: the fine levels made per frame when an overloaded daemon shed some (0: the
+    frame's fine tokens were shed; its rows are zeros past that depth); None: every level of every frame."""
 
     codes: dict[str, np.ndarray]
     vectors: dict[str, np.ndarray | None]
+    fine_levels: np.ndarray | None = None
 
 
 class VideoTokenizer:
@@ -107,18 +111,42 @@ class VideoTokenizer:
         }
 
     @torch.inference_mode()
-    def encode(self, images: np.ndarray, vectors: bool = False) -> BatchCodes:
-        """``images [B, S, S, 3] uint8`` -> codes for every patch of every frame, both scales."""
+    def encode(self, images: np.ndarray, vectors: bool = False,
+               fine_levels: Sequence[int] | None = None) -> BatchCodes:
+        """``images [B, S, S, 3] uint8`` -> codes for every patch of every frame, both scales.
+        ``fine_levels [B]``: fine levels to make per frame (0: none), the daemon's overload plan."""
         batch = torch.from_numpy(images).to(self.device, non_blocking=True)
         codes: dict[str, np.ndarray] = {}
         vecs: dict[str, np.ndarray | None] = {}
+        full = self.quantizers["fine"].levels
+        if fine_levels is not None and min(fine_levels, default=full) < full:
+            codes["fine"], vecs["fine"] = self._encode_some(batch, "fine", fine_levels, vectors)
         for scale in SCALES:
+            if scale in codes:
+                continue
             pixels = patch_pixels(batch, self.patch[scale])
             c, z = self.quantizers[scale].encode_torch(pixels, input_scale=PIXEL_SCALE)
             n = images.shape[0]
             codes[scale] = c.to(torch.int32).cpu().numpy().astype(np.uint16).reshape(n, -1, c.shape[1])
             vecs[scale] = z.to(torch.float16).cpu().numpy().reshape(n, -1, z.shape[1]) if vectors else None
-        return BatchCodes(codes=codes, vectors=vecs)
+        shed = None if fine_levels is None else np.minimum(np.asarray(fine_levels, np.int64), full)
+        return BatchCodes(codes=codes, vectors=vecs, fine_levels=shed)
+
+    def _encode_some(self, batch: torch.Tensor, scale: str, levels: Sequence[int],
+                     vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """One scale at ``levels[i]`` levels for frame i: one call per distinct depth, none for 0."""
+        q, n, cells = self.quantizers[scale], batch.shape[0], self.grid[scale] ** 2
+        codes = np.zeros((n, cells, q.levels), np.uint16)
+        vecs = np.zeros((n, cells, q.dim), np.float16) if vectors else None
+        depths = np.asarray(levels, np.int64)
+        for depth in sorted(set(depths.tolist()) - {0}):
+            idx = np.flatnonzero(depths == depth)
+            pixels = patch_pixels(batch[torch.from_numpy(idx).to(batch.device)], self.patch[scale])
+            c, z = q.encode_torch(pixels, input_scale=PIXEL_SCALE, levels=depth)
+            codes[idx, :, : c.shape[1]] = c.to(torch.int32).cpu().numpy().astype(np.uint16).reshape(len(idx), cells, -1)
+            if vecs is not None:
+                vecs[idx] = z.to(torch.float16).cpu().numpy().reshape(len(idx), cells, -1)
+        return codes, vecs
 
     def reconstruct(self, codes: np.ndarray, scale: str, depth: int | None = None) -> np.ndarray:
         """``codes [P, L]`` for a full grid -> ``[S, S, 3]`` uint8 image using ``depth`` levels,
@@ -144,9 +172,15 @@ class DeltaState:
 
 @dataclass
 class VideoStreamState:
+    """``seq``: frames made (the coarse stream's next seq); ``fine_shed``: fine packets an overloaded
+    daemon did not make, so the fine stream's next seq is ``seq - fine_shed``; ``fine_pending``: flags
+    for the next fine packet only (GAP after shed frames: it is a keyframe)."""
+
     seq: int = 0
     pending: Flag = Flag.NONE
     delta: DeltaState = field(default_factory=DeltaState)
+    fine_shed: int = 0
+    fine_pending: Flag = Flag.NONE
 
 
 class VideoStream:
@@ -167,7 +201,9 @@ class VideoStream:
     def packets(
         self, image: np.ndarray, codes: BatchCodes, index: int, start_ns: int, end_ns: int
     ) -> list[TokenPacket]:
-        """Packets (fine, coarse) for frame ``index`` of an encoded batch; ``image [S, S, 3]``."""
+        """Packets (fine, coarse) for frame ``index`` of an encoded batch; ``image [S, S, 3]``. A frame
+        whose fine tokens were shed (``codes.fine_levels``) has only its coarse packet; the next fine
+        packet is flagged GAP and is a keyframe, so the fine stream's delta coding starts again there."""
         st = self.state
         cfg = self.tok.cfg.delta
         keyframe = True
@@ -176,14 +212,24 @@ class VideoStream:
             keyframe = last is None or start_ns - last >= round(cfg.keyframe_interval_s * 1e9) or bool(st.pending)
             if keyframe:
                 st.delta.last_keyframe_ns = start_ns
-        flags = st.pending | (Flag.KEYFRAME if keyframe else Flag.DELTA)
+        depth = None if codes.fine_levels is None else int(codes.fine_levels[index])
         out = []
         for scale in SCALES:
             c = codes.codes[scale][index]
+            seq, flags, key = st.seq, st.pending, keyframe
+            if scale == "fine":
+                if depth == 0:
+                    st.fine_shed += 1
+                    st.fine_pending |= Flag.GAP | st.pending  # a discontinuity is the fine stream's too
+                    continue
+                c = c if depth is None else c[:, :depth]
+                seq, flags, key = st.seq - st.fine_shed, flags | st.fine_pending, keyframe or bool(st.fine_pending)
+                st.fine_pending = Flag.NONE
+            flags |= Flag.KEYFRAME if key else Flag.DELTA
             v = codes.vectors[scale]
             vec = None if v is None else v[index]
             positions = None
-            if not keyframe:
+            if not key:
                 changed = patch_change(image, st.delta.reference[scale], self.tok.patch[scale]) > cfg.threshold
                 positions = np.flatnonzero(changed.reshape(-1)).astype(np.uint16)
                 c = c[positions]
@@ -193,7 +239,7 @@ class VideoStream:
             g = self.tok.grid[scale]
             out.append(
                 TokenPacket(
-                    source=self.source, modality=Modality.VIDEO, scale=Scale[scale.upper()], seq=st.seq,
+                    source=self.source, modality=Modality.VIDEO, scale=Scale[scale.upper()], seq=seq,
                     start_ns=start_ns, end_ns=end_ns, clock=self.clock, codebook_id=self.tok.codebook_id,
                     flags=flags, grid=(g, g), codes=np.ascontiguousarray(c), positions=positions, vectors=vec,
                 )

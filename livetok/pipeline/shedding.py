@@ -1,0 +1,82 @@
+"""Graceful overload: which frames of a video batch get fine tokens, and how many fine levels.
+
+The video batcher asks before each tokenizer call (:meth:`ShedPolicy.plan`). The pressure is how
+full the fullest video hand-over is once the batch was taken (``fill``, 0-1): up to ``low`` nothing
+is shed; from ``low`` to ``high`` the fine work allowed falls linearly to none; from ``high`` on
+only coarse tokens are made. Coarse tokens are never shed: when even they cannot keep up, the
+hand-over drops whole frames (counted), as it always did. Plug-in video tokenizers are not shed.
+
+The fine work allowed is a budget of fine levels, ``fraction x frames x levels``; what a batch
+cannot spend (levels come in steps) is carried to the next, so the long-run share is exact. It is
+spent in order of value, highest ``priority`` first: within a priority, first every frame's first
+``min_levels`` levels, then the levels beyond (the finest levels are shed before whole fine frames);
+among frames of one priority, the source that has had the smallest share of fine levels lately goes
+first (sources of equal priority degrade evenly). So the lowest priority sheds its finest levels,
+then its fine frames, before a source of higher priority sheds anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+LOW, HIGH = 0.25, 0.75  # hand-over fill (0-1) at which shedding starts, and beyond which all fine work is shed
+# Per plan, the share history (for evenness) keeps this much of its past: about 50 batches of memory,
+# so that a source's share from an hour ago does not decide who sheds now.
+DECAY = 0.98
+
+
+@dataclass
+class ShedPolicy:
+    """Fine levels per frame of a batch (0: shed); pure and deterministic (module doc)."""
+
+    levels: int  # fine levels of a whole frame
+    min_levels: int  # the fewest fine levels a frame keeps before its fine tokens are shed whole
+    low: float = LOW
+    high: float = HIGH
+    carry: float = 0.0  # fine levels allowed but not spent by the last batch
+    given: dict[str, float] = field(default_factory=dict)  # fine levels made per source (decaying)
+    seen: dict[str, float] = field(default_factory=dict)  # frames planned per source (decaying)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_levels <= self.levels or not 0 <= self.low < self.high <= 1:
+            raise ValueError("shedding needs 1 <= min_levels <= levels and 0 <= low < high <= 1")
+
+    def fraction(self, fill: float) -> float:
+        """The share of the fine work allowed at hand-over ``fill`` (0-1)."""
+        return min(1.0, max(0.0, (self.high - fill) / (self.high - self.low)))
+
+    def plan(self, sources: Sequence[str], priorities: Mapping[str, int], fill: float) -> list[int]:
+        """Per frame of a batch (its source's name), the fine levels to make: ``levels``, fewer, or 0."""
+        for counts in (self.given, self.seen):
+            for k in counts:
+                counts[k] *= DECAY
+        for s in sources:
+            self.seen[s] = self.seen.get(s, 0.0) + 1
+        share = self.fraction(fill)
+        if share >= 1.0 or share <= 0.0:
+            self.carry = 0.0
+            out = [self.levels if share else 0] * len(sources)
+            for s in sources:
+                self.given[s] = self.given.get(s, 0.0) + out[0]
+            return out
+        budget = share * len(sources) * self.levels + self.carry
+        out = [0] * len(sources)
+        for prio in sorted({priorities.get(s, 0) for s in sources}, reverse=True):
+            frames = [i for i, s in enumerate(sources) if priorities.get(s, 0) == prio]
+            budget = self._spend(frames, sources, out, 0, self.min_levels, budget)
+            budget = self._spend(frames, sources, out, self.min_levels, self.levels - self.min_levels, budget)
+        self.carry = min(budget, float(self.levels))
+        return out
+
+    def _spend(self, frames: list[int], sources: Sequence[str], out: list[int], have: int, step: int,
+               budget: float) -> float:
+        """Give ``step`` more levels to frames that have ``have``, the least-served source first."""
+        todo = [i for i in frames if out[i] == have]
+        while step and todo and budget >= step:
+            i = min(todo, key=lambda j: (self.given.get(sources[j], 0.0) / self.seen[sources[j]], j))
+            todo.remove(i)
+            out[i] += step
+            self.given[sources[i]] = self.given.get(sources[i], 0.0) + step
+            budget -= step
+        return budget
