@@ -79,6 +79,20 @@ print(sum(s["written"] for s in b["streams"].values()))' "$OUT/run.log")
   "$LIVETOK" probe "$OUT/bus.ltk"
 }
 
+# make_speech FILE TEXT: espeak-ng's voice with 0.6 s of silence before and after (22.05 kHz mono WAV).
+make_speech() {
+  command -v espeak-ng >/dev/null && command -v sox >/dev/null \
+    || { echo "example: needs espeak-ng and sox (scripts/setup.sh)" >&2; exit 1; }
+  espeak-ng -w "$1.voice.wav" "$2"
+  sox -q "$1.voice.wav" "$1" pad 0.6 0.6
+  rm -f "$1.voice.wav"
+}
+
+# write_config TEMPLATE: OUT/config.yaml from the example's config.yaml.in (@OUT@, @PORT@, @MODEL@ filled in).
+write_config() {
+  sed -e "s|@OUT@|$OUT|g" -e "s|@PORT@|$PORT|g" -e "s|@MODEL@|${MODEL:-}|g" "$1" > "$OUT/config.yaml"
+}
+
 # The model files of the silero-vad wheel (importlib.resources: nothing is downloaded).
 silero_file() {
   "$PY" -c 'import importlib.resources as r, sys; print(r.files("silero_vad") / "data" / sys.argv[1])' "$1"

@@ -69,3 +69,16 @@ def test_silero_vad(tmp_path: Path) -> None:
     # silence first and last (the lowest units), speech in between (the highest): the model heard the voice
     assert codes[:15].max() <= 1 and codes[-15:].max() <= 1 and (codes == 7).sum() > 30
     assert "code -> speech probability: 0: " in stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_torchscript(tmp_path: Path) -> None:
+    run_example("torchscript", tmp_path / "ts")
+    got = check_file_and_bus(tmp_path / "ts")
+    assert set(got) == {("speech", "audio", s) for s in ("fine", "coarse", "units")}
+    units, fine = got[("speech", "audio", "units")], got[("speech", "audio", "fine")]
+    assert len(units) == len(fine) > 100  # 20 ms each: the fine stream's grid, step for step
+    assert [p.start_ns for p in units] == [p.start_ns for p in fine]
+    assert all(p.codes.shape == (1, 1) and p.codes.max() < 32 for p in units)
+    assert len({int(p.codes[0, 0]) for p in units}) > 8  # the units vary with the voice

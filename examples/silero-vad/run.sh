@@ -5,18 +5,14 @@
 source "$(dirname "$0")/../_lib.sh"
 example_begin silero-vad "${1:-}"
 
-model=$(silero_file silero_vad.onnx)
-[ -f "$model" ] || { echo "example: silero-vad is not installed (scripts/setup.sh installs the lock)" >&2; exit 1; }
-command -v espeak-ng >/dev/null && command -v sox >/dev/null \
-  || { echo "example: needs espeak-ng and sox (scripts/setup.sh)" >&2; exit 1; }
+MODEL=$(silero_file silero_vad.onnx)
+[ -f "$MODEL" ] || { echo "example: silero-vad is not installed (scripts/setup.sh installs the lock)" >&2; exit 1; }
 
-# 0.6 s of silence, about 2.5 s of speech, 0.6 s of silence.
-espeak-ng -w "$OUT/voice.wav" "Tokens that tell the truth. Live, from the first packet."
-sox -q "$OUT/voice.wav" "$OUT/speech.wav" pad 0.6 0.6
+# 0.6 s of silence, about 3 s of speech, 0.6 s of silence.
+make_speech "$OUT/speech.wav" "Tokens that tell the truth. Live, from the first packet."
 
 start_broker
-sed -e "s|@OUT@|$OUT|g" -e "s|@MODEL@|$model|g" -e "s|@PORT@|$PORT|g" \
-  "$(dirname "$0")/config.yaml.in" > "$OUT/config.yaml"
+write_config "$(dirname "$0")/config.yaml.in"
 # 8 k-means units over the model's probabilities (scalars: codes come in the order of their values).
 "$LIVETOK" fit --tokenizer vad "$OUT/speech.wav" -o "$OUT/vad.safetensors" -c "$OUT/config.yaml"
 "$PY" - "$OUT/vad.safetensors" <<'PYEOF'
