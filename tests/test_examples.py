@@ -82,3 +82,25 @@ def test_torchscript(tmp_path: Path) -> None:
     assert [p.start_ns for p in units] == [p.start_ns for p in fine]
     assert all(p.codes.shape == (1, 1) and p.codes.max() < 32 for p in units)
     assert len({int(p.codes[0, 0]) for p in units}) > 8  # the units vary with the voice
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_onnx(tmp_path: Path) -> None:
+    run_example("onnx", tmp_path / "onnx")
+    got = check_file_and_bus(tmp_path / "onnx")
+    assert set(got) == {("clip", "video", "patches")}
+    patches = got[("clip", "video", "patches")]
+    assert len(patches) == 30  # 3 s at 10 fps: every frame
+    assert all(p.grid == (7, 7) and p.codes.shape == (49, 2) and p.codes.max() < 64 for p in patches)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_spectrogram_patches(tmp_path: Path) -> None:
+    run_example("spectrogram-patches", tmp_path / "sp")
+    got = check_file_and_bus(tmp_path / "sp")
+    assert set(got) == {("speech", "audio", "spec")}
+    spec = got[("speech", "audio", "spec")]
+    assert len(spec) > 40  # 80 ms each over the whole clip
+    assert all(p.grid == (8, 1) and p.codes.shape == (8, 2) and p.codes.max() < 64 for p in spec)
