@@ -194,3 +194,37 @@ def test_fit_tokenizer_then_run(tmp_path: Path, capsys: pytest.CaptureFixture[st
     # 2.5 s of audio in 80 ms steps, every sample in a step; 8 rows of patches, 2 levels
     assert [p.seq for p in sp] == list(range(32)) and all(p.grid == (8, 1) and p.codes.shape == (8, 2) for p in sp)
     assert len(streams[("audio", "gru")]) == 250 and len(streams[("audio", "fine")]) == 125
+
+
+@pytest.mark.slow
+def test_the_builtin_video_kind_runs_only_on_the_frames_of_sources_that_feed_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two cameras: `a` feeds patch-rvq, `b` only a plug-in. The built-in model sees a's frames, and
+    none of b's (it used to encode every captured frame and throw b's codes away)."""
+    from livetok.tokenizers.video import VideoTokenizer
+
+    rows: list[int] = []
+    real = VideoTokenizer.encode
+
+    def counting(self: VideoTokenizer, images: Any, *args: Any, **kw: Any) -> Any:
+        rows.append(len(images))
+        return real(self, images, *args, **kw)
+
+    monkeypatch.setattr(VideoTokenizer, "encode", counting)
+    vq = video_model(tmp_path, "onnx", "codes")
+    out = tmp_path / "out.ltk"
+    cfg = LivetokConfig.model_validate({
+        "tokenizers": [{"name": "audio", "kind": "logmel-rvq"}, {"name": "video", "kind": "patch-rvq"},
+                       {"name": "vq", "kind": "onnx", "modality": "video", "model": {"path": str(vq)}}],
+        "sources": [{"kind": "synthetic", "name": "a", "size": "160x120", "fps": 10, "tokenizers": ["video"]},
+                    {"kind": "synthetic", "name": "b", "size": "160x120", "fps": 10, "tokenizers": ["vq"]}],
+        "sinks": [{"kind": "file", "path": str(out)}]})
+    report = run_blocking(cfg, 2.0)
+    assert report.stopped_by == "duration"
+    streams = by_stream([p for p in read_ltk(out).packets if isinstance(p, TokenPacket)])
+    a_frames = [p for p in streams[("video", "fine")] if p.source == "a"]
+    b_frames = [p for p in streams[("video", "vq")] if p.source == "b"]
+    assert not any(p.source == "b" for p in streams[("video", "fine")])
+    assert len(a_frames) > 5 and len(b_frames) > 5
+    assert rows[0] == cfg.tokenizer.video.batch_size  # the warm-up
+    assert sum(rows[1:]) == len(a_frames)  # b's frames never reached the built-in model

@@ -150,14 +150,36 @@ class _Group:
     members: tuple[str, ...] = ()  # its sources' names
 
 
+@dataclass(frozen=True)
+class EncodedFrames:
+    """The built-in video kind's codes of some frames of a batch: row r is frame ``indices[r]``."""
+
+    indices: tuple[int, ...]
+    codes: BatchCodes
+
+    def select(self, kept: list[int]) -> BatchCodes | None:
+        """The rows of frames ``kept``, in that order; None when one of them was not encoded (a reload
+        came between :meth:`Engine.encode` and :meth:`Engine.on_video`: encode them there)."""
+        if tuple(kept) == self.indices:
+            return self.codes
+        row = {i: r for r, i in enumerate(self.indices)}
+        if any(i not in row for i in kept):
+            return None
+        rows = [row[i] for i in kept]
+        return BatchCodes({k: v[rows] for k, v in self.codes.codes.items()},
+                          {k: None if v is None else v[rows] for k, v in self.codes.vectors.items()})
+
+
 class Engine:
-    """Not thread-safe by design: call every method from one thread (the runner's worker)."""
+    """Not thread-safe by design: call every method from one thread (the runner's worker); only
+    :meth:`encode` runs in another, and reads nothing but a frozenset replaced whole."""
 
     def __init__(self, cfg: LivetokConfig, toks: Tokenizers) -> None:
         self.toks = toks
         self.plugins: dict[str, Plugin] = toks.plugins
         self.sources: dict[str, _Source] = {}
         self.groups: dict[str, _Group] = {}
+        self._builtin_video: frozenset[str] = frozenset()  # sources that feed patch-rvq (for encode)
         for g in cfg.effective_groups():
             self.add_group(g, cfg)
 
@@ -196,6 +218,10 @@ class Engine:
                 src.audio, src.audio_group = AudioTrack(self.toks, name), g.name
                 src.beep = BeepDetector() if markers else None
                 src.builtin_audio, src.audio_plugins = builtin, audio_tracks(self.plugins, names, name)
+        self._refresh_builtin_video()
+
+    def _refresh_builtin_video(self) -> None:
+        self._builtin_video = frozenset(n for n, s in self.sources.items() if s.video is not None and s.builtin_video)
 
     def remove_group(self, name: str) -> EngineOutput:
         """Stop aligning group ``name``: its sources' audio is flushed (every sample into a token), its
@@ -217,17 +243,21 @@ class Engine:
             if src.video is None and src.audio is None:
                 del self.sources[src.name]
         out.steps += group.aligner.flush()
+        self._refresh_builtin_video()
         return out
 
     # -- input -----------------------------------------------------------------------------------
-    def encode(self, caps: list[VideoCapture]) -> BatchCodes | None:
-        """The pure, heavy part of :meth:`on_video` — the batched tokenizer call, ``[B, S, S, 3] ->
-        codes`` — which reads no engine state, so the runner runs it in a thread of its own while
-        audio goes on in the engine's (None for no frames)."""
-        return encode_images(self.toks, [c.image for c in caps]) if caps else None
+    def encode(self, caps: list[VideoCapture]) -> EncodedFrames | None:
+        """The pure, heavy part of :meth:`on_video` — the built-in kind's batched call, ``[B, S, S, 3] ->
+        codes`` — for the frames of sources that feed it (a source feeding only plug-ins costs it
+        nothing). It reads one frozenset of the engine's, so the runner runs it in a thread of its own
+        while audio goes on in the engine's (None for no such frames)."""
+        wanted = self._builtin_video  # one read: replaced whole by add_group/remove_group, never changed
+        idx = tuple(i for i, c in enumerate(caps) if c.source in wanted)
+        return EncodedFrames(idx, encode_images(self.toks, [caps[i].image for i in idx])) if idx else None
 
     def on_video(self, caps: list[VideoCapture], lost: frozenset[str] = frozenset(),
-                 codes: BatchCodes | None = None) -> EngineOutput:
+                 codes: EncodedFrames | None = None) -> EngineOutput:
         """Frames of any sources -> one batched tokenizer call (or ``codes``, from :meth:`encode` of the
         same ``caps``). ``lost``: sources whose queue dropped frames since the last call (their next
         packet is flagged GAP)."""
@@ -275,10 +305,7 @@ class Engine:
                                     discontinuity=cap.discontinuity), len(frames))
             frames.append((src, cap.media_ns, duration, host))
             images.append(cap)
-        if codes is not None and len(kept) != len(caps):
-            codes = BatchCodes({k: v[kept] for k, v in codes.codes.items()},
-                               {k: None if v is None else v[kept] for k, v in codes.vectors.items()})
-        packets_of = encode_video(self.toks, items, codes)
+        packets_of = encode_video(self.toks, items, codes.select(kept) if codes is not None else None)
         plugged = batch.run(out.model_errors)
         for k, ((src, media, duration, host), cap) in enumerate(zip(frames, images, strict=True)):
             group = self.groups[src.video_group or ""]
