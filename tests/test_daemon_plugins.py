@@ -228,3 +228,32 @@ def test_the_builtin_video_kind_runs_only_on_the_frames_of_sources_that_feed_it(
     assert len(a_frames) > 5 and len(b_frames) > 5
     assert rows[0] == cfg.tokenizer.video.batch_size  # the warm-up
     assert sum(rows[1:]) == len(a_frames)  # b's frames never reached the built-in model
+
+
+def test_the_bus_buffer_bounds_count_the_plugin_streams_a_source_sends() -> None:
+    """buffer_s of what each source really sends: its plug-in streams (by their specs), and the built-in
+    kinds' streams only when it feeds them."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from livetok.sinks.mqtt_setup import buffer_bounds
+    from livetok.tokenizers.spec import StreamSpec
+
+    def bounds(feeds: list[str]) -> tuple[int, int]:
+        cfg = LivetokConfig.model_validate({
+            "tokenizers": [{"name": "audio", "kind": "logmel-rvq"}, {"name": "video", "kind": "patch-rvq"},
+                           {"name": "vq", "kind": "onnx", "modality": "video", "model": {"path": "vq.onnx"}},
+                           {"name": "units", "kind": "onnx", "modality": "audio", "model": {"path": "u.onnx"}}],
+            "sources": [{"kind": "synthetic", "name": "syn", "fps": 10, "tokenizers": feeds}],
+            "mqtt": {"host": "127.0.0.1", "buffer_s": 60}})
+        plugins = {"vq": SimpleNamespace(spec=StreamSpec("video", "vq", None, (16, 16), 2, 1024)),
+                   "units": SimpleNamespace(spec=StreamSpec("audio", "units", Fraction(20_000_000), (1, 1), 1, 64))}
+        return buffer_bounds(cfg, plugins)
+
+    steps, audio = 12.5, 50 + 12.5  # aligned steps and the built-in audio streams, per second
+    assert bounds(["audio", "vq"])[0] == int((10 + audio + steps) * 60)
+    assert bounds(["audio", "vq", "units"])[0] == int((10 + audio + 50 + steps) * 60)
+    assert bounds(["audio", "video"])[0] == int((2 * 10 + audio + steps) * 60)
+    # bytes: 10 frames/s of 256 cells x 2 levels x 2 bytes (+96), twice (packets and steps), x 1.25
+    with_vq, without = bounds(["audio", "vq", "units"])[1], bounds(["audio", "units"])[1]
+    assert with_vq - without == pytest.approx(2 * 10 * (256 * 2 * 2 + 96) * 60 * 1.25, abs=2)
