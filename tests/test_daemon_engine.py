@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from livetok.config import LivetokConfig
-from livetok.pipeline.engine import Engine, EngineOutput, HostPacket
+from livetok.pipeline.engine import Engine
 from livetok.pipeline.outbound import WireStamper
+from livetok.pipeline.results import EngineOutput, HostPacket
 from livetok.streams.types import AudioCapture, VideoCapture
 from livetok.tokenizers import Tokenizers
 from livetok.wire import AlignedStep, Clock, Flag, Modality, Scale, StepFlag, TokenPacket

@@ -50,6 +50,20 @@ def test_kmeans_units_are_the_nearest_centroid() -> None:
     assert len(set(codes[:400])) == len(set(codes[400:800])) == 1 and len(set(codes)) == 3  # one unit per cluster
 
 
+def test_kmeans_of_scalars_gives_codes_in_value_order() -> None:
+    """A 1-D unit model (silero-vad's speech probability, examples/silero-vad): a larger code is a larger
+    value, so a consumer compares codes without the codebook."""
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.beta(0.3, 3.0, 3000), rng.beta(3.0, 0.3, 2000)])[:, None].astype(np.float32)
+    cfg = QuantizerConfig(kind="kmeans", codebook_size=8, dim=None, iters=10)
+    arrays = fit_quantizer(x, cfg)
+    assert np.all(np.diff(arrays.codebooks[0, :, 0]) > 0)
+    q = build_quantizer(arrays, cfg, "test")
+    grid = np.linspace(0, 1, 201)[:, None]
+    codes = q.encode_rows(grid).codes[:, 0]
+    assert np.all(np.diff(codes) >= 0) and codes[0] == 0 and codes[-1] == 7
+
+
 def test_rvq_levels_refine() -> None:
     cfg = QuantizerConfig(kind="rvq", levels=3, codebook_size=8, dim=4, iters=8)
     q = build_quantizer(fit_quantizer(X, cfg), cfg, "test")

@@ -27,6 +27,7 @@ from livetok.config import LivetokConfig
 from livetok.daemon.main import run_async
 from livetok.daemon.notify import Notifier
 from livetok.pipeline import engine as engine_module
+from livetok.pipeline.results import EngineOutput
 from livetok.runtime import lane as lane_module
 from livetok.runtime.stopping import StopControl
 from livetok.wire import Flag, TokenPacket, read_ltk
@@ -206,7 +207,7 @@ def test_watchdog_pings_stop_while_the_worker_hangs(tmp_path: Path, notify: Noti
     stuck_for_s = lane_module.BlockingLane.stuck_for_s
     interval_s = 0.5  # half of WATCHDOG_USEC
 
-    def maybe_hang(self: engine_module.Engine, now_ns: int) -> engine_module.EngineOutput:
+    def maybe_hang(self: engine_module.Engine, now_ns: int) -> EngineOutput:
         if hang.is_set() and not release.is_set():
             entered.set()
             release.wait(30)

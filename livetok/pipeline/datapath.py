@@ -25,10 +25,11 @@ from typing import Any
 
 from livetok.config import LivetokConfig
 from livetok.pipeline.books import Books, RunReport
-from livetok.pipeline.engine import Engine, EngineOutput
+from livetok.pipeline.engine import Engine
 from livetok.pipeline.metrics import Metrics
 from livetok.pipeline.outbound import WireStamper
 from livetok.pipeline.outlets import Outlet, Outlets
+from livetok.pipeline.results import EngineOutput
 from livetok.pipeline.shedding import ShedPolicy
 from livetok.pipeline.sources import RunningSource
 from livetok.runtime.lane import BlockingLane, LanePool

@@ -26,82 +26,21 @@ from dataclasses import dataclass, field
 from livetok.config import Group, LivetokConfig
 from livetok.media.continuity import clock_restarted
 from livetok.pipeline.plugins import Batch, audio_tracks, end_audio, plugin_audio, video_tracks
+from livetok.pipeline.results import ClockState, EncodedFrames, EngineOutput, HostPacket
 from livetok.streams.types import AudioCapture, VideoCapture
-from livetok.sync import Aligner, BeepDetector, ClockModel, FlashDetector, SkewEstimator, SourceClock, Step
+from livetok.sync import Aligner, BeepDetector, ClockModel, FlashDetector, SkewEstimator, SourceClock
 from livetok.sync.settle import Settling
 from livetok.tokenizers import Tokenizers
 from livetok.tokenizers.kinds.base import Plugin
 from livetok.tokenizers.plugin_track import PluginAudioTrack, PluginVideoTrack
 from livetok.tokenizers.session import AudioTrack, VideoItem, encode_images, encode_video
-from livetok.tokenizers.video import BatchCodes, VideoStream
-from livetok.wire import Modality, Scale, TokenPacket
+from livetok.tokenizers.video import VideoStream
+from livetok.wire import Modality, TokenPacket
 
 NS = 1_000_000_000
 # Source kinds whose first output waits for their clock to settle: everything that captures in real
 # time. Files, lavfi and the synthetic source are paced by livetok: their arrival is their capture.
 HOLDING_KINDS = frozenset({"stream", "v4l2", "mic"})
-
-
-@dataclass(frozen=True, slots=True)
-class HostPacket:
-    """A token packet as the tokenizer made it (media times, ``Clock.MEDIA``) and the host monotonic
-    interval ``[start_ns, end_ns)`` its source's clock maps it to."""
-
-    packet: TokenPacket
-    start_ns: int
-    end_ns: int
-
-    @property
-    def source(self) -> str:
-        return self.packet.source
-
-    @property
-    def modality(self) -> Modality:
-        return self.packet.modality
-
-    @property
-    def scale(self) -> Scale | None:
-        return self.packet.scale
-
-    @property
-    def stream_name(self) -> str:
-        return self.packet.stream_name
-
-    @property
-    def capture_ns(self) -> int:
-        """Host time at which its input was complete: a frame's time, the end of an audio window."""
-        return self.start_ns if self.packet.modality == Modality.VIDEO else self.end_ns
-
-
-HostStep = Step[HostPacket]
-
-
-@dataclass
-class EngineOutput:
-    """What one call produced, in host monotonic ns; ``skews``: new median A/V skews (group, ns)."""
-
-    packets: list[HostPacket] = field(default_factory=list)
-    steps: list[HostStep] = field(default_factory=list)
-    skews: list[tuple[str, int]] = field(default_factory=list)
-    gaps: list[tuple[str, str]] = field(default_factory=list)  # (source, modality) whose input was lost
-    model_errors: list[tuple[str, str]] = field(default_factory=list)  # (tokenizer, line): a failed model call
-
-    def extend(self, other: EngineOutput) -> None:
-        self.packets += other.packets
-        self.steps += other.steps
-        self.skews += other.skews
-        self.gaps += other.gaps
-        self.model_errors += other.model_errors
-
-
-@dataclass(frozen=True)
-class ClockState:
-    """One source's clock, for metrics: drift (ppm), the start-up error still being slewed (ns), and
-    how long its first output was held while the clock settled (ms; None while it still holds)."""
-
-    drift_ppm: float
-    slewing_ns: int
-    settled_after_ms: float | None = None
 
 
 def _settle_ms(settling: Settling | None) -> float | None:
@@ -151,13 +90,15 @@ class _Group:
 
 
 class Engine:
-    """Not thread-safe by design: call every method from one thread (the runner's worker)."""
+    """Not thread-safe by design: call every method from one thread (the runner's worker); only
+    :meth:`encode` runs in another, and reads nothing but a frozenset replaced whole."""
 
     def __init__(self, cfg: LivetokConfig, toks: Tokenizers) -> None:
         self.toks = toks
         self.plugins: dict[str, Plugin] = toks.plugins
         self.sources: dict[str, _Source] = {}
         self.groups: dict[str, _Group] = {}
+        self._builtin_video: frozenset[str] = frozenset()  # sources that feed patch-rvq (for encode)
         for g in cfg.effective_groups():
             self.add_group(g, cfg)
 
@@ -196,6 +137,10 @@ class Engine:
                 src.audio, src.audio_group = AudioTrack(self.toks, name), g.name
                 src.beep = BeepDetector() if markers else None
                 src.builtin_audio, src.audio_plugins = builtin, audio_tracks(self.plugins, names, name)
+        self._refresh_builtin_video()
+
+    def _refresh_builtin_video(self) -> None:
+        self._builtin_video = frozenset(n for n, s in self.sources.items() if s.video is not None and s.builtin_video)
 
     def remove_group(self, name: str) -> EngineOutput:
         """Stop aligning group ``name``: its sources' audio is flushed (every sample into a token), its
@@ -217,17 +162,25 @@ class Engine:
             if src.video is None and src.audio is None:
                 del self.sources[src.name]
         out.steps += group.aligner.flush()
+        self._refresh_builtin_video()
         return out
 
     # -- input -----------------------------------------------------------------------------------
-    def encode(self, caps: list[VideoCapture], fine_levels: list[int] | None = None) -> BatchCodes | None:
-        """The pure, heavy part of :meth:`on_video` — the batched tokenizer call, ``[B, S, S, 3] ->
-        codes`` — which reads no engine state, so the runner runs it in a thread of its own while
-        audio goes on in the engine's (None for no frames). ``fine_levels [B]``: the overload plan."""
-        return encode_images(self.toks, [c.image for c in caps], fine_levels) if caps else None
+    def encode(self, caps: list[VideoCapture], fine_levels: list[int] | None = None) -> EncodedFrames | None:
+        """The pure, heavy part of :meth:`on_video` — the built-in kind's batched call, ``[B, S, S, 3] ->
+        codes`` — for the frames of sources that feed it (a source feeding only plug-ins costs it
+        nothing). It reads one frozenset of the engine's, so the runner runs it in a thread of its own
+        while audio goes on in the engine's (None for no such frames). ``fine_levels [B]``: the
+        overload plan (:mod:`livetok.pipeline.shedding`)."""
+        wanted = self._builtin_video  # one read: replaced whole by add_group/remove_group, never changed
+        idx = tuple(i for i, c in enumerate(caps) if c.source in wanted)
+        if not idx:
+            return None
+        levels = None if fine_levels is None else [fine_levels[i] for i in idx]
+        return EncodedFrames(idx, encode_images(self.toks, [caps[i].image for i in idx], levels))
 
     def on_video(self, caps: list[VideoCapture], lost: frozenset[str] = frozenset(),
-                 codes: BatchCodes | None = None) -> EngineOutput:
+                 codes: EncodedFrames | None = None) -> EngineOutput:
         """Frames of any sources -> one batched tokenizer call (or ``codes``, from :meth:`encode` of the
         same ``caps``). ``lost``: sources whose queue dropped frames since the last call (their next
         packet is flagged GAP)."""
@@ -275,11 +228,7 @@ class Engine:
                                     discontinuity=cap.discontinuity), len(frames))
             frames.append((src, cap.media_ns, duration, host))
             images.append(cap)
-        if codes is not None and len(kept) != len(caps):
-            codes = BatchCodes({k: v[kept] for k, v in codes.codes.items()},
-                               {k: None if v is None else v[kept] for k, v in codes.vectors.items()},
-                               None if codes.fine_levels is None else codes.fine_levels[kept])
-        packets_of = encode_video(self.toks, items, codes)
+        packets_of = encode_video(self.toks, items, codes.select(kept) if codes is not None else None)
         plugged = batch.run(out.model_errors)
         for k, ((src, media, duration, host), cap) in enumerate(zip(frames, images, strict=True)):
             group = self.groups[src.video_group or ""]

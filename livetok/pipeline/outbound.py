@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from livetok.pipeline.engine import HostPacket, HostStep
+from livetok.pipeline.results import HostPacket, HostStep
 from livetok.sinks.message import STEP, Outgoing
 from livetok.sync import WallClock
 from livetok.wire import AlignedStep, Clock, TokenPacket, encode_packet

@@ -64,9 +64,10 @@ def connect_options(cfg: Mqtt, password: Secret | None, instance: str) -> Connec
                           timeout_s=cfg.connect_timeout_s)
 
 
-def buffer_bounds(cfg: LivetokConfig) -> tuple[int, int]:
+def buffer_bounds(cfg: LivetokConfig, plugins: dict[str, Any] | None = None) -> tuple[int, int]:
     """(messages, bytes) of the outbound buffer: ``mqtt.buffer_s`` of the configured streams, estimated
-    from the configuration (frame rate 30 when a camera does not say), unless given explicitly."""
+    from the configuration (frame rate 30 when a camera does not say) and the plug-in tokenizers' specs
+    (``plugins``: the loaded ones), unless given explicitly."""
     m, tok = cfg.bus_settings(), cfg.tokenizer
     v, a = tok.video, tok.audio
     cells = {sc: (v.size // p) ** 2 for sc, p in (("fine", v.fine_patch), ("coarse", v.coarse_patch))}
@@ -75,21 +76,39 @@ def buffer_bounds(cfg: LivetokConfig) -> tuple[int, int]:
         frame_bytes += sum(cells[sc] * getattr(v, sc).dim * 2 for sc in cells)
     audio_rate = 1000 / (a.fine_frames * a.hop_ms) + 1000 / (a.coarse_frames * a.hop_ms)
     by_name = {s.name: s for s in cfg.sources}
+    specs = stream_specs_of(cfg, plugins or {})
     msgs = nbytes = 0.0
     for g in cfg.effective_groups():
         group_bytes = 0.0
         if g.video is not None:
             fps = getattr(by_name[g.video], "fps", None) or 30.0
-            msgs += 2 * fps
-            group_bytes += fps * frame_bytes
-        if g.audio is not None:
+            if ("video", "fine") in specs.get(g.video, {}):
+                msgs += 2 * fps
+                group_bytes += fps * frame_bytes
+        if g.audio is not None and ("audio", "fine") in specs.get(g.audio, {}):
             msgs += audio_rate
             group_bytes += audio_rate * 100
+        for src, modality in ((g.video, "video"), (g.audio, "audio")):
+            for (mod, name), spec in specs.get(src or "", {}).items():
+                if mod == modality and name not in ("fine", "coarse"):
+                    rate = (getattr(by_name[src or ""], "fps", None) or 30.0) if spec.step_ns is None else (
+                        1e9 / float(spec.step_ns))
+                    n = spec.grid[0] * spec.grid[1]
+                    msgs += rate
+                    group_bytes += rate * (n * spec.levels * 2 + n * (spec.vector_size or 0) * 2 + 96)
         msgs += 1000 / cfg.alignment.step_ms
         nbytes += 2 * group_bytes  # the packets, and their copies inside the steps
     messages = m.buffer_messages or max(1_000, int(msgs * m.buffer_s))
     size = int(m.buffer_mb * 1e6) if m.buffer_mb else max(1_000_000, int(nbytes * m.buffer_s * 1.25))
     return messages, size
+
+
+def stream_specs_of(cfg: LivetokConfig, plugins: dict[str, Any]) -> dict[str, dict[tuple[str, str], Any]]:
+    """Per source, its streams' specs by (modality, stream name)."""
+    from livetok.tokenizers.registry import stream_specs
+
+    return {src: {(spec.modality, spec.name): spec for _, _, spec in streams}
+            for src, streams in stream_specs(cfg, plugins).items()}
 
 
 def stream_spec_metas(cfg: LivetokConfig, vocab: Vocabulary,

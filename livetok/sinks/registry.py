@@ -40,7 +40,7 @@ def _mqtt(cfg: LivetokConfig, name: str, settings: FileSinkConfig | MqttSinkConf
 
     bus = cfg.bus
     assert bus is not None and ctx.vocab is not None
-    messages, nbytes = buffer_bounds(cfg)
+    messages, nbytes = buffer_bounds(cfg, ctx.plugins)
     metas = source_metas(cfg, ctx.vocab, ctx.run_id, bus.instance or default_instance(), ctx.plugins)
     return MqttSink(bus, run_id=ctx.run_id, metas=metas, name=name, queue_messages=messages, queue_bytes=nbytes)
 

@@ -22,6 +22,7 @@ from livetok.tokenizers.rvq import ScaleQuantizer
 def fit_quantizer(x: np.ndarray, cfg: QuantizerConfig, seed: int = 0, device: str = "cpu",
                   progress: Progress | None = None, what: str = "vectors") -> ScaleArrays:
     """``x [N, D]`` training vectors -> fitted ``mean [D]``, ``proj [D, d]``, ``codebooks [L, K, d]``.
+    One level of scalars (``d`` = 1, k-means) comes sorted: code order is value order.
 
     Too few vectors for the codebook is one MediaError line saying how many are needed."""
     n, size = x.shape
@@ -39,6 +40,10 @@ def fit_quantizer(x: np.ndarray, cfg: QuantizerConfig, seed: int = 0, device: st
         mean, proj = pca(x, d)
     z = (np.asarray(x, dtype=np.float64) - mean) @ proj
     books = fit_rvq(z, cfg.depth, cfg.codebook_size, cfg.iters, seed, torch.device(device), progress=progress)
+    if books.shape[0] == 1 and books.shape[2] == 1:
+        # One level of scalars (a probability, a loudness): codes in the order of their values, so that a
+        # larger code means a larger value (a consumer can compare codes without the codebook).
+        books = np.sort(books, axis=1)
     return ScaleArrays(mean.astype(np.float32), proj.astype(np.float32), books.astype(np.float32))
 
 
