@@ -10,7 +10,7 @@ rebuild the exact id table with :meth:`livetok.vocab.Vocabulary.from_dict`). JSO
       "run_id": "5f0c3a9e12d4b7a8", "instance": "host1", "source": "cam0",
       "started_unix_ns": 1700000000000000000,
       "streams": {
-        "video/fine": {"rate_hz": null, "nominal_fps": 30.0, "grid": [14, 14], "levels": 4,
+        "video/fine": {"rate_hz": null, "nominal_fps": 30.0, "token_fps": 5.0, "grid": [14, 14], "levels": 4,
                        "codebook_size": 1024, "code_offsets": [6178, 7202, 8226, 9250],
                        "position_offset": 10274},
         ...
@@ -20,7 +20,9 @@ rebuild the exact id table with :meth:`livetok.vocab.Vocabulary.from_dict`). JSO
     }
 
 ``rate_hz`` is tokens per second, null when the stream follows the camera's frame rate (then
-``nominal_fps`` is the camera's nominal rate when known, else null). ``levels`` is how many RVQ
+``nominal_fps`` is the camera's nominal rate when known, else null, and ``token_fps`` the source's token
+rate: at most that many frames per second are tokenized, one per ``1 / token_fps`` s of capture
+time; null: every frame; absent from audio streams). ``levels`` is how many RVQ
 levels the packets carry; ``code_offsets[l]`` is the joint id of code 0 at level ``l``.
 Readers ignore keys they do not know (kept in :attr:`SourceMeta.extra`), so fields can be added.
 """
@@ -60,7 +62,8 @@ class StreamDescription:
     """What a publisher says of one stream it will send; the rest comes from the vocabulary.
 
     ``levels``: RVQ levels in the packets (None: all the codebooks have); ``rate_hz``: tokens per
-    second (None for video, which follows the frames); ``nominal_fps``: the camera's nominal rate.
+    second (None for video, which follows the frames); ``nominal_fps``: the camera's nominal rate;
+    ``token_fps``: the source's token rate (video; None: every frame).
     """
 
     modality: Modality
@@ -68,6 +71,7 @@ class StreamDescription:
     levels: int | None = None
     rate_hz: float | None = None
     nominal_fps: float | None = None
+    token_fps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,14 +87,17 @@ class StreamMeta:
     codebook_size: int
     code_offsets: tuple[int, ...]
     position_offset: int
+    token_fps: float | None = None
 
     @property
     def key(self) -> str:
         return stream_key(self.modality, self.scale)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rate_hz": self.rate_hz, "nominal_fps": self.nominal_fps, "grid": list(self.grid),
-                "levels": self.levels, "codebook_size": self.codebook_size,
+        out: dict[str, Any] = {"rate_hz": self.rate_hz, "nominal_fps": self.nominal_fps}
+        if self.modality == Modality.VIDEO:
+            out["token_fps"] = self.token_fps
+        return {**out, "grid": list(self.grid), "levels": self.levels, "codebook_size": self.codebook_size,
                 "code_offsets": list(self.code_offsets), "position_offset": self.position_offset}
 
 
@@ -131,11 +138,12 @@ class SourceMeta:
             levels = sid.shape.levels if d.levels is None else d.levels
             if not 0 <= levels <= sid.shape.levels:
                 raise ConfigError(f"{sid.shape.key}: {levels} levels, the codebooks have {sid.shape.levels}")
-            for what, value in (("rate_hz", d.rate_hz), ("nominal_fps", d.nominal_fps)):
+            for what, value in (("rate_hz", d.rate_hz), ("nominal_fps", d.nominal_fps), ("token_fps", d.token_fps)):
                 if value is not None and not (math.isfinite(value) and value > 0):
                     raise ConfigError(f"{sid.shape.key}: {what} {value} is not a positive number")
             out[sid.shape.key] = StreamMeta(d.modality, d.scale, d.rate_hz, d.nominal_fps, sid.shape.grid, levels,
-                                            sid.shape.codebook_size, sid.code_offsets[:levels], sid.position_offset)
+                                            sid.shape.codebook_size, sid.code_offsets[:levels], sid.position_offset,
+                                            d.token_fps)
         return cls(run_id, instance, source, vocab.codebook_id, out, vocab, clock, WIRE_VERSION, started_unix_ns)
 
     def stream(self, modality: Modality, scale: Scale) -> StreamMeta | None:
@@ -182,7 +190,7 @@ class SourceMeta:
                 streams[key] = StreamMeta(mod, sc, _opt_float(s.get("rate_hz")), _opt_float(s.get("nominal_fps")),
                                           (int(rows), int(cols)), int(s["levels"]), int(s["codebook_size"]),
                                           tuple(int(o) for o in s.get("code_offsets", ())),
-                                          int(s.get("position_offset", 0)))
+                                          int(s.get("position_offset", 0)), _opt_float(s.get("token_fps")))
             started = doc.get("started_unix_ns")
             return cls(run_id, str(doc["instance"]), str(doc["source"]), str(doc["codebook_id"]), streams, vocab,
                        str(doc["clock"]), int(doc["wire_version"]), None if started is None else int(started),

@@ -70,11 +70,14 @@ class StatsDocument:
                     lat[f"{modality}/{scale}"] = entry
             g = snap.gauges
             out[n] = {
-                "state": src.state.value, "fps": rates.get((n, "video")), "audio_blocks_per_s": rates.get((n, "audio")),
+                "state": src.state.value, "fps": rates.get((n, "video")), "token_fps": src.token_fps,
+                "nominal_fps": src.nominal_fps, "audio_blocks_per_s": rates.get((n, "audio")),
                 "latency_ms": lat, "drift_ppm": g.get(("drift_ppm", n)), "slewing_ms": g.get(("clock_slewing_ms", n)),
                 "settled_ms": g.get(("clock_settled_ms", n)),
                 "dropped": {"capture": dict(src.dropped), "sinks": dict(src.sink_drops)}, "queue": dict(src.queue),
                 "reconnects": src.reconnects, "stalls": src.stalls, "errors": src.errors, "last_error": src.last_error,
+                "books": {kind: {k: v for k, v in row.items() if k != "balanced"}
+                          for (name, kind), row in snap.captures.items() if name == n},
             }
         return out
 

@@ -1,7 +1,8 @@
 """The run's books: every capture and where it went, every message and what each sink did with it.
 
-``captured = dropped (by the hand-over queue) + tokenized + failed + discarded + left`` for every
-source and modality (the hand-over's counts come from the hand-over itself), and for every sink
+``captured = skipped_by_rate + dropped (by the hand-over queue) + tokenized + failed + discarded + left``
+for every source and modality (the hand-over's counts come from the hand-over itself; frames the
+source's token rate skipped never reach it: the capture thread counts them), and for every sink
 ``offered = written + dropped + failed + queued`` (:mod:`livetok.pipeline.outlets`). The run's
 report (:class:`RunReport`) carries them, and whether they balance: nothing unseen was lost.
 """
@@ -51,15 +52,17 @@ def capture_books(sources: list[RunningSource], books: Books) -> tuple[dict[Key,
     ok = True
     # A source restarted by a reload had several hand-overs under one name: their counts add up.
     handoffs: dict[Key, list[Handoff[Any]]] = {}
+    skipped: Counter[Key] = Counter()
     for src in sources:
         for kind, h in (("video", src.video), ("audio", src.audio)):
             if h is not None:
                 handoffs.setdefault((src.name, kind), []).append(h)
+        skipped[(src.name, "video")] += src.stats.skipped_by_rate
     for key, hs in handoffs.items():
         put, dropped, taken, left = (sum(getattr(h, a) for h in hs) for a in ("put_count", "dropped", "taken", "depth"))
         b = books
-        row = {"captured": put, "dropped_queue": dropped, "tokenized": b.tokenized[key], "failed": b.failed[key],
-               "dropped_shutdown": b.discarded[key] + left}
+        row = {"captured": put + skipped[key], "skipped_by_rate": skipped[key], "dropped_queue": dropped,
+               "tokenized": b.tokenized[key], "failed": b.failed[key], "dropped_shutdown": b.discarded[key] + left}
         # The hand-over's own books, and ours of what was taken from it, must both close.
         row["balanced"] = int(put == dropped + taken + left
                               and taken == b.tokenized[key] + b.failed[key] + b.discarded[key])

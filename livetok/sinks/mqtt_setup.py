@@ -78,7 +78,9 @@ def buffer_bounds(cfg: LivetokConfig) -> tuple[int, int]:
     for g in cfg.effective_groups():
         group_bytes = 0.0
         if g.video is not None:
-            fps = getattr(by_name[g.video], "fps", None) or 30.0
+            src = by_name[g.video]
+            fps = getattr(src, "fps", None) or 30.0
+            fps = min(fps, getattr(src, "token_fps", None) or fps)  # the token rate, where it is lower
             msgs += 2 * fps
             group_bytes += fps * frame_bytes
         if g.audio is not None:
@@ -105,9 +107,9 @@ def source_metas(cfg: LivetokConfig, vocab: Vocabulary, run_id: str, instance: s
     for src in cfg.sources:
         streams = []
         if src.name in video:
-            fps = getattr(src, "fps", None)
+            fps, token_fps = getattr(src, "fps", None), getattr(src, "token_fps", None)
             streams += [StreamDescription(Modality.VIDEO, sc, getattr(tok.video, sc.name.lower()).levels, None,
-                                          fps) for sc in Scale]
+                                          fps, token_fps) for sc in Scale]
         if src.name in audio:
             streams += [StreamDescription(Modality.AUDIO, sc, getattr(a, sc.name.lower()).levels, rate[sc])
                         for sc in Scale]

@@ -41,6 +41,7 @@ from livetok.streams.av_options import (
 )
 from livetok.streams.handoff import Handoff
 from livetok.streams.pacing import Pacer
+from livetok.streams.rate import DecodeSkip, RateGate
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
 from livetok.streams.worker import Outcome, SourceThread, Stall
 
@@ -104,6 +105,11 @@ class AvSource(SourceThread):
         self._offset_ns = 0
         self._end_ns = 0  # latest media end handed over (ns, shifted)
         self._rebase = False  # the next frame sets _offset_ns (first frame after a wrap)
+        # The token rate: which frames are handed over, and which the decoder may skip.
+        self._gate = RateGate(options.token_fps) if options.token_fps else None
+        self._skip = DecodeSkip(self._gate) if self._gate is not None else None
+        self._armed = False  # this connection delivered a video frame: the gate's slots are its own
+        self._skip_mode = ""  # the video decoder's skip_frame now ("": not set by us)
 
     # -- one connection ------------------------------------------------------------------------
 
@@ -176,6 +182,9 @@ class AvSource(SourceThread):
             rate = vs.average_rate or vs.guessed_rate
             tracks[vs.index] = _Track(vs.time_base, int(NS / rate) if rate else 0, self._catch_up_ns)
             streams.append(vs)
+            self.stats.nominal_fps = round(float(rate), 3) if rate else 0.0
+            if self._gate is not None:
+                self._gate.set_frame_ns(tracks[vs.index].duration_ns)
         if self._wants_audio and container.streams.audio:
             aus = container.streams.audio[0]
             tracks[aus.index] = _Track(aus.time_base, 0, self._catch_up_ns)
@@ -186,12 +195,15 @@ class AvSource(SourceThread):
             self._pacer.reset()  # a new connection: its timestamps start anew
         last_data_ns = time.monotonic_ns()
         read_timeout_s = LISTEN_WAIT_S if self.listening else o.read_timeout_s
+        self._armed, self._skip_mode = False, ""
         try:
             for packet in demux_resuming(container, streams, read_timeout_s, self._stopping):
                 if self._stopping.is_set():
                     return Outcome.FINISHED
                 last_data_ns = time.monotonic_ns()
                 self._data()
+                if self._skip is not None and isinstance(packet.stream, av.VideoStream):
+                    self._plan_decode(packet)
                 try:
                     frames = packet.decode()
                 except (av.InvalidDataError, av.EOFError) as err:
@@ -201,6 +213,8 @@ class AvSource(SourceThread):
                 for frame in frames:
                     if not isinstance(frame, av.VideoFrame | av.AudioFrame):
                         continue  # subtitles: never demuxed
+                    if self._skip is not None and isinstance(frame, av.VideoFrame):
+                        self._count_undecoded(self._skip.decoded(self._media_ns(frame, tracks[packet.stream.index])))
                     if not self._deliver(frame, tracks[packet.stream.index]):
                         return Outcome.FINISHED
         except (av.ExitError, av.TimeoutError) as err:
@@ -211,6 +225,9 @@ class AvSource(SourceThread):
             if self._stopping.is_set():
                 return Outcome.FINISHED
             raise MediaError(f"{self.url}: read failed ({_reason(err)})") from err
+        finally:
+            if self._skip is not None:
+                self._count_undecoded(self._skip.end())
         if self._stopping.is_set():
             return Outcome.FINISHED
         return self._at_end(last_data_ns)
@@ -227,6 +244,34 @@ class AvSource(SourceThread):
         if not self.listening and time.monotonic_ns() - last_data_ns >= self.options.read_timeout_s * NS:
             raise Stall(f"{self.url}: no data for {self.options.read_timeout_s:g} s")  # a socket timeout ended it
         return Outcome.LOST
+
+    # -- the token rate ------------------------------------------------------------------------
+
+    def _plan_decode(self, packet: av.Packet) -> None:
+        """Decode the packet with ``skip_frame=NONREF`` when its frame will not be kept (rate.DecodeSkip)."""
+        assert self._skip is not None
+        tb = packet.time_base or packet.stream.time_base
+        media_ns = None if packet.pts is None or tb is None else ticks_to_ns(packet.pts, tb) + self._offset_ns
+        mode = "NONREF" if self._skip.skippable(media_ns, self._armed) else "DEFAULT"
+        if mode != self._skip_mode:
+            packet.stream.codec_context.skip_frame = mode
+            self._skip_mode = mode
+
+    def _count_undecoded(self, n: int) -> None:
+        """``n`` frames the decoder did not give because they were skipped by the rate (negative: one
+        counted so came after all)."""
+        self.stats.skipped_by_rate += n
+        self.stats.undecoded += n
+
+    def _rate_skips(self, track: _Track, stamp: int) -> bool:
+        """Whether the token rate skips the frame at ``stamp`` (counted); a discontinuity restarts its slots."""
+        assert self._gate is not None
+        self._armed = True
+        if self._gate.keep(stamp, restart=track.flag):
+            return False
+        self.stats.skipped_by_rate += 1
+        self._delivered()
+        return True
 
     # -- one frame -----------------------------------------------------------------------------
 
@@ -281,13 +326,23 @@ class AvSource(SourceThread):
         return flag
 
     def _hand_video(self, frame: av.VideoFrame, track: _Track, media_ns: int | None) -> None:
-        image = self._prepare(frame)
-        arrival = time.monotonic_ns()
         duration = track.duration_ns
         if not duration and frame.duration and track.time_base:
             duration = ticks_to_ns(frame.duration, track.time_base)
-        # Without a PTS: the arrival time (a frame's exposure is not known better than that).
-        stamp = self._stamp(track, media_ns, arrival, duration)
+        if self._gate is not None:
+            # Chosen before any work on the frame; the stamp without a PTS is the arrival before it.
+            stamp = self._stamp(track, media_ns, time.monotonic_ns(), duration)
+            if self._rate_skips(track, stamp):
+                return
+            image = self._prepare(frame)
+            arrival = time.monotonic_ns()
+            if not self._gate.passes_all:
+                duration = self._gate.period_ns  # a token frame stands for its slot
+        else:
+            image = self._prepare(frame)
+            arrival = time.monotonic_ns()
+            # Without a PTS: the arrival time (a frame's exposure is not known better than that).
+            stamp = self._stamp(track, media_ns, arrival, duration)
         cap = VideoCapture(source=self.name, image=image, media_ns=stamp, arrival_ns=arrival,
                            duration_ns=duration, discontinuity=self._take_flag(track))
         self.stats.frames += 1
