@@ -12,16 +12,28 @@ Streams: N copies of a 720p30 H.264 clip played as live (real-time pacing, loope
 daemon for 20 s; a count is "sustained" when fewer than 1 % of frames were dropped and the
 frames tokenized reach 97 % of real time. The ceiling: ffmpeg decoding the same clip as fast as it
 can (both cores) divided by 30 frames/s. Figures are printed, not asserted.
+
+Token rates (``--token-fps 30,10,5,1``): the same search at each token rate (``token_fps`` on every
+source), with the bus on (``--bus``: a private Mosquitto on a free loopback port, every token and
+step published with QoS 1), next to the decode-only ceiling measured in the same run (and the
+ceiling of a decode with ``-skip_frame nonref``, what the token rate's decoder skips at most). A
+count is sustained when capture keeps 97 % of real time, fewer than 1 % of the token frames are
+dropped, the token frames reach 97 % of ``N x token_fps x seconds``, and the bus lost nothing.
+Each row gives the load average (``uptime``) at its end: the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_header, table
@@ -56,11 +68,55 @@ def make_clip(tmp: Path) -> Path:
     return clip
 
 
-def ffmpeg_ceiling(clip: Path) -> float:
+def ffmpeg_ceiling(clip: Path, *decoder: str) -> float:
     t = time.monotonic()
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "0", "-i", str(clip), "-f", "null", "-"],
-                   check=True)
-    return 300 / (time.monotonic() - t) / 30  # 10 s at 30 fps = 300 frames
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "0", *decoder, "-i", str(clip), "-f",
+                    "null", "-"], check=True)
+    return 300 / (time.monotonic() - t) / 30  # 10 s at 30 fps = 300 frames (or 30 fps' worth of them)
+
+
+def load() -> str:
+    """The load average over the last minute (the machine is shared: a figure is only as quiet as this)."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+@dataclass
+class Trial:
+    """One run of N streams at a token rate: shares of real time and of the books."""
+
+    n: int
+    captured: float  # frames captured / (N x 30 x seconds)
+    tokenized: float  # token frames tokenized / (N x min(token_fps, 30) x seconds)
+    dropped: float  # token frames dropped / token frames handed over
+    undecoded: float  # frames never decoded (skip_frame) / frames captured
+    bus_lost: int  # messages the bus dropped or failed
+    load: str
+
+    @property
+    def sustained(self) -> bool:
+        return self.captured >= 0.97 and self.tokenized >= 0.97 and self.dropped < 0.01 and not self.bus_lost
+
+
+def rate_trial(clip: Path, n: int, seconds: float, token_fps: float, broker_port: int | None) -> Trial:
+    sources = [{"kind": "file", "name": f"cam{i}", "path": str(clip), "loop": True, "audio": False,
+                "token_fps": token_fps} for i in range(n)]
+    doc: dict[str, Any] = {"sources": sources}
+    if broker_port is not None:
+        doc["mqtt"] = {"host": "127.0.0.1", "port": broker_port, "instance": "bench"}
+    else:
+        doc["sinks"] = [{"kind": "file", "path": "/dev/null"}]
+    report = run_blocking(LivetokConfig.model_validate(doc), seconds)
+    rows = [report.accounting["captures"][f"cam{i}.video"] for i in range(n)]
+    g = report.metrics["gauges"]
+    assert isinstance(g, dict)
+    captured = sum(r["captured"] for r in rows)
+    handed = sum(r["captured"] - r["skipped_by_rate"] for r in rows)
+    dropped = sum(r["dropped_queue"] for r in rows)
+    tokenized = sum(r["tokenized"] for r in rows)
+    undecoded = sum(g.get(f"source.cam{i}.undecoded", 0) for i in range(n))
+    bus = report.sinks.get("mqtt", {"dropped": 0, "failed": 0})
+    return Trial(n, captured / (n * 30 * seconds), tokenized / (n * min(token_fps, 30) * seconds),
+                 dropped / max(1, handed), undecoded / max(1, captured), bus["dropped"] + bus["failed"], load())
 
 
 def streams(clip: Path, n: int, seconds: float) -> tuple[float, float]:
@@ -77,6 +133,54 @@ def streams(clip: Path, n: int, seconds: float) -> tuple[float, float]:
     return dropped / max(1, frames), tokenized / (n * 30 * seconds)
 
 
+def search(trial: Callable[[int], bool], start: int, step: int, most: int = 64) -> int:
+    """The most streams ``trial`` sustains: up by ``step`` from ``start`` to the first failure, then
+    one by one between the last success and it (down one by one when ``start`` already fails)."""
+    best, n = 0, start
+    while n <= most and trial(n):
+        best, n = n, n + step
+    if best == 0:
+        n = start - 1
+        while n > 0 and not trial(n):
+            n -= 1
+        return max(n, 0)
+    for m in range(best + 1, min(n, most + 1)):
+        if not trial(m):
+            break
+        best = m
+    return best
+
+
+def token_rates(clip: Path, rates: list[float], seconds: float, start: int, step: int,
+                broker_port: int | None) -> None:
+    """The most streams sustained at each token rate (rates in increasing order of what they allow:
+    each search starts at the previous rate's best)."""
+    ceiling = ffmpeg_ceiling(clip)
+    nonref = ffmpeg_ceiling(clip, "-skip_frame", "nonref")
+    print(f"\ndecode-only ceiling (same run): ffmpeg {ceiling:.1f} streams of 720p30 (load {load()}); "
+          f"with -skip_frame nonref {nonref:.1f}")
+    rows: list[list[object]] = []
+    summary: list[list[object]] = []
+    best = start
+    for fps in rates:
+        def trial(n: int, fps: float = fps) -> bool:
+            t = rate_trial(clip, n, seconds, fps, broker_port)
+            rows.append([f"{fps:g}", n, f"{100 * t.captured:.1f} %", f"{100 * t.tokenized:.1f} %",
+                         f"{100 * t.dropped:.2f} %", f"{100 * t.undecoded:.0f} %", t.bus_lost,
+                         "yes" if t.sustained else "no", t.load])
+            print("  " + " | ".join(str(c) for c in rows[-1]), flush=True)
+            return t.sustained
+
+        found = search(trial, max(start, best), step)
+        best = max(found, 1)
+        summary.append([f"{fps:g}", found, f"{ceiling:.1f}", f"{100 * found / ceiling:.0f} %"])
+    print(f"\n720p30 H.264 files played as live, {seconds:g} s each, token_fps on every stream, "
+          f"{'bus on (QoS 1, local Mosquitto)' if broker_port is not None else 'file sink /dev/null'}")
+    print(table(["token fps", "streams", "captured / real time", "token frames / target", "dropped",
+                 "never decoded", "bus lost", "sustained", "load (1 min)"], rows))
+    print(table(["token fps", "sustained streams", "decode-only ceiling", "share of the ceiling"], summary))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0)
@@ -84,17 +188,34 @@ def main() -> None:
     ap.add_argument("--from-streams", type=int, default=1, help="first stream count tried")
     ap.add_argument("--step", type=int, default=1, help="stream count increment")
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--token-fps", default="", help="comma-separated token rates (e.g. 30,10,5,1): the search "
+                    "at each rate instead of the plain one")
+    ap.add_argument("--bus", action="store_true", help="publish to a private Mosquitto (with --token-fps)")
+    ap.add_argument("--stream-seconds", type=float, default=20.0, help="length of each streams trial (s)")
     args = ap.parse_args()
     print_header("bench_live: latency and 720p30 streams in real time")
     if not args.no_latency:
         latency(args.seconds)
+    if args.token_fps:
+        rates = [float(x) for x in args.token_fps.split(",")]
+        with tempfile.TemporaryDirectory() as d:
+            clip = make_clip(Path(d))
+            if args.bus:
+                sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+                from broker import Mosquitto
+
+                with Mosquitto(Path(d) / "broker") as broker:
+                    token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, broker.port)
+            else:
+                token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, None)
+        return
     with tempfile.TemporaryDirectory() as d:
         clip = make_clip(Path(d))
         ceiling = ffmpeg_ceiling(clip)
         rows = []
         best = 0
         for n in range(args.from_streams, args.max_streams + 1, args.step):
-            drop, real_time = streams(clip, n, 20.0)
+            drop, real_time = streams(clip, n, args.stream_seconds)
             ok = drop < 0.01 and real_time >= 0.97
             rows.append([n, f"{100 * drop:.2f} %", f"{100 * real_time:.1f} %", "yes" if ok else "no"])
             if ok:
