@@ -41,6 +41,16 @@ def bclip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def mjpeg_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s of 320x240 at 30 fps in MJPEG (what a USB webcam sends): every frame intra."""
+    require("ffmpeg")
+    path = tmp_path_factory.mktemp("rate") / "m.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=4", "-c:v", "mjpeg", "-q:v", "5",
+           "-pix_fmt", "yuvj420p", str(path))
+    return path
+
+
 def full_decode(path: Path) -> dict[int, np.ndarray]:
     """Every frame of the clip, decoded with nothing skipped, by media time (ns)."""
     out = {}
@@ -74,9 +84,21 @@ def test_skip_frame_keeps_the_kept_frames_exact(bclip: Path, token_fps: float, e
     """Frames whose slot is already held are decoded with skip_frame=NONREF: the non-reference ones
     are never decoded (counted in ``undecoded``), and every frame handed over equals, pixel for
     pixel, the full decode's frame of the same time."""
-    full = full_decode(bclip)
+    check_exact(bclip, token_fps, every)
+
+
+@pytest.mark.slow
+def test_an_intra_only_stream_decodes_only_its_token_frames(mjpeg_clip: Path) -> None:
+    """MJPEG: no frame refers to another, so a frame the rate skips is not even given to the decoder."""
+    stats = check_exact(mjpeg_clip, 5, 6)
+    # all but those sent to the decoder before its first frame came out (the slots start there)
+    assert stats.skipped_by_rate == 100 and 98 <= stats.undecoded <= 100
+
+
+def check_exact(clip: Path, token_fps: float, every: int) -> SourceStats:
+    full = full_decode(clip)
     assert len(full) == 120
-    caps, stats = run_to_end(bclip, token_fps)
+    caps, stats = run_to_end(clip, token_fps)
     times = sorted(full)
     assert [c.media_ns for c in caps] == times[::every]  # one per slot: the first frame of each
     for c in caps:
@@ -86,6 +108,7 @@ def test_skip_frame_keeps_the_kept_frames_exact(bclip: Path, token_fps: float, e
     assert 0 < stats.undecoded <= stats.skipped_by_rate  # the decoder did skip some
     assert stats.nominal_fps == 30.0 and stats.errors == 0
     assert all(c.duration_ns == NS // token_fps for c in caps)  # a token frame stands for its slot
+    return stats
 
 
 @pytest.fixture(scope="module")

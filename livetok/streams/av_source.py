@@ -109,7 +109,7 @@ class AvSource(SourceThread):
         self._gate = RateGate(options.token_fps) if options.token_fps else None
         self._skip = DecodeSkip(self._gate) if self._gate is not None else None
         self._armed = False  # this connection delivered a video frame: the gate's slots are its own
-        self._skip_mode = ""  # the video decoder's skip_frame now ("": not set by us)
+        self._skipping = False  # the video decoder's skip_frame is NONREF now
 
     # -- one connection ------------------------------------------------------------------------
 
@@ -195,15 +195,15 @@ class AvSource(SourceThread):
             self._pacer.reset()  # a new connection: its timestamps start anew
         last_data_ns = time.monotonic_ns()
         read_timeout_s = LISTEN_WAIT_S if self.listening else o.read_timeout_s
-        self._armed, self._skip_mode = False, ""
+        self._armed, self._skipping = False, False
         try:
             for packet in demux_resuming(container, streams, read_timeout_s, self._stopping):
                 if self._stopping.is_set():
                     return Outcome.FINISHED
                 last_data_ns = time.monotonic_ns()
                 self._data()
-                if self._skip is not None and isinstance(packet.stream, av.VideoStream):
-                    self._plan_decode(packet)
+                if not self._plan_decode(packet):
+                    continue  # an intra-only frame the token rate skips: not even decoded
                 try:
                     frames = packet.decode()
                 except (av.InvalidDataError, av.EOFError) as err:
@@ -247,15 +247,23 @@ class AvSource(SourceThread):
 
     # -- the token rate ------------------------------------------------------------------------
 
-    def _plan_decode(self, packet: av.Packet) -> None:
-        """Decode the packet with ``skip_frame=NONREF`` when its frame will not be kept (rate.DecodeSkip)."""
-        assert self._skip is not None
+    def _plan_decode(self, packet: av.Packet) -> bool:
+        """Decode the packet with ``skip_frame=NONREF`` when its frame will not be kept (rate.DecodeSkip);
+        False: an intra-only codec's packet that will not be kept, not to be decoded at all (counted)."""
+        if self._skip is None or not isinstance(packet.stream, av.VideoStream):
+            return True
         tb = packet.time_base or packet.stream.time_base
         media_ns = None if packet.pts is None or tb is None else ticks_to_ns(packet.pts, tb) + self._offset_ns
-        mode = "NONREF" if self._skip.skippable(media_ns, self._armed) else "DEFAULT"
-        if mode != self._skip_mode:
-            packet.stream.codec_context.skip_frame = mode
-            self._skip_mode = mode
+        ctx = packet.stream.codec_context
+        intra = bool(ctx.codec.intra_only)
+        skip = self._skip.skippable(media_ns, self._armed, decoded=not intra)
+        if skip and intra:
+            self._count_undecoded(1)
+            return False
+        if skip != self._skipping:
+            ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+            self._skipping = skip
+        return True
 
     def _count_undecoded(self, n: int) -> None:
         """``n`` frames the decoder did not give because they were skipped by the rate (negative: one

@@ -11,10 +11,11 @@ milliseconds) or jittering by less than half a frame then still pick the frame n
 boundary. A token rate at or above the camera's nominal rate keeps every frame.
 
 The gate runs in the capture thread before anything is done with the frame (no resize, no colour
-conversion, no tokenizer work for a skipped one). :class:`DecodeSkip` goes further for decoders
-that honour FFmpeg's ``skip_frame``: a packet whose frame the gate will certainly skip (an earlier
-frame already holds its slot) is decoded with ``skip_frame=NONREF``, so a non-reference frame
-(most B-frames) is not decoded at all, while reference frames, which later frames need, still are.
+conversion, no tokenizer work for a skipped one). :class:`DecodeSkip` goes further: a packet whose
+frame the gate will certainly skip (an earlier frame already holds its slot) is decoded with
+FFmpeg's ``skip_frame=NONREF``, so a non-reference frame (most B-frames) is not decoded at all,
+while reference frames, which later frames need, still are; with an intra-only codec (MJPEG, raw
+video: no frame refers to another) such a packet is not given to the decoder at all.
 All times are integer ns.
 """
 
@@ -104,9 +105,11 @@ class DecodeSkip:
         self._pending: list[int] = []  # times of packets sent with the skip flag, not seen decoded yet
         self._counted: deque[int] = deque(maxlen=self.KEEP_COUNTED)  # pending ones taken as never decoded
 
-    def skippable(self, media_ns: int | None, armed: bool) -> bool:
+    def skippable(self, media_ns: int | None, armed: bool, decoded: bool = True) -> bool:
         """Whether the packet at ``media_ns`` may be decoded with NONREF (None: no timestamp, never).
-        ``armed``: the gate's anchor belongs to this connection (its first frame was seen)."""
+        ``armed``: the gate's anchor belongs to this connection (its first frame was seen);
+        ``decoded``: False when a skippable packet will not be given to the decoder at all (an
+        intra-only codec: no frame depends on another), so it is not waited for among the frames out."""
         g = self.gate
         if media_ns is None or not armed or g.anchor_ns is None or g.passes_all:
             return False
@@ -120,7 +123,8 @@ class DecodeSkip:
             if len(self._first) > self.KEEP_SLOTS:
                 del self._first[min(self._first)]
             return False
-        self._pending.append(media_ns)
+        if decoded:
+            self._pending.append(media_ns)
         return True
 
     def decoded(self, media_ns: int | None) -> int:
