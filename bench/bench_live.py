@@ -16,7 +16,7 @@ can (both cores) divided by 30 frames/s. Figures are printed, not asserted.
 Token rates (``--token-fps 30,10,5,1``): the same search at each token rate (``token_fps`` on every
 source), with the bus on (``--bus``: a private Mosquitto on a free loopback port, every token and
 step published with QoS 1), next to the decode-only ceiling measured in the same run (and the
-ceiling of a decode with ``-skip_frame nonref``, what the token rate's decoder skips at most). A
+ceiling of a decode with ``-skip_frame noref``, what the token rate's decoder skips at most). A
 count is sustained when capture keeps 97 % of real time, fewer than 1 % of the token frames are
 dropped, the token frames reach 97 % of ``N x token_fps x seconds``, and the bus lost nothing.
 Each row gives the load average (``uptime``) at its end: the machine is shared.
@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,10 +71,50 @@ def make_clip(tmp: Path) -> Path:
 
 
 def ffmpeg_ceiling(clip: Path, *decoder: str) -> float:
+    return ffmpeg_ceilings(clip, *decoder)[0]
+
+
+def ffmpeg_ceilings(clip: Path, *decoder: str) -> tuple[float, float]:
+    """Streams of 720p30 ffmpeg decodes in real time: by wall time (both cores, as fast as it can), and
+    by its CPU time (what 2 cores' worth of CPU would decode; less sensitive to a shared machine)."""
+    cpu0 = _children_cpu_s()
     t = time.monotonic()
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "0", *decoder, "-i", str(clip), "-f",
                     "null", "-"], check=True)
-    return 300 / (time.monotonic() - t) / 30  # 10 s at 30 fps = 300 frames (or 30 fps' worth of them)
+    wall, cpu = time.monotonic() - t, _children_cpu_s() - cpu0
+    return 300 / wall / 30, 2 * 10.0 / cpu  # 10 s at 30 fps = 300 frames (or 30 fps' worth of them)
+
+
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU seconds of this process (or of ``pid``), from /proc."""
+    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWindow:
+    """CPU seconds this process (and the broker) use between ``skip_s`` and ``skip_s + window_s`` after
+    the start: the streams' steady state, without the run's start-up and shutdown."""
+
+    def __init__(self, skip_s: float, window_s: float, broker_pid: int | None) -> None:
+        self.window_s, self.cpu_s = window_s, float("nan")
+        self._pids: list[int | None] = [None] + ([broker_pid] if broker_pid else [])
+        self._thread = threading.Thread(target=self._run, args=(skip_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, skip_s: float) -> None:
+        time.sleep(skip_s)
+        c0 = sum(_cpu_s(p) for p in self._pids)
+        time.sleep(self.window_s)
+        self.cpu_s = sum(_cpu_s(p) for p in self._pids) - c0
+
+    def join(self) -> float:
+        self._thread.join()
+        return self.cpu_s
 
 
 def load() -> str:
@@ -91,13 +133,15 @@ class Trial:
     undecoded: float  # frames never decoded (skip_frame) / frames captured
     bus_lost: int  # messages the bus dropped or failed
     load: str
+    cpu_ms: float  # CPU of the daemon and the broker per stream and second of video, in steady state (ms)
 
     @property
     def sustained(self) -> bool:
         return self.captured >= 0.97 and self.tokenized >= 0.97 and self.dropped < 0.01 and not self.bus_lost
 
 
-def rate_trial(clip: Path, n: int, seconds: float, token_fps: float, broker_port: int | None) -> Trial:
+def rate_trial(clip: Path, n: int, seconds: float, token_fps: float, broker_port: int | None,
+               broker_pid: int | None = None) -> Trial:
     sources = [{"kind": "file", "name": f"cam{i}", "path": str(clip), "loop": True, "audio": False,
                 "token_fps": token_fps} for i in range(n)]
     doc: dict[str, Any] = {"sources": sources}
@@ -105,7 +149,9 @@ def rate_trial(clip: Path, n: int, seconds: float, token_fps: float, broker_port
         doc["mqtt"] = {"host": "127.0.0.1", "port": broker_port, "instance": "bench"}
     else:
         doc["sinks"] = [{"kind": "file", "path": "/dev/null"}]
+    window = CpuWindow(4.0, seconds - 6.0, broker_pid)
     report = run_blocking(LivetokConfig.model_validate(doc), seconds)
+    cpu_ms = 1000 * window.join() / (n * window.window_s)
     rows = [report.accounting["captures"][f"cam{i}.video"] for i in range(n)]
     g = report.metrics["gauges"]
     assert isinstance(g, dict)
@@ -116,7 +162,8 @@ def rate_trial(clip: Path, n: int, seconds: float, token_fps: float, broker_port
     undecoded = sum(g.get(f"source.cam{i}.undecoded", 0) for i in range(n))
     bus = report.sinks.get("mqtt", {"dropped": 0, "failed": 0})
     return Trial(n, captured / (n * 30 * seconds), tokenized / (n * min(token_fps, 30) * seconds),
-                 dropped / max(1, handed), undecoded / max(1, captured), bus["dropped"] + bus["failed"], load())
+                 dropped / max(1, handed), undecoded / max(1, captured), bus["dropped"] + bus["failed"], load(),
+                 cpu_ms)
 
 
 def streams(clip: Path, n: int, seconds: float) -> tuple[float, float]:
@@ -152,33 +199,39 @@ def search(trial: Callable[[int], bool], start: int, step: int, most: int = 64) 
 
 
 def token_rates(clip: Path, rates: list[float], seconds: float, start: int, step: int,
-                broker_port: int | None) -> None:
+                broker_port: int | None, broker_pid: int | None = None) -> None:
     """The most streams sustained at each token rate (rates in increasing order of what they allow:
     each search starts at the previous rate's best)."""
-    ceiling = ffmpeg_ceiling(clip)
-    nonref = ffmpeg_ceiling(clip, "-skip_frame", "nonref")
-    print(f"\ndecode-only ceiling (same run): ffmpeg {ceiling:.1f} streams of 720p30 (load {load()}); "
-          f"with -skip_frame nonref {nonref:.1f}")
+    ceiling, ceiling_cpu = ffmpeg_ceilings(clip)
+    nonref, nonref_cpu = ffmpeg_ceilings(clip, "-skip_frame", "noref")
+    print(f"\ndecode-only ceiling (same run): ffmpeg {ceiling:.1f} streams of 720p30 by wall time, "
+          f"{ceiling_cpu:.1f} by CPU time (load {load()}); with -skip_frame noref {nonref:.1f} / {nonref_cpu:.1f}")
+    cpu: dict[float, dict[int, float]] = {}  # token rate -> streams -> CPU ms per stream-second, when sustained
     rows: list[list[object]] = []
     summary: list[list[object]] = []
     best = start
     for fps in rates:
         def trial(n: int, fps: float = fps) -> bool:
-            t = rate_trial(clip, n, seconds, fps, broker_port)
+            t = rate_trial(clip, n, seconds, fps, broker_port, broker_pid)
             rows.append([f"{fps:g}", n, f"{100 * t.captured:.1f} %", f"{100 * t.tokenized:.1f} %",
                          f"{100 * t.dropped:.2f} %", f"{100 * t.undecoded:.0f} %", t.bus_lost,
-                         "yes" if t.sustained else "no", t.load])
+                         "yes" if t.sustained else "no", f"{t.cpu_ms:.0f}", t.load])
+            if t.sustained:
+                cpu.setdefault(fps, {})[n] = t.cpu_ms
             print("  " + " | ".join(str(c) for c in rows[-1]), flush=True)
             return t.sustained
 
         found = search(trial, max(start, best), step)
         best = max(found, 1)
-        summary.append([f"{fps:g}", found, f"{ceiling:.1f}", f"{100 * found / ceiling:.0f} %"])
+        per = cpu.get(fps, {}).get(found, float("nan"))  # at the most streams sustained
+        summary.append([f"{fps:g}", found, f"{ceiling:.1f}", f"{100 * found / ceiling:.0f} %", f"{per:.0f}",
+                        f"{2000 / per:.1f}", f"{ceiling_cpu:.1f}", f"{100 * 2000 / per / ceiling_cpu:.0f} %"])
     print(f"\n720p30 H.264 files played as live, {seconds:g} s each, token_fps on every stream, "
           f"{'bus on (QoS 1, local Mosquitto)' if broker_port is not None else 'file sink /dev/null'}")
     print(table(["token fps", "streams", "captured / real time", "token frames / target", "dropped",
-                 "never decoded", "bus lost", "sustained", "load (1 min)"], rows))
-    print(table(["token fps", "sustained streams", "decode-only ceiling", "share of the ceiling"], summary))
+                 "never decoded", "bus lost", "sustained", "CPU ms / stream-s", "load (1 min)"], rows))
+    print(table(["token fps", "sustained streams", "decode-only ceiling", "share", "CPU ms / stream-s",
+                 "streams per 2 cores by CPU", "ceiling by CPU", "share by CPU"], summary))
 
 
 def main() -> None:
@@ -205,7 +258,8 @@ def main() -> None:
                 from broker import Mosquitto
 
                 with Mosquitto(Path(d) / "broker") as broker:
-                    token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, broker.port)
+                    pid = broker.proc.pid if broker.proc is not None else None
+                    token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, broker.port, pid)
             else:
                 token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, None)
         return
