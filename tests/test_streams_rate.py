@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from livetok.streams.rate import DecodeSkip, RateGate
+from livetok.streams.rate import DecodeSkip, KeyframeHold, RateGate
 
 NS = 1_000_000_000
 MS = 1_000_000
@@ -143,6 +143,7 @@ def test_decode_skip_never_flags_the_frame_the_gate_keeps_b_frames_included() ->
     pending: list[int] = []
     for i in order:
         if skip.skippable(times[i], armed):
+            skip.sent(times[i])
             flagged.add(i)
         if not (i in flagged and i in nonref):
             pending.append(i)
@@ -169,7 +170,60 @@ def test_decode_skip_takes_back_a_frame_counted_too_early_and_needs_an_anchor() 
     assert g.keep(0, restart=True)
     assert not skip.skippable(0, armed=True)  # the first of its slot
     assert skip.skippable(NS // 30, armed=True) and skip.skippable(2 * NS // 30, armed=True)
+    skip.sent(NS // 30)
+    skip.sent(2 * NS // 30)
     assert skip.decoded(2 * NS // 30) == 1  # frame 1 never came: discarded
     assert skip.decoded(NS // 30) == -1  # ... it came after all: taken back
     assert skip.end() == 0
     assert not skip.skippable(None, armed=True)  # no timestamp: always decoded
+
+
+def test_keyframe_hold_drops_what_the_next_keyframe_makes_useless() -> None:
+    """No B-frames, a keyframe every 30 frames, 1 token frame a second: once the keyframe interval is
+    known (two keyframes), the frames after each kept one are held, and dropped at the next keyframe."""
+    g = gate(1, 30)
+    skip, hold = DecodeSkip(g), KeyframeHold[int](g)
+    times = [i * NS // 30 for i in range(120)]
+    decoded, dropped = [], 0
+    for i, t in enumerate(times):
+        s = skip.skippable(t, armed=bool(decoded))
+        out, n = hold.offer(i, t, i % 30 == 0, s, reorders=False)
+        dropped += n
+        for j in out:
+            decoded.append(j)
+            g.keep(times[j], restart=j == 0)
+    dropped += hold.end()
+    assert hold.interval_ns == NS
+    assert decoded == [*range(0, 31), 60, 90]  # the first second decoded whole: the interval was not known
+    assert dropped == 120 - len(decoded) == 87
+
+
+def test_keyframe_hold_decodes_what_it_held_when_the_next_slot_comes_first() -> None:
+    """A keyframe every 5 frames, a slot every 6: frames held after a kept one are dropped at the
+    keyframe when it comes first, decoded (in order, before it) when the next slot's first frame does."""
+    g = gate(5, 30)
+    skip, hold = DecodeSkip(g), KeyframeHold[int](g)
+    times = [i * NS // 30 for i in range(60)]
+    decoded: list[int] = []
+    for i, t in enumerate(times):
+        out, _ = hold.offer(i, t, i % 5 == 0, skip.skippable(t, armed=bool(decoded)), reorders=False)
+        for j in out:
+            decoded.append(j)
+            g.keep(times[j], restart=j == 0)
+    assert decoded == sorted(decoded)  # decode order kept
+    kept = list(range(0, 60, 6))
+    for k in kept:  # every kept frame decoded with every frame since its last keyframe
+        assert set(range(k - k % 5, k + 1)) <= set(decoded), k
+    assert len(decoded) < 60
+
+
+def test_keyframe_hold_never_holds_where_it_cannot_pay_or_frames_reorder() -> None:
+    g = gate(1, 30)
+    hold = KeyframeHold[int](g)
+    for key in (0, 2 * NS):  # keyframes 2 s apart: they do not fit a 1 s slot
+        assert hold.offer(0, key, True, False, reorders=False) == ([0], 0)
+    assert not hold.fits and hold.offer(1, 2 * NS + 1, False, True, reorders=False) == ([1], 0)
+    hold.reset()
+    for key in (0, NS // 2):
+        hold.offer(0, key, True, False, reorders=False)
+    assert hold.fits and hold.offer(1, NS // 2 + 1, False, True, reorders=True) == ([1], 0)

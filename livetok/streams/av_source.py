@@ -41,7 +41,7 @@ from livetok.streams.av_options import (
 )
 from livetok.streams.handoff import Handoff
 from livetok.streams.pacing import Pacer
-from livetok.streams.rate import DecodeSkip, RateGate
+from livetok.streams.rate import DecodeSkip, KeyframeHold, RateGate
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
 from livetok.streams.worker import Outcome, SourceThread, Stall
 
@@ -108,6 +108,7 @@ class AvSource(SourceThread):
         # The token rate: which frames are handed over, and which the decoder may skip.
         self._gate = RateGate(options.token_fps) if options.token_fps else None
         self._skip = DecodeSkip(self._gate) if self._gate is not None else None
+        self._hold: KeyframeHold[av.Packet] | None = KeyframeHold(self._gate) if self._gate is not None else None
         self._armed = False  # this connection delivered a video frame: the gate's slots are its own
         self._skipping = False  # the video decoder's skip_frame is NONREF now
 
@@ -196,26 +197,16 @@ class AvSource(SourceThread):
         last_data_ns = time.monotonic_ns()
         read_timeout_s = LISTEN_WAIT_S if self.listening else o.read_timeout_s
         self._armed, self._skipping = False, False
+        if self._hold is not None:
+            self._hold.reset()
         try:
             for packet in demux_resuming(container, streams, read_timeout_s, self._stopping):
                 if self._stopping.is_set():
                     return Outcome.FINISHED
                 last_data_ns = time.monotonic_ns()
                 self._data()
-                if not self._plan_decode(packet):
-                    continue  # an intra-only frame the token rate skips: not even decoded
-                try:
-                    frames = packet.decode()
-                except (av.InvalidDataError, av.EOFError) as err:
-                    self.stats.errors += 1  # a damaged packet: the decoder resynchronises on the next
-                    self.stats.last_error = f"{self.url}: undecodable packet ({_reason(err)})"
-                    continue
-                for frame in frames:
-                    if not isinstance(frame, av.VideoFrame | av.AudioFrame):
-                        continue  # subtitles: never demuxed
-                    if self._skip is not None and isinstance(frame, av.VideoFrame):
-                        self._count_undecoded(self._skip.decoded(self._media_ns(frame, tracks[packet.stream.index])))
-                    if not self._deliver(frame, tracks[packet.stream.index]):
+                for p, nonref in self._plan_decode(packet):
+                    if not self._decode(p, nonref, tracks[p.stream.index]):
                         return Outcome.FINISHED
         except (av.ExitError, av.TimeoutError) as err:
             if self._stopping.is_set():
@@ -226,8 +217,8 @@ class AvSource(SourceThread):
                 return Outcome.FINISHED
             raise MediaError(f"{self.url}: read failed ({_reason(err)})") from err
         finally:
-            if self._skip is not None:
-                self._count_undecoded(self._skip.end())
+            if self._skip is not None and self._hold is not None:
+                self._count_undecoded(self._skip.end() + self._hold.end())
         if self._stopping.is_set():
             return Outcome.FINISHED
         return self._at_end(last_data_ns)
@@ -247,22 +238,48 @@ class AvSource(SourceThread):
 
     # -- the token rate ------------------------------------------------------------------------
 
-    def _plan_decode(self, packet: av.Packet) -> bool:
-        """Decode the packet with ``skip_frame=NONREF`` when its frame will not be kept (rate.DecodeSkip);
-        False: an intra-only codec's packet that will not be kept, not to be decoded at all (counted)."""
-        if self._skip is None or not isinstance(packet.stream, av.VideoStream):
-            return True
+    def _plan_decode(self, packet: av.Packet) -> list[tuple[av.Packet, bool]]:
+        """The packets to decode now, each with whether NONREF will do (rate.DecodeSkip, rate.KeyframeHold):
+        none for an intra-only codec's packet that will not be kept, or one held until the next keyframe
+        or slot; held ones before this one when the next slot came first (counted when dropped)."""
+        if self._skip is None or self._hold is None or not isinstance(packet.stream, av.VideoStream):
+            return [(packet, False)]
+        if packet.size == 0:  # the end of the stream flushes the decoder: no frame after it needs the held ones
+            self._count_undecoded(self._hold.end())
+            return [(packet, False)]
         tb = packet.time_base or packet.stream.time_base
         media_ns = None if packet.pts is None or tb is None else ticks_to_ns(packet.pts, tb) + self._offset_ns
         ctx = packet.stream.codec_context
-        intra = bool(ctx.codec.intra_only)
-        skip = self._skip.skippable(media_ns, self._armed, decoded=not intra)
-        if skip and intra:
+        skip = self._skip.skippable(media_ns, self._armed)
+        if skip and ctx.codec.intra_only:
             self._count_undecoded(1)
-            return False
-        if skip != self._skipping:
-            ctx.skip_frame = "NONREF" if skip else "DEFAULT"
-            self._skipping = skip
+            return []
+        out, dropped = self._hold.offer(packet, media_ns, packet.is_keyframe, skip, bool(ctx.has_b_frames))
+        self._count_undecoded(dropped)
+        if skip and out and out[-1] is packet:
+            assert media_ns is not None  # a packet without a timestamp is never skippable
+            self._skip.sent(media_ns)
+            return [(p, p is packet) for p in out]
+        return [(p, False) for p in out]
+
+    def _decode(self, packet: av.Packet, nonref: bool, track: _Track) -> bool:
+        """Decode one packet (``nonref``: with skip_frame=NONREF) and deliver its frames; False when stopped."""
+        if self._skip is not None and isinstance(packet.stream, av.VideoStream) and nonref != self._skipping:
+            packet.stream.codec_context.skip_frame = "NONREF" if nonref else "DEFAULT"
+            self._skipping = nonref
+        try:
+            frames = packet.decode()
+        except (av.InvalidDataError, av.EOFError) as err:
+            self.stats.errors += 1  # a damaged packet: the decoder resynchronises on the next
+            self.stats.last_error = f"{self.url}: undecodable packet ({_reason(err)})"
+            return True
+        for frame in frames:
+            if not isinstance(frame, av.VideoFrame | av.AudioFrame):
+                continue  # subtitles: never demuxed
+            if self._skip is not None and isinstance(frame, av.VideoFrame):
+                self._count_undecoded(self._skip.decoded(self._media_ns(frame, track)))
+            if not self._deliver(frame, track):
+                return False
         return True
 
     def _count_undecoded(self, n: int) -> None:

@@ -15,7 +15,10 @@ conversion, no tokenizer work for a skipped one). :class:`DecodeSkip` goes furth
 frame the gate will certainly skip (an earlier frame already holds its slot) is decoded with
 FFmpeg's ``skip_frame=NONREF``, so a non-reference frame (most B-frames) is not decoded at all,
 while reference frames, which later frames need, still are; with an intra-only codec (MJPEG, raw
-video: no frame refers to another) such a packet is not given to the decoder at all.
+video: no frame refers to another) such a packet is not given to the decoder at all. At low rates,
+:class:`KeyframeHold` goes further where the stream's keyframes come at least once a slot: the
+frames after the one kept are held undecoded and dropped when a keyframe comes before the next slot
+(what ``skip_frame=NONKEY`` would save, without ever decoding a frame from missing references).
 All times are integer ns.
 """
 
@@ -23,6 +26,9 @@ from __future__ import annotations
 
 from collections import deque
 from fractions import Fraction
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 NS = 1_000_000_000
 # A token rate within 0.1 % of the camera's nominal rate counts as "at" it (keeps every frame):
@@ -105,11 +111,10 @@ class DecodeSkip:
         self._pending: list[int] = []  # times of packets sent with the skip flag, not seen decoded yet
         self._counted: deque[int] = deque(maxlen=self.KEEP_COUNTED)  # pending ones taken as never decoded
 
-    def skippable(self, media_ns: int | None, armed: bool, decoded: bool = True) -> bool:
-        """Whether the packet at ``media_ns`` may be decoded with NONREF (None: no timestamp, never).
-        ``armed``: the gate's anchor belongs to this connection (its first frame was seen);
-        ``decoded``: False when a skippable packet will not be given to the decoder at all (an
-        intra-only codec: no frame depends on another), so it is not waited for among the frames out."""
+    def skippable(self, media_ns: int | None, armed: bool) -> bool:
+        """Whether the packet at ``media_ns`` may be decoded with NONREF, or not at all (None: no
+        timestamp, never). ``armed``: the gate's anchor belongs to this connection (its first frame
+        was seen). The caller says :meth:`sent` when it does decode it with NONREF."""
         g = self.gate
         if media_ns is None or not armed or g.anchor_ns is None or g.passes_all:
             return False
@@ -123,9 +128,11 @@ class DecodeSkip:
             if len(self._first) > self.KEEP_SLOTS:
                 del self._first[min(self._first)]
             return False
-        if decoded:
-            self._pending.append(media_ns)
         return True
+
+    def sent(self, media_ns: int) -> None:
+        """The skippable packet at ``media_ns`` went to the decoder with NONREF: it may not come out."""
+        self._pending.append(media_ns)
 
     def decoded(self, media_ns: int | None) -> int:
         """A frame came out of the decoder. Returns how many skip-flagged frames before it (in
@@ -145,4 +152,57 @@ class DecodeSkip:
         """The connection ended: every skip-flagged frame not seen decoded was discarded; their count."""
         n = len(self._pending)
         self._pending = []
+        return n
+
+
+class KeyframeHold(Generic[T]):
+    """At low token rates, skip decoding whole runs of frames up to the next keyframe (module doc).
+
+    After the frame kept for a slot, the frames that follow in that slot are not needed themselves;
+    they are needed only as references of the next frame kept, and only if no keyframe comes before
+    it. So they are *held*, undecoded: a keyframe that comes first discards them (never decoded,
+    counted), the next slot's first frame arriving first has them decoded, in order, before itself.
+    Either way the frames kept decode exactly as in a full decode. Holding is only worth it, and only
+    done, when the stream's keyframe interval (measured between its last two keyframes) fits in a
+    slot, and only for streams without frame reordering (no B-frames: the caller says), where decode
+    order is presentation order. At most ``max_held`` items are held (then they are decoded).
+    """
+
+    def __init__(self, gate: RateGate, max_held: int = 300) -> None:
+        self.gate = gate
+        self.max_held = max_held
+        self.reset()
+
+    def reset(self) -> None:
+        """A new connection: nothing held, its keyframe interval not known yet."""
+        self.held: list[T] = []
+        self._last_key: int | None = None
+        self.interval_ns: int | None = None  # between the last two keyframes (ns)
+
+    @property
+    def fits(self) -> bool:
+        """The keyframe interval is known and no longer than a slot."""
+        return self.interval_ns is not None and 0 < self.interval_ns <= self.gate.period_ns
+
+    def offer(self, item: T, media_ns: int | None, keyframe: bool, skippable: bool,
+              reorders: bool) -> tuple[list[T], int]:
+        """One packet in decode order: ``(what to decode now, in order; how many held ones were dropped)``.
+        ``skippable``: an earlier frame holds its slot (:class:`DecodeSkip`); ``reorders``: the decoder
+        reorders frames (B-frames): never hold then."""
+        if keyframe:
+            if media_ns is not None:
+                if self._last_key is not None and media_ns > self._last_key:
+                    self.interval_ns = media_ns - self._last_key
+                self._last_key = media_ns
+            dropped, self.held = len(self.held), []
+            return [item], dropped
+        if skippable and not reorders and self.fits and len(self.held) < self.max_held:
+            self.held.append(item)
+            return [], 0
+        out, self.held = [*self.held, item], []
+        return out, 0
+
+    def end(self) -> int:
+        """The connection ended: what was held is dropped; its count."""
+        n, self.held = len(self.held), []
         return n
