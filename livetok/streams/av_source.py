@@ -41,7 +41,7 @@ from livetok.streams.av_options import (
 )
 from livetok.streams.handoff import Handoff
 from livetok.streams.pacing import Pacer
-from livetok.streams.rate import DecodeSkip, KeyframeHold, RateGate
+from livetok.streams.rate_decode import RateDecoding
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
 from livetok.streams.worker import Outcome, SourceThread, Stall
 
@@ -106,11 +106,7 @@ class AvSource(SourceThread):
         self._end_ns = 0  # latest media end handed over (ns, shifted)
         self._rebase = False  # the next frame sets _offset_ns (first frame after a wrap)
         # The token rate: which frames are handed over, and which the decoder may skip.
-        self._gate = RateGate(options.token_fps) if options.token_fps else None
-        self._skip = DecodeSkip(self._gate) if self._gate is not None else None
-        self._hold: KeyframeHold[av.Packet] | None = KeyframeHold(self._gate) if self._gate is not None else None
-        self._armed = False  # this connection delivered a video frame: the gate's slots are its own
-        self._skipping = False  # the video decoder's skip_frame is NONREF now
+        self._rate = RateDecoding(options.token_fps, stats) if options.token_fps else None
 
     # -- one connection ------------------------------------------------------------------------
 
@@ -184,8 +180,8 @@ class AvSource(SourceThread):
             tracks[vs.index] = _Track(vs.time_base, int(NS / rate) if rate else 0, self._catch_up_ns)
             streams.append(vs)
             self.stats.nominal_fps = round(float(rate), 3) if rate else 0.0
-            if self._gate is not None:
-                self._gate.set_frame_ns(tracks[vs.index].duration_ns)
+            if self._rate is not None:
+                self._rate.connected(tracks[vs.index].duration_ns)
         if self._wants_audio and container.streams.audio:
             aus = container.streams.audio[0]
             tracks[aus.index] = _Track(aus.time_base, 0, self._catch_up_ns)
@@ -196,16 +192,17 @@ class AvSource(SourceThread):
             self._pacer.reset()  # a new connection: its timestamps start anew
         last_data_ns = time.monotonic_ns()
         read_timeout_s = LISTEN_WAIT_S if self.listening else o.read_timeout_s
-        self._armed, self._skipping = False, False
-        if self._hold is not None:
-            self._hold.reset()
         try:
             for packet in demux_resuming(container, streams, read_timeout_s, self._stopping):
                 if self._stopping.is_set():
                     return Outcome.FINISHED
                 last_data_ns = time.monotonic_ns()
                 self._data()
-                for p, nonref in self._plan_decode(packet):
+                if self._rate is None or not isinstance(packet.stream, av.VideoStream):
+                    plan = [(packet, False)]
+                else:
+                    plan = self._rate.plan(packet, self._offset_ns)
+                for p, nonref in plan:
                     if not self._decode(p, nonref, tracks[p.stream.index]):
                         return Outcome.FINISHED
         except (av.ExitError, av.TimeoutError) as err:
@@ -217,8 +214,8 @@ class AvSource(SourceThread):
                 return Outcome.FINISHED
             raise MediaError(f"{self.url}: read failed ({_reason(err)})") from err
         finally:
-            if self._skip is not None and self._hold is not None:
-                self._count_undecoded(self._skip.end() + self._hold.end())
+            if self._rate is not None:
+                self._rate.ended()
         if self._stopping.is_set():
             return Outcome.FINISHED
         return self._at_end(last_data_ns)
@@ -236,37 +233,12 @@ class AvSource(SourceThread):
             raise Stall(f"{self.url}: no data for {self.options.read_timeout_s:g} s")  # a socket timeout ended it
         return Outcome.LOST
 
-    # -- the token rate ------------------------------------------------------------------------
-
-    def _plan_decode(self, packet: av.Packet) -> list[tuple[av.Packet, bool]]:
-        """The packets to decode now, each with whether NONREF will do (rate.DecodeSkip, rate.KeyframeHold):
-        none for an intra-only codec's packet that will not be kept, or one held until the next keyframe
-        or slot; held ones before this one when the next slot came first (counted when dropped)."""
-        if self._skip is None or self._hold is None or not isinstance(packet.stream, av.VideoStream):
-            return [(packet, False)]
-        if packet.size == 0:  # the end of the stream flushes the decoder: no frame after it needs the held ones
-            self._count_undecoded(self._hold.end())
-            return [(packet, False)]
-        tb = packet.time_base or packet.stream.time_base
-        media_ns = None if packet.pts is None or tb is None else ticks_to_ns(packet.pts, tb) + self._offset_ns
-        ctx = packet.stream.codec_context
-        skip = self._skip.skippable(media_ns, self._armed)
-        if skip and ctx.codec.intra_only:
-            self._count_undecoded(1)
-            return []
-        out, dropped = self._hold.offer(packet, media_ns, packet.is_keyframe, skip, bool(ctx.has_b_frames))
-        self._count_undecoded(dropped)
-        if skip and out and out[-1] is packet:
-            assert media_ns is not None  # a packet without a timestamp is never skippable
-            self._skip.sent(media_ns)
-            return [(p, p is packet) for p in out]
-        return [(p, False) for p in out]
+    # -- decoding ------------------------------------------------------------------------------
 
     def _decode(self, packet: av.Packet, nonref: bool, track: _Track) -> bool:
         """Decode one packet (``nonref``: with skip_frame=NONREF) and deliver its frames; False when stopped."""
-        if self._skip is not None and isinstance(packet.stream, av.VideoStream) and nonref != self._skipping:
-            packet.stream.codec_context.skip_frame = "NONREF" if nonref else "DEFAULT"
-            self._skipping = nonref
+        if self._rate is not None and isinstance(packet.stream, av.VideoStream):
+            self._rate.before_decode(packet, nonref)
         try:
             frames = packet.decode()
         except (av.InvalidDataError, av.EOFError) as err:
@@ -276,26 +248,10 @@ class AvSource(SourceThread):
         for frame in frames:
             if not isinstance(frame, av.VideoFrame | av.AudioFrame):
                 continue  # subtitles: never demuxed
-            if self._skip is not None and isinstance(frame, av.VideoFrame):
-                self._count_undecoded(self._skip.decoded(self._media_ns(frame, track)))
+            if self._rate is not None and isinstance(frame, av.VideoFrame):
+                self._rate.decoded(self._media_ns(frame, track))
             if not self._deliver(frame, track):
                 return False
-        return True
-
-    def _count_undecoded(self, n: int) -> None:
-        """``n`` frames the decoder did not give because they were skipped by the rate (negative: one
-        counted so came after all)."""
-        self.stats.skipped_by_rate += n
-        self.stats.undecoded += n
-
-    def _rate_skips(self, track: _Track, stamp: int) -> bool:
-        """Whether the token rate skips the frame at ``stamp`` (counted); a discontinuity restarts its slots."""
-        assert self._gate is not None
-        self._armed = True
-        if self._gate.keep(stamp, restart=track.flag):
-            return False
-        self.stats.skipped_by_rate += 1
-        self._delivered()
         return True
 
     # -- one frame -----------------------------------------------------------------------------
@@ -354,15 +310,16 @@ class AvSource(SourceThread):
         duration = track.duration_ns
         if not duration and frame.duration and track.time_base:
             duration = ticks_to_ns(frame.duration, track.time_base)
-        if self._gate is not None:
+        if self._rate is not None:
             # Chosen before any work on the frame; the stamp without a PTS is the arrival before it.
             stamp = self._stamp(track, media_ns, time.monotonic_ns(), duration)
-            if self._rate_skips(track, stamp):
+            if self._rate.skips(stamp, restart=track.flag):
+                self._delivered()
                 return
             image = self._prepare(frame)
             arrival = time.monotonic_ns()
-            if not self._gate.passes_all:
-                duration = self._gate.period_ns  # a token frame stands for its slot
+            if not self._rate.gate.passes_all:
+                duration = self._rate.gate.period_ns  # a token frame stands for its slot
         else:
             image = self._prepare(frame)
             arrival = time.monotonic_ns()
