@@ -16,10 +16,13 @@ can (both cores) divided by 30 frames/s. Figures are printed, not asserted.
 Token rates (``--token-fps 30,10,5,1``): the same search at each token rate (``token_fps`` on every
 source), with the bus on (``--bus``: a private Mosquitto on a free loopback port, every token and
 step published with QoS 1), next to the decode-only ceiling measured in the same run (and the
-ceiling of a decode with ``-skip_frame noref``, what the token rate's decoder skips at most). A
-count is sustained when capture keeps 97 % of real time, fewer than 1 % of the token frames are
-dropped, the token frames reach 97 % of ``N x token_fps x seconds``, and the bus lost nothing.
-Each row gives the load average (``uptime``) at its end: the machine is shared.
+ceilings of a decode with ``-skip_frame noref``, what the token rate's decoder skips at most for
+this clip, and ``nokey``, keyframes only). A count is sustained when capture keeps 97 % of real
+time, fewer than 1 % of the token frames are dropped, the token frames reach 97 % of
+``N x token_fps x seconds``, and the bus lost nothing. Each row gives the load average
+(``uptime``) at its end, the machine being shared, and the CPU the daemon and the broker used per
+stream and second of video in the run's steady state: 2 cores' worth of CPU over that is a
+capacity estimate less sensitive to others' load than the sustained count.
 """
 
 from __future__ import annotations
@@ -204,8 +207,10 @@ def token_rates(clip: Path, rates: list[float], seconds: float, start: int, step
     each search starts at the previous rate's best)."""
     ceiling, ceiling_cpu = ffmpeg_ceilings(clip)
     nonref, nonref_cpu = ffmpeg_ceilings(clip, "-skip_frame", "noref")
+    nokey, nokey_cpu = ffmpeg_ceilings(clip, "-skip_frame", "nokey")
     print(f"\ndecode-only ceiling (same run): ffmpeg {ceiling:.1f} streams of 720p30 by wall time, "
-          f"{ceiling_cpu:.1f} by CPU time (load {load()}); with -skip_frame noref {nonref:.1f} / {nonref_cpu:.1f}")
+          f"{ceiling_cpu:.1f} by CPU time (load {load()}); with -skip_frame noref {nonref:.1f} / {nonref_cpu:.1f}, "
+          f"with -skip_frame nokey {nokey:.1f} / {nokey_cpu:.1f}")
     cpu: dict[float, dict[int, float]] = {}  # token rate -> streams -> CPU ms per stream-second, when sustained
     rows: list[list[object]] = []
     summary: list[list[object]] = []
