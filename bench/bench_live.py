@@ -65,11 +65,13 @@ def latency(seconds: float) -> None:
     print(f"dropped: video {gauges['dropped.cam.video']}, audio {gauges['dropped.cam.audio']}")
 
 
-def make_clip(tmp: Path) -> Path:
+def make_clip(tmp: Path, gop: int = 60, bframes: bool = True) -> Path:
+    """10 s of testsrc2 at 720p30 in H.264, a keyframe every ``gop`` frames (x264 veryfast: B-frames
+    unless ``bframes`` is False)."""
     clip = tmp / "720p30.mp4"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                     "testsrc2=size=1280x720:rate=30:duration=10", "-c:v", "libx264", "-preset", "veryfast",
-                    "-g", "60", "-pix_fmt", "yuv420p", str(clip)], check=True)
+                    "-g", str(gop), *([] if bframes else ["-bf", "0"]), "-pix_fmt", "yuv420p", str(clip)], check=True)
     return clip
 
 
@@ -250,6 +252,8 @@ def main() -> None:
                     "at each rate instead of the plain one")
     ap.add_argument("--bus", action="store_true", help="publish to a private Mosquitto (with --token-fps)")
     ap.add_argument("--stream-seconds", type=float, default=20.0, help="length of each streams trial (s)")
+    ap.add_argument("--gop", type=int, default=60, help="the clip's keyframe interval (frames), with --token-fps")
+    ap.add_argument("--no-bframes", action="store_true", help="a clip without B-frames, with --token-fps")
     args = ap.parse_args()
     print_header("bench_live: latency and 720p30 streams in real time")
     if not args.no_latency:
@@ -257,7 +261,8 @@ def main() -> None:
     if args.token_fps:
         rates = [float(x) for x in args.token_fps.split(",")]
         with tempfile.TemporaryDirectory() as d:
-            clip = make_clip(Path(d))
+            clip = make_clip(Path(d), args.gop, not args.no_bframes)
+            print(f"clip: 720p30 H.264, keyframe every {args.gop} frames, {'no ' if args.no_bframes else ''}B-frames")
             if args.bus:
                 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
                 from broker import Mosquitto
