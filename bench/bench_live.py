@@ -90,6 +90,23 @@ def ffmpeg_ceilings(clip: Path, *decoder: str) -> tuple[float, float]:
     return 300 / wall / 30, 2 * 10.0 / cpu  # 10 s at 30 fps = 300 frames (or 30 fps' worth of them)
 
 
+def pyav_decode_ms(clip: Path, mode: str, repeat: int = 3) -> float:
+    """CPU ms to decode the clip with PyAV in one thread (as a capture thread does) with ``skip_frame``
+    = ``mode`` for every packet, best of ``repeat``."""
+    import av
+
+    best = float("inf")
+    for _ in range(repeat):
+        with av.open(str(clip)) as c:
+            s = c.streams.video[0]
+            s.codec_context.skip_frame = mode  # type: ignore[assignment]
+            t = time.process_time()
+            for _frame in c.decode(s):
+                pass
+            best = min(best, time.process_time() - t)
+    return 1000 * best
+
+
 def _children_cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -204,7 +221,7 @@ def search(trial: Callable[[int], bool], start: int, step: int, most: int = 64) 
 
 
 def token_rates(clip: Path, rates: list[float], seconds: float, start: int, step: int,
-                broker_port: int | None, broker_pid: int | None = None) -> None:
+                broker_port: int | None, broker_pid: int | None = None, decode_only: bool = False) -> None:
     """The most streams sustained at each token rate (rates in increasing order of what they allow:
     each search starts at the previous rate's best)."""
     ceiling, ceiling_cpu = ffmpeg_ceilings(clip)
@@ -213,6 +230,11 @@ def token_rates(clip: Path, rates: list[float], seconds: float, start: int, step
     print(f"\ndecode-only ceiling (same run): ffmpeg {ceiling:.1f} streams of 720p30 by wall time, "
           f"{ceiling_cpu:.1f} by CPU time (load {load()}); with -skip_frame noref {nonref:.1f} / {nonref_cpu:.1f}, "
           f"with -skip_frame nokey {nokey:.1f} / {nokey_cpu:.1f}")
+    costs = {m: pyav_decode_ms(clip, m) for m in ("DEFAULT", "NONREF", "NONKEY")}
+    print("PyAV decode of the 10 s clip, one thread, CPU ms (best of 3): "
+          + ", ".join(f"{m} {v:.0f}" for m, v in costs.items()))
+    if decode_only:
+        return
     cpu: dict[float, dict[int, float]] = {}  # token rate -> streams -> CPU ms per stream-second, when sustained
     rows: list[list[object]] = []
     summary: list[list[object]] = []
@@ -254,6 +276,7 @@ def main() -> None:
     ap.add_argument("--stream-seconds", type=float, default=20.0, help="length of each streams trial (s)")
     ap.add_argument("--gop", type=int, default=60, help="the clip's keyframe interval (frames), with --token-fps")
     ap.add_argument("--no-bframes", action="store_true", help="a clip without B-frames, with --token-fps")
+    ap.add_argument("--decode-only", action="store_true", help="with --token-fps: the decode figures only")
     args = ap.parse_args()
     print_header("bench_live: latency and 720p30 streams in real time")
     if not args.no_latency:
@@ -271,7 +294,8 @@ def main() -> None:
                     pid = broker.proc.pid if broker.proc is not None else None
                     token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, broker.port, pid)
             else:
-                token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, None)
+                token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, None,
+                            decode_only=args.decode_only)
         return
     with tempfile.TemporaryDirectory() as d:
         clip = make_clip(Path(d))
