@@ -221,7 +221,8 @@ def search(trial: Callable[[int], bool], start: int, step: int, most: int = 64) 
 
 
 def token_rates(clip: Path, rates: list[float], seconds: float, start: int, step: int,
-                broker_port: int | None, broker_pid: int | None = None, decode_only: bool = False) -> None:
+                broker_port: int | None, broker_pid: int | None = None, decode_only: bool = False,
+                most: int = 64) -> None:
     """The most streams sustained at each token rate (rates in increasing order of what they allow:
     each search starts at the previous rate's best)."""
     ceiling, ceiling_cpu = ffmpeg_ceilings(clip)
@@ -250,7 +251,7 @@ def token_rates(clip: Path, rates: list[float], seconds: float, start: int, step
             print("  " + " | ".join(str(c) for c in rows[-1]), flush=True)
             return t.sustained
 
-        found = search(trial, max(start, best), step)
+        found = search(trial, max(start, best), step, most)
         best = max(found, 1)
         per = cpu.get(fps, {}).get(found, float("nan"))  # at the most streams sustained
         summary.append([f"{fps:g}", found, f"{ceiling:.1f}", f"{100 * found / ceiling:.0f} %", f"{per:.0f}",
@@ -292,10 +293,11 @@ def main() -> None:
 
                 with Mosquitto(Path(d) / "broker") as broker:
                     pid = broker.proc.pid if broker.proc is not None else None
-                    token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, broker.port, pid)
+                    token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, broker.port, pid,
+                                most=args.max_streams)
             else:
                 token_rates(clip, rates, args.stream_seconds, args.from_streams, args.step, None,
-                            decode_only=args.decode_only)
+                            decode_only=args.decode_only, most=args.max_streams)
         return
     with tempfile.TemporaryDirectory() as d:
         clip = make_clip(Path(d))
