@@ -22,13 +22,16 @@ class RateDecoding:
         self._hold: KeyframeHold[av.Packet] = KeyframeHold(self.gate)
         self._armed = False  # this connection delivered a video frame: the gate's slots are its own
         self._nonref = False  # the video decoder's skip_frame is NONREF now
+        self._last_ns: int | None = None  # the last packet's time (decode order)
+        self._reorders = False  # this connection's packets came out of presentation order (B-frames)
 
     def connected(self, frame_ns: int) -> None:
         """A new connection whose camera's nominal frame duration is ``frame_ns`` (0: unknown)."""
         self.gate.set_frame_ns(frame_ns)
         self._skip.reset()
         self._hold.reset()
-        self._armed = self._nonref = False
+        self._armed = self._nonref = self._reorders = False
+        self._last_ns = None
 
     def ended(self) -> None:
         """The connection ended: what was sent to be skipped or held and never came is counted."""
@@ -45,11 +48,16 @@ class RateDecoding:
         tb = packet.time_base or packet.stream.time_base
         media_ns = None if packet.pts is None or tb is None else ticks_to_ns(packet.pts, tb) + offset_ns
         ctx = packet.stream.codec_context
+        if media_ns is not None:
+            # The decoder may learn of reordering late (no VUI): packets out of order say it at once.
+            self._reorders |= self._last_ns is not None and media_ns < self._last_ns
+            self._last_ns = media_ns
         skip = self._skip.skippable(media_ns, self._armed)
         if skip and ctx.codec.intra_only:
             self._undecoded(1)
             return []
-        out, dropped = self._hold.offer(packet, media_ns, packet.is_keyframe, skip, bool(ctx.has_b_frames))
+        out, dropped = self._hold.offer(packet, media_ns, packet.is_keyframe, skip,
+                                        self._reorders or bool(ctx.has_b_frames))
         self._undecoded(dropped)
         if skip and out and out[-1] is packet:
             assert media_ns is not None  # a packet without a timestamp is never skippable
