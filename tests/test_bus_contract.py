@@ -147,7 +147,8 @@ def test_meta_round_trips_through_json_and_keeps_unknown_keys() -> None:
     assert {"wire_version", "codebook_id", "clock", "run_id", "instance", "source", "streams", "vocab"} <= set(doc)
     assert doc["wire_version"] == 1 and doc["clock"] == "unix" and doc["run_id"] == run_id
     vf = doc["streams"]["video/fine"]
-    assert vf == {"rate_hz": None, "nominal_fps": 30.0, "grid": [14, 14], "levels": 4, "codebook_size": 1024,
+    assert vf == {"rate_hz": None, "nominal_fps": 30.0, "token_fps": None, "grid": [14, 14], "levels": 4,
+                  "codebook_size": 1024,
                   "code_offsets": [6178, 7202, 8226, 9250], "position_offset": 10274}
     assert doc["streams"]["audio/fine"]["rate_hz"] == 50.0 and doc["streams"]["audio/coarse"]["levels"] == 2
     assert SourceMeta.from_json(m.to_json()) == m
@@ -177,3 +178,25 @@ def test_meta_build_checks_its_input() -> None:
     with pytest.raises(ConfigError, match="levels"):
         SourceMeta.build(run_id=new_run_id(), instance="h", source="s", vocab=VOCAB,
                          streams=[StreamDescription(Modality.AUDIO, Scale.COARSE, levels=3)])
+
+
+def test_meta_gives_the_token_rate_next_to_the_cameras() -> None:
+    """A source with ``token_fps`` says so in its video streams' meta, next to ``nominal_fps``; audio
+    streams carry no token rate; a reader gets it back."""
+    from livetok.config import LivetokConfig
+    from livetok.sinks.mqtt_setup import source_metas
+
+    cfg = LivetokConfig.model_validate({"sources": [
+        {"kind": "synthetic", "name": "cam", "fps": 30, "token_fps": 5},
+        {"kind": "lavfi", "name": "all", "graph": "testsrc2"}]})
+    metas = {m.source: m for m in source_metas(cfg, VOCAB, new_run_id(), "h")}
+    doc = json.loads(metas["cam"].to_json())
+    for key in ("video/fine", "video/coarse"):
+        assert (doc["streams"][key]["nominal_fps"], doc["streams"][key]["token_fps"]) == (30.0, 5.0)
+    assert "token_fps" not in doc["streams"]["audio/fine"]
+    assert SourceMeta.from_json(metas["cam"].to_json()).streams["video/fine"].token_fps == 5.0
+    every = json.loads(metas["all"].to_json())["streams"]["video/fine"]
+    assert (every["nominal_fps"], every["token_fps"]) == (25.0, None)  # every frame, at the rate the graph states
+    with pytest.raises(ConfigError, match="token_fps"):
+        SourceMeta.build(run_id=new_run_id(), instance="h", source="s", vocab=VOCAB,
+                         streams=[StreamDescription(Modality.VIDEO, Scale.FINE, token_fps=-1.0)])

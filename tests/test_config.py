@@ -71,3 +71,25 @@ def test_default_groups_pair_cameras_with_microphones(tmp_path: Path) -> None:
                                       "  - {kind: mic, name: o}\n"))
     groups = [(g.name, g.video, g.audio) for g in cfg.effective_groups()]
     assert groups == [("a", "a", "m"), ("b", "b", "n"), ("o", None, "o")]
+
+
+def test_token_fps_bounds_and_refusals(tmp_path: Path) -> None:
+    """``token_fps`` on any video source: frames/s from 0.01 to 1000; null (default) keeps every frame;
+    a microphone has none. Each refusal is one line naming the file's line."""
+    cfg = load_config(write(tmp_path, "sources:\n  - kind: stream\n    name: cam\n    url: rtsp://h/x\n"
+                                      "    token_fps: 5\n  - {kind: synthetic, name: syn, token_fps: 0.5}\n"
+                                      "  - {kind: lavfi, name: all, graph: testsrc2}\n"))
+    assert [getattr(s, "token_fps", None) for s in cfg.sources] == [5.0, 0.5, None]
+    p = write(tmp_path, "sources:\n  - kind: stream\n    name: cam\n    url: rtsp://h/x\n    token_fps: 0\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:5: sources\.0\.token_fps: .*greater than or equal to 0.01"):
+        load_config(p)
+    p = write(tmp_path, "sources:\n  - {kind: v4l2, name: cam}\n  - {kind: file, name: f, path: /x.mp4,\n"
+                        "     token_fps: 5000}\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:4: sources\.1\.token_fps: .*less than or equal to 1000"):
+        load_config(p)
+    p = write(tmp_path, "sources:\n  - kind: mic\n    name: m\n    token_fps: 5\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:4: sources\.0\.token_fps: unknown key"):
+        load_config(p)
+    p = write(tmp_path, "sources:\n  - {kind: synthetic, name: s, token_fps: fast}\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:2: sources\.0\.token_fps: .*number"):
+        load_config(p)

@@ -35,7 +35,7 @@ def _series(*values_ms: float) -> SeriesSnap:
 
 def snapshot(taken_s: float, tokenized: int, emitted: int) -> RunSnapshot:
     cam = SourceSnap("cam.front", SourceState.RUNNING, True, True, 300, 500, 1, 2, 3, "a stall", False,
-                     {"video": 1, "audio": 0}, {"video": 4, "audio": 0}, {"file0": 0, "mqtt": 2})
+                     {"video": 1, "audio": 0}, {"video": 4, "audio": 0}, {"file0": 0, "mqtt": 2}, 6.0, 30.0, 1200)
     mic = SourceSnap("mic", SourceState.WAITING, False, True, 0, 0, 0, 0, 0, "", False, {"audio": 0}, {"audio": 0},
                      {"file0": 0, "mqtt": 0})
     sinks = (SinkSnap("file0", "write", "ok", "", 900, 0, 0, 3, {}, None),
@@ -45,8 +45,8 @@ def snapshot(taken_s: float, tokenized: int, emitted: int) -> RunSnapshot:
     return RunSnapshot(
         "0123456789abcdef", round(taken_s * 1e9), 1_700_000_000_000_000_000 + round(taken_s * 1e9), taken_s,
         (cam, mic), sinks, {"cam.front": {"steps": 12, "late": 1}},
-        {("cam.front", "video"): {"captured": 304, "tokenized": 300, "dropped_queue": 4, "dropped_shutdown": 0,
-                                  "failed": 0, "balanced": 1, "queued": 0, "in_flight": 0,
+        {("cam.front", "video"): {"captured": 1504, "skipped_by_rate": 1200, "tokenized": 300, "dropped_queue": 4,
+                                  "dropped_shutdown": 0, "failed": 0, "balanced": 1, "queued": 0, "in_flight": 0,
                                   "scales": {"fine": {"tokenized": 210, "shed": 90, "degraded": 30},
                                              "coarse": {"tokenized": 300, "shed": 0}}}},
         Counter({("cam.front", "video"): tokenized, ("cam.front", "audio"): 2 * tokenized}), emitted,
@@ -97,6 +97,17 @@ def test_the_three_renderings_agree() -> None:
     assert cam["drift_ppm"] == 12.5 and value("livetok_clock_drift_ppm", source="cam.front") == 12.5
     assert cam["dropped"] == {"capture": {"video": 4, "audio": 0}, "sinks": {"file0": 0, "mqtt": 2}}
     assert value("livetok_dropped_total", source="cam.front", modality="video", stage="capture") == 4
+    # the token rate next to the camera's, and the books with what the rate skipped (not a drop)
+    assert (cam["token_fps"], cam["nominal_fps"]) == (6.0, 30.0)
+    assert (doc["sources"]["mic"]["token_fps"], doc["sources"]["mic"]["nominal_fps"]) == (None, None)
+    assert value("livetok_source_token_fps", source="cam.front") == 6.0
+    assert value("livetok_source_nominal_fps", source="cam.front") == 30.0
+    books = cam["books"]["video/coarse"]
+    assert books == {"captured": 1504, "skipped_by_rate": 1200, "tokenized": 300, "shed": 0, "dropped": 4,
+                     "queued": 0}
+    assert value("livetok_captured_total", source="cam.front", modality="video") == 1504
+    assert value("livetok_skipped_by_rate_total", source="cam.front", modality="video") == 1200
+    assert value("livetok_tokenized_total", source="cam.front", modality="video") == 300
     assert doc["time_unix_ns"] == snap.time_unix_ns and doc["uptime_s"] == 15.0
 
 
@@ -143,11 +154,13 @@ def test_a_snapshot_is_what_the_run_did(toks: Tokenizers, tmp_path: Path) -> Non
 
 
 def test_the_books_per_scale_agree_in_the_stats_document_and_prometheus() -> None:
-    """An overloaded camera: captured = tokenized + shed + dropped + queued per scale, in both renderings."""
+    """An overloaded camera with a token rate: captured = skipped_by_rate + tokenized + shed + dropped +
+    queued per scale, in both renderings."""
     snap = snapshot(15.0, 250, 2000)
     books = StatsDocument().render(snap, 5.0)["sources"]["cam.front"]["books"]
-    assert books == {"video/fine": {"captured": 304, "tokenized": 210, "shed": 90, "dropped": 4, "queued": 0},
-                     "video/coarse": {"captured": 304, "tokenized": 300, "shed": 0, "dropped": 4, "queued": 0}}
+    row = {"captured": 1504, "skipped_by_rate": 1200, "dropped": 4, "queued": 0}
+    assert books == {"video/fine": {**row, "tokenized": 210, "shed": 90},
+                     "video/coarse": {**row, "tokenized": 300, "shed": 0}}
     samples = [s for f in text_string_to_metric_families(render(View.of(snap)).decode()) for s in f.samples]
 
     def value(name: str, **labels: str) -> float:
@@ -158,6 +171,8 @@ def test_the_books_per_scale_agree_in_the_stats_document_and_prometheus() -> Non
     for scale in ("fine", "coarse"):
         made = value("livetok_scale_tokenized_total", **cam, scale=scale)
         shed = value("livetok_shed_total", **cam, scale=scale)
-        assert value("livetok_captured_total", **cam) == made + shed + dropped + value("livetok_pending", **cam)
+        skipped = value("livetok_skipped_by_rate_total", **cam)
+        pending = value("livetok_pending", **cam)
+        assert value("livetok_captured_total", **cam) == skipped + made + shed + dropped + pending
     assert value("livetok_shed_total", **cam, scale="fine") == 90
     assert value("livetok_degraded_total", **cam, scale="fine") == 30

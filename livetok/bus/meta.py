@@ -10,7 +10,7 @@ rebuild the exact id table with :meth:`livetok.vocab.Vocabulary.from_dict`). JSO
       "run_id": "5f0c3a9e12d4b7a8", "instance": "host1", "source": "cam0",
       "started_unix_ns": 1700000000000000000,
       "streams": {
-        "video/fine": {"rate_hz": null, "nominal_fps": 30.0, "grid": [14, 14], "levels": 4,
+        "video/fine": {"rate_hz": null, "nominal_fps": 30.0, "token_fps": 5.0, "grid": [14, 14], "levels": 4,
                        "codebook_size": 1024, "code_offsets": [6178, 7202, 8226, 9250],
                        "position_offset": 10274},
         ...
@@ -20,7 +20,9 @@ rebuild the exact id table with :meth:`livetok.vocab.Vocabulary.from_dict`). JSO
     }
 
 ``rate_hz`` is tokens per second, null when the stream follows the camera's frame rate (then
-``nominal_fps`` is the camera's nominal rate when known, else null). ``levels`` is how many RVQ
+``nominal_fps`` is the camera's nominal rate when known, else null, and ``token_fps`` the source's token
+rate: at most that many frames per second are tokenized, one per ``1 / token_fps`` s of capture
+time; null: every frame; absent from audio streams). ``levels`` is how many RVQ
 levels the packets carry; ``code_offsets[l]`` is the joint id of code 0 at level ``l``.
 Readers ignore keys they do not know (kept in :attr:`SourceMeta.extra`), so fields can be added.
 
@@ -133,7 +135,8 @@ class StreamDescription:
     """What a publisher says of one stream it will send; the rest comes from the vocabulary.
 
     ``levels``: RVQ levels in the packets (None: all the codebooks have); ``rate_hz``: tokens per
-    second (None for video, which follows the frames); ``nominal_fps``: the camera's nominal rate.
+    second (None for video, which follows the frames); ``nominal_fps``: the camera's nominal rate;
+    ``token_fps``: the source's token rate (video; None: every frame).
     A named stream: ``scale`` None and its ``stream`` name (the vocabulary must have its block).
     """
 
@@ -143,6 +146,7 @@ class StreamDescription:
     rate_hz: float | None = None
     nominal_fps: float | None = None
     stream: str = ""
+    token_fps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,7 @@ class StreamMeta:
     code_offsets: tuple[int, ...]
     position_offset: int
     stream: str = ""
+    token_fps: float | None = None
 
     @property
     def name(self) -> str:
@@ -171,8 +176,10 @@ class StreamMeta:
         return stream_key(self.modality, self.name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rate_hz": self.rate_hz, "nominal_fps": self.nominal_fps, "grid": list(self.grid),
-                "levels": self.levels, "codebook_size": self.codebook_size,
+        out: dict[str, Any] = {"rate_hz": self.rate_hz, "nominal_fps": self.nominal_fps}
+        if self.modality == Modality.VIDEO:
+            out["token_fps"] = self.token_fps
+        return {**out, "grid": list(self.grid), "levels": self.levels, "codebook_size": self.codebook_size,
                 "code_offsets": list(self.code_offsets), "position_offset": self.position_offset}
 
 
@@ -228,12 +235,12 @@ class SourceMeta:
             levels = sid.shape.levels if d.levels is None else d.levels
             if not 0 <= levels <= sid.shape.levels:
                 raise ConfigError(f"{sid.shape.key}: {levels} levels, the codebooks have {sid.shape.levels}")
-            for what, value in (("rate_hz", d.rate_hz), ("nominal_fps", d.nominal_fps)):
+            for what, value in (("rate_hz", d.rate_hz), ("nominal_fps", d.nominal_fps), ("token_fps", d.token_fps)):
                 if value is not None and not (math.isfinite(value) and value > 0):
                     raise ConfigError(f"{sid.shape.key}: {what} {value} is not a positive number")
             out[sid.shape.key] = StreamMeta(d.modality, d.scale, d.rate_hz, d.nominal_fps, sid.shape.grid, levels,
                                             sid.shape.codebook_size, sid.code_offsets[:levels], sid.position_offset,
-                                            sid.shape.name)
+                                            sid.shape.name, d.token_fps)
         named = any(s.name not in SCALE_NAMES for s in specs) or any(m.scale is None for m in out.values())
         return cls(run_id, instance, source, vocab.codebook_id, out, vocab, clock,
                    WIRE_VERSION_NAMED if named else WIRE_VERSION, started_unix_ns, specs=tuple(specs))
@@ -298,7 +305,8 @@ class SourceMeta:
                 streams[key] = StreamMeta(mod, ref if isinstance(ref, Scale) else None, _opt_float(s.get("rate_hz")),
                                           _opt_float(s.get("nominal_fps")), (int(rows), int(cols)), int(s["levels"]),
                                           int(s["codebook_size"]), tuple(int(o) for o in s.get("code_offsets", ())),
-                                          int(s.get("position_offset", 0)), "" if isinstance(ref, Scale) else ref)
+                                          int(s.get("position_offset", 0)), "" if isinstance(ref, Scale) else ref,
+                                          _opt_float(s.get("token_fps")))
             started = doc.get("started_unix_ns")
             return cls(run_id, str(doc["instance"]), str(doc["source"]), str(doc["codebook_id"]), streams, vocab,
                        str(doc["clock"]), int(doc["wire_version"]), None if started is None else int(started),

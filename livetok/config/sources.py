@@ -43,7 +43,14 @@ class _SourceBase(Strict):
         "first (docs/daemon.md, Overload); equal priorities shed evenly")
 
 
-class StreamSource(_SourceBase):
+class _VideoSourceBase(_SourceBase):
+    token_fps: float | None = Field(
+        None, ge=0.01, le=1000,
+        description="token frames per second (frames/s): one frame per 1/token_fps s of capture time is tokenized, "
+        "the rest skipped before any conversion (counted in skipped_by_rate); null: every frame")
+
+
+class StreamSource(_VideoSourceBase):
     kind: Literal["stream"] = "stream"
     url: str = Field(min_length=1,
                      description="rtsp://, http(s)://, udp://, rtp://, srt:// URL (or anything FFmpeg opens)")
@@ -58,7 +65,7 @@ class StreamSource(_SourceBase):
     options: dict[str, str] = Field(default_factory=dict, description="extra FFmpeg options")
 
 
-class V4l2Source(_SourceBase):
+class V4l2Source(_VideoSourceBase):
     kind: Literal["v4l2"] = "v4l2"
     device: str = Field("/dev/video0", min_length=1, description="V4L2 device path")
     size: str | None = Field(None, pattern=r"^\d{2,5}x\d{2,5}$", description="capture size, WIDTHxHEIGHT (px)")
@@ -68,14 +75,14 @@ class V4l2Source(_SourceBase):
     read_timeout_s: float = Field(3.0, gt=0, le=60, description="a read stalled this long counts as a lost camera (s)")
 
 
-class FileSource(_SourceBase):
+class FileSource(_VideoSourceBase):
     kind: Literal["file"] = "file"
     path: Path = Field(description="media file played as live (real-time pacing)")
     loop: bool = Field(False, description="start again at the end (a discontinuity is flagged)")
     audio: bool = Field(True, description="use the file's audio track as this source's audio")
 
 
-class LavfiSource(_SourceBase):
+class LavfiSource(_VideoSourceBase):
     kind: Literal["lavfi"] = "lavfi"
     graph: str = Field(min_length=1, description="FFmpeg lavfi source graph, e.g. testsrc2=size=640x480:rate=30")
 
@@ -88,7 +95,7 @@ class MicSource(_SourceBase):
     block_ms: float = Field(20.0, ge=2, le=500, description="PortAudio block size (ms)")
 
 
-class SyntheticSource(_SourceBase):
+class SyntheticSource(_VideoSourceBase):
     kind: Literal["synthetic"] = "synthetic"
     size: str = Field("640x480", pattern=r"^\d{2,5}x\d{2,5}$", description="WIDTHxHEIGHT (px)")
     _size = field_validator("size")(_frame_size)

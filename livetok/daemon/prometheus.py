@@ -99,6 +99,8 @@ class SourceRow:
     reconnects: int
     stalls: int
     errors: int
+    nominal_fps: float | None = None
+    token_fps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class CaptureRow:
     source: str
     modality: str
     captured: int
+    skipped_by_rate: int
     tokenized: int
     dropped_queue: int
     dropped_shutdown: int
@@ -154,10 +157,12 @@ class View:
     @classmethod
     def of(cls, snap: RunSnapshot) -> View:
         v = cls(snap.run_id, snap.uptime_s, snap.series, snap.gauges, snap.counters)
-        v.sources = [SourceRow(s.name, s.state is SourceState.RUNNING, s.reconnects, s.stalls, s.errors)
+        v.sources = [SourceRow(s.name, s.state is SourceState.RUNNING, s.reconnects, s.stalls, s.errors,
+                               s.nominal_fps, s.token_fps)
                      for s in snap.sources]
-        v.captures = [CaptureRow(src, kind, r["captured"], r["tokenized"], r["dropped_queue"], r["dropped_shutdown"],
-                                 r["failed"], r.get("queued", 0) + r.get("in_flight", 0), r.get("scales", {}))
+        v.captures = [CaptureRow(src, kind, r["captured"], r["skipped_by_rate"], r["tokenized"], r["dropped_queue"],
+                                 r["dropped_shutdown"], r["failed"], r.get("queued", 0) + r.get("in_flight", 0),
+                                 r.get("scales", {}))
                       for (src, kind), r in snap.captures.items()]
         for s in snap.sinks:
             v.sinks.append(SinkRow(s.name, s.written, s.dropped, s.failed, s.queue_depth))
@@ -226,23 +231,36 @@ def _sources(v: View) -> Iterable[Metric]:
     reconnects = CounterMetricFamily("livetok_source_reconnects", "Reconnections of a source", labels=["source"])
     stalls = CounterMetricFamily("livetok_source_stalls", "Reads that timed out", labels=["source"])
     errors = CounterMetricFamily("livetok_source_errors", "Source faults other than stalls", labels=["source"])
+    nominal = GaugeMetricFamily("livetok_source_nominal_fps", "The camera's nominal frame rate as its stream says "
+                                "(frames/s), where known", labels=["source"])
+    token = GaugeMetricFamily("livetok_source_token_fps", "The source's token rate (token_fps, frames/s), where set",
+                              labels=["source"])
     for src in v.sources:
         up.add_metric([src.name], 1.0 if src.up else 0.0)
+        if src.nominal_fps is not None:
+            nominal.add_metric([src.name], src.nominal_fps)
+        if src.token_fps is not None:
+            token.add_metric([src.name], src.token_fps)
         reconnects.add_metric([src.name], src.reconnects)
         stalls.add_metric([src.name], src.stalls)
         errors.add_metric([src.name], src.errors)
     labels = ["source", "modality"]
-    captured = CounterMetricFamily("livetok_captured", "Frames and audio blocks handed over by capture", labels=labels)
+    captured = CounterMetricFamily("livetok_captured", "Frames and audio blocks captured (those the token rate "
+                                   "skipped included)", labels=labels)
+    skipped = CounterMetricFamily("livetok_skipped_by_rate", "Frames captured and not tokenized by the source's "
+                                  "token rate (token_fps); not a loss", labels=labels)
     tokenized = CounterMetricFamily("livetok_tokenized", "Frames and audio blocks tokenized", labels=labels)
     dropped = CounterMetricFamily("livetok_dropped", "Frames and audio blocks dropped, by stage",
                                   labels=[*labels, "stage"])
     for c in v.captures:
         captured.add_metric([c.source, c.modality], c.captured)
+        skipped.add_metric([c.source, c.modality], c.skipped_by_rate)
         tokenized.add_metric([c.source, c.modality], c.tokenized)
         dropped.add_metric([c.source, c.modality, "capture"], c.dropped_queue)
         dropped.add_metric([c.source, c.modality, "shutdown"], c.dropped_shutdown)
         dropped.add_metric([c.source, c.modality, "error"], c.failed)
-    return (up, captured, tokenized, dropped, *_scales(v), reconnects, stalls, errors, *_gaps(v))
+    return (up, nominal, token, captured, skipped, tokenized, dropped, *_scales(v), reconnects, stalls, errors,
+            *_gaps(v))
 
 
 def _scales(v: View) -> Iterable[Metric]:

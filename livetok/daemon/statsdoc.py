@@ -70,7 +70,8 @@ class StatsDocument:
                     lat[f"{modality}/{scale}"] = entry
             g = snap.gauges
             out[n] = {
-                "state": src.state.value, "fps": rates.get((n, "video")), "audio_blocks_per_s": rates.get((n, "audio")),
+                "state": src.state.value, "fps": rates.get((n, "video")), "token_fps": src.token_fps,
+                "nominal_fps": src.nominal_fps, "audio_blocks_per_s": rates.get((n, "audio")),
                 "latency_ms": lat, "drift_ppm": g.get(("drift_ppm", n)), "slewing_ms": g.get(("clock_slewing_ms", n)),
                 "settled_ms": g.get(("clock_settled_ms", n)),
                 "dropped": {"capture": dict(src.dropped), "sinks": dict(src.sink_drops)}, "queue": dict(src.queue),
@@ -81,14 +82,15 @@ class StatsDocument:
 
 
 def scale_books(row: dict[str, Any] | None) -> dict[str, dict[str, int]] | None:
-    """Per ``video/<scale>`` of the built-in video tokenizer: ``captured = tokenized + shed + dropped +
-    queued`` (queued: in the hand-over or in the tokenizer now); None for a source without it."""
+    """Per ``video/<scale>`` of the built-in video tokenizer: ``captured = skipped_by_rate + tokenized +
+    shed + dropped + queued`` (queued: in the hand-over or in the tokenizer now); None for a source
+    without it."""
     if row is None or "scales" not in row:
         return None
     dropped = row["dropped_queue"] + row["failed"] + row["dropped_shutdown"]
     queued = row.get("queued", 0) + row.get("in_flight", 0)
-    return {f"video/{scale}": {"captured": row["captured"], "tokenized": r["tokenized"], "shed": r["shed"],
-                               "dropped": dropped, "queued": queued}
+    return {f"video/{scale}": {"captured": row["captured"], "skipped_by_rate": row.get("skipped_by_rate", 0),
+                               "tokenized": r["tokenized"], "shed": r["shed"], "dropped": dropped, "queued": queued}
             for scale, r in row["scales"].items()}
 
 

@@ -1,9 +1,10 @@
 """The run's books: every capture and where it went, every message and what each sink did with it.
 
-``captured = dropped (by the hand-over queue) + tokenized + failed + discarded + left`` for every
-source and modality (the hand-over's counts come from the hand-over itself); for the built-in video
-tokenizer's scales, ``captured = tokenized + shed + dropped...`` per scale as well (an overloaded
-daemon sheds fine tokens, never coarse ones: :mod:`livetok.pipeline.shedding`); and for every sink
+``captured = skipped_by_rate + dropped (by the hand-over queue) + tokenized + failed + discarded + left``
+for every source and modality (the hand-over's counts come from the hand-over itself; frames the
+source's token rate skipped never reach it: the capture thread counts them); for the built-in video
+tokenizer's scales, ``captured = skipped_by_rate + tokenized + shed + dropped...`` per scale as well (an
+overloaded daemon sheds fine tokens, never coarse ones: :mod:`livetok.pipeline.shedding`); and for every sink
 ``offered = written + dropped + failed + queued`` (:mod:`livetok.pipeline.outlets`). The run's
 report (:class:`RunReport`) carries them, and whether they balance: nothing unseen was lost.
 """
@@ -75,16 +76,19 @@ def capture_books(sources: list[RunningSource], books: Books,
     ok = True
     # A source restarted by a reload had several hand-overs under one name: their counts add up.
     handoffs: dict[Key, list[Handoff[Any]]] = {}
+    skipped: Counter[Key] = Counter()
     for src in sources:
         for kind, h in (("video", src.video), ("audio", src.audio)):
             if h is not None:
                 handoffs.setdefault((src.name, kind), []).append(h)
+        skipped[(src.name, "video")] += src.stats.skipped_by_rate
     for key, hs in handoffs.items():
         put, dropped, taken, left = (sum(c) for c in zip(*(h.counts() for h in hs), strict=True))
         b = books
         in_flight = taken - b.tokenized[key] - b.failed[key] - b.discarded[key]
         row: dict[str, Any] = {
-            "captured": put, "dropped_queue": dropped, "tokenized": b.tokenized[key], "failed": b.failed[key],
+            "captured": put + skipped[key], "skipped_by_rate": skipped[key], "dropped_queue": dropped,
+            "tokenized": b.tokenized[key], "failed": b.failed[key],
             "dropped_shutdown": b.discarded[key] + (left if final else 0)}
         if not final:
             row |= {"queued": left, "in_flight": in_flight}

@@ -67,6 +67,9 @@ class SourceSnap:
     queue: dict[str, int]  # per modality: depth of the hand-over queue
     dropped: dict[str, int]  # per modality: dropped by the hand-over queue
     sink_drops: dict[str, int]  # per sink: its messages dropped or failed there
+    token_fps: float | None = None  # its token rate (frames/s); None: every frame
+    nominal_fps: float | None = None  # the camera's nominal rate as its stream says (frames/s); None: unknown
+    skipped_by_rate: int = 0  # video frames its token rate skipped
 
     @classmethod
     def of(cls, src: RunningSource, outlets: list[Outlet]) -> SourceSnap:
@@ -77,7 +80,8 @@ class SourceSnap:
                       for o in outlets}
         return cls(n, st.state, src.video is not None, src.audio is not None, st.frames, st.blocks, st.reconnects,
                    st.stalls, st.errors, st.last_error, src.finished, {k: h.depth for k, h in handoffs},
-                   {k: h.dropped for k, h in handoffs}, sink_drops)
+                   {k: h.dropped for k, h in handoffs}, sink_drops, src.token_fps,
+                   st.nominal_fps if src.video is not None and st.nominal_fps > 0 else None, st.skipped_by_rate)
 
 
 @dataclass(frozen=True)

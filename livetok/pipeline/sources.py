@@ -29,6 +29,7 @@ class RunningSource:
     video: Handoff[VideoCapture] | None
     audio: Handoff[AudioCapture] | None
     stats: SourceStats
+    token_fps: float | None = None  # the source's token rate (frames/s); None: every frame
 
     def start(self) -> None:
         self.thread.start()
@@ -69,7 +70,8 @@ def build_sources(cfg: LivetokConfig, video_cfg: VideoConfig, only: set[str] | f
         video = Handoff[VideoCapture](cfg.queues.video_frames) if s.name in as_video else None
         audio = Handoff[AudioCapture](cfg.queues.audio_blocks) if s.name in as_audio else None
         thread = _thread(s, prepare, video, audio, stats)
-        out.append(RunningSource(s.name, thread, video, audio, stats))
+        out.append(RunningSource(s.name, thread, video, audio, stats,
+                                 getattr(s, "token_fps", None) if video is not None else None))
     return out
 
 
@@ -89,11 +91,12 @@ def _thread(
                          audio, stats)
     if isinstance(s, dc.SyntheticSource):
         w, h = _size(s.size)
-        synthetic = SyntheticOptions(width=w, height=h, fps=s.fps, rate=s.rate,
-                                     marker_interval_s=s.marker_interval_s, audio_offset_ms=s.audio_offset_ms)
+        synthetic = SyntheticOptions(width=w, height=h, fps=s.fps, rate=s.rate, marker_interval_s=s.marker_interval_s,
+                                     audio_offset_ms=s.audio_offset_ms, token_fps=s.token_fps)
         return SyntheticSource(s.name, synthetic, prepare, video, audio, stats)
     url, opts = _av_options(s)
-    opts = dataclasses.replace(opts, want_audio=audio is not None, want_video=video is not None)
+    opts = dataclasses.replace(opts, want_audio=audio is not None, want_video=video is not None,
+                               token_fps=s.token_fps)
     return AvSource(s.name, url, opts, prepare, video if video is not None else Handoff[VideoCapture](1), audio, stats)
 
 

@@ -81,7 +81,9 @@ def buffer_bounds(cfg: LivetokConfig, plugins: dict[str, Any] | None = None) -> 
     for g in cfg.effective_groups():
         group_bytes = 0.0
         if g.video is not None:
-            fps = getattr(by_name[g.video], "fps", None) or 30.0
+            cam = by_name[g.video]
+            fps = getattr(cam, "fps", None) or 30.0
+            fps = min(fps, getattr(cam, "token_fps", None) or fps)  # the token rate, where it is lower
             if ("video", "fine") in specs.get(g.video, {}):
                 msgs += 2 * fps
                 group_bytes += fps * frame_bytes
@@ -148,7 +150,7 @@ def source_metas(cfg: LivetokConfig, vocab: Vocabulary, run_id: str, instance: s
         if src.name in video and ("video", "fine") in builtin:
             fps = nominal_fps(src)
             streams += [StreamDescription(Modality.VIDEO, sc, getattr(tok.video, sc.name.lower()).levels, None,
-                                          fps) for sc in Scale]
+                                          fps, token_fps=getattr(src, "token_fps", None)) for sc in Scale]
         if src.name in audio and ("audio", "fine") in builtin:
             streams += [StreamDescription(Modality.AUDIO, sc, getattr(a, sc.name.lower()).levels, rate[sc])
                         for sc in Scale]

@@ -59,12 +59,17 @@ class AvSourceOptions:
     # its start (delivered at once after probing) is absorbed instead of cut (s); 0: drop at once,
     # as devices and files always do, and every source after its start.
     catch_up_s: float = 1.0
+    # The most video frames per second handed over, chosen on the capture clock (livetok.streams.rate);
+    # None: every frame.
+    token_fps: float | None = None
 
     def __post_init__(self) -> None:
         if self.open_timeout_s <= 0 or self.read_timeout_s <= 0:
             raise ValueError("open_timeout_s and read_timeout_s must be positive")
         if self.catch_up_s < 0:
             raise ValueError("catch_up_s must not be negative")
+        if self.token_fps is not None and not self.token_fps > 0:
+            raise ValueError("token_fps must be positive")
 
 
 def source_kind(url: str, fmt: str | None) -> SourceKind:

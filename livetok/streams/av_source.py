@@ -41,6 +41,7 @@ from livetok.streams.av_options import (
 )
 from livetok.streams.handoff import Handoff
 from livetok.streams.pacing import Pacer
+from livetok.streams.rate_decode import RateDecoding
 from livetok.streams.types import AudioCapture, SourceState, SourceStats, VideoCapture
 from livetok.streams.worker import Outcome, SourceThread, Stall
 
@@ -104,6 +105,8 @@ class AvSource(SourceThread):
         self._offset_ns = 0
         self._end_ns = 0  # latest media end handed over (ns, shifted)
         self._rebase = False  # the next frame sets _offset_ns (first frame after a wrap)
+        # The token rate: which frames are handed over, and which the decoder may skip.
+        self._rate = RateDecoding(options.token_fps, stats) if options.token_fps else None
 
     # -- one connection ------------------------------------------------------------------------
 
@@ -176,6 +179,9 @@ class AvSource(SourceThread):
             rate = vs.average_rate or vs.guessed_rate
             tracks[vs.index] = _Track(vs.time_base, int(NS / rate) if rate else 0, self._catch_up_ns)
             streams.append(vs)
+            self.stats.nominal_fps = round(float(rate), 3) if rate else 0.0
+            if self._rate is not None:
+                self._rate.connected(tracks[vs.index].duration_ns)
         if self._wants_audio and container.streams.audio:
             aus = container.streams.audio[0]
             tracks[aus.index] = _Track(aus.time_base, 0, self._catch_up_ns)
@@ -192,16 +198,12 @@ class AvSource(SourceThread):
                     return Outcome.FINISHED
                 last_data_ns = time.monotonic_ns()
                 self._data()
-                try:
-                    frames = packet.decode()
-                except (av.InvalidDataError, av.EOFError) as err:
-                    self.stats.errors += 1  # a damaged packet: the decoder resynchronises on the next
-                    self.stats.last_error = f"{self.url}: undecodable packet ({_reason(err)})"
-                    continue
-                for frame in frames:
-                    if not isinstance(frame, av.VideoFrame | av.AudioFrame):
-                        continue  # subtitles: never demuxed
-                    if not self._deliver(frame, tracks[packet.stream.index]):
+                if self._rate is None or not isinstance(packet.stream, av.VideoStream):
+                    plan = [(packet, False)]
+                else:
+                    plan = self._rate.plan(packet, self._offset_ns)
+                for p, nonref in plan:
+                    if not self._decode(p, nonref, tracks[p.stream.index]):
                         return Outcome.FINISHED
         except (av.ExitError, av.TimeoutError) as err:
             if self._stopping.is_set():
@@ -211,6 +213,9 @@ class AvSource(SourceThread):
             if self._stopping.is_set():
                 return Outcome.FINISHED
             raise MediaError(f"{self.url}: read failed ({_reason(err)})") from err
+        finally:
+            if self._rate is not None:
+                self._rate.ended()
         if self._stopping.is_set():
             return Outcome.FINISHED
         return self._at_end(last_data_ns)
@@ -227,6 +232,27 @@ class AvSource(SourceThread):
         if not self.listening and time.monotonic_ns() - last_data_ns >= self.options.read_timeout_s * NS:
             raise Stall(f"{self.url}: no data for {self.options.read_timeout_s:g} s")  # a socket timeout ended it
         return Outcome.LOST
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def _decode(self, packet: av.Packet, nonref: bool, track: _Track) -> bool:
+        """Decode one packet (``nonref``: with skip_frame=NONREF) and deliver its frames; False when stopped."""
+        if self._rate is not None and isinstance(packet.stream, av.VideoStream):
+            self._rate.before_decode(packet, nonref)
+        try:
+            frames = packet.decode()
+        except (av.InvalidDataError, av.EOFError) as err:
+            self.stats.errors += 1  # a damaged packet: the decoder resynchronises on the next
+            self.stats.last_error = f"{self.url}: undecodable packet ({_reason(err)})"
+            return True
+        for frame in frames:
+            if not isinstance(frame, av.VideoFrame | av.AudioFrame):
+                continue  # subtitles: never demuxed
+            if self._rate is not None and isinstance(frame, av.VideoFrame):
+                self._rate.decoded(self._media_ns(frame, track))
+            if not self._deliver(frame, track):
+                return False
+        return True
 
     # -- one frame -----------------------------------------------------------------------------
 
@@ -281,13 +307,24 @@ class AvSource(SourceThread):
         return flag
 
     def _hand_video(self, frame: av.VideoFrame, track: _Track, media_ns: int | None) -> None:
-        image = self._prepare(frame)
-        arrival = time.monotonic_ns()
         duration = track.duration_ns
         if not duration and frame.duration and track.time_base:
             duration = ticks_to_ns(frame.duration, track.time_base)
-        # Without a PTS: the arrival time (a frame's exposure is not known better than that).
-        stamp = self._stamp(track, media_ns, arrival, duration)
+        if self._rate is not None:
+            # Chosen before any work on the frame; the stamp without a PTS is the arrival before it.
+            stamp = self._stamp(track, media_ns, time.monotonic_ns(), duration)
+            if self._rate.skips(stamp, restart=track.flag):
+                self._delivered()
+                return
+            image = self._prepare(frame)
+            arrival = time.monotonic_ns()
+            if not self._rate.gate.passes_all:
+                duration = self._rate.gate.period_ns  # a token frame stands for its slot
+        else:
+            image = self._prepare(frame)
+            arrival = time.monotonic_ns()
+            # Without a PTS: the arrival time (a frame's exposure is not known better than that).
+            stamp = self._stamp(track, media_ns, arrival, duration)
         cap = VideoCapture(source=self.name, image=image, media_ns=stamp, arrival_ns=arrival,
                            duration_ns=duration, discontinuity=self._take_flag(track))
         self.stats.frames += 1

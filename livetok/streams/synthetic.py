@@ -28,6 +28,7 @@ from livetok.errors import LivetokError
 from livetok.runtime.backoff import BackoffPolicy
 from livetok.streams.handoff import Handoff
 from livetok.streams.pacing import Pacer
+from livetok.streams.rate import RateGate
 from livetok.streams.types import AudioCapture, SourceStats, VideoCapture
 from livetok.streams.worker import Outcome, SourceThread
 
@@ -53,12 +54,15 @@ class SyntheticOptions:
     audio_offset_ms: float = 0.0  # the beep comes this much after the flash (ms; negative: before)
     realtime: bool = True  # pace on the monotonic clock; False: as fast as the handoffs take them
     duration_s: float | None = None  # stop after this much media time (s); None: run until stop()
+    token_fps: float | None = None  # the most frames per second handed over (livetok.streams.rate); None: all
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1 or self.fps <= 0 or self.rate < 1 or self.channels < 1:
             raise ValueError("width, height, fps, rate and channels must be positive")
         if self.block_ms < 1 or self.marker_interval_s < 0 or self.beep_ms <= 0:
             raise ValueError("block_ms >= 1, marker_interval_s >= 0 and beep_ms > 0 are required")
+        if self.token_fps is not None and not self.token_fps > 0:
+            raise ValueError("token_fps must be positive")
 
     def marker_ns(self, k: int) -> int:
         """Media time of marker ``k`` (1, 2, ...): its flash frame's time, the first frame at or after
@@ -115,6 +119,10 @@ class SyntheticSource(SourceThread):
         self._audio = audio
         self._pattern = _pattern(options.width, options.height)
         self._block = max(1, options.rate * options.block_ms // 1000)  # samples per block
+        self._gate = RateGate(options.token_fps) if options.token_fps else None
+        if self._gate is not None:
+            self._gate.set_frame_ns(options.frame_ns(1))
+        stats.nominal_fps = round(float(options.fps), 3)
 
     def _session(self) -> Outcome:
         o = self.options
@@ -170,6 +178,14 @@ class SyntheticSource(SourceThread):
 
     def _hand_video(self, frame_i: int, media_ns: int) -> None:
         assert self._video is not None
+        duration = self.options.frame_ns(1)
+        if self._gate is not None:
+            if not self._gate.keep(media_ns, restart=frame_i == 0):
+                self.stats.skipped_by_rate += 1  # before the picture is even drawn
+                self._delivered()
+                return
+            if not self._gate.passes_all:
+                duration = self._gate.period_ns  # a token frame stands for its slot
         try:
             image = self._prepare(av.VideoFrame.from_ndarray(self._picture(frame_i), format="rgb24"))
         except LivetokError as err:
@@ -177,7 +193,7 @@ class SyntheticSource(SourceThread):
             self.stats.last_error = str(err)
             return
         cap = VideoCapture(source=self.name, image=image, media_ns=media_ns, arrival_ns=time.monotonic_ns(),
-                           duration_ns=self.options.frame_ns(1), discontinuity=frame_i == 0)
+                           duration_ns=duration, discontinuity=frame_i == 0)
         self.stats.frames += 1
         if not self._video.put(cap):
             self.stats.dropped_frames += 1

@@ -50,7 +50,7 @@ class SourceState(Enum):
 class SourceStats:
     """Counters of one source, written by its capture thread, read by metrics (ints: no lock needed)."""
 
-    frames: int = 0  # video frames handed over
+    frames: int = 0  # video frames handed over (the token frames: not those skipped by the token rate)
     blocks: int = 0  # audio blocks handed over
     dropped_frames: int = 0  # video frames dropped (queue full, or decoder late)
     dropped_blocks: int = 0  # audio blocks dropped
@@ -65,3 +65,9 @@ class SourceStats:
     errors: int = 0  # faults other than stalls: failed opens, lost connections, undecodable packets
     loops: int = 0  # times a looped file started again from its beginning
     waits: int = 0  # a listening source had no data for read_timeout_s (its socket stays open), count
+    # The token rate (livetok.streams.rate): video frames captured but not tokenized by choice, never
+    # handed over (captured = frames + skipped_by_rate); ``undecoded``: those of them the decoder was
+    # told to skip (skip_frame), a part of skipped_by_rate.
+    skipped_by_rate: int = 0
+    undecoded: int = 0
+    nominal_fps: float = 0.0  # the camera's nominal frame rate (frames/s) as the stream says; 0: unknown
