@@ -96,3 +96,28 @@ def test_a_waiting_put_drops_the_oldest_when_no_room_comes() -> None:
     h.close()
     assert not h.put(4, wait_s=60.0)  # nor into a closed queue
     assert h.dropped == 3 and h.put_count == 5
+
+
+def test_video_batches_take_turns_across_more_sources_than_a_batch_holds() -> None:
+    """Five cameras, batches of two: every camera is served equally often. Before, each batch began
+    with the first camera, and cameras 3-5 were served only once 1 and 2 ran dry (the starvation
+    bench_overload showed: 1.7 % of frames kept vs 16 %)."""
+    from collections import Counter
+
+    from livetok.pipeline.datapath import take_round_robin
+
+    hs: list[Handoff[int]] = [Handoff(100) for _ in range(5)]
+    for k, h in enumerate(hs):
+        for i in range(20):
+            h.put(k * 100 + i)
+    served: Counter[int] = Counter()
+    start = 0
+    for _ in range(10):
+        batch, start = take_round_robin(hs, 2, start)
+        assert len(batch) == 2
+        served.update(x // 100 for x in batch)
+    assert served == {k: 4 for k in range(5)}
+    # a short batch still serves whoever has frames, in turn, and an empty set gives nothing
+    batch, start = take_round_robin(hs, 1000, start)
+    assert sorted(Counter(x // 100 for x in batch).values()) == [16] * 5
+    assert take_round_robin([], 2, 3) == ([], 0)

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from livetok.config import LivetokConfig
 from livetok.pipeline.books import Books, RunReport
@@ -56,6 +56,9 @@ class Work:
     engine: EngineOutput
 
 
+T = TypeVar("T")
+
+
 class DataPath:
     """The sources, the engine's lanes, the sinks' outlets, the books and the metrics (module doc)."""
 
@@ -67,6 +70,7 @@ class DataPath:
         self.stop = stop
         self.sources: list[RunningSource] = []
         self.retired_sources: list[RunningSource] = []  # stopped by a reload: still in the books
+        self._video_next = 0  # the hand-over the next video batch begins with (take_round_robin)
         self.outlets = Outlets()  # the sinks in the fan-out, and every one since the start (the books)
         self.first_sinks = sinks
         self.metrics = Metrics()
@@ -193,15 +197,7 @@ class DataPath:
     def _take_video(self, handoffs: list[tuple[RunningSource, Handoff[VideoCapture]]],
                     limit: int) -> list[VideoCapture]:
         """Up to ``limit`` frames, round-robin over sources so a fast camera cannot starve others."""
-        batch: list[VideoCapture] = []
-        while len(batch) < limit:
-            took = False
-            for _, h in handoffs:
-                if len(batch) < limit and (item := h.get_nowait()) is not None:
-                    batch.append(item)
-                    took = True
-            if not took:
-                break
+        batch, self._video_next = take_round_robin([h for _, h in handoffs], limit, self._video_next)
         return batch
 
     def _lost_video(self) -> frozenset[str]:
@@ -309,3 +305,27 @@ class DataPath:
             # the stream's next packet is flagged GAP; the daemon and every other stream go on
             self.error(f"errors.model.{tokenizer}", f"tokenizer {tokenizer!r}: the model failed: {line}")
             m.count(("model_errors", tokenizer))
+
+
+def take_round_robin(handoffs: list[Handoff[T]], limit: int, start: int) -> tuple[list[T], int]:
+    """Up to ``limit`` items, one per hand-over in turn, beginning with hand-over ``start`` (mod
+    their count); and where the next call begins: after the last one served. Beginning at the first
+    every time starved the last sources whenever there were more of them than ``limit``."""
+    n = len(handoffs)
+    if not n:
+        return [], 0
+    start %= n
+    batch: list[T] = []
+    last = start - 1
+    while len(batch) < limit:
+        took = False
+        for i in range(n):
+            if len(batch) >= limit:
+                break
+            k = (start + i) % n
+            if (item := handoffs[k].get_nowait()) is not None:
+                batch.append(item)
+                took, last = True, k
+        if not took:
+            break
+    return batch, (last + 1) % n
