@@ -179,9 +179,9 @@ def save_codebooks(cbs: CodebookSet, path: Path, extra: dict[str, str] | None = 
             raise OutputError(f"{path}: cannot write it: {reason}") from err
 
 
-def load_codebooks(path: Path | None = None) -> CodebookSet:
-    """Load and verify a codebook file; every failure is a one-line CodebookError naming the file."""
-    path = resolve_codebook_path(path)
+def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """A safetensors file's metadata and tensors; a missing or unreadable file is one CodebookError
+    line naming it (the livetok codebooks and the plug-in tokenizers' quantizer files alike)."""
     if not path.is_file():
         raise CodebookError(f"codebook file not found: {path}")
     try:
@@ -192,6 +192,13 @@ def load_codebooks(path: Path | None = None) -> CodebookSet:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CodebookError(f"{path}: not a readable safetensors codebook file ({err})") from err
+    return meta, tensors
+
+
+def load_codebooks(path: Path | None = None) -> CodebookSet:
+    """Load and verify a codebook file; every failure is a one-line CodebookError naming the file."""
+    path = resolve_codebook_path(path)
+    meta, tensors = read_safetensors(path)
     if meta.get("format") != FORMAT:
         raise CodebookError(f"{path}: not a livetok codebook file (format {meta.get('format')!r}, want {FORMAT!r})")
     try:

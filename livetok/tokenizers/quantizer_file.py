@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.numpy import save_file
 
 from livetok.errors import CodebookError, OutputError
 from livetok.outputs import atomic_output, describe_oserror
-from livetok.tokenizers.codebooks import MAX_CODES, ScaleArrays
+from livetok.tokenizers.codebooks import MAX_CODES, ScaleArrays, read_safetensors
 
 FORMAT = "livetok-tokenizer-codebooks/1"
 PARTS = ("mean", "proj", "codebooks")
@@ -71,14 +71,7 @@ def save_quantizers(qs: QuantizerSet, path: Path) -> None:
 def load_quantizers(path: Path) -> QuantizerSet:
     """Read and verify; every failure is one CodebookError line naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CodebookError(f"codebook file not found: {path}")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CodebookError(f"{path}: not a readable safetensors codebook file ({err})") from err
+    meta, tensors = read_safetensors(path)
     if meta.get("format") != FORMAT:
         raise CodebookError(f"{path}: not a plug-in tokenizer codebook file (format {meta.get('format')!r}, "
                             f"want {FORMAT!r})")
