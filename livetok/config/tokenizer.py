@@ -9,20 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from livetok.config.base import Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RVQConfig(_Strict):
+class RVQConfig(Strict):
     levels: int = Field(4, ge=1, le=16, description="RVQ depth used at run time (levels); at most the fitted depth")
     codebook_size: int = Field(1024, ge=2, le=65536, description="codes per level (count); must match the codebooks")
     dim: int = Field(64, ge=4, le=1024, description="projected vector size the RVQ works on (count); used by `fit`")
 
 
-class AudioConfig(_Strict):
+class AudioConfig(Strict):
     sample_rate: int = Field(16000, ge=8000, le=48000, description="model sample rate (Hz); input is resampled to it")
     window_ms: float = Field(25.0, gt=0, le=100, description="STFT window length (ms)")
     hop_ms: float = Field(10.0, gt=0, le=50, description="STFT hop, one log-mel frame per hop (ms)")
@@ -61,14 +59,14 @@ class AudioConfig(_Strict):
         return round(self.hop_ms * self.sample_rate / 1000)
 
 
-class DeltaConfig(_Strict):
+class DeltaConfig(Strict):
     enabled: bool = Field(False, description="send only patches that changed since they were last sent")
     threshold: float = Field(
         3.0, ge=0, le=255, description="mean absolute pixel change (0-255 levels) above which a patch is re-sent")
     keyframe_interval_s: float = Field(2.0, gt=0, le=3600, description="a full grid (keyframe) at least this often (s)")
 
 
-class VideoConfig(_Strict):
+class VideoConfig(Strict):
     size: int = Field(224, ge=32, le=1024, description="model resolution, square (px); a multiple of coarse_patch")
     aspect: Literal["crop", "pad", "stretch"] = Field(
         "crop",
@@ -90,7 +88,7 @@ class VideoConfig(_Strict):
         return self
 
 
-class TokenizerConfig(_Strict):
+class TokenizerConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where video tokenization runs; auto = cuda when torch sees a GPU")
     codebooks: Path | None = Field(

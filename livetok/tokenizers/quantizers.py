@@ -9,6 +9,8 @@ kernel whose codes never depend on how many rows a call has.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -16,6 +18,7 @@ from livetok.errors import CodebookError, MediaError
 from livetok.tokenizers.codebooks import ScaleArrays
 from livetok.tokenizers.kmeans import Progress, fit_rvq, pca
 from livetok.tokenizers.plugin_config import QuantizerConfig
+from livetok.tokenizers.quantizer_file import QuantizerSet, check_fitted_for, stream_arrays
 from livetok.tokenizers.rvq import ScaleQuantizer
 
 
@@ -59,3 +62,14 @@ def build_quantizer(arrays: ScaleArrays, cfg: QuantizerConfig, where: str) -> Sc
     if d != want_d:
         raise CodebookError(f"{where} project to {d} values, but quantizer.dim is {cfg.dim}")
     return ScaleQuantizer(arrays.mean, arrays.proj, arrays.codebooks, cfg.depth)
+
+
+def fitted_quantizer(qs: QuantizerSet, cfg: QuantizerConfig, *, tokenizer: str, stream: str, fmt: str,
+                     fitted_for: dict[str, Any], gives_codes: bool) -> ScaleQuantizer:
+    """A plug-in model's quantizer from its codebook file: refused in one CodebookError line when the
+    model gives codes itself, or the file was fitted for another model or stream."""
+    if gives_codes:
+        raise CodebookError(f"tokenizer {tokenizer!r}: the model gives codes itself; it needs no codebooks")
+    check_fitted_for(qs, fmt, fitted_for, tokenizer)
+    arrays = stream_arrays(qs, stream, tokenizer)
+    return build_quantizer(arrays, cfg, f"tokenizer {tokenizer!r}: codebooks {qs.source}")

@@ -33,7 +33,7 @@ from livetok.tokenizers.models.load import Feeds, check_static, open_model, prob
 from livetok.tokenizers.models.runner import Format, ModelRunner
 from livetok.tokenizers.plugin_config import QuantizerConfig
 from livetok.tokenizers.protocol import StepCodes
-from livetok.tokenizers.quantizer_file import QuantizerSet, check_fitted_for, stream_arrays
+from livetok.tokenizers.quantizer_file import QuantizerSet
 from livetok.tokenizers.spec import StreamSpec, step_ns_of
 
 if TYPE_CHECKING:
@@ -168,13 +168,10 @@ class AudioModelEncoder:
 
     def use_codebooks(self, qs: QuantizerSet, cfg: QuantizerConfig) -> None:
         """Quantize with fitted codebooks, refused in one line when fitted for something else."""
-        if self.io.output == "codes":
-            raise CodebookError(f"tokenizer {self.name!r}: the model gives codes itself; it needs no codebooks")
-        from livetok.tokenizers.quantizers import build_quantizer
+        from livetok.tokenizers.quantizers import fitted_quantizer  # torch: only with codebooks
 
-        check_fitted_for(qs, self.runner.fmt, self.fitted_for(), self.name)
-        arrays = stream_arrays(qs, self.stream_name, self.name)
-        self.quantizer = build_quantizer(arrays, cfg, f"tokenizer {self.name!r}: codebooks {qs.source}")
+        self.quantizer = fitted_quantizer(qs, cfg, tokenizer=self.name, stream=self.stream_name, fmt=self.runner.fmt,
+                                          fitted_for=self.fitted_for(), gives_codes=self.io.output == "codes")
 
     @property
     def specs(self) -> list[StreamSpec]:
