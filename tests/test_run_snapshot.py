@@ -175,7 +175,9 @@ def test_named_streams_have_latency_and_counts_in_the_stats_document_and_prometh
                 ("packets", "cam.front", "audio", "units"): 1500, ("gap_packets", "cam.front", "audio", "units"): 2,
                 ("model_errors", "units"): 3}
     snap = dataclasses.replace(base, series=series, counters=counters)
-    cam = StatsDocument().render(snap, 5.0)["sources"]["cam.front"]
+    doc = StatsDocument().render(snap, 5.0)
+    cam = doc["sources"]["cam.front"]
+    assert doc["model_errors"] == {"units": 3}
     assert list(cam["latency_ms"]) == ["video/fine", "audio/fine", "audio/units"]
     assert cam["latency_ms"]["audio/units"]["emit"]["p50"] == 50.0
     assert cam["latency_ms"]["audio/units"]["publish"]["p99"] > 70.0

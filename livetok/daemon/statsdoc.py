@@ -3,7 +3,8 @@
 
 Per source: state, rates, latency percentiles and packet counts per stream (the built-in scales
 and the plug-in tokenizers' named streams), drift, slewing, drops, queue depths, faults; per
-group: the aligner's counts, skew, step latency; per sink: its books and state; the bus's own state.
+group: the aligner's counts, skew, step latency; per plug-in tokenizer, its failed model calls;
+per sink: its books and state; the bus's own state.
 JSON-ready (no NaN). Rates are over the last ``stats_interval_s`` (the snapshots before it are kept
 for that), so each document the bus publishes measures the interval since the one before.
 """
@@ -34,6 +35,8 @@ class StatsDocument:
             "run_id": snap.run_id, "time_unix_ns": snap.time_unix_ns, "stats_interval_s": interval_s,
             "uptime_s": snap.uptime_s, "sources": self._sources(snap, self._rates(snap, interval_s)),
             "groups": groups(snap),
+            "model_errors": {k[1]: n for k, n in snap.counters.items()
+                             if isinstance(k, tuple) and len(k) == 2 and k[0] == "model_errors"},
             "sinks": {s.name: {"state": s.state, "written": s.written, "dropped": s.dropped, "failed": s.failed,
                                "queue_depth": s.queue_depth, "last_error": s.last_error} for s in snap.sinks},
         }
