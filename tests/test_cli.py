@@ -225,3 +225,24 @@ def test_flag_errors_as_a_user_sees_them(tmp_path: Path) -> None:
                         "(see livetok tokenize --help)\n")
     r = subprocess.run([sys.executable, "-m", "livetok.cli", "--help"], capture_output=True, text=True, check=False)
     assert r.returncode == 0 and "usage: livetok" in r.stdout  # asking for help is not an error
+
+
+@pytest.mark.slow
+def test_fit_tokenizer_says_which_key_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The last line of ``fit --tokenizer`` is whole: the key and the path to give it (was a dangling
+    "name the file in its codebooks:"), or that the configuration names the file already."""
+    wav = tmp_path / "noise.wav"
+    ffmpeg("-f", "lavfi", "-i", "anoisesrc=duration=3:seed=1", "-ar", "16000", str(wav))
+    out = tmp_path / "spec.safetensors"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tokenizers:\n  - {name: audio, kind: logmel-rvq}\n"
+                   "  - name: spec\n    kind: spectrogram-patches\n    modality: audio\n"
+                   "    quantizer: {kind: rvq, levels: 1, codebook_size: 8, dim: 4}\n")
+    assert main(["fit", "--tokenizer", "spec", str(wav), "-o", str(out), "-c", str(cfg), "--iters", "2"]) == 0
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("wrote codebooks ") and f"of tokenizer 'spec' to {out} (1 files); " in line
+    assert line.endswith(f"to use them, set tokenizers.1.codebooks: {out.resolve()} ({cfg}:3)"), line
+    cfg.write_text(cfg.read_text() + f"    codebooks: {out}\n")
+    assert main(["fit", "--tokenizer", "spec", str(wav), "-o", str(out), "-c", str(cfg), "--iters", "2"]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"; tokenizers.1.codebooks ({cfg}:3) names it "
+                                                                       "already")

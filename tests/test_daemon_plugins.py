@@ -134,6 +134,10 @@ def test_a_model_that_raises_is_counted_and_its_stream_flagged_gap(tmp_path: Pat
     counters = report.metrics["counters"]
     assert isinstance(counters, dict)
     assert counters.get("model_errors.conv") == 3 and counters.get("errors.model.conv") == 3
+    # the per-stream counts (stats document, Prometheus) say what the file holds
+    assert counters.get("packets.syn.audio.conv") == len(conv) and counters.get("gap_packets.syn.audio.conv") == 1
+    series = report.metrics["series_ms"]
+    assert isinstance(series, dict) and series["latency.emit.syn.audio.conv"]["n"] > 0
     fine = streams[("audio", "fine")]  # the other streams went on, whole
     assert [p.seq for p in fine] == list(range(len(fine))) and not any(p.flags & Flag.GAP for p in fine)
     assert fine[-1].end_ns - fine[0].start_ns > 1_500_000_000

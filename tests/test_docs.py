@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from livetok.vocab import Vocabulary
 from livetok.wire import AlignedStep, Clock, Flag, Modality, Scale, StepFlag, TokenPacket
@@ -86,3 +89,38 @@ def test_performance_md_sections_are_numbered_in_order_and_references_land() -> 
     assert refs and set(refs) <= set(numbers)
     heading = dict(re.findall(r"^## (\d+)\. (.*)$", text, re.M))
     assert heading["12"].startswith("Picture per bit") and heading["7"].startswith("Fitting memory")
+
+
+def _block(text: str, marker: str) -> str:
+    """The fenced code block right after ``<!-- marker -->``."""
+    m = re.search(rf"<!-- {marker} -->\n```[a-z]*\n(.*?)\n```", text, re.S)
+    assert m is not None, marker
+    return m.group(1)
+
+
+@pytest.mark.slow
+def test_bring_your_own_tokenizer_steps_1_to_3_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/tokenizers.md's example: its export code, its configuration, fit and check-config, as a
+    user copies them (relative paths, from the configuration's directory); the consuming code compiles
+    and names what the client gives."""
+    from mediagen import ffmpeg
+
+    from livetok.cli import main
+    from livetok.client import Message
+
+    text = doc("tokenizers.md")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "export.py").write_text(_block(text, "byot-export") + "\n")
+    subprocess.run([sys.executable, "export.py"], check=True, timeout=120)  # as a user runs it (TorchScript
+    # reads the module's source: not from exec)
+    (tmp_path / "config.yaml").write_text(_block(text, "byot-config") + "\n")
+    (tmp_path / "speech").mkdir()
+    ffmpeg("-f", "lavfi", "-i", "anoisesrc=duration=3:seed=2:amplitude=0.3", "-ar", "16000", "speech/a.wav")
+    assert main(["fit", "--tokenizer", "units", "speech", "-o", "units.safetensors", "-c", "config.yaml"]) == 0
+    assert capsys.readouterr().err.strip().endswith("tokenizers.1.codebooks (config.yaml:3) names it already")
+    assert main(["check-config", "-c", "config.yaml"]) == 0
+    assert "units(torchscript, audio/units, " in capsys.readouterr().out
+    consume = _block(text, "byot-consume")
+    compile(consume, "byot-consume", "exec")
+    assert {"instance", "step"} <= set(Message.__dataclass_fields__)

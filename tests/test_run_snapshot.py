@@ -5,6 +5,7 @@ what the runner puts in a snapshot is what the run did."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -176,3 +177,37 @@ def test_the_books_per_scale_agree_in_the_stats_document_and_prometheus() -> Non
         assert value("livetok_captured_total", **cam) == skipped + made + shed + dropped + pending
     assert value("livetok_shed_total", **cam, scale="fine") == 90
     assert value("livetok_degraded_total", **cam, scale="fine") == 30
+
+
+def test_named_streams_have_latency_and_counts_in_the_stats_document_and_prometheus() -> None:
+    """A plug-in tokenizer's stream (audio/units) beside the built-in ones: its latency and packet
+    counts under its own key in the stats document, its own label in Prometheus."""
+    base = snapshot(15.0, 250, 2000)
+    series = {**base.series, ("latency", "emit", "cam.front", "audio", "units"): _series(40, 50, 60),
+              ("latency", "publish", "mqtt", "cam.front", "audio", "units"): _series(41, 51, 61, 71),
+              ("latency", "emit", "cam.front", "audio", "fine"): _series(5)}
+    counters = {("packets", "cam.front", "video", "fine"): 300, ("packets", "cam.front", "audio", "fine"): 750,
+                ("packets", "cam.front", "audio", "units"): 1500, ("gap_packets", "cam.front", "audio", "units"): 2,
+                ("model_errors", "units"): 3}
+    snap = dataclasses.replace(base, series=series, counters=counters)
+    doc = StatsDocument().render(snap, 5.0)
+    cam = doc["sources"]["cam.front"]
+    assert doc["model_errors"] == {"units": 3}
+    assert list(cam["latency_ms"]) == ["video/fine", "audio/fine", "audio/units"]
+    assert cam["latency_ms"]["audio/units"]["emit"]["p50"] == 50.0
+    assert cam["latency_ms"]["audio/units"]["publish"]["p99"] > 70.0
+    assert cam["streams"] == {"video/fine": {"packets": 300, "gaps": 0}, "audio/fine": {"packets": 750, "gaps": 0},
+                              "audio/units": {"packets": 1500, "gaps": 2}}
+    assert StatsDocument().render(snap, 5.0)["sources"]["mic"]["streams"] == {}
+    samples = [s for f in text_string_to_metric_families(render(View.of(snap)).decode()) for s in f.samples]
+
+    def value(name: str, **labels: str) -> float:
+        return next(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    units = {"source": "cam.front", "modality": "audio"}
+    assert value("livetok_capture_to_emit_seconds_count", **units, scale="units") == 3
+    assert value("livetok_capture_to_publish_seconds_count", **units, scale="units") == 4
+    assert value("livetok_stream_packets_total", **units, stream="units") == 1500
+    assert value("livetok_stream_gap_packets_total", **units, stream="units") == 2
+    assert value("livetok_stream_packets_total", source="cam.front", modality="video", stream="fine") == 300
+    assert value("livetok_model_errors_total", tokenizer="units") == 3

@@ -72,7 +72,12 @@ def test_a_source_feeds_every_tokenizer_of_its_modalities_or_those_it_names(tmp_
     (LIST + "sources:\n  - kind: mic\n    name: m\n    tokenizers: [video]\n",
      r":15: sources.0.tokenizers: 'video' is a video tokenizer, and mic source 'm' has no video"),
     (LIST + "  - {name: u2, kind: onnx, modality: audio, stream: units}\nsources:\n  - {kind: mic, name: m}\n",
-     r":14: sources.0.tokenizers: tokenizers 'units' and 'u2' both give source 'm' an? audio stream named 'units'"),
+     r":12: tokenizers.3.stream: tokenizers 'units' and 'u2' both give an audio stream named 'units': the daemon "
+     r"has one vocabulary"),
+    # whichever sources they feed: every source's meta carries the daemon's one vocabulary
+    (LIST + "  - {name: u2, kind: onnx, modality: audio, stream: units}\nsources:\n"
+     "  - {kind: mic, name: m, tokenizers: [units]}\n  - {kind: mic, name: n, tokenizers: [u2]}\n",
+     r":12: tokenizers.3.stream: tokenizers 'units' and 'u2' both give an audio stream named 'units'"),
 ])
 def test_refusals_name_the_key_and_its_line(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ConfigError, match=where):

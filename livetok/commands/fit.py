@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from livetok.config import load_config
+from livetok.config import LivetokConfig, load_config
 from livetok.outputs import check_output
 from livetok.tokenizers.codebooks import load_codebooks, save_codebooks
 from livetok.tokenizers.fit import FitOptions, fit, media_files
@@ -50,5 +50,16 @@ def fit_plugin(args: argparse.Namespace) -> int:
     qs = fit_tokenizer(files, kind, quantizer, FitOptions(iters=args.iters, seed=args.seed))
     save_quantizers(qs, Path(args.output))
     print(f"wrote codebooks {qs.codebook_id} of tokenizer {args.tokenizer!r} to {args.output} ({len(files)} files); "
-          f"name the file in its codebooks:", file=sys.stderr)
+          f"{_where_to_name(cfg, c.index, c.entry.codebooks, Path(args.output))}", file=sys.stderr)
     return 0
+
+
+def _where_to_name(cfg: LivetokConfig, index: int, named: Path | None, out: Path) -> str:
+    """What the user does next: the key that names the written file (and where the tokenizer is
+    in the file), or that it names it already."""
+    key = f"tokenizers.{index}.codebooks"
+    entry = cfg.where("tokenizers", index)  # "FILE:LINE: tokenizers.N", or the key alone without a file
+    at = f" ({entry.rsplit(': ', 1)[0]})" if ": " in entry else ""
+    if named is not None and named.expanduser().resolve() == out.resolve():
+        return f"{key}{at} names it already"
+    return f"to use them, set {key}: {out.resolve()}{at}"

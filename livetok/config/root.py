@@ -52,6 +52,9 @@ class LivetokConfig(BaseModel):
     # (a codebook file that does not load, a sink directory that is missing); not configuration.
     _path: str = PrivateAttr("")
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+    # What a file source's media holds, (video, audio), as its header says (the start's
+    # checks read it: :meth:`note_tracks`); the default groups use it. Not configuration.
+    _tracks: dict[str, tuple[bool, bool]] = PrivateAttr(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
         """Equal settings, wherever they were read from (the location is not configuration)."""
@@ -151,21 +154,33 @@ class LivetokConfig(BaseModel):
 
     def effective_groups(self) -> list[Group]:
         """The configured groups, or by default each camera/stream paired with the next unused
-        microphone, else with its own audio track; microphones left over form audio-only groups."""
+        microphone, else with its own audio track; microphones left over form audio-only groups,
+        and so does a file source whose media has no video (:meth:`note_tracks`)."""
         if self.groups:
             return list(self.groups)
         mics = [s.name for s in self.sources if s.kind == "mic"]
-        groups = []
+        groups, audio_only = [], []
         for s in self.sources:
             if s.kind not in VIDEO_KINDS:
+                continue
+            video, track = self._tracks.get(s.name, (True, True))
+            track = track and s.kind in AUDIO_TRACK_KINDS and getattr(s, "audio", True)
+            if not video:  # an audio-only file: a group of its own audio, as a microphone left over
+                audio_only += [Group(name=s.name, audio=s.name)] if track else []
                 continue
             if mics:
                 audio: str | None = mics.pop(0)
             else:
-                audio = s.name if s.kind in AUDIO_TRACK_KINDS and getattr(s, "audio", True) else None
+                audio = s.name if track else None
             groups.append(Group(name=s.name, video=s.name, audio=audio))
         groups += [Group(name=m, audio=m) for m in mics]
-        return groups
+        return groups + audio_only
+
+    def note_tracks(self, tracks: dict[str, tuple[bool, bool]]) -> None:
+        """Record what file sources' media hold, ``{source: (has video, has audio)}``, as
+        their headers say (read before capture starts): a default group then takes only what a
+        source has (an audio-only file makes an audio-only group, not one waiting for video)."""
+        self._tracks = dict(tracks)
 
     def named_sinks(self) -> list[tuple[str, FileSink | MqttSink]]:
         """Every sink with its name (:func:`~livetok.config.sinks.sink_name`), in fan-out order: the

@@ -145,6 +145,7 @@ def check_entries(entries: list[AnyTokenizer]) -> None:
     for i, e in enumerate(entries):
         if isinstance(e, PluginTokenizer) and e.stream is None:
             _check_stream_name(e.name, f"tokenizers.{i}.name: the stream name")
+    _unique_streams(entries)
     builtin = [e for e in entries if not isinstance(e, PluginTokenizer)]
     for kind in BUILTIN_KINDS:
         same = [e.name for e in builtin if e.kind == kind]
@@ -155,6 +156,24 @@ def check_entries(entries: list[AnyTokenizer]) -> None:
     if len(books) > 1:
         raise ValueError("the logmel-rvq and patch-rvq tokenizers share one codebook file: give both the same "
                          "codebooks (or leave both null)")
+
+
+def _unique_streams(entries: list[AnyTokenizer]) -> None:
+    """No two plug-in tokenizers give one modality the same stream name, whichever sources they
+    feed: the daemon publishes one vocabulary (one block per stream name) that every source's meta
+    carries, so that a group's steps flatten with any one of them."""
+    seen: dict[tuple[str, str], str] = {}
+    for i, e in enumerate(entries):
+        if not isinstance(e, PluginTokenizer):
+            continue
+        key = (e.modality, e.stream_name)
+        if key in seen:
+            where = f"tokenizers.{i}.{'stream' if e.stream is not None else 'name'}"
+            article = "an" if e.modality == "audio" else "a"
+            raise ValueError(f"{where}: tokenizers {seen[key]!r} and {e.name!r} both give {article} {e.modality} "
+                             f"stream named {e.stream_name!r}: the daemon has one vocabulary for all its sources, "
+                             "one block per stream name; rename one (stream:)")
+        seen[key] = e.name
 
 
 def section_of_entries(entries: list[AnyTokenizer]) -> TokenizerConfig:

@@ -50,10 +50,29 @@ def check_codebooks(cfg: LivetokConfig) -> str:
 
 
 def check_sources(cfg: LivetokConfig) -> None:
+    """Every file source's file exists; what each file source's media holds is noted in ``cfg``
+    (:meth:`~livetok.config.LivetokConfig.note_tracks`: the default groups use it)."""
     for i, s in enumerate(cfg.sources):
         if isinstance(s, dc.FileSource) and not Path(s.path).is_file():
             what = "no such file" if not Path(s.path).exists() else "not a regular file"
             raise ConfigError(f"{cfg.where('sources', i, 'path')}: {s.path}: {what}")
+    cfg.note_tracks({s.name: t for s in cfg.sources if (t := media_tracks(s)) is not None})
+
+
+def media_tracks(source: object) -> tuple[bool, bool] | None:
+    """(has video, has audio) of a file source, from its header; None for another kind or a file
+    that does not open (opening it at capture says why, in its own line)."""
+    if not isinstance(source, dc.FileSource):
+        return None
+    from livetok.errors import MediaError
+    from livetok.media.decode import open_media  # PyAV: only with a file source
+
+    try:
+        container = open_media(source.path)
+    except MediaError:
+        return None
+    with container:
+        return bool(container.streams.video), bool(container.streams.audio)
 
 
 # What the livetok unit's StateDirectory=/CacheDirectory= make at start (tests/test_service_unit.py

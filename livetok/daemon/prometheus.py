@@ -289,12 +289,19 @@ def _gaps(v: View) -> Iterable[Metric]:
                                labels=["source", "modality"])
     model_errors = CounterMetricFamily("livetok_model_errors", "A plug-in tokenizer's model calls that failed (the "
                                        "stream's next packet is flagged GAP)", labels=["tokenizer"])
+    packets = CounterMetricFamily("livetok_stream_packets", "Token packets made per stream (a built-in scale or a "
+                                  "plug-in tokenizer's named stream)", labels=["source", "modality", "stream"])
+    gap_packets = CounterMetricFamily("livetok_stream_gap_packets", "Token packets flagged GAP per stream (an input "
+                                      "loss, a shed fine frame, a failed model call)",
+                                      labels=["source", "modality", "stream"])
     for key, n in v.counters.items():
         if isinstance(key, tuple) and len(key) == 3 and key[0] == "gaps":
             gaps.add_metric([key[1], key[2]], n)
         elif isinstance(key, tuple) and len(key) == 2 and key[0] == "model_errors":
             model_errors.add_metric([key[1]], n)
-    return gaps, model_errors
+        elif isinstance(key, tuple) and len(key) == 4 and key[0] in ("packets", "gap_packets"):
+            (packets if key[0] == "packets" else gap_packets).add_metric([str(k) for k in key[1:]], n)
+    return gaps, model_errors, packets, gap_packets
 
 
 def _sinks(v: View) -> Iterable[Metric]:

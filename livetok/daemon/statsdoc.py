@@ -1,8 +1,10 @@
 """The stats document (docs/bus.md): the bus's rendering of the run snapshot, published retained on
 ``{prefix}/{instance}/stats`` every ``stats_interval_s``.
 
-Per source: state, rates, latency percentiles, drift, slewing, drops, queue depths, faults; per
-group: the aligner's counts, skew, step latency; per sink: its books and state; the bus's own state.
+Per source: state, rates, latency percentiles and packet counts per stream (the built-in scales
+and the plug-in tokenizers' named streams), drift, slewing, drops, queue depths, faults; per
+group: the aligner's counts, skew, step latency; per plug-in tokenizer, its failed model calls;
+per sink: its books and state; the bus's own state.
 JSON-ready (no NaN). Rates are over the last ``stats_interval_s`` (the snapshots before it are kept
 for that), so each document the bus publishes measures the interval since the one before.
 """
@@ -33,6 +35,8 @@ class StatsDocument:
             "run_id": snap.run_id, "time_unix_ns": snap.time_unix_ns, "stats_interval_s": interval_s,
             "uptime_s": snap.uptime_s, "sources": self._sources(snap, self._rates(snap, interval_s)),
             "groups": groups(snap),
+            "model_errors": {k[1]: n for k, n in snap.counters.items()
+                             if isinstance(k, tuple) and len(k) == 2 and k[0] == "model_errors"},
             "sinks": {s.name: {"state": s.state, "written": s.written, "dropped": s.dropped, "failed": s.failed,
                                "queue_depth": s.queue_depth, "last_error": s.last_error} for s in snap.sinks},
         }
@@ -59,15 +63,11 @@ class StatsDocument:
         for src in snap.sources:
             n = src.name
             lat: dict[str, Any] = {}
-            for modality in MODALITIES:
-                for scale in SCALES:
-                    emit = snap.series.get(("latency", "emit", n, modality, scale))
-                    if emit is None:
-                        continue
-                    entry = {"emit": _pct(emit)}
-                    if bus is not None:
-                        entry["publish"] = _pct(snap.series.get(("latency", "publish", bus.name, n, modality, scale)))
-                    lat[f"{modality}/{scale}"] = entry
+            for modality, stream in source_streams(snap, n):
+                entry = {"emit": _pct(snap.series.get(("latency", "emit", n, modality, stream)))}
+                if bus is not None:
+                    entry["publish"] = _pct(snap.series.get(("latency", "publish", bus.name, n, modality, stream)))
+                lat[f"{modality}/{stream}"] = entry
             g = snap.gauges
             out[n] = {
                 "state": src.state.value, "fps": rates.get((n, "video")), "token_fps": src.token_fps,
@@ -77,8 +77,20 @@ class StatsDocument:
                 "dropped": {"capture": dict(src.dropped), "sinks": dict(src.sink_drops)}, "queue": dict(src.queue),
                 "reconnects": src.reconnects, "stalls": src.stalls, "errors": src.errors, "last_error": src.last_error,
                 "books": scale_books(snap.captures.get((n, "video"))),
+                "streams": {f"{mod}/{stream}": {"packets": snap.counters.get(("packets", n, mod, stream), 0),
+                                                "gaps": snap.counters.get(("gap_packets", n, mod, stream), 0)}
+                            for mod, stream in source_streams(snap, n)},
             }
         return out
+
+
+def source_streams(snap: RunSnapshot, source: str) -> list[tuple[str, str]]:
+    """Every (modality, stream) ``source`` has emitted tokens of: the built-in scales first (video,
+    then audio; fine, then coarse), then the named streams by name."""
+    seen = {key[3:5] for key in snap.series
+            if isinstance(key, tuple) and len(key) == 5 and key[:3] == ("latency", "emit", source)}
+    builtin = [(m, s) for m in MODALITIES for s in SCALES if (m, s) in seen]
+    return builtin + sorted(k for k in seen if k[1] not in SCALES)
 
 
 def scale_books(row: dict[str, Any] | None) -> dict[str, dict[str, int]] | None:

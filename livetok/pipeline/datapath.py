@@ -39,6 +39,7 @@ from livetok.sinks import Outgoing, Sink
 from livetok.streams.handoff import Handoff
 from livetok.streams.types import AudioCapture, VideoCapture
 from livetok.tokenizers import Tokenizers
+from livetok.wire import Flag, TokenPacket
 
 _log = get_logger("daemon")
 TICK_S = 0.02
@@ -294,6 +295,9 @@ class DataPath:
                 lat = now - item.capture_ns
                 m.observe(f"latency.{item.modality}.{item.scale}", lat)
                 m.observe(("latency", "emit", item.stream, item.modality, item.scale), lat)
+                m.count(("packets", item.stream, item.modality, item.scale))
+                if isinstance(item.wire, TokenPacket) and item.wire.flags & Flag.GAP:
+                    m.count(("gap_packets", item.stream, item.modality, item.scale))
             for o in self.outlets.active:
                 if o.sink.accepts(item):
                     o.sink.offer(o.channel, item)

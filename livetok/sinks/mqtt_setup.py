@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from livetok.bus.connect import ConnectOptions, Protocol
-from livetok.bus.meta import SourceMeta, StreamDescription, StreamSpecMeta
+from livetok.bus.meta import SourceMeta, StreamDescription, StreamSpecMeta, with_named_streams
 from livetok.bus.secret import Secret, read_secret_file
 from livetok.bus.tls import TlsOptions, make_ssl_context
 from livetok.bus.url import BrokerUrl
 from livetok.config import FileSource, LavfiSource, LivetokConfig, Mqtt, Source
-from livetok.errors import ConfigError
+from livetok.errors import ConfigError, DecodeError
 from livetok.vocab import Vocabulary
 from livetok.wire import Modality, Scale
 
@@ -118,24 +118,37 @@ def stream_spec_metas(cfg: LivetokConfig, vocab: Vocabulary,
     """Per source, the ``specs`` of its meta: every stream it sends as its tokenizer declares it."""
     from livetok.tokenizers.registry import stream_specs
 
-    out: dict[str, list[StreamSpecMeta]] = {}
-    for source, streams in stream_specs(cfg, plugins).items():
-        metas = []
-        for tokenizer, kind, spec in streams:
-            step = None if spec.step_ns is None else f"{spec.step_ns.numerator}/{spec.step_ns.denominator}"
-            cid = plugins[tokenizer].codebook_id if tokenizer in plugins else vocab.codebook_id
-            metas.append(StreamSpecMeta(tokenizer, kind, spec.name, spec.modality, step, spec.grid, spec.levels,
-                                        spec.codebook_size, spec.vector_size, cid))
-        out[source] = metas
-    return out
+    return {source: [_spec_meta(tokenizer, kind, spec, vocab, plugins) for tokenizer, kind, spec in streams]
+            for source, streams in stream_specs(cfg, plugins).items()}
+
+
+def _spec_meta(tokenizer: str, kind: str, spec: Any, vocab: Vocabulary, plugins: dict[str, Any]) -> StreamSpecMeta:
+    step = None if spec.step_ns is None else f"{spec.step_ns.numerator}/{spec.step_ns.denominator}"
+    cid = plugins[tokenizer].codebook_id if tokenizer in plugins else vocab.codebook_id
+    return StreamSpecMeta(tokenizer, kind, spec.name, spec.modality, step, spec.grid, spec.levels,
+                          spec.codebook_size, spec.vector_size, cid)
+
+
+def daemon_vocabulary(cfg: LivetokConfig, vocab: Vocabulary, plugins: dict[str, Any]) -> Vocabulary:
+    """The one vocabulary every source's meta carries: the codebooks' (``vocab``) with a block for
+    each plug-in tokenizer's named stream, in the order of ``tokenizers:`` (layout 2), whichever
+    source feeds it; ``vocab`` itself (layout 1, byte for byte) when there is none. A group joins
+    sources with different named streams: its steps flatten with any one source's meta."""
+    named = [_spec_meta(e.name, e.kind, plugins[e.name].spec, vocab, plugins)
+             for _, e in cfg.plugin_entries() if e.name in plugins]
+    try:
+        return with_named_streams(vocab, named)
+    except (DecodeError, ValueError) as err:
+        raise ConfigError(f"the daemon's vocabulary: {err}") from None
 
 
 def source_metas(cfg: LivetokConfig, vocab: Vocabulary, run_id: str, instance: str,
                  plugins: dict[str, Any] | None = None) -> list[SourceMeta]:
-    """The retained meta of every source a group uses: its streams' rates, grids, levels, vocabulary
-    (``vocab``: the codebooks' joint vocabulary), and every stream's spec (``plugins``: the loaded
-    plug-in tokenizers)."""
+    """The retained meta of every source a group uses: its streams' rates, grids, levels, the
+    daemon's vocabulary (:func:`daemon_vocabulary` of ``vocab``, the codebooks' joint vocabulary),
+    and every stream's spec (``plugins``: the loaded plug-in tokenizers)."""
     specs = stream_spec_metas(cfg, vocab, plugins or {})
+    vocab = daemon_vocabulary(cfg, vocab, plugins or {})
     tok = cfg.tokenizer
     a = tok.audio
     rate = {Scale.FINE: 1000 / (a.fine_frames * a.hop_ms), Scale.COARSE: 1000 / (a.coarse_frames * a.hop_ms)}
