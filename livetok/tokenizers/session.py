@@ -25,6 +25,9 @@ from livetok.wire import Clock, Flag, TokenPacket
 if TYPE_CHECKING:
     from livetok.tokenizers.kinds.base import Plugin
 
+NS = 1_000_000_000
+AUDIO_BATCH_NS = NS // 2  # files: audio goes to its tokenizer in blocks of this much (ns)
+
 
 @dataclass(frozen=True)
 class Tokenizers:
@@ -110,7 +113,7 @@ class AudioTrack:
     continuing.
     """
 
-    def __init__(self, toks: Tokenizers, source: str, clock: Clock = Clock.MEDIA) -> None:
+    def __init__(self, toks: Tokenizers, source: str, clock: Clock = Clock.MEDIA, batch_ns: int = 0) -> None:
         self.toks = toks
         self.source = source
         self.clock = clock
@@ -120,6 +123,13 @@ class AudioTrack:
         self.samples_in = 0  # samples received by the running stream, at ``rate``
         self.restarts = 0  # streams started again after lost input
         self._next_seq: dict[str, int] = {}  # per scale: one past the last sequence number put out
+        # batch_ns > 0 (files, where latency does not count): blocks that continue the running stream
+        # are held, up to that much audio, and go to it as one block. Each step costs a resampler
+        # call, a log-mel and an RVQ call however few samples it has (12 -> 5 ms of CPU per s of
+        # 48 kHz AAC, 21 ms frames vs 0.5 s); the stream's output does not depend on the chunking.
+        self.batch_ns = batch_ns
+        self._held: list[np.ndarray] = []
+        self._held_samples = 0
 
     def push(self, samples: np.ndarray, rate: int, media_ns: int, *, discontinuity: bool = False,
              overflow: bool = False) -> list[TokenPacket]:
@@ -138,7 +148,23 @@ class AudioTrack:
                 else:
                     self.stream.mark_gap()
         self.samples_in += samples.shape[1]
-        return self._numbered(out + self.stream.push_array(samples, rate))
+        if self.batch_ns <= 0:
+            return self._numbered(out + self.stream.push_array(samples, rate))
+        if self._held and self._held[0].shape[0] != samples.shape[0]:  # a new layout: not one array
+            out += self._release()
+        self._held.append(samples)
+        self._held_samples += samples.shape[1]
+        if self._held_samples * NS >= self.batch_ns * rate:
+            out += self._release()
+        return out
+
+    def _release(self) -> list[TokenPacket]:
+        """The held blocks, as one, into the running stream (``[]`` when none are held)."""
+        if not self._held or self.stream is None:
+            return []
+        held = self._held[0] if len(self._held) == 1 else np.concatenate(self._held, axis=1)
+        self._held, self._held_samples = [], 0
+        return self._numbered(self.stream.push_array(held, self.rate))
 
     def _numbered(self, packets: list[TokenPacket]) -> list[TokenPacket]:
         for p in packets:
@@ -162,7 +188,8 @@ class AudioTrack:
         """End of input (or of the running stream): every received sample into a token."""
         if self.stream is None:
             return []
-        out = self._numbered(self.stream.flush())
+        out = self._release()
+        out += self._numbered(self.stream.flush())
         self.stream = None
         return out
 
@@ -174,7 +201,7 @@ class MediaTokenizer:
         self.toks = toks
         self.source = source
         self.clock = clock
-        self.audio = AudioTrack(toks, source, clock)
+        self.audio = AudioTrack(toks, source, clock, batch_ns=AUDIO_BATCH_NS)
         self.video: VideoStream = toks.video.stream(source, clock)
         self._to_float = AudioToFloat()
         self._batch: list[VideoItem] = []
