@@ -169,3 +169,27 @@ def test_conversion_reuses_one_scaler_per_thread_and_gives_fresh_reformat_bytes(
     t.start()
     t.join()
     assert other[0] is not mine and all(other[1:]) and len(other) == len(inputs) + 1
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_encode_threads_give_the_packets_of_the_calling_thread(av_clip: Path, delta: bool) -> None:
+    """``tokenize_file(encoders=2)`` (what `livetok tokenize` does on a CPU) encodes video batches in
+    two threads while the calling one goes on: every stream's packets are those of encoding on the
+    calling thread, in delta mode too (its reference moves frame by frame, in order)."""
+    from livetok.commands.tokenize import TokenizeReport, tokenize_file
+
+    cfg = TokenizerConfig(video=VideoConfig(batch_size=3, delta=DeltaConfig(enabled=delta, threshold=2.0)))
+    toks = Tokenizers.from_config(cfg)
+
+    def run(encoders: int) -> list[tuple[object, ...]]:
+        report = TokenizeReport()
+        packets = tokenize_file(av_clip, toks, "clip", None, report, encoders)
+        assert report.frames["video"] == 50
+        return sorted((p.modality, p.stream_name, p.seq, int(p.flags), p.start_ns, p.end_ns, p.codes.tobytes(),
+                       None if p.positions is None else p.positions.tobytes()) for p in packets)
+
+    alone = run(0)
+    assert sum(1 for p in alone if p[0].name == "VIDEO") == 100  # 50 frames, fine + coarse
+    if delta:
+        assert any(p[7] is not None for p in alone)  # some packets carry only the changed positions
+    assert run(2) == alone

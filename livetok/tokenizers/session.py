@@ -6,7 +6,9 @@ model resolution and collected into batches of ``video.batch_size`` for one toke
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -197,7 +199,12 @@ class AudioTrack:
 class MediaTokenizer:
     """Streaming tokenizer for one source's decoded frames (both modalities)."""
 
-    def __init__(self, toks: Tokenizers, source: str, clock: Clock = Clock.MEDIA) -> None:
+    def __init__(self, toks: Tokenizers, source: str, clock: Clock = Clock.MEDIA,
+                 encoder: Executor | None = None, in_flight: int = 2) -> None:
+        """``encoder``: threads that encode full video batches (:func:`encode_images`) while this one
+        goes on; at most ``in_flight`` batches wait for theirs. None: each batch is encoded in
+        :meth:`feed`. The stream's state (sequence numbers, delta reference) is only touched here,
+        batch after batch in order, so the packets are the same either way."""
         self.toks = toks
         self.source = source
         self.clock = clock
@@ -206,6 +213,9 @@ class MediaTokenizer:
         self._to_float = AudioToFloat()
         self._batch: list[VideoItem] = []
         self._last_video_ns: int | None = None
+        self._encoder = encoder
+        self._in_flight = max(1, in_flight)
+        self._encoding: deque[tuple[Future[BatchCodes], list[VideoItem]]] = deque()
 
     def prepare(self, mf: MediaFrame) -> MediaFrame | PreparedVideo:
         """The part of the work that can run in the decode thread: scaling video frames."""
@@ -230,9 +240,24 @@ class MediaTokenizer:
         return self.audio.push(self._to_float.convert(frame), frame.sample_rate, item.pts_ns)
 
     def flush(self) -> list[TokenPacket]:
-        """End of input: encode the partial video batch and drain the audio stream."""
-        return self._encode_batch() + self.audio.flush()
+        """End of input: encode the partial video batch, wait for every batch, drain the audio stream."""
+        out = self._encode_batch()
+        return out + self._encoded(wait=len(self._encoding)) + self.audio.flush()
 
     def _encode_batch(self) -> list[TokenPacket]:
         batch, self._batch = self._batch, []
-        return [p for packets in encode_video(self.toks, batch) for p in packets]
+        if self._encoder is None:
+            return [p for packets in encode_video(self.toks, batch) for p in packets]
+        if batch:
+            images = [it.image for it in batch]
+            self._encoding.append((self._encoder.submit(encode_images, self.toks, images), batch))
+        return self._encoded(wait=len(self._encoding) - self._in_flight)
+
+    def _encoded(self, wait: int) -> list[TokenPacket]:
+        """Packets of the batches encoded so far, in order: the first ``wait`` waited for."""
+        out: list[TokenPacket] = []
+        while self._encoding and (wait > 0 or self._encoding[0][0].done()):
+            codes, batch = self._encoding.popleft()
+            out += [p for packets in encode_video(self.toks, batch, codes.result()) for p in packets]
+            wait -= 1
+        return out
