@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # the runner pulls torch: imported once the checks have passe
 EXTEND_S = 20.0  # under systemd: start-up goes on, wait this much more (sent every EXTEND_S / 2)
 # How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). The
 # daemon's capture threads wake for a 20 ms audio block and must not queue behind a tokenizer
-# thread's Python for up to 5 ms each time: audio fine p99 35-37 -> 29 ms with 1 ms
-# (docs/performance.md, section 9, "issue 16").
+# thread's Python for up to 5 ms each time (audio fine p99 35-37 -> 29 ms in a quiet A/B; a busy
+# machine's noise hides it: docs/performance.md, section 9, "The audio tail again").
 SWITCH_INTERVAL_S = 0.001
 
 
