@@ -2,17 +2,11 @@
 camera streams this machine tokenizes in real time next to how many ffmpeg alone can decode.
 
     .venv/bin/python bench/bench_live.py [--seconds 30] [--max-streams 8]
-    .venv/bin/python bench/bench_live.py --latency-only --rounds 3 --baseline DIR   # before / after
 
 Latency: the synthetic source at 640x480@30 with 16 kHz audio (a camera and a microphone in one:
 no V4L2 camera exists here) runs through ``livetok run`` for ``--seconds``; the daemon's own
 metrics give p50/p95/p99 of emit time − capture time (video) and emit time − end of the fine audio
 window (audio).
-
-``--rounds N`` repeats the latency run N times, each in a fresh process; with ``--baseline DIR``
-(another livetok tree, e.g. ``git archive main livetok | tar -x -C DIR``) a run of that tree
-(``PYTHONPATH=DIR``, this .venv) takes turns with each of this tree's, for before / after figures
-under the same load.
 
 Streams: N copies of a 720p30 H.264 clip played as live (real-time pacing, looped) through the
 daemon for 20 s; a count is "sustained" when fewer than 1 % of frames were dropped and the
@@ -23,8 +17,6 @@ can (both cores) divided by 30 frames/s. Figures are printed, not asserted.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,12 +29,8 @@ from _common import print_header, table
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
 
-SERIES = (("latency.video.fine", "<= 50"), ("latency.video.coarse", ""), ("latency.audio.fine", "<= 40"),
-          ("latency.audio.coarse", ""), ("latency.step.cam", ""))
 
-
-def latency_run(seconds: float) -> dict[str, object]:
-    """One live run of the synthetic 640x480@30 + 16 kHz source: its series (ms) and drop counts."""
+def latency(seconds: float) -> None:
     cfg = LivetokConfig.model_validate({
         "sources": [{"kind": "synthetic", "name": "cam", "size": "640x480", "fps": 30, "rate": 16000}],
     })
@@ -50,42 +38,14 @@ def latency_run(seconds: float) -> dict[str, object]:
     series = report.metrics["series_ms"]
     gauges = report.metrics["gauges"]
     assert isinstance(series, dict) and isinstance(gauges, dict)
-    return {"series": {k: series[k] for k, _ in SERIES},
-            "dropped": [gauges["dropped.cam.video"], gauges["dropped.cam.audio"]]}
-
-
-def latency(seconds: float) -> None:
-    got = latency_run(seconds)
-    series = got["series"]
-    assert isinstance(series, dict)
-    rows = [[k.removeprefix("latency."), series[k]["n"], series[k]["p50"], series[k]["p95"], series[k]["p99"],
-             target] for k, target in SERIES]
+    rows = []
+    for key, target in (("latency.video.fine", "<= 50"), ("latency.video.coarse", ""),
+                        ("latency.audio.fine", "<= 40"), ("latency.audio.coarse", ""), ("latency.step.cam", "")):
+        s = series[key]
+        rows.append([key.removeprefix("latency."), s["n"], s["p50"], s["p95"], s["p99"], target])
     print(f"\n640x480@30 + 16 kHz audio, {seconds:g} s live (synthetic source), latency in ms")
     print(table(["series", "n", "p50", "p95", "p99", "target p99"], rows))
-    print(f"dropped: video, audio {got['dropped']}")
-
-
-def latency_rounds(seconds: float, rounds: int, baseline: Path | None) -> None:
-    """``rounds`` runs, each in a fresh process; with a baseline tree, its runs take turns with these."""
-    trees: list[tuple[str, dict[str, str]]] = [("this tree", dict(os.environ))]
-    if baseline is not None:
-        trees.insert(0, ("baseline", {**os.environ, "PYTHONPATH": str(baseline.resolve())}))
-    child = f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_live; " \
-            f"print(json.dumps(bench_live.latency_run({seconds})))"
-    rows = []
-    with tempfile.TemporaryDirectory() as cwd:  # not the repository: it would come before PYTHONPATH
-        for i in range(rounds):
-            for name, env in trees:
-                res = subprocess.run([sys.executable, "-c", child], env=env, cwd=cwd, capture_output=True,
-                                     text=True, check=True)
-                got = json.loads(res.stdout.strip().splitlines()[-1])
-                s = got["series"]
-                rows.append([i + 1, name, *(f"{s[k]['p50']:.1f} / {s[k]['p95']:.1f} / {s[k]['p99']:.1f}"
-                                            for k in ("latency.audio.fine", "latency.video.fine")),
-                             got["dropped"], f"{os.getloadavg()[0]:.2f}"])
-    print(f"\n640x480@30 + 16 kHz audio, {seconds:g} s live per run, p50 / p95 / p99 in ms (target: audio "
-          "fine p99 <= 26)")
-    print(table(["round", "tree", "audio fine", "video fine", "dropped v, a", "load (1 min)"], rows))
+    print(f"dropped: video {gauges['dropped.cam.video']}, audio {gauges['dropped.cam.audio']}")
 
 
 def make_clip(tmp: Path) -> Path:
@@ -124,18 +84,10 @@ def main() -> None:
     ap.add_argument("--from-streams", type=int, default=1, help="first stream count tried")
     ap.add_argument("--step", type=int, default=1, help="stream count increment")
     ap.add_argument("--no-latency", action="store_true")
-    ap.add_argument("--latency-only", action="store_true", help="no stream counts")
-    ap.add_argument("--rounds", type=int, default=1, help="latency runs, each in a fresh process when > 1")
-    ap.add_argument("--baseline", type=Path, help="another livetok tree whose latency runs take turns")
     args = ap.parse_args()
     print_header("bench_live: latency and 720p30 streams in real time")
     if not args.no_latency:
-        if args.rounds > 1 or args.baseline:
-            latency_rounds(args.seconds, args.rounds, args.baseline)
-        else:
-            latency(args.seconds)
-    if args.latency_only:
-        return
+        latency(args.seconds)
     with tempfile.TemporaryDirectory() as d:
         clip = make_clip(Path(d))
         ceiling = ffmpeg_ceiling(clip)
