@@ -1,26 +1,29 @@
 """End-to-end file tokenization vs. the FFmpeg decode floor, on a 720p30 H.264 + AAC clip.
 
-    .venv/bin/python bench/bench_tokenize.py [--seconds 10] [--repeat 3]
+    .venv/bin/python bench/bench_tokenize.py [--seconds 10] [--repeat 3] [--baseline DIR]
 
-Makes the clip in a temporary folder (lavfi testsrc2 + sine, libx264 preset veryfast), then times,
-best of ``--repeat`` (wall clock, subprocesses):
+Makes the clip in a temporary folder (lavfi testsrc2 + sine, libx264 preset veryfast), then times
+(wall clock, subprocesses, best of ``--repeat``; the commands take turns, one of each per round, so
+that load from others on a shared machine hits them alike):
 
 * ``ffmpeg -threads 0 -i clip.mp4 -f null -``: decode floor (video + audio decode, no output);
 * ``livetok tokenize clip.mp4 -o out.ltk``: the CLI, including interpreter start-up, torch import
   and codebook loading;
-* the start-up alone (imports + ``Tokenizers.from_config``), and ``tokenize_files`` in-process
-  (what the CLI does after start-up), to show how much of the ratio is fixed cost;
-* the CLI again with torch on its default thread count (``torch.set_num_threads`` made a no-op
-  before ``livetok.cli.main`` runs): what ``tokenize_files`` did before it left a core to the
-  reader thread (torch threads = cores - 1 on CPU), to show what that change is worth.
+* the start-up alone (imports + ``Tokenizers.from_config``), with the installed bytecode and without
+  any (``PYTHONPYCACHEPREFIX`` set to an empty folder under ``PYTHONDONTWRITEBYTECODE``: what every
+  start cost before scripts/setup.sh compiled the .venv's bytecode);
+* ``tokenize_files`` in-process (what the CLI does after start-up), its wall and CPU seconds.
 
-CPU seconds (user + sys of the child) are shown beside the wall times. Target: CLI wall time
-<= 3 x the decode floor. Figures are printed, not asserted.
+``--baseline DIR``: DIR holds another livetok tree (``git archive main | tar -x -C DIR``); its CLI
+and in-process run are timed in the same rounds (``PYTHONPATH=DIR`` with this .venv), for before /
+after figures from one run. CPU seconds (user + sys of the child) are shown beside the wall times.
+Target: CLI wall time minus start-up <= 3 x the decode floor. Figures are printed, not asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import subprocess
@@ -29,17 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, print_header, table
+from _common import print_header, table
 
 VENV_BIN = Path(sys.executable).parent
 STARTUP = (
     "from livetok.config import load_config; from livetok.commands.tokenize import tokenize_files; "
     "from livetok.tokenizers import Tokenizers; Tokenizers.from_config(load_config(None).tokenizer)"
 )
-ALL_CORES_CLI = (
-    "import sys, torch; torch.set_num_threads = lambda n: None; "
-    "from livetok.cli import main; sys.argv[0] = 'livetok'; sys.exit(main())"
-)
+CLI = "import sys; from livetok.cli import main; sys.argv[0] = 'livetok'; sys.exit(main())"
 IN_PROCESS = """
 import sys, time
 from pathlib import Path
@@ -47,12 +47,9 @@ from livetok.config import load_config
 from livetok.commands.tokenize import tokenize_files
 from livetok.tokenizers import Tokenizers
 toks = Tokenizers.from_config(load_config(None).tokenizer)
-best = float("inf")
-for i in range({repeat}):
-    t = time.perf_counter()
-    tokenize_files([Path(sys.argv[1])], toks, Path(sys.argv[2]))
-    best = min(best, time.perf_counter() - t)
-print(best)
+t, c = time.perf_counter(), time.process_time()
+tokenize_files([Path(sys.argv[1])], toks, Path(sys.argv[2]))
+print(time.perf_counter() - t, time.process_time() - c)
 """
 
 
@@ -67,66 +64,85 @@ def make_clip(path: Path, seconds: float) -> None:
     subprocess.run(cmd, check=True)
 
 
-def timed(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Best wall seconds of ``repeat`` runs, and the child CPU seconds of that run."""
-    best = (float("inf"), 0.0)
-    for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        wall = time.perf_counter() - t
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        best = min(best, (wall, cpu))
-    return best
+def run_timed(cmd: list[str], env: dict[str, str] | None, cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds, child CPU seconds and stdout of one run, in ``cwd`` (not the repository: ``-c``
+    puts the working folder first on sys.path, before a baseline's PYTHONPATH)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                         text=True, cwd=cwd)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), res.stdout
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--baseline", type=Path, help="another livetok tree, timed in the same rounds")
     args = ap.parse_args()
     cont = print_header("bench_tokenize: livetok tokenize vs ffmpeg decode, 720p30 H.264 + AAC")
     if not shutil.which("ffmpeg"):
         print("ffmpeg not found: skipped")
         return
-    livetok = str(VENV_BIN / "livetok") if (VENV_BIN / "livetok").exists() else "livetok"
+    py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         clip, out = Path(tmp) / "clip.mp4", Path(tmp) / "out.ltk"
+        nopyc = Path(tmp) / "no-bytecode"
+        nopyc.mkdir()
         make_clip(clip, args.seconds)
         mb = clip.stat().st_size / 1e6
         print(f"clip: {args.seconds:g} s 1280x720 30 fps libx264 veryfast + AAC 48 kHz, {mb:.1f} MB")
-        r = args.repeat
-        ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-threads", "0"]
-        floor = timed([*ffmpeg, "-i", str(clip), "-f", "null", "-"], r)
-        tokenize = [livetok, "tokenize", str(clip), "-o", str(out)]
-        cli = timed(tokenize, r)
-        all_cores = timed([sys.executable, "-c", ALL_CORES_CLI, *tokenize[1:]], r)
-        startup = timed([sys.executable, "-c", STARTUP], r)
-        t = time.perf_counter()
-        res = subprocess.run([sys.executable, "-c", IN_PROCESS.format(repeat=r), str(clip), str(out)],
-                             check=True, capture_output=True, text=True, cwd=REPO)
-        in_proc = float(res.stdout.strip().splitlines()[-1])
-        wall_all = time.perf_counter() - t
-        probe = subprocess.run([livetok, "probe", str(out)], capture_output=True, text=True)
-        rows = [
-            ["ffmpeg -threads 0 -i clip.mp4 -f null - (floor)", floor[0], floor[1], 1.0],
-            ["livetok tokenize clip.mp4 -o out.ltk", cli[0], cli[1], cli[0] / floor[0]],
-            ["  same, torch on its default threads (before 86ea8fa)", all_cores[0], all_cores[1],
-             all_cores[0] / floor[0]],
-            ["  start-up only (imports + codebooks)", startup[0], startup[1], startup[0] / floor[0]],
-            ["  tokenize_files in-process (no start-up)", in_proc, float("nan"), in_proc / floor[0]],
-        ]
-        print(f"\nwall seconds, best of {r} (target: CLI <= 3 x floor)")
-        print(table(["command", "wall s", "CPU s", "x floor"], rows))
-        print(f"(in-process run: {wall_all:.1f} s for start-up + {r} tokenizations; CPU s not separable)")
-        work = cli[0] - startup[0]
-        print(f"CLI minus start-up: {work:.2f} s = {work / floor[0]:.2f} x floor")
-        verdict = "pass" if cli[0] <= 3 * floor[0] else "miss"
-        print(f"CLI / floor = {cli[0] / floor[0]:.2f} -> {verdict}; "
-              f"real-time factor of the CLI: {args.seconds / cli[0]:.1f}x")
-        if probe.returncode == 0:
-            print("\nlivetok probe out.ltk:\n" + probe.stdout.strip())
+        ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-threads", "0", "-i", str(clip), "-f", "null", "-"]
+        tokenize = ["tokenize", str(clip), "-o", str(out)]
+        runs: dict[str, tuple[list[str], dict[str, str] | None]] = {
+            "floor": (ffmpeg, None),
+            "cli": ([py, "-c", CLI, *tokenize], None),
+            "startup": ([py, "-c", STARTUP], None),
+            "startup, no bytecode": ([py, "-c", STARTUP],
+                                     env_with(PYTHONPYCACHEPREFIX=str(nopyc), PYTHONDONTWRITEBYTECODE="1")),
+            "in-process": ([py, "-c", IN_PROCESS, str(clip), str(out)], None),
+        }
+        if args.baseline:
+            base_env = env_with(PYTHONPATH=str(args.baseline.resolve()))
+            subprocess.run([py, "-m", "compileall", "-q", str(args.baseline / "livetok")], check=True)
+            runs["cli, baseline"] = ([py, "-c", CLI, *tokenize], base_env)
+            runs["in-process, baseline"] = ([py, "-c", IN_PROCESS, str(clip), str(out)], base_env)
+        best: dict[str, tuple[float, float]] = {}
+        for _ in range(args.repeat):
+            for name, (cmd, env) in runs.items():
+                wall, cpu, stdout = run_timed(cmd, env, Path(tmp))
+                if name.startswith("in-process"):  # the child's own figures, after its start-up
+                    wall, cpu = (float(v) for v in stdout.split()[-2:])
+                best[name] = min(best.get(name, (float("inf"), 0.0)), (wall, cpu))
+        probe = subprocess.run([str(VENV_BIN / "livetok"), "probe", str(out)], capture_output=True, text=True)
+    floor = best["floor"][0]
+    labels = {
+        "floor": "ffmpeg -threads 0 -i clip.mp4 -f null - (floor)",
+        "cli": "livetok tokenize clip.mp4 -o out.ltk",
+        "cli, baseline": "  same, baseline tree",
+        "startup": "start-up only (imports + codebooks)",
+        "startup, no bytecode": "  same, without bytecode (every import compiled)",
+        "in-process": "tokenize_files in-process (no start-up)",
+        "in-process, baseline": "  same, baseline tree",
+    }
+    rows = [[labels[k], best[k][0], best[k][1], best[k][0] / floor] for k in labels if k in best]
+    print(f"\nwall seconds, best of {args.repeat}, interleaved (target: CLI minus start-up <= 3 x floor)")
+    print(table(["command", "wall s", "CPU s", "x floor"], rows))
+    work = best["cli"][0] - best["startup"][0]
+    print(f"CLI minus start-up: {work:.2f} s = {work / floor:.2f} x floor -> "
+          f"{'pass' if work <= 3 * floor else 'miss'}; in-process: {best['in-process'][0] / floor:.2f} x floor")
+    print(f"CLI / floor = {best['cli'][0] / floor:.2f}; real-time factor of the CLI: "
+          f"{args.seconds / best['cli'][0]:.1f}x; load average at the end: {os.getloadavg()}")
+    if probe.returncode == 0:
+        print("\nlivetok probe out.ltk:\n" + probe.stdout.strip())
     print(cont.report())
 
 

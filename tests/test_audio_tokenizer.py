@@ -147,3 +147,34 @@ def test_tone_lands_in_the_right_steps(toks: Tokenizers) -> None:
                      if scale == Scale.FINE and not np.array_equal(p.codes, silent[(scale, s)].codes))
     # Fine step k's frames span [20k, 20k + 35) ms: steps 24 .. 34 overlap [500, 700) ms.
     assert changed[0] == 24 and changed[-1] == 34
+
+
+def test_held_blocks_give_the_packets_of_block_by_block_pushes(toks: Tokenizers) -> None:
+    """``AudioTrack(batch_ns=...)`` (files) holds continuing blocks and pushes them as one: the
+    packets per stream are exactly those of pushing every block as it comes, across a time off the
+    count (GAP), a discontinuity, a layout change and a rate change."""
+    from livetok.tokenizers.session import AudioTrack
+
+    blocks: list[tuple[np.ndarray, int, int, bool]] = []  # samples, rate, media_ns, discontinuity
+    t = 0
+    for i in range(60):
+        rate = 48000 if i < 45 else 16000
+        n = 1024 if rate == 48000 else 320
+        x = STEREO_44K[:, :n] if 20 <= i < 30 else STEREO_44K[:1, :n]  # stereo for a while
+        if i == 12:
+            t += 80_000_000  # 80 ms lost: off the count
+        blocks.append((np.ascontiguousarray(x), rate, t, i == 35))
+        t += n * 1_000_000_000 // rate
+
+    def run(batch_ns: int) -> list[tuple[object, ...]]:
+        track, out = AudioTrack(toks, "a", batch_ns=batch_ns), []
+        for x, rate, ns, disc in blocks:
+            out += track.push(x, rate, ns, discontinuity=disc)
+        out += track.flush()
+        return sorted((p.stream_name, p.seq, int(p.flags), p.start_ns, p.end_ns, p.codes.tobytes()) for p in out)
+
+    every_block = run(0)
+    flags = [f for _, _, f, *_ in every_block]
+    assert any(f & Flag.GAP for f in flags) and any(f & Flag.DISCONTINUITY for f in flags)
+    for batch_ns in (30_000_000, 200_000_000, 500_000_000, 10**10):
+        assert run(batch_ns) == every_block, batch_ns

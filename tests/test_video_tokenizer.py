@@ -129,3 +129,67 @@ def test_numba_change_detector_matches_numpy() -> None:
     for patch in (16, 32):
         assert np.allclose(patch_change(a, b, patch), patch_change_numpy(a, b, patch))
     assert patch_change(a, a, 16).max() == 0
+
+
+def test_conversion_reuses_one_scaler_per_thread_and_gives_fresh_reformat_bytes() -> None:
+    """The converter keeps one swscale context per thread (rebuilt when the input changes): frames of
+    changing sizes and formats through one thread, and through another, give exactly what a fresh
+    ``frame.reformat`` gives."""
+    from livetok.media import frames
+
+    rng = np.random.default_rng(7)
+    inputs = []
+    for (h, w), fmt in itertools.product([(720, 1280), (480, 640), (120, 160)], ["yuv420p", "rgb24", "nv12"]):
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        inputs.append(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=fmt))
+    inputs += inputs[::-1]  # back to sizes seen before: the context must be rebuilt each time
+
+    def fresh(frame: av.VideoFrame, aspect: str) -> np.ndarray:
+        scale = 224 / min(frame.width, frame.height)
+        sw, sh = max(224, round(frame.width * scale)), max(224, round(frame.height * scale))
+        if aspect == "stretch":
+            sw = sh = 224
+        img = frame.reformat(width=sw, height=sh, format="rgb24", interpolation="AREA").to_ndarray()
+        y, x = (sh - 224) // 2, (sw - 224) // 2
+        return img[y : y + 224, x : x + 224]
+
+    mine = frames.reformatter()
+    assert frames.reformatter() is mine  # kept on this thread
+    for frame, aspect in zip(inputs, itertools.cycle(["crop", "stretch"]), strict=False):
+        assert np.array_equal(to_model_image(frame, 224, aspect), fresh(frame, aspect)), (frame, aspect)
+    other: list[object] = []
+
+    def convert_elsewhere() -> None:
+        other.append(frames.reformatter())
+        other.extend(np.array_equal(to_model_image(f, 224, "crop"), fresh(f, "crop")) for f in inputs)
+
+    import threading
+
+    t = threading.Thread(target=convert_elsewhere)
+    t.start()
+    t.join()
+    assert other[0] is not mine and all(other[1:]) and len(other) == len(inputs) + 1
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_encode_threads_give_the_packets_of_the_calling_thread(av_clip: Path, delta: bool) -> None:
+    """``tokenize_file(encoders=2)`` (what `livetok tokenize` does on a CPU) encodes video batches in
+    two threads while the calling one goes on: every stream's packets are those of encoding on the
+    calling thread, in delta mode too (its reference moves frame by frame, in order)."""
+    from livetok.commands.tokenize import TokenizeReport, tokenize_file
+
+    cfg = TokenizerConfig(video=VideoConfig(batch_size=3, delta=DeltaConfig(enabled=delta, threshold=2.0)))
+    toks = Tokenizers.from_config(cfg)
+
+    def run(encoders: int) -> list[tuple[object, ...]]:
+        report = TokenizeReport()
+        packets = tokenize_file(av_clip, toks, "clip", None, report, encoders)
+        assert report.frames["video"] == 50
+        return sorted((p.modality, p.stream_name, p.seq, int(p.flags), p.start_ns, p.end_ns, p.codes.tobytes(),
+                       None if p.positions is None else p.positions.tobytes()) for p in packets)
+
+    alone = run(0)
+    assert sum(1 for p in alone if p[0].name == "VIDEO") == 100  # 50 frames, fine + coarse
+    if delta:
+        assert any(p[7] is not None for p in alone)  # some packets carry only the changed positions
+    assert run(2) == alone

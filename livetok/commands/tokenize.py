@@ -2,9 +2,10 @@
 
 Decoding and frame scaling run in a reader thread that hands frames to the tokenizer through a
 bounded queue; a full queue blocks the reader (files are never dropped from), so decode and
-tokenization overlap and memory stays bounded. The output is written atomically
-(livetok/outputs/atomic.py): to a temporary file beside it, renamed into place only when every input
-was tokenized.
+tokenization overlap and memory stays bounded. On a CPU of 2 or more cores, ``livetok tokenize``
+encodes full video batches in two more threads (at most two batches in flight) while audio and
+packets go on in the calling one. The output is written atomically (livetok/outputs/atomic.py): to
+a temporary file beside it, renamed into place only when every input was tokenized.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,11 +91,25 @@ def prepared_frames(
         thread.join(timeout=5)
 
 
+def encode_workers(toks: Tokenizers) -> int:
+    """Threads that encode video batches in ``livetok tokenize``: 2 on a CPU of 2 or more cores, so
+    that a core the decoder leaves idle encodes the next batch; else 0 (on the calling thread)."""
+    return 2 if toks.video.device.type == "cpu" and (os.cpu_count() or 1) >= 2 else 0
+
+
 def tokenize_file(
-    path: Path, toks: Tokenizers, source: str, sink: LtkWriter | None, report: TokenizeReport
+    path: Path, toks: Tokenizers, source: str, sink: LtkWriter | None, report: TokenizeReport, encoders: int = 0
 ) -> list[TokenPacket]:
-    """Tokenize one file; packets go to ``sink`` when given, else are returned."""
-    mt = MediaTokenizer(toks, source)
+    """Tokenize one file; packets go to ``sink`` when given, else are returned. ``encoders``: threads
+    that encode video batches (0: the calling thread does); the packets are the same either way."""
+    if not encoders:
+        return _tokenize_file(path, MediaTokenizer(toks, source), sink, report)
+    with ThreadPoolExecutor(encoders, thread_name_prefix=f"encode:{path.name}") as pool:
+        return _tokenize_file(path, MediaTokenizer(toks, source, encoder=pool, in_flight=encoders), sink, report)
+
+
+def _tokenize_file(path: Path, mt: MediaTokenizer, sink: LtkWriter | None, report: TokenizeReport
+                   ) -> list[TokenPacket]:
     kept: list[TokenPacket] = []
 
     def emit(packets: list[TokenPacket]) -> None:
@@ -120,16 +136,18 @@ def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path) -> TokenizeRe
     for path in paths:
         if _same_file(path, out):
             raise OutputError(f"{out}: is also an input: refusing to overwrite it with tokens")
+    encoders = encode_workers(toks)
     if toks.video.device.type == "cpu":
-        # The reader thread decodes on its own core: torch on all cores would fight it for them.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
+        # The reader thread decodes on its own core: torch on all cores would fight it for them; and
+        # the encode threads make their torch calls at the same time, each with its share.
+        torch.set_num_threads(max(1, ((os.cpu_count() or 1) - 1) // max(1, encoders)))
     report = TokenizeReport()
     taken: set[str] = set()
     with atomic_output(out) as tmp:
         try:
             with LtkWriter(tmp) as sink:
                 for path in paths:
-                    tokenize_file(path, toks, source_name(path, taken), sink, report)
+                    tokenize_file(path, toks, source_name(path, taken), sink, report, encoders)
         except OSError as err:
             raise OutputError(f"{out}: cannot write it: {describe_oserror(err)}") from err
     return report
