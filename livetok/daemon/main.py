@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
@@ -32,11 +31,6 @@ if TYPE_CHECKING:  # the runner pulls torch: imported once the checks have passe
     from livetok.daemon.runner import RunReport
 
 EXTEND_S = 20.0  # under systemd: start-up goes on, wait this much more (sent every EXTEND_S / 2)
-# How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). The
-# daemon's capture threads wake for a 20 ms audio block and must not queue behind a tokenizer
-# thread's Python for up to 5 ms each time (audio fine p99 35-37 -> 29 ms in a quiet A/B; a busy
-# machine's noise hides it: docs/performance.md, section 9, "The audio tail again").
-SWITCH_INTERVAL_S = 0.001
 
 
 async def _keep_extending(notifier: Notifier) -> None:
@@ -108,12 +102,7 @@ def run_blocking(cfg: LivetokConfig, duration_s: float | None, stop: StopControl
     check_sinks(cfg)
     check_bus(cfg)
     check_metrics(cfg)
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    try:
-        return uvloop.run(run_async(cfg, duration_s, stop if stop is not None else StopControl(), reconfigure))
-    finally:
-        sys.setswitchinterval(switch)
+    return uvloop.run(run_async(cfg, duration_s, stop if stop is not None else StopControl(), reconfigure))
 
 
 def run_and_report(cfg: LivetokConfig, duration_s: float | None, stop: StopControl, out: TextIO,
