@@ -46,6 +46,8 @@ def udp_bound(port: int) -> bool:
     return any(int(r.split()[1].rsplit(":", 1)[1], 16) == port for r in rows)
 
 
+@pytest.mark.exclusive  # it checks capture times against the camera's clock: a neighbour test on the other core
+# delays the arrivals it measures (a 1.6 % rate error seen twice in full runs, never alone or beside a burner)
 def test_a_camera_starting_late_loses_nothing_and_is_stamped_true_from_its_first_token(tmp_path: Path) -> None:
     require("ffmpeg")
     port = free_port(socket.SOCK_DGRAM)
