@@ -27,17 +27,11 @@ SERIES = ("latency.audio.fine", "latency.video.fine")
 
 
 def latency_run(seconds: float) -> dict[str, object]:
-    """One live run (in this process): its latency series (ms) and the source's drop counts."""
-    from livetok.config import LivetokConfig
-    from livetok.daemon.main import run_blocking
+    """One live run (in this process, with whichever livetok comes first on sys.path): its latency
+    series (ms) and the source's drop counts."""
+    from bench_live import latency_metrics
 
-    cfg = LivetokConfig.model_validate({
-        "sources": [{"kind": "synthetic", "name": "cam", "size": "640x480", "fps": 30, "rate": 16000}],
-    })
-    report = run_blocking(cfg, seconds)
-    series = report.metrics["series_ms"]
-    gauges = report.metrics["gauges"]
-    assert isinstance(series, dict) and isinstance(gauges, dict)
+    series, gauges = latency_metrics(seconds)
     return {"series": {k: series[k] for k in SERIES},
             "dropped": [gauges["dropped.cam.video"], gauges["dropped.cam.audio"]]}
 

@@ -47,7 +47,9 @@ from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
 
 
-def latency(seconds: float) -> None:
+def latency_metrics(seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One live run of the synthetic 640x480@30 camera with 16 kHz audio: its latency series (ms) and
+    gauges (bench_latency_ab.py runs the same, in turns with another tree)."""
     cfg = LivetokConfig.model_validate({
         "sources": [{"kind": "synthetic", "name": "cam", "size": "640x480", "fps": 30, "rate": 16000}],
     })
@@ -55,6 +57,11 @@ def latency(seconds: float) -> None:
     series = report.metrics["series_ms"]
     gauges = report.metrics["gauges"]
     assert isinstance(series, dict) and isinstance(gauges, dict)
+    return series, gauges
+
+
+def latency(seconds: float) -> None:
+    series, gauges = latency_metrics(seconds)
     rows = []
     for key, target in (("latency.video.fine", "<= 50"), ("latency.video.coarse", ""),
                         ("latency.audio.fine", "<= 40"), ("latency.audio.coarse", ""), ("latency.step.cam", "")):
