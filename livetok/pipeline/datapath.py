@@ -72,6 +72,7 @@ class DataPath:
         self.sources: list[RunningSource] = []
         self.retired_sources: list[RunningSource] = []  # stopped by a reload: still in the books
         self._video_next = 0  # the hand-over the next video batch begins with (take_round_robin)
+        self._video_drops = 0  # the hand-overs' dropped frames when the last batch was planned (_plan)
         self.outlets = Outlets()  # the sinks in the fan-out, and every one since the start (the books)
         self.first_sinks = sinks
         self.metrics = Metrics()
@@ -168,22 +169,34 @@ class DataPath:
         # Wait for other cameras' frames to join the batch; with one camera there is nobody to wait for.
         if wait_s and len(handoffs) > 1 and sum(h.depth for _, h in handoffs) < batch_size:
             await asyncio.sleep(wait_s)
-        while (batch := self._take_video(handoffs, batch_size)) and not self.stopping.is_set():
-            await self._process("video", batch, plan=self._plan(batch, handoffs))
-        if batch:  # taken just as the stop came: tokenized by the final drain's path
-            await self._process("video", batch, plan=self._plan(batch, handoffs))
+        while True:
+            limit, catch_up = self.shed.batch_limit(self._fill(handoffs), batch_size)
+            batch = self._take_video(handoffs, limit)
+            if not batch:
+                break
+            await self._process("video", batch, plan=self._plan(batch, handoffs, coarse_only=catch_up))
+            if self.stopping.is_set():
+                break  # what is left goes through the final drain
         return True
 
-    def _plan(self, batch: list[VideoCapture], handoffs: list[tuple[RunningSource, Handoff[VideoCapture]]]
-              ) -> list[int]:
+    @staticmethod
+    def _fill(handoffs: list[tuple[RunningSource, Handoff[VideoCapture]]]) -> float:
+        """How full the fullest video hand-over is (0-1)."""
+        return max((h.depth / h.capacity for _, h in handoffs), default=0.0)
+
+    def _plan(self, batch: list[VideoCapture], handoffs: list[tuple[RunningSource, Handoff[VideoCapture]]],
+              coarse_only: bool = False) -> list[int]:
         """Fine levels per frame of ``batch`` (0: shed), from how full the fullest hand-over is now
-        (:mod:`livetok.pipeline.shedding`); frames the built-in kind does not tokenize: 0 (no work)."""
-        fill = max((h.depth / h.capacity for _, h in handoffs), default=0.0)
+        (:mod:`livetok.pipeline.shedding`); ``coarse_only``: a catch-up batch (no fine work at all);
+        frames the built-in kind does not tokenize: 0 (no work)."""
+        fill = 1.0 if coarse_only else self._fill(handoffs)
+        drops = sum(h.dropped for _, h in handoffs)  # whole frames the hand-overs dropped, ever
+        dropped, self._video_drops = drops > self._video_drops, drops
         builtin = self._builtin()
         idx = [i for i, c in enumerate(batch) if c.source in builtin]
         prios = {s.name: s.priority for s in self.cfg.sources}
         plan = [0] * len(batch)
-        for i, n in zip(idx, self.shed.plan([batch[i].source for i in idx], prios, fill), strict=True):
+        for i, n in zip(idx, self.shed.plan([batch[i].source for i in idx], prios, fill, dropped), strict=True):
             plan[i] = n
         return plan
 

@@ -124,11 +124,13 @@ class Pipeline(Reconfigurable):
     async def shutdown(self, producers: list[asyncio.Task[None]]) -> None:
         """Producers, sources, the engine's drain, the sinks: each stage within one deadline."""
         deadline = Deadline(SHUTDOWN_S, self.stop)
+        # Capture ends first, while the producers still take what arrives: stopping them first left the
+        # hand-overs to overflow while the sources' threads were being joined (frames dropped at every stop).
+        await self._stop_sources(self.sources, deadline)
         self.stopping.set()
         self.video_ready.set()
         self.audio_ready.set()
         await self._join(producers, deadline)
-        await self._stop_sources(self.sources, deadline)
         await self._final_drain(deadline)
         for o in self.outlets.active:
             o.channel.close()

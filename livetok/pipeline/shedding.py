@@ -13,6 +13,13 @@ spent in order of value, highest ``priority`` first: within a priority, first ev
 among frames of one priority, the source that has had the smallest share of fine levels lately goes
 first (sources of equal priority degrade evenly). So the lowest priority sheds its finest levels,
 then its fine frames, before a source of higher priority sheds anything.
+
+The fill alone reacts a batch late and forgets at once: a hand-over that overflowed is drained by a
+coarse-only batch, the fill falls, full fine work comes back and overflows it again. So a frame
+dropped whole since the last plan also sets a ceiling on the share (``ceiling``): halved at each
+such batch (nothing fine at all while the drops go on), raised by ``RECOVER`` per batch without a
+drop, so fine work comes back over about a second of batches (additive increase, multiplicative
+decrease, as in congestion control).
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ LOW, HIGH = 0.25, 0.75  # hand-over fill (0-1) at which shedding starts, and bey
 # Per plan, the share history (for evenness) keeps this much of its past: about 50 batches of memory,
 # so that a source's share from an hour ago does not decide who sheds now.
 DECAY = 0.98
+CATCH_UP = 4  # a catch-up batch takes this many times batch_size (batch_limit)
+CATCH_FILL = 0.875  # the hand-over fill (0-1) from which batches catch up (batch_limit)
+RECOVER = 0.02  # the ceiling's rise per batch without a drop (share of the fine work; ~50 batches to full)
 
 
 @dataclass
@@ -35,6 +45,7 @@ class ShedPolicy:
     low: float = LOW
     high: float = HIGH
     carry: float = 0.0  # fine levels allowed but not spent by the last batch
+    ceiling: float = 1.0  # the most share of the fine work allowed, after drops (module doc)
     given: dict[str, float] = field(default_factory=dict)  # fine levels made per source (decaying)
     seen: dict[str, float] = field(default_factory=dict)  # frames planned per source (decaying)
 
@@ -46,14 +57,37 @@ class ShedPolicy:
         """The share of the fine work allowed at hand-over ``fill`` (0-1)."""
         return min(1.0, max(0.0, (self.high - fill) / (self.high - self.low)))
 
-    def plan(self, sources: Sequence[str], priorities: Mapping[str, int], fill: float) -> list[int]:
-        """Per frame of a batch (its source's name), the fine levels to make: ``levels``, fewer, or 0."""
+    def batch_limit(self, fill: float, batch_size: int) -> tuple[int, bool]:
+        """How many frames the next batch may take, and whether it is a catch-up batch (coarse only),
+        at hand-over ``fill`` before taking. Past ``high`` only coarse tokens are made; a fill that still
+        rises to ``CATCH_FILL`` means even coarse-only batches fall behind, and the next batch takes
+        ``CATCH_UP`` times ``batch_size``, coarse only whatever the priority (a hand-over about to drop
+        whole frames comes first): a coarse-only frame is cheap, and each tokenizer call also costs a
+        fixed time (in the daemon: handing the GIL back and waiting for it behind the capture
+        threads), so fewer, larger calls catch up where calls of ``batch_size`` fell behind."""
+        if fill >= CATCH_FILL:
+            return batch_size * CATCH_UP, True
+        return batch_size, False
+
+    def settle(self, dropped: bool) -> float:
+        """The ceiling after one more batch: halved when frames were ``dropped`` whole since the last
+        plan (0 when it already was under half: the drops go on), else raised by ``RECOVER``."""
+        if dropped:
+            self.ceiling = 0.0 if self.ceiling < 0.5 else self.ceiling / 2
+        else:
+            self.ceiling = min(1.0, self.ceiling + RECOVER)
+        return self.ceiling
+
+    def plan(self, sources: Sequence[str], priorities: Mapping[str, int], fill: float,
+             dropped: bool = False) -> list[int]:
+        """Per frame of a batch (its source's name), the fine levels to make: ``levels``, fewer, or 0.
+        ``dropped``: a hand-over dropped frames whole since the last plan."""
         for counts in (self.given, self.seen):
             for k in counts:
                 counts[k] *= DECAY
         for s in sources:
             self.seen[s] = self.seen.get(s, 0.0) + 1
-        share = self.fraction(fill)
+        share = min(self.fraction(fill), self.settle(dropped))
         if share >= 1.0 or share <= 0.0:
             self.carry = 0.0
             out = [self.levels if share else 0] * len(sources)
