@@ -1,6 +1,6 @@
 """End-to-end file tokenization vs. the FFmpeg decode floor, on a 720p30 H.264 + AAC clip.
 
-    .venv/bin/python bench/bench_tokenize.py [--seconds 10] [--repeat 3] [--baseline DIR]
+    .venv/bin/python bench/bench_tokenize.py [--seconds 10] [--repeat 3] [--baseline DIR] [--token-fps 30,5]
 
 Makes the clip in a temporary folder (lavfi testsrc2 + sine, libx264 preset veryfast), then times
 (wall clock, subprocesses, best of ``--repeat``; the commands take turns, one of each per round, so
@@ -16,7 +16,9 @@ that load from others on a shared machine hits them alike):
 
 ``--baseline DIR``: DIR holds another livetok tree (``git archive main | tar -x -C DIR``); its CLI
 and in-process run are timed in the same rounds (``PYTHONPATH=DIR`` with this .venv), for before /
-after figures from one run. CPU seconds (user + sys of the child) are shown beside the wall times.
+after figures from one run. ``--token-fps 30,5``: the CLI and the in-process run again with
+``--token-fps`` at each rate, in the same rounds (30: the clip's own rate, every frame kept through the
+rate's code path). CPU seconds (user + sys of the child) are shown beside the wall times.
 Target: CLI wall time minus start-up <= 3 x the decode floor. Figures are printed, not asserted.
 """
 
@@ -47,9 +49,10 @@ from livetok.config import load_config
 from livetok.commands.tokenize import tokenize_files
 from livetok.tokenizers import Tokenizers
 toks = Tokenizers.from_config(load_config(None).tokenizer)
+rate = {"token_fps": float(sys.argv[3])} if len(sys.argv) > 3 else {}
 t, c = time.perf_counter(), time.process_time()
-tokenize_files([Path(sys.argv[1])], toks, Path(sys.argv[2]))
-print(time.perf_counter() - t, time.process_time() - c)
+r = tokenize_files([Path(sys.argv[1])], toks, Path(sys.argv[2]), **rate)
+print(dict(r.rate) or "", time.perf_counter() - t, time.process_time() - c)
 """
 
 
@@ -87,6 +90,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline", type=Path, help="another livetok tree, timed in the same rounds")
+    ap.add_argument("--token-fps", default="", metavar="FPS,...", help="also time tokenize --token-fps at these rates")
     args = ap.parse_args()
     cont = print_header("bench_tokenize: livetok tokenize vs ffmpeg decode, 720p30 H.264 + AAC")
     if not shutil.which("ffmpeg"):
@@ -115,12 +119,17 @@ def main() -> None:
             subprocess.run([py, "-m", "compileall", "-q", str(args.baseline / "livetok")], check=True)
             runs["cli, baseline"] = ([py, "-c", CLI, *tokenize], base_env)
             runs["in-process, baseline"] = ([py, "-c", IN_PROCESS, str(clip), str(out)], base_env)
+        for fps in [f for f in args.token_fps.split(",") if f]:
+            runs[f"cli @ {fps} fps"] = ([py, "-c", CLI, *tokenize, "--token-fps", fps], None)
+            runs[f"in-process @ {fps} fps"] = ([py, "-c", IN_PROCESS, str(clip), str(out), fps], None)
+        books: dict[str, str] = {}
         best: dict[str, tuple[float, float]] = {}
         for _ in range(args.repeat):
             for name, (cmd, env) in runs.items():
                 wall, cpu, stdout = run_timed(cmd, env, Path(tmp))
                 if name.startswith("in-process"):  # the child's own figures, after its start-up
                     wall, cpu = (float(v) for v in stdout.split()[-2:])
+                    books[name] = stdout.rsplit(" ", 2)[0].strip()
                 best[name] = min(best.get(name, (float("inf"), 0.0)), (wall, cpu))
         probe = subprocess.run([str(VENV_BIN / "livetok"), "probe", str(out)], capture_output=True, text=True)
     floor = best["floor"][0]
@@ -133,6 +142,9 @@ def main() -> None:
         "in-process": "tokenize_files in-process (no start-up)",
         "in-process, baseline": "  same, baseline tree",
     }
+    for name in best:
+        if "@" in name:
+            labels[name] = f"  {name} (--token-fps)"
     rows = [[labels[k], best[k][0], best[k][1], best[k][0] / floor] for k in labels if k in best]
     print(f"\nwall seconds, best of {args.repeat}, interleaved (target: CLI minus start-up <= 3 x floor)")
     print(table(["command", "wall s", "CPU s", "x floor"], rows))
@@ -141,6 +153,9 @@ def main() -> None:
           f"{'pass' if work <= 3 * floor else 'miss'}; in-process: {best['in-process'][0] / floor:.2f} x floor")
     print(f"CLI / floor = {best['cli'][0] / floor:.2f}; real-time factor of the CLI: "
           f"{args.seconds / best['cli'][0]:.1f}x; load average at the end: {os.getloadavg()}")
+    for name, line in books.items():
+        if line:
+            print(f"{name}: video frames {line}")
     if probe.returncode == 0:
         print("\nlivetok probe out.ltk:\n" + probe.stdout.strip())
     print(cont.report())

@@ -506,3 +506,49 @@ def test_tmux_readable_at_80_and_120_columns_and_more_when_wider(mosquitto: Mosq
         line = next(line for line in lines if reason in line)
         assert line.strip() == f"cam0: {reason}", screen
         assert is_red(line_with(colored, reason), reason)
+
+
+def rated_doc(token_fps: float | None = 5.0, nominal_fps: float | None = 29.97, **kw: Any) -> dict[str, Any]:
+    """A stats document whose source has a token rate: 5 of its camera's 29.97 frames tokenized a second."""
+    doc = stats_doc(time.time_ns(), fps=5.0, **kw)
+    doc["sources"][kw.get("source", "cam0")].update(token_fps=token_fps, nominal_fps=nominal_fps)
+    return doc
+
+
+def test_the_token_rate_is_read_beside_the_cameras() -> None:
+    board = Board()
+    board.stats("host1", rated_doc(), 1.0, NOW_NS / 1e9)
+    board.stats("host2", rated_doc(None, 30.0, source="door"), 1.0, NOW_NS / 1e9)
+    board.stats("host3", rated_doc(1.0, None, source="rtsp"), 1.0, NOW_NS / 1e9)
+    by_name = {v.name: v for v in board.view(1.5)}
+    assert [(s.token_fps, s.nominal_fps) for v in by_name.values() for s in v.streams] == [(5.0, 29.97),
+                                                                                          (None, 30.0), (1.0, None)]
+    assert by_name["host1"].rated and not by_name["host2"].rated and by_name["host3"].rated
+    streams = snapshot_json(board.view(1.5), Thresholds())["instances"][0]["streams"]
+    assert (streams[0]["token_fps"], streams[0]["nominal_fps"]) == (5.0, 29.97)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [80, 200])
+def test_tmux_the_token_rate_beside_the_cameras_at_80_columns(mosquitto: Mosquitto, width: int) -> None:
+    """A source with ``token_fps`` shows ``token/cam fps`` as ``5/29.97``: next to its frames/s where
+    the width allows, in its sync table at 80 columns (the rates table has no room left there); its
+    header whole, nothing cut, within the width; an instance without a token rate has no such column."""
+    term = Tmux([sys.executable, "-m", "livetok.cli", "monitor", mosquitto.url, "--refresh", "0.5"], width, 50)
+    try:
+        publish_retained(mosquitto.url, "rated1", rated_doc())
+        publish_retained(mosquitto.url, "plain1", stats_doc(time.time_ns(), source="door"))
+        assert wait_for(lambda: "5/29.97" in term.screen() and "door" in term.screen(), 30, 0.2), term.screen()
+        screen = term.screen()
+    finally:
+        term.close()
+    lines = screen.splitlines()
+    assert "…" not in screen and max(len(line) for line in lines) <= width, screen
+    if width == 80:
+        assert re.search(r"cam0\s+running\s+5\.0\s+50\.0\s+7\.5/12\.0/15\.0", screen), screen
+        assert re.search(r"cam0\s+5/29\.97\s+\+2\.0", screen), screen
+    else:
+        assert re.search(r"cam0\s+running\s+5\.0\s+5/29\.97\s+50\.0\s+7\.5/12\.0/15\.0", screen), screen
+    assert re.search(r"door\s+running\s+30\.0\s+50\.0\s+7\.5/12\.0/15\.0", screen), screen  # no rate column
+    assert "token/cam fps" in screen or (width == 80 and stacked_header_whole(lines, "token/cam\nfps")), screen
+    assert sum(line.count("token/cam") for line in lines) == 1, screen  # on the rated instance's table only

@@ -50,6 +50,8 @@ def build(version: str) -> argparse.ArgumentParser:
     sp.add_argument("--password-file", metavar="PATH",
                     help="file holding the MQTT password for the --sink URL's user (never on the command line)")
     sp.add_argument("--duration", metavar="SECONDS", help="stop after this long (s, above 0)")
+    sp.add_argument("--token-fps", metavar="FPS", help="token frames per second (0.01-1000) of every --source "
+                    "given here: one frame per 1/FPS s of capture time is tokenized (token_fps, docs/sources.md)")
 
     sp = add("check-config", "check_config", "validate a configuration file and exit (78 when invalid)")
     sp.add_argument("-c", "--config", required=True, help="config.yaml")
@@ -63,6 +65,8 @@ def build(version: str) -> argparse.ArgumentParser:
     sp = add("tokenize", "tokenize", "tokenize media files into a .ltk token file")
     sp.add_argument("inputs", nargs="+", metavar="INPUT", help="any file FFmpeg opens: video, audio, still image")
     sp.add_argument("-o", "--output", required=True, metavar="OUT.ltk")
+    sp.add_argument("--token-fps", metavar="FPS", help="tokenize at most FPS video frames per second of media time "
+                    "(0.01-1000), chosen as a live source with token_fps chooses them; default: every frame")
     config_arg(sp)
 
     sp = add("probe", "probe", "summarise a .ltk token file")

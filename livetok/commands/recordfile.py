@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
 from pathlib import Path
@@ -31,7 +30,7 @@ from types import TracebackType
 from livetok.errors import OutputError
 from livetok.outputs import describe_oserror, open_temp, prepare
 from livetok.outputs.interrupts import held
-from livetok.wire.ltkfile import FILE_HEADER, check_append, frame_record
+from livetok.wire.ltkfile import FILE_HEADER, check_append, frame_record, lock, open_locked, write_all
 
 NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK)
 
@@ -65,8 +64,8 @@ class RecordFile:
         with held():  # the temporary file is known (and removed on the way out) from its first moment
             self._tmp, self._fd = open_temp(self.path, target)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            _write_all(self._fd, FILE_HEADER)
+            lock(self._fd)
+            write_all(self._fd, FILE_HEADER)
         except OSError as err:
             self._discard()
             raise OutputError(f"{self.path}: cannot create it: {describe_oserror(err)}") from None
@@ -74,15 +73,13 @@ class RecordFile:
 
     def _adopt(self, target: Path) -> None:
         try:
-            fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            fd = open_locked(target, os.O_RDWR | os.O_APPEND)
+        except BlockingIOError:
+            raise OutputError(f"{self.path}: in use by another process (a daemon's file sink or a recording "
+                              "holds its lock); refusing to write into it") from None
         except OSError as err:
             raise OutputError(f"{self.path}: cannot open it to append: {describe_oserror(err)}") from None
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise OutputError(f"{self.path}: in use by another process (a daemon's file sink or a recording "
-                                  "holds its lock); refusing to write into it") from None
             found = check_append(fd)
         except BaseException:
             os.close(fd)
@@ -98,7 +95,7 @@ class RecordFile:
         assert self._fd is not None, "use RecordFile in a with block"
         record = (FILE_HEADER if self._header_due else b"") + frame_record(data)
         try:
-            _write_all(self._fd, record)
+            write_all(self._fd, record)
         except OSError as err:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._size)  # undo a partial record: the file stays whole
@@ -145,9 +142,3 @@ class RecordFile:
             with contextlib.suppress(OSError):
                 os.fsync(self._fd)
         self._discard()  # the temporary file is still there only when nothing was received
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

@@ -17,6 +17,7 @@ def command(args: argparse.Namespace) -> int:
     # First, before anything slow: SIGINT/SIGTERM from now on mean "stop cleanly" (exit 0), never a
     # traceback or exit 130/143, even during the seconds the tokenizers take to load.
     stop = StopControl().install()
+    from livetok.commands.rate_flag import token_fps_flag
     from livetok.commands.run_flags import compose
     from livetok.config import load_config
     from livetok.daemon.main import run_and_report
@@ -28,14 +29,15 @@ def command(args: argparse.Namespace) -> int:
     def configuration() -> LivetokConfig:
         """The file and the flags, as at start; SIGHUP re-reads them (checked like check-config)."""
         cfg = compose(load_config(args.config), args.source or [], args.mic or [], args.sink or [],
-                      args.password_file)
+                      args.password_file, token_fps)
         preflight(cfg)
         return cfg
 
     try:
         duration = _duration(args.duration)
+        token_fps = token_fps_flag(args.token_fps)
         cfg = compose(load_config(args.config), args.source or [], args.mic or [], args.sink or [],
-                      args.password_file)
+                      args.password_file, token_fps)
         return run_and_report(cfg, duration, stop, sys.stderr, reconfigure=configuration)
     finally:
         sys.stderr.flush()

@@ -54,16 +54,22 @@ def mqtt_from_flag(spec: str) -> dict[str, Any]:
 
 
 def compose(cfg: LivetokConfig, sources: list[str], mics: list[str], sinks: list[str],
-            password_file: str | None = None) -> LivetokConfig:
+            password_file: str | None = None, token_fps: float | None = None) -> LivetokConfig:
     """The configuration with the flags' sources and sinks added (names made unique); an
     ``mqtt://`` sink sets the broker of the bus (the ``mqtt:`` section, or the file's sink of kind
-    mqtt); ``password_file`` its password."""
+    mqtt); ``password_file`` its password; ``token_fps`` (``--token-fps``) the token rate of every
+    ``--source`` (not the file's sources, which set their own)."""
+    if token_fps is not None and not sources:
+        raise ConfigError("--token-fps applies to the --source flags, and none was given (a source of the "
+                          "configuration file sets its own token_fps)")
     if not (sources or mics or sinks or password_file):
         return cfg
     data = cfg.model_dump(mode="python")
     taken = {s["name"] for s in data["sources"]}
     for i, spec in enumerate(sources):
         src = source_from_flag(spec, i)
+        if token_fps is not None:
+            src["token_fps"] = token_fps
         data["sources"].append(_unique(src, taken))
     for i, dev in enumerate(mics):
         device: int | str | None = int(dev) if dev.isdigit() else (None if dev == "default" else dev)

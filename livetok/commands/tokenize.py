@@ -23,10 +23,12 @@ from pathlib import Path
 
 import torch
 
+from livetok.commands.rate_flag import token_fps_flag
 from livetok.errors import OutputError
 from livetok.media.decode import DecodeNotes, MediaFrame, decode
 from livetok.outputs import atomic_output, describe_oserror
 from livetok.outputs.interrupts import checkpoint
+from livetok.streams.rate_decode import FileRate
 from livetok.tokenizers.session import MediaTokenizer, PreparedVideo, Tokenizers
 from livetok.wire import LtkWriter, TokenPacket
 
@@ -41,6 +43,9 @@ class TokenizeReport:
     packets: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     frames: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)  # one line each, e.g. an input that ended early
+    # With a token rate: video frames decoded or skipped, and how many of them were not tokenized
+    # (``skipped``: by the rate; ``undecoded``: those of them the decoder skipped, a part of ``skipped``).
+    rate: Counter[str] = field(default_factory=Counter)
 
 
 def source_name(path: Path, taken: set[str]) -> str:
@@ -54,15 +59,16 @@ def source_name(path: Path, taken: set[str]) -> str:
 
 
 def prepared_frames(
-    path: Path, tok: MediaTokenizer, notes: DecodeNotes | None = None
+    path: Path, tok: MediaTokenizer, notes: DecodeNotes | None = None, rate: FileRate | None = None
 ) -> Iterator[MediaFrame | PreparedVideo]:
-    """Decode and scale in a background thread; yield in order on the caller's thread."""
+    """Decode and scale in a background thread; yield in order on the caller's thread. ``rate``: the
+    token rate, applied in that thread before a frame is scaled."""
     q: queue.Queue[object] = queue.Queue(maxsize=QUEUE_FRAMES)
     stop = threading.Event()
 
     def reader() -> None:
         try:
-            for mf in decode(path, notes=notes):
+            for mf in decode(path, notes=notes, rate=rate):
                 item = tok.prepare(mf)
                 while not stop.is_set():
                     try:
@@ -98,18 +104,23 @@ def encode_workers(toks: Tokenizers) -> int:
 
 
 def tokenize_file(
-    path: Path, toks: Tokenizers, source: str, sink: LtkWriter | None, report: TokenizeReport, encoders: int = 0
+    path: Path, toks: Tokenizers, source: str, sink: LtkWriter | None, report: TokenizeReport, encoders: int = 0,
+    token_fps: float | None = None,
 ) -> list[TokenPacket]:
     """Tokenize one file; packets go to ``sink`` when given, else are returned. ``encoders``: threads
-    that encode video batches (0: the calling thread does); the packets are the same either way."""
+    that encode video batches (0: the calling thread does); the packets are the same either way.
+    ``token_fps``: at most that many video frames per second of media time are tokenized, chosen as a
+    live source with ``token_fps`` chooses them (docs/sources.md); None: every frame."""
+    rate = FileRate(token_fps) if token_fps is not None else None
     if not encoders:
-        return _tokenize_file(path, MediaTokenizer(toks, source), sink, report)
+        return _tokenize_file(path, MediaTokenizer(toks, source), sink, report, rate)
     with ThreadPoolExecutor(encoders, thread_name_prefix=f"encode:{path.name}") as pool:
-        return _tokenize_file(path, MediaTokenizer(toks, source, encoder=pool, in_flight=encoders), sink, report)
+        return _tokenize_file(path, MediaTokenizer(toks, source, encoder=pool, in_flight=encoders), sink, report,
+                              rate)
 
 
-def _tokenize_file(path: Path, mt: MediaTokenizer, sink: LtkWriter | None, report: TokenizeReport
-                   ) -> list[TokenPacket]:
+def _tokenize_file(path: Path, mt: MediaTokenizer, sink: LtkWriter | None, report: TokenizeReport,
+                   rate: FileRate | None) -> list[TokenPacket]:
     kept: list[TokenPacket] = []
 
     def emit(packets: list[TokenPacket]) -> None:
@@ -122,17 +133,23 @@ def _tokenize_file(path: Path, mt: MediaTokenizer, sink: LtkWriter | None, repor
 
     notes = DecodeNotes()
     checkpoint()  # start-up (imports, codebooks) is done: an interrupt it swallowed stops us here
-    for item in prepared_frames(path, mt, notes):
+    for item in prepared_frames(path, mt, notes, rate):
         report.frames["video" if isinstance(item, PreparedVideo) else "audio"] += 1
         emit(mt.feed(item))
     emit(mt.flush())
     report.warnings += notes.warnings
+    if rate is not None:
+        st = rate.stats
+        report.rate.update(captured=st.frames + st.skipped_by_rate, skipped=st.skipped_by_rate,
+                           undecoded=st.undecoded)
     return kept
 
 
-def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path) -> TokenizeReport:
+def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path, token_fps: float | None = None
+                   ) -> TokenizeReport:
     """Tokenize ``paths`` into one .ltk file. ``out`` is written atomically: on any error it is left
-    as it was (an existing file keeps its bytes), and it may not be one of the inputs."""
+    as it was (an existing file keeps its bytes), and it may not be one of the inputs. ``token_fps``:
+    each file's video at that token rate (:func:`tokenize_file`)."""
     for path in paths:
         if _same_file(path, out):
             raise OutputError(f"{out}: is also an input: refusing to overwrite it with tokens")
@@ -147,7 +164,7 @@ def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path) -> TokenizeRe
         try:
             with LtkWriter(tmp) as sink:
                 for path in paths:
-                    tokenize_file(path, toks, source_name(path, taken), sink, report, encoders)
+                    tokenize_file(path, toks, source_name(path, taken), sink, report, encoders, token_fps)
         except OSError as err:
             raise OutputError(f"{out}: cannot write it: {describe_oserror(err)}") from err
     return report
@@ -164,12 +181,19 @@ def command(args: argparse.Namespace) -> int:
     """``livetok tokenize INPUT... -o OUT.ltk``: the packets written, per stream, on stderr."""
     from livetok.config import load_config
 
+    token_fps = token_fps_flag(args.token_fps)
     toks = Tokenizers.from_config(load_config(args.config).tokenizer)
-    report = tokenize_files([Path(p) for p in args.inputs], toks, Path(args.output))
+    report = tokenize_files([Path(p) for p in args.inputs], toks, Path(args.output), token_fps)
     total = sum(report.packets.values())
     print(f"wrote {total} packets to {args.output}", file=sys.stderr)
     for (source, modality, scale), n in sorted(report.packets.items()):
         print(f"  {source} {modality} {scale}: {n}", file=sys.stderr)
+    if token_fps is not None:
+        r = report.rate
+        print(f"  token rate {token_fps:g} fps: {r['captured'] - r['skipped']} of {r['captured']} video frames "
+              f"tokenized ({r['skipped']} skipped by the rate, {r['undecoded']} of them never decoded)",
+              file=sys.stderr)
     for w in report.warnings:  # an input that ended early: the tokens stand, exit 0 (docs/cli.md)
         print(f"livetok: warning: {w}", file=sys.stderr)
     return 0
+

@@ -43,9 +43,12 @@ class _SourceBase(Strict):
         "first (docs/daemon.md, Overload); equal priorities shed evenly")
 
 
+TOKEN_FPS_MIN, TOKEN_FPS_MAX = 0.01, 1000.0  # token_fps bounds (frames/s); also the --token-fps flags
+
+
 class _VideoSourceBase(_SourceBase):
     token_fps: float | None = Field(
-        None, ge=0.01, le=1000,
+        None, ge=TOKEN_FPS_MIN, le=TOKEN_FPS_MAX,
         description="token frames per second (frames/s): one frame per 1/token_fps s of capture time is tokenized, "
         "the rest skipped before any conversion (counted in skipped_by_rate); null: every frame")
 

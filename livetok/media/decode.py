@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import av
 
@@ -51,6 +51,34 @@ class MediaFrame:
         if not isinstance(self.frame, av.VideoFrame):
             raise TypeError("not a video frame")
         return self.frame
+
+
+class VideoRate(Protocol):
+    """A token rate applied while a file is decoded (:class:`livetok.streams.rate_decode.FileRate`):
+    which video packets are decoded and how (``skip_frame``), which decoded frames are kept. Times are
+    the stream's media times in ns; a packet's is its pts plus ``offset_ns``, a frame's as
+    :class:`MediaFrame` gives it."""
+
+    def connected(self, frame_ns: int) -> None:
+        """The video stream's nominal frame duration (ns; 0: unknown), before its first packet."""
+
+    def plan(self, packet: av.Packet, offset_ns: int) -> list[tuple[av.Packet, bool]]:
+        """The packets to decode now, each with whether ``skip_frame=NONREF`` will do."""
+
+    def before_decode(self, packet: av.Packet, nonref: bool) -> None:
+        """Set the decoder's skip_frame for this packet."""
+
+    def decoded(self, media_ns: int | None) -> None:
+        """A video frame came out of the decoder."""
+
+    def keeps(self, media_ns: int) -> bool:
+        """Whether the decoded frame at ``media_ns`` is handed on."""
+
+    def kept_duration_ns(self, duration_ns: int) -> int:
+        """The duration a kept frame stands for (its slot of the token rate)."""
+
+    def ended(self) -> None:
+        """The file ended (or decoding stopped)."""
 
 
 def ticks_to_ns(ticks: int, time_base: Fraction) -> int:
@@ -123,40 +151,37 @@ def _reason(err: av.FFmpegError) -> str:
 
 
 def decode(path: str | Path, audio: bool = True, video: bool = True,
-           notes: DecodeNotes | None = None) -> Iterator[MediaFrame]:
+           notes: DecodeNotes | None = None, rate: VideoRate | None = None) -> Iterator[MediaFrame]:
     """Demux and decode the first video and first audio stream, in file order.
 
     Corrupt packets are skipped by FFmpeg's decoders; a file that yields no frame at all raises.
     When decoding stops well short of the duration the container states (a file cut short, such
     as a faststart MP4 truncated in transfer), a warning naming the file is added to ``notes``.
+    ``rate``: a token rate (:class:`VideoRate`); only the video frames it keeps are yielded, each with
+    the duration it stands for.
     """
     container = open_media(path)
     name = str(path)
     try:
-        streams: list[av.VideoStream | av.AudioStream] = []
-        if video and container.streams.video:
-            streams.append(container.streams.video[0])
-            container.streams.video[0].thread_type = "AUTO"  # frame + slice threads for the decoder
-        if audio and container.streams.audio:
-            streams.append(container.streams.audio[0])
+        streams = _streams(container, audio, video)
         if not streams:
             return
         start = _start_ticks(container)
+        if rate is not None and isinstance(streams[0], av.VideoStream):
+            rate.connected(_frame_ns(streams[0]))
         count = 0
         next_ns = {"audio": 0, "video": 0}  # where a frame without pts is placed: after the last one
         reached: dict[str, int] = {}  # media time each kind was decoded up to
         for packet in container.demux(*streams):
-            try:
-                frames = packet.decode()
-            except av.InvalidDataError:
-                continue  # a damaged packet: its decoder resynchronises on the next one
-            for frame in frames:
-                if not isinstance(frame, av.AudioFrame | av.VideoFrame):
-                    continue  # subtitles: not demuxed, never reached
+            for frame in _decoded(packet, rate, -start):
                 mf = _media_frame(frame, start, next_ns)
                 next_ns[mf.kind] = mf.pts_ns + mf.duration_ns
                 reached[mf.kind] = max(reached.get(mf.kind, mf.pts_ns), mf.pts_ns + mf.duration_ns)
                 count += 1
+                if rate is not None and mf.kind == "video":
+                    if not rate.keeps(mf.pts_ns):
+                        continue  # chosen before any conversion
+                    mf = MediaFrame(mf.kind, mf.frame, mf.pts_ns, rate.kept_duration_ns(mf.duration_ns))
                 yield mf
         if count == 0:
             raise MediaError(f"{name}: no decodable audio or video frames")
@@ -167,7 +192,50 @@ def decode(path: str | Path, audio: bool = True, video: bool = True,
     except av.FFmpegError as err:
         raise MediaError(f"{name}: decoding failed ({_reason(err)})") from err
     finally:
+        if rate is not None:
+            rate.ended()
         container.close()
+
+
+def _streams(container: av.container.InputContainer, audio: bool, video: bool
+             ) -> list[av.VideoStream | av.AudioStream]:
+    """The first video stream (decoded with FFmpeg's threads) and the first audio stream, as asked."""
+    streams: list[av.VideoStream | av.AudioStream] = []
+    if video and container.streams.video:
+        streams.append(container.streams.video[0])
+        container.streams.video[0].thread_type = "AUTO"  # frame + slice threads for the decoder
+    if audio and container.streams.audio:
+        streams.append(container.streams.audio[0])
+    return streams
+
+
+def _frame_ns(stream: av.VideoStream) -> int:
+    """The stream's nominal frame duration (ns; 0: unknown), as a live source reads it."""
+    fps = stream.average_rate or stream.guessed_rate
+    return int(NS / fps) if fps else 0
+
+
+def _decoded(packet: av.Packet, rate: VideoRate | None, offset_ns: int) -> list[av.AudioFrame | av.VideoFrame]:
+    """The frames one demuxed packet gives (none for a damaged one: its decoder resynchronises on the
+    next); with a token rate, the video packets it plans, decoded as it says."""
+    video = isinstance(packet.stream, av.VideoStream)
+    plan = rate.plan(packet, offset_ns) if rate is not None and video else [(packet, False)]
+    out: list[av.AudioFrame | av.VideoFrame] = []
+    for p, nonref in plan:
+        if rate is not None and video:
+            rate.before_decode(p, nonref)
+        try:
+            frames = p.decode()
+        except av.InvalidDataError:
+            continue
+        for frame in frames:
+            if not isinstance(frame, av.AudioFrame | av.VideoFrame):
+                continue  # subtitles: not demuxed, never reached
+            if rate is not None and isinstance(frame, av.VideoFrame):
+                tb = frame.time_base
+                rate.decoded(None if frame.pts is None or tb is None else ticks_to_ns(frame.pts, tb) + offset_ns)
+            out.append(frame)
+    return out
 
 
 def _ended_early(container: av.container.InputContainer, streams: list[av.VideoStream | av.AudioStream],

@@ -76,6 +76,8 @@ class StreamView:
     problems: list[str] = field(default_factory=list)
     kind: str = "source"  # or "group": an aligned group not named after a source (its skew only)
     named: dict[str, Percentiles] = field(default_factory=dict)  # "audio/units" -> a named stream's latency
+    token_fps: float | None = None  # the source's token rate (frames/s), where set
+    nominal_fps: float | None = None  # the camera's own rate (frames/s) as its stream says, where known
 
     @property
     def ok(self) -> bool:
@@ -101,6 +103,11 @@ class InstanceView:
     @property
     def ok(self) -> bool:
         return not self.problems and all(s.ok for s in self.streams)
+
+    @property
+    def rated(self) -> bool:
+        """Some source of it has a token rate (``token_fps``): the board shows it beside the camera's."""
+        return any(s.token_fps is not None for s in self.streams)
 
     @property
     def named_streams(self) -> list[str]:
@@ -228,7 +235,8 @@ class Board:
             skew_history=list(inst.skew.get(source, ())), drift_ppm=_number(src.get("drift_ppm")),
             drift_history=list(inst.drift.get(source, ())),
             dropped_capture=_total(dropped.get("capture")), dropped_sinks=_total(dropped.get("sinks")),
-            last_error=_text(src.get("last_error")) or "", problems=list(shared), kind=kind, named=_named(lat))
+            last_error=_text(src.get("last_error")) or "", problems=list(shared), kind=kind, named=_named(lat),
+            token_fps=_number(src.get("token_fps")), nominal_fps=_number(src.get("nominal_fps")))
         if shared:  # the daemon is gone or silent: its last numbers are history, not verdicts
             return s
         if s.state == "waiting":  # a listening source whose sender has not started (or paused): no fault here

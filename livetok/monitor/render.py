@@ -109,6 +109,7 @@ COLUMNS = {c.key: c for c in (
     Column("stream", "stream", "stream", "left"),
     Column("state", "state", "state", "left"),
     Column("fps", "fps", "fps"),
+    Column("rate", "token/cam fps", "token/cam\nfps"),
     Column("audio", "audio/s", "audio/s"),
     Column("video_ms", "video ms p50/p95/p99", "video ms\np50/p95/p99"),
     Column("audio_ms", "audio ms p50/p95/p99", "audio ms\np50/p95/p99"),
@@ -120,11 +121,14 @@ COLUMNS = {c.key: c for c in (
     Column("status", "status", "status", "left"),
 )}
 NAMED = "named"  # in a layout: a column per named stream of the instance drawn, where it stands
-EVERY = (*tuple(COLUMNS)[:6], NAMED, *tuple(COLUMNS)[6:])
-RATES = ("stream", "state", "fps", "audio", "video_ms", "audio_ms", NAMED, "status")
+EVERY = (*tuple(COLUMNS)[:7], NAMED, *tuple(COLUMNS)[7:])
+RATES = ("stream", "state", "fps", "rate", "audio", "video_ms", "audio_ms", NAMED, "status")
 SYNC = ("stream", "skew", "skew_trend", "drift", "drift_trend", "drops")
 RATES_ONLY = tuple(k for k in RATES if k != NAMED)
 NAMED_ONLY = ("stream", NAMED)  # the named streams' latencies in a table of their own (narrow terminals)
+# The narrowest: the token rate (where a source has one) moves to the sync table, which has room for it.
+RATES_NARROW = tuple(k for k in RATES_ONLY if k != "rate")
+SYNC_RATED = ("stream", "rate", *SYNC[1:])
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ LAYOUTS = (  # widest first: the first whose tables fit the width is drawn
     Layout((RATES, SYNC), stacked=True),
     Layout((RATES, SYNC), stacked=True, spark=SPARK_WIDTH // 2),
     Layout((RATES_ONLY, NAMED_ONLY, SYNC), stacked=True, spark=SPARK_WIDTH // 2),
+    Layout((RATES_NARROW, NAMED_ONLY, SYNC_RATED), stacked=True, spark=SPARK_WIDTH // 2),
 )
 
 
@@ -154,11 +159,21 @@ def _named_column(key: str) -> Column:
 
 
 def _columns(v: InstanceView, keys: tuple[str, ...]) -> list[Column]:
-    """The columns of a table of ``v``: :data:`NAMED` stands for one per named stream it reports."""
+    """The columns of a table of ``v``: :data:`NAMED` stands for one per named stream it reports; the
+    token rate's is there only when some source of ``v`` has one."""
     out: list[Column] = []
     for key in keys:
+        if key == "rate" and not v.rated:
+            continue
         out += [_named_column(k) for k in v.named_streams] if key == NAMED else [COLUMNS[key]]
     return out
+
+
+def _rate(s: StreamView) -> str:
+    """``5/30``: the token rate beside the camera's own (``-`` where not known); ``-`` without a token rate."""
+    if s.token_fps is None:
+        return "-"
+    return f"{s.token_fps:g}/" + (f"{s.nominal_fps:g}" if s.nominal_fps is not None else "-")
 
 
 def _cells(s: StreamView, layout: Layout) -> dict[str, RenderableType]:
@@ -170,6 +185,7 @@ def _cells(s: StreamView, layout: Layout) -> dict[str, RenderableType]:
     name = s.source if s.kind == "source" else f"{s.source} (group)"
     state = Text(s.state or "-", style="" if s.state == "running" or s.kind == "group" else "yellow")
     return {"stream": Text(name, style="bold red" if s.problems else ""), "state": state, "fps": _num(s.fps),
+            "rate": _rate(s),
             "audio": _num(s.audio_per_s), "video_ms": _pct(s.video), "audio_ms": _pct(s.audio),
             "skew": _num(s.skew_ms, signed=True), "skew_trend": sparkline(s.skew_history, layout.spark),
             "drift": _num(s.drift_ppm), "drift_trend": sparkline(s.drift_history, layout.spark),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import os
 import time
 from datetime import UTC, datetime
@@ -20,7 +19,15 @@ from livetok.config import FileSink as FileSinkConfig
 from livetok.errors import OutputError
 from livetok.runtime.lane import BlockingLane
 from livetok.sinks.base import Outgoing, Sink
-from livetok.wire.ltkfile import FILE_HEADER, LTK_MAGIC, LTK_VERSION, frame_record, last_record_end
+from livetok.wire.ltkfile import (
+    FILE_HEADER,
+    LTK_MAGIC,
+    LTK_VERSION,
+    frame_record,
+    last_record_end,
+    open_locked,
+    write_all,
+)
 
 # Files this process's sinks hold (their advisory lock): a reload's preflight must not see our own
 # lock as another daemon's.
@@ -65,15 +72,13 @@ class FileSink(Sink):
         if st is not None and not path.is_file():
             raise OutputError(f"sink file:{path}: not a regular file; refusing to write into it")
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            fd = open_locked(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        except BlockingIOError:
+            raise OutputError(f"sink file:{path}: in use by another process (locked); "
+                              "refusing to write into it") from None
         except OSError as err:
             raise OutputError(f"sink file:{path}: cannot open for writing ({err.strerror or err})") from err
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise OutputError(f"sink file:{path}: in use by another process (locked); "
-                                  "refusing to write into it") from None
             self._adopt(fd)
         except BaseException:
             os.close(fd)
@@ -83,7 +88,7 @@ class FileSink(Sink):
         """Check what an opened file holds; keep it open for appending, or move it aside."""
         size = os.fstat(fd).st_size
         if size == 0:
-            self._write_all(fd, FILE_HEADER)
+            write_all(fd, FILE_HEADER)
             size = len(FILE_HEADER)
         else:
             head = os.pread(fd, len(FILE_HEADER), 0)
@@ -108,12 +113,6 @@ class FileSink(Sink):
         stem = self.path.name.removesuffix(".ltk")
         return self.path.with_name(f"{stem}.{tag + '-' if tag else ''}{stamp}.ltk")
 
-    @staticmethod
-    def _write_all(fd: int, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-
     # -- writing (blocking; run in the lane) ------------------------------------------------------
     def _write(self, records: bytes) -> None:
         if self._fd is None:
@@ -123,7 +122,7 @@ class FileSink(Sink):
             self._rotate()
         fd = self._fd
         try:
-            self._write_all(fd, records)
+            write_all(fd, records)
         except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, self._size)  # undo a partial record: the file stays whole

@@ -87,3 +87,29 @@ class RateDecoding:
         # negative: a frame counted so came out after all
         self.stats.skipped_by_rate += n
         self.stats.undecoded += n
+
+
+class FileRate(RateDecoding):
+    """The token rate of a file decoded whole (``livetok tokenize --token-fps``), chosen as a live
+    source playing that file chooses (:class:`~livetok.streams.av_source.AvSource`): the same packets
+    decoded the same way, the slots anchored at the first frame and again wherever its timestamps step
+    back or jump forward by more than ``jump_s`` (a live source's discontinuity), a kept frame standing
+    for its slot. Fits :class:`livetok.media.decode.VideoRate`; its books are in ``stats``."""
+
+    def __init__(self, token_fps: float, stats: SourceStats | None = None, jump_s: float = 5.0) -> None:
+        super().__init__(token_fps, stats if stats is not None else SourceStats())
+        self.jump_ns = round(jump_s * 1_000_000_000)
+        self._last_frame_ns: int | None = None  # the last video frame's media time (kept or not)
+
+    def keeps(self, media_ns: int) -> bool:
+        """Whether the decoded frame at ``media_ns`` is a token frame (counted either way)."""
+        last, self._last_frame_ns = self._last_frame_ns, media_ns
+        restart = last is None or media_ns < last or media_ns - last > self.jump_ns
+        if self.skips(media_ns, restart):
+            return False
+        self.stats.frames += 1
+        return True
+
+    def kept_duration_ns(self, duration_ns: int) -> int:
+        """A kept frame's duration: its slot, or its own when the rate keeps every frame."""
+        return duration_ns if self.gate.passes_all else self.gate.period_ns

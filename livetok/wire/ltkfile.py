@@ -13,6 +13,7 @@ of the file (crcrange.py).
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import struct
@@ -96,6 +97,32 @@ def frame_record(data: bytes) -> bytes:
 
 
 # -- appending to an existing file (the daemon's file sink, ``livetok record``) ----------------------
+
+
+def open_locked(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
+    """``os.open(path, flags)`` holding the token file's advisory lock (``flock``, exclusive, not
+    waiting): the lock the daemon's file sink and ``livetok record`` both take, so that neither
+    writes into a file the other holds. Raises :class:`BlockingIOError` when another process holds
+    it (the file is closed again), any other :class:`OSError` when the file cannot be opened."""
+    fd = os.open(path, flags | os.O_CLOEXEC, mode)
+    try:
+        lock(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def lock(fd: int) -> None:
+    """Take an open token file's advisory lock (:func:`open_locked`); BlockingIOError when held."""
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def last_record_end(fd: int, size: int) -> int | None:
