@@ -47,6 +47,7 @@ TICK_S = 0.02
 # work that can wait a little, an audio token's latency budget is its 15 ms window lookahead.
 VIDEO_NICE = 5
 STOPPERS = 8  # sources stopped side by side (each stop waits up to ~2 s for its thread)
+_UNSET: Any = object()  # _process: no codes given
 
 
 @dataclass
@@ -169,15 +170,42 @@ class DataPath:
         # Wait for other cameras' frames to join the batch; with one camera there is nobody to wait for.
         if wait_s and len(handoffs) > 1 and sum(h.depth for _, h in handoffs) < batch_size:
             await asyncio.sleep(wait_s)
-        while True:
-            limit, catch_up = self.shed.batch_limit(self._fill(handoffs), batch_size)
-            batch = self._take_video(handoffs, limit)
-            if not batch:
-                break
-            await self._process("video", batch, plan=self._plan(batch, handoffs, coarse_only=catch_up))
-            if self.stopping.is_set():
-                break  # what is left goes through the final drain
+        # Two batches in flight: the next batch's codes are computed (the video lane) while the last
+        # one's packets are made in the engine's lane and fanned out; packets still leave in batch order.
+        rest: asyncio.Task[None] | None = None
+        try:
+            while True:
+                limit, catch_up = self.shed.batch_limit(self._fill(handoffs), batch_size)
+                batch = self._take_video(handoffs, limit)
+                if not batch:
+                    break
+                plan = self._plan(batch, handoffs, coarse_only=catch_up)
+                codes = await self._encode_video(batch, plan)
+                if rest is not None:
+                    await rest
+                    rest = None
+                if codes is not None:
+                    rest = asyncio.create_task(self._process("video", batch, plan=plan, codes=codes[0]),
+                                               name="video-packets")
+                if self.stopping.is_set():
+                    break  # what is left goes through the final drain
+        finally:
+            if rest is not None:
+                await rest
         return True
+
+    async def _encode_video(self, caps: list[VideoCapture], plan: list[int]) -> tuple[Any] | None:
+        """The batch's codes from the video lane, as a 1-tuple (the codes may be None: no built-in
+        frames); None when the call failed (booked as failed, said once)."""
+        try:
+            return (await self.video_encoder.run(self.engine.encode, caps, plan),)
+        except asyncio.CancelledError:
+            self.books.discarded.update(Counter((c.source, "video") for c in caps))
+            raise
+        except Exception as err:
+            self.books.failed.update(Counter((c.source, "video") for c in caps))
+            self.error("errors.engine.video", f"error while tokenizing video: {err!r}")
+            return None
 
     @staticmethod
     def _fill(handoffs: list[tuple[RunningSource, Handoff[VideoCapture]]]) -> float:
@@ -267,15 +295,17 @@ class DataPath:
         return Work([st.outgoing_packet(hp) for hp in eo.packets] + [st.outgoing_step(hs) for hs in eo.steps], eo)
 
     async def _process(self, kind: str, caps: list[VideoCapture] | list[AudioCapture],
-                       deadline: Deadline | None = None, plan: list[int] | None = None) -> None:
+                       deadline: Deadline | None = None, plan: list[int] | None = None,
+                       codes: Any = _UNSET) -> None:
         """One batch through the worker, booked whatever happens to it. ``plan``: video, the fine
-        levels per frame (:meth:`_plan`)."""
+        levels per frame (:meth:`_plan`); ``codes``: video, what :meth:`_encode_video` made of it
+        (else the video lane is called first)."""
         keys = Counter((c.source, kind) for c in caps)
 
         async def job() -> Work:
             if kind == "video":
-                codes = await self.video_encoder.run(self.engine.encode, caps, plan)
-                return await self.worker.run(self._work, self.engine.on_video, caps, self._lost_video(), codes)
+                made = await self.video_encoder.run(self.engine.encode, caps, plan) if codes is _UNSET else codes
+                return await self.worker.run(self._work, self.engine.on_video, caps, self._lost_video(), made)
             return await self.worker.run(self._work, self.engine.on_audio, caps)
 
         try:

@@ -18,7 +18,7 @@ The fill alone reacts a batch late and forgets at once: a hand-over that overflo
 coarse-only batch, the fill falls, full fine work comes back and overflows it again. So a frame
 dropped whole since the last plan also sets a ceiling on the share (``ceiling``): halved at each
 such batch (nothing fine at all while the drops go on), raised by ``RECOVER`` per batch without a
-drop, so fine work comes back over about a second of batches (additive increase, multiplicative
+drop, so fine work comes back over a few seconds of batches (additive increase, multiplicative
 decrease, as in congestion control).
 """
 
@@ -33,7 +33,7 @@ LOW, HIGH = 0.25, 0.75  # hand-over fill (0-1) at which shedding starts, and bey
 DECAY = 0.98
 CATCH_UP = 4  # a catch-up batch takes this many times batch_size (batch_limit)
 CATCH_FILL = 0.875  # the hand-over fill (0-1) from which batches catch up (batch_limit)
-RECOVER = 0.02  # the ceiling's rise per batch without a drop (share of the fine work; ~50 batches to full)
+RECOVER = 0.01  # the ceiling's rise per batch without a drop (share of the fine work; 100 batches to full)
 
 
 @dataclass
