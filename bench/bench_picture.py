@@ -13,8 +13,10 @@ Inputs (never fitted on by any packaged codebooks; scripts/make_corpus.py refuse
 * scikit-image's ``coffee.png`` (held out of every fit).
 
 Each (image, codebooks) pair is one ``livetok eval --json`` process (the command a user runs) with
-a configuration whose ``tokenizer.codebooks`` names the set (a file, a packaged id, or ``default``;
-by default v1 ``c0ff5bee45950755``, the v2 arrays without their deblocking, and v2 as packaged);
+a configuration whose ``tokenizer.codebooks`` names the set (a file, a packaged id, or ``default``),
+and ``@beam=F/C`` the encoder's beams (``tokenizer.video.{fine,coarse}.beam``); by default v1
+``c0ff5bee45950755`` and v2 greedy (as they shipped), v2 with the default encoder, and v2 with
+beams 2/2 and 8/8 (``DEFAULT_SETS``);
 the reference codecs are taken from the first set's run (they do not depend on the codebooks).
 Per image: fine PSNR (16 px, 4 levels, 7840 bits) per set, WebP and JPEG at <= the fine budget;
 coarse PSNR (32 px, 2 levels, 980 bits) per set, JPEG and WebP at <= the coarse budget.
@@ -68,19 +70,30 @@ def run_eval(image: Path, config: Path, compare: bool) -> dict[str, Any]:
     return dict(json.loads(out)["video"])
 
 
-def config_for(tmp: Path, label: str, codebooks: str) -> Path:
+def config_for(tmp: Path, label: str, spec: str) -> Path:
     """A configuration naming ``codebooks``: a file, a packaged id, ``default``, or
-    ``default-no-deblock`` (the default's arrays without its decoder metadata, written to ``tmp``)."""
+    ``default-no-deblock`` (the default's arrays without its decoder metadata, written to ``tmp``);
+    ``@beam=F/C`` after it sets the encoder's ``tokenizer.video.fine.beam`` and ``coarse.beam``
+    (without it: the configuration's defaults)."""
     path = tmp / f"{label}.yaml"
+    codebooks, _, beam = spec.partition("@beam=")
+    video = ""
+    if beam:
+        fine, coarse = (int(b) for b in beam.split("/"))
+        video = f"  video:\n    fine: {{beam: {fine}}}\n    coarse: {{beam: {coarse}}}\n"
     if codebooks == "default-no-deblock":
         cbs = load_codebooks(None)
         codebooks = str(tmp / "default-no-deblock.safetensors")
         save_codebooks(make_set(cbs.frontend, cbs.scales), Path(codebooks))
     value = "null" if codebooks == "default" else json.dumps(codebooks)
-    path.write_text(f"tokenizer:\n  codebooks: {value}\n")
+    path.write_text(f"tokenizer:\n  codebooks: {value}\n{video}")
     return path
 
 
+# v1 and v2 as they shipped (greedy encoder), v2 with today's default encoder (coarse beam 4), and
+# beams of 2 and 8 on both scales, for the cost/benefit of docs/performance.md, section 12.
+DEFAULT_SETS = ["v1=c0ff5bee45950755@beam=1/1", "v2-greedy=default@beam=1/1", "v2=default",
+                "v2-beam2=default@beam=2/2", "v2-beam8=default@beam=8/8"]
 FLAT_DB = 99.0  # a codec that reconstructs the picture exactly at 980 bits: one flat colour
 
 
@@ -132,13 +145,12 @@ def print_group(title: str, rows: list[dict[str, Any]], flat: list[str], labels:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--codebooks", action="append", metavar="LABEL=FILE|ID|default|default-no-deblock",
-                    help="a codebook set to measure (repeat); default: v1=c0ff5bee45950755, "
-                         "v2-no-deblock=default-no-deblock and v2=default")
+    ap.add_argument("--codebooks", action="append", metavar="LABEL=FILE|ID|default|default-no-deblock[@beam=F/C]",
+                    help="a codebook set and encoder to measure (repeat); default: " + ", ".join(DEFAULT_SETS))
     ap.add_argument("--mate", type=Path, help="an extracted mate-backgrounds package (default: apt-get download it)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
-    specs = args.codebooks or ["v1=c0ff5bee45950755", "v2-no-deblock=default-no-deblock", "v2=default"]
+    specs = args.codebooks or DEFAULT_SETS
     print(machine_line())
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

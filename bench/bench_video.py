@@ -1,6 +1,6 @@
 """Video tokenizer throughput on CPU: fine + coarse codes for batches of 8 frames at 224 x 224.
 
-    .venv/bin/python bench/bench_video.py [--repeat 30] [--threads N]
+    .venv/bin/python bench/bench_video.py [--repeat 30] [--threads N] [--beams-only]
 
 Prints:
 
@@ -11,9 +11,12 @@ Prints:
 3. where ``patch_pixels`` + ``ScaleQuantizer.encode_torch`` spend their time (patch reorder and
    convert, projection addmm with 1/255 and the mean folded in, score addmm, ``argmin_rows``,
    index_select + residual update);
-4. the packaged encode against the plain formulation it replaced (pixels scaled and mean subtracted
+4. the greedy packaged encode against the plain formulation it replaced (pixels scaled and mean subtracted
    in passes of their own, a fresh score matrix and torch's ``argmin`` per level), written inline
-   here, with and without ``argmin_rows``, run interleaved; and how many codes differ.
+   here, with and without ``argmin_rows``, run interleaved; and how many codes differ;
+5. the cost of beam search (``tokenizer.video.{fine,coarse}.beam``) per frame and scale, B = 1, 2, 4, 8.
+
+1 uses the default configuration (coarse beam 4); 2-4 the greedy encoder (beam 1 at both scales).
 
 Targets (docs/performance.md): >= 300 frames/s and RVQ >= 50 % of the sgemm GFLOP/s. Figures
 are printed, not asserted. Best = least time over the repeats (the figure least disturbed by other
@@ -30,12 +33,14 @@ import numpy as np
 import torch
 from _common import best_median, interleaved, print_header, table, timings
 
+from livetok.config.tokenizer import CoarseRVQConfig, VideoConfig, VideoRVQConfig
 from livetok.media.frames import to_model_image
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 from livetok.tokenizers.rvq import ScaleQuantizer, argmin_rows
-from livetok.tokenizers.video import PIXEL_SCALE, SCALES, patch_pixels
+from livetok.tokenizers.video import PIXEL_SCALE, SCALES, VideoTokenizer, patch_pixels
 
 BATCH = 8
+BEAMS = (1, 2, 4, 8)  # tokenizer.video.{fine,coarse}.beam
 PHASES = ("patch_pixels", "projection", "addmm", "argmin_rows", "index_select+sub")
 
 
@@ -58,7 +63,29 @@ def sgemm_gflops(n: int = 2048, repeat: int = 10) -> float:
 
 
 def rvq_flops(q: ScaleQuantizer, n: int) -> int:
-    return 2 * n * q.in_dim * q.dim + q.levels * 2 * n * q.codebook_size * q.dim
+    """Projection plus every level's scores: with a beam, a level scores every kept sum."""
+    flops, width = 2 * n * q.in_dim * q.dim, 1
+    for _ in range(q.levels):
+        flops += 2 * n * width * q.codebook_size * q.dim
+        width = min(q.beam, width * q.codebook_size)
+    return flops
+
+
+def beam_costs(vt: VideoTokenizer, timg: torch.Tensor, repeat: int) -> list[list[object]]:
+    """Per scale and beam: best and median ms per frame of ``encode_torch`` (patches made once), and
+    how much more than greedy (interleaved, so the machine's load falls on every beam alike)."""
+    rows: list[list[object]] = []
+    for scale in SCALES:
+        q = vt.quantizers[scale]
+        qs = {b: ScaleQuantizer(q.mean, q.proj, q.codebooks, q.levels, b) for b in BEAMS}
+        x = patch_pixels(timg, vt.patch[scale])
+        res = interleaved({f"{scale} B={b}": (lambda qb=qb, x=x: qb.encode_torch(x, PIXEL_SCALE))
+                           for b, qb in qs.items()}, repeat)
+        base = best_median(next(iter(res.values())))[0]
+        for name, ts in res.items():
+            b, m = best_median(ts)
+            rows.append([name, b * 1e3 / BATCH, m * 1e3 / BATCH, b / base])
+    return rows
 
 
 # -- profile of the packaged encode_torch ---------------------------------------------------------
@@ -135,6 +162,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=30, help="timed batches per measurement")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
+    ap.add_argument("--beams-only", action="store_true", help="only section 5, the beam's cost")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,6 +176,11 @@ def main() -> None:
     images = np.stack([to_model_image(f, size, aspect) for f in frames])
     timg = torch.from_numpy(images)
     R = args.repeat
+    if args.beams_only:
+        print(f"\nbeam search: projection + RVQ per frame, {torch.get_num_threads()} threads (interleaved)")
+        print(table(["scale, beam", "best ms/frame", "median ms/frame", "x greedy (best)"], beam_costs(vt, timg, R)))
+        print(cont.report())
+        return
 
     mm_start = sgemm_gflops()
 
@@ -180,6 +213,10 @@ def main() -> None:
     torch.set_num_threads(threads)
     print("\nencode (224 input) by torch thread count")
     print(table(["threads", "best ms/batch", "median ms/batch", "frames/s (best)", "frames/s (median)"], rows))
+
+    # 2-4: the greedy kernel (beam 1 at both scales), as before the beam; 5: the beams
+    vt = Tokenizers.from_config(TokenizerConfig(device="cpu", video=VideoConfig(
+        fine=VideoRVQConfig(beam=1), coarse=CoarseRVQConfig(beam=1)))).video
 
     # 2. GFLOP/s
     measured = []
@@ -217,7 +254,7 @@ def main() -> None:
     rows.append(["sum", sum(prof["fine"].values()) * 1e3, sum(prof["coarse"].values()) * 1e3, 100.0])
     print(table(["phase", "fine ms", "coarse ms", "% of sum"], rows))
 
-    # 4. the packaged encode against the plain formulation it replaced (interleaved A/B)
+    # 4. the greedy packaged encode against the plain formulation it replaced (interleaved A/B)
     plain = {s: PlainEncoder(vt.quantizers[s], vt.patch[s]) for s in SCALES}
     plain_fast = {s: PlainEncoder(vt.quantizers[s], vt.patch[s], fast_argmin=True) for s in SCALES}
 
@@ -252,6 +289,10 @@ def main() -> None:
     print(table(["variant", "best ms", "median ms", "frames/s", "GFLOP/s", "% of sgemm", "speed-up"], rows))
     print(f"codes equal to the plain formulation: {', '.join(agree)} ({diff_rows} patch vectors differ)")
     print(f"argmin_rows == argmin on scores with many exact ties: {_check()}")
+
+    # 5. the beam's cost
+    print(f"\nbeam search: projection + RVQ per frame, {torch.get_num_threads()} threads (interleaved)")
+    print(table(["scale, beam", "best ms/frame", "median ms/frame", "x greedy (best)"], beam_costs(vt, timg, R)))
     print(cont.report())
 
 

@@ -2,10 +2,13 @@
 gives for a fixed input with the default configuration (the packaged codebooks). Any change to the
 tokenizers' plumbing (issue 15 moves the built-in tokenizers behind a plug-in interface) must keep them.
 
+Two goldens: tests/golden/greedy_tokens.npz, the tokens of the greedy video encoder (``beam: 1`` at both
+scales), which is the default_tokens.npz of before the coarse beam, byte for byte; and
+tests/golden/default_tokens.npz, today's defaults (coarse ``beam: 4``): only the video coarse codes differ.
+
 The input is lossless and made here from seeded NumPy data, so nothing but livetok decides the tokens:
 2 s of 160x120 RGB video at 10 fps in a NUT file (raw RGB frames) and 2.5 s of 16 kHz PCM in a WAV file.
-``LIVETOK_GOLDEN=write`` rewrites tests/golden/default_tokens.npz (only when the tokens are meant to change:
-say so in the commit).
+``LIVETOK_GOLDEN=write`` rewrites both (only when the tokens are meant to change: say so in the commit).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from livetok.cli import main
 from livetok.wire import TokenPacket, read_ltk
 
 GOLDEN = Path(__file__).parent / "golden" / "default_tokens.npz"
+GREEDY = Path(__file__).parent / "golden" / "greedy_tokens.npz"
+GREEDY_CONFIG = "tokenizer:\n  video:\n    fine: {beam: 1}\n    coarse: {beam: 1}\n"
 
 
 def make_inputs(tmp: Path) -> list[Path]:
@@ -67,14 +72,34 @@ def table(packets: list[TokenPacket]) -> dict[str, np.ndarray]:
     return out
 
 
-def test_the_default_tokens_are_what_they_were(tmp_path: Path) -> None:
-    out = tmp_path / "out.ltk"
-    assert main(["tokenize", *map(str, make_inputs(tmp_path)), "-o", str(out)]) == 0
-    got = table([p for p in read_ltk(out).packets if isinstance(p, TokenPacket)])
+def tokens(tmp: Path, *config: str) -> dict[str, np.ndarray]:
+    out = tmp / "out.ltk"
+    assert main(["tokenize", *map(str, make_inputs(tmp)), "-o", str(out), *config]) == 0
+    return table([p for p in read_ltk(out).packets if isinstance(p, TokenPacket)])
+
+
+def check(got: dict[str, np.ndarray], golden: Path) -> None:
     if os.environ.get("LIVETOK_GOLDEN") == "write":
-        GOLDEN.parent.mkdir(exist_ok=True)
-        np.savez_compressed(GOLDEN, **got)
-    want = dict(np.load(GOLDEN))
+        golden.parent.mkdir(exist_ok=True)
+        np.savez_compressed(golden, **got)
+    want = dict(np.load(golden))
     assert sorted(got) == sorted(want)
     for key in sorted(want):
         assert np.array_equal(got[key], want[key]), key
+
+
+def test_the_default_tokens_are_what_they_were(tmp_path: Path) -> None:
+    check(tokens(tmp_path), GOLDEN)
+
+
+def test_the_greedy_encoder_gives_the_tokens_of_before_the_beam(tmp_path: Path) -> None:
+    config = tmp_path / "greedy.yaml"
+    config.write_text(GREEDY_CONFIG)
+    check(tokens(tmp_path, "-c", str(config)), GREEDY)
+
+
+def test_the_goldens_differ_in_the_video_coarse_codes_only() -> None:
+    greedy, default = dict(np.load(GREEDY)), dict(np.load(GOLDEN))
+    assert sorted(greedy) == sorted(default)
+    differ = [k for k in sorted(greedy) if not np.array_equal(greedy[k], default[k])]
+    assert differ == [k for k in sorted(greedy) if k.endswith(".video.coarse.codes")] and differ

@@ -7,17 +7,34 @@ runtime state.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from livetok.config.base import Strict
+
+COARSE_BEAM = 4  # the coarse scale's default beam: measured in docs/performance.md, section 12
 
 
 class RVQConfig(Strict):
     levels: int = Field(4, ge=1, le=16, description="RVQ depth used at run time (levels); at most the fitted depth")
     codebook_size: int = Field(1024, ge=2, le=65536, description="codes per level (count); must match the codebooks")
     dim: int = Field(64, ge=4, le=1024, description="projected vector size the RVQ works on (count); used by `fit`")
+
+
+class VideoRVQConfig(RVQConfig):
+    beam: int = Field(
+        1, ge=1, le=32, description="partial sums the RVQ encoder keeps per level (count): 1 = greedy; B > 1 = "
+        "beam search, about B times the RVQ cost for a better reconstruction with the same codebooks")
+
+
+class CoarseRVQConfig(VideoRVQConfig):
+    """The coarse scale's defaults, so that a partial section (``coarse: {beam: 1}``) keeps them."""
+
+    levels: int = Field(2, ge=1, le=16, description="RVQ depth used at run time (levels); at most the fitted depth")
+    beam: int = Field(
+        COARSE_BEAM, ge=1, le=32, description="partial sums the RVQ encoder keeps per level (count): 1 = greedy; "
+        "B > 1 = beam search (the coarse default: docs/performance.md, section 12)")
 
 
 class AudioConfig(Strict):
@@ -74,11 +91,20 @@ class VideoConfig(Strict):
         "stretch: ignore aspect")
     fine_patch: int = Field(16, ge=4, le=128, description="fine patch side (px): 14 x 14 = 196 patches at 224")
     coarse_patch: int = Field(32, ge=8, le=256, description="coarse patch side (px): 7 x 7 = 49 patches at 224")
-    fine: RVQConfig = Field(RVQConfig(levels=4, dim=64), description="fine-scale RVQ")
-    coarse: RVQConfig = Field(RVQConfig(levels=2, dim=64), description="coarse-scale RVQ")
+    fine: VideoRVQConfig = Field(VideoRVQConfig(levels=4, dim=64), description="fine-scale RVQ")
+    coarse: CoarseRVQConfig = Field(CoarseRVQConfig(levels=2, dim=64), description="coarse-scale RVQ")
     vectors: bool = Field(False, description="also emit the continuous projected patch vectors (float16)")
     delta: DeltaConfig = Field(DeltaConfig(), description="incremental (delta) mode")
     batch_size: int = Field(8, ge=1, le=256, description="frames per tokenizer call (count), across all sources")
+
+    @field_validator("fine", "coarse", mode="before")
+    @classmethod
+    def _video_rvq(cls, value: Any) -> Any:
+        """A plain :class:`RVQConfig` (the audio scales' model, as callers built it before ``beam``
+        existed) is taken with the scale's default beam."""
+        if isinstance(value, RVQConfig) and not isinstance(value, VideoRVQConfig):
+            return value.model_dump()
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> VideoConfig:

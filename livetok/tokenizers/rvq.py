@@ -11,6 +11,10 @@ codewords of the first ``depth`` levels and maps back with ``proj.T``. Two paths
 arrays: NumPy float64 for audio (tiny batches, where torch's per-call overhead would dominate and
 float64 makes chunking-independent results safe from rounding ties) and torch for video (large
 batches, CPU or CUDA, float32).
+
+The torch path encodes greedily (``beam=1``: the nearest code at each level) or by beam search
+(``beam=B``: the B best partial sums are kept per level, :func:`beam_codes`); the decoder and the
+codebooks are the same either way.
 """
 
 from __future__ import annotations
@@ -51,6 +55,94 @@ def argmin_rows(scores: torch.Tensor, group: int = 64) -> torch.Tensor:
     return grp * group + within
 
 
+def greedy_codes(p: TorchParams, z: torch.Tensor, depth: int) -> torch.Tensor:
+    """``z [N, d] -> codes [N, depth] int64``: the nearest code at each level, of what the earlier
+    levels left."""
+    r = z.clone()
+    n, k = z.shape[0], p.codebooks.shape[1]
+    codes = torch.empty((n, depth), dtype=torch.int64, device=z.device)
+    scores = torch.empty((n, k), dtype=z.dtype, device=z.device)  # reused per level
+    for level in range(depth):
+        # ||c||^2/2 - r.c in one BLAS call; its argmin is the nearest code.
+        torch.addmm(p.half_norms[level], r, p.codebooks_t[level], beta=1.0, alpha=-1.0, out=scores)
+        idx = argmin_rows(scores)
+        codes[:, level] = idx
+        if level + 1 < depth:  # the last residual is never used
+            r -= p.codebooks[level].index_select(0, idx)
+    return codes
+
+
+def smallest(values: torch.Tensor, count: int, group: int = 64) -> torch.Tensor:
+    """``values [N, M] -> indices [N, count]``: the ``count`` smallest of each row in increasing
+    order, ties to the lower index, whatever the other rows (``topk`` leaves ties open, and is slow
+    on the CPU).
+
+    The row is cut into groups of ``group``; the ``count`` smallest values lie in the ``count``
+    groups of smallest minimum (ties: lower group), so one ``amin`` pass over the row and argmins
+    over ``count`` groups do it. ``values`` is overwritten."""
+    n, m = values.shape
+    if m % group or m // group <= count:
+        return _smallest_by_argmin(values, count)
+    groups = values.view(n, m // group, group)
+    chosen = _smallest_by_argmin(groups.amin(dim=2), count).sort(dim=1).values  # [N, count], increasing
+    rows = torch.arange(n, device=values.device)
+    inside = _smallest_by_argmin(groups[rows[:, None], chosen].reshape(n, count * group), count)
+    return chosen.gather(1, inside // group) * group + inside % group
+
+
+def _smallest_by_argmin(values: torch.Tensor, count: int) -> torch.Tensor:
+    """:func:`smallest` by ``count`` argmins (first index on ties); ``values`` is overwritten."""
+    rows = torch.arange(values.shape[0], device=values.device)
+    idx = torch.empty((values.shape[0], count), dtype=torch.int64, device=values.device)
+    for j in range(count):
+        idx[:, j] = i = argmin_rows(values)
+        values[rows, i] = torch.inf
+    return idx
+
+
+def beam_codes(p: TorchParams, z: torch.Tensor, depth: int, beam: int) -> torch.Tensor:
+    """``z [N, d] -> codes [N, depth] int64`` by beam search, row by row.
+
+    Each row keeps its ``beam`` best partial sums (smallest squared error ``||z - sum c||^2``) per
+    level: every kept sum is extended by every code of the next level (one ``addmm`` of ``N * beam``
+    rows), and the ``beam`` best extensions are kept, ties to the lower (sum, code) index. The greedy
+    path is always kept too (it replaces the last kept sum when it falls out), so the result never
+    reconstructs a row worse than greedy encoding does (up to float rounding). The codes returned are
+    those of the best sum after ``depth`` levels."""
+    n, d = z.shape
+    k = p.codebooks.shape[1]
+    rows = torch.arange(n, device=z.device)
+    r = z.unsqueeze(1)  # [N, W, d]: the residual of each kept sum (W = 1 before level 0)
+    greedy = torch.zeros(n, dtype=torch.int64, device=z.device)  # which kept sum is the greedy path
+    parents: list[torch.Tensor] = []  # per level [N, W]: the kept sum each new one extends
+    chosen: list[torch.Tensor] = []  # per level [N, W]: its code
+    for level in range(depth):
+        w = r.shape[1]
+        s = torch.addmm(p.half_norms[level], r.reshape(n * w, d), p.codebooks_t[level], beta=1.0, alpha=-1.0)
+        s = s.view(n, w, k)  # ||c||^2/2 - r.c
+        g_code = argmin_rows(s.view(n * w, k).index_select(0, rows * w + greedy))
+        # ||r - c||^2 / 2 = ||r||^2 / 2 + (||c||^2/2 - r.c), for every (kept sum, code) pair
+        half = s.add_(0.5 * (r * r).sum(dim=2, keepdim=True)).view(n, w * k)
+        keep = 1 if level + 1 == depth else min(beam, w * k)  # the best one of the last level
+        sel = argmin_rows(half).unsqueeze(1) if keep == 1 else smallest(half, keep)
+        if keep > 1:
+            g_flat = greedy * k + g_code
+            missing = ~(sel == g_flat[:, None]).any(dim=1)
+            sel[:, -1] = torch.where(missing, g_flat, sel[:, -1])
+            greedy = (sel == g_flat[:, None]).to(torch.int8).argmax(dim=1)
+        parent, code = sel // k, sel % k
+        parents.append(parent)
+        chosen.append(code)
+        if level + 1 < depth:
+            r = r[rows[:, None], parent] - p.codebooks[level][code]
+    codes = torch.empty((n, depth), dtype=torch.int64, device=z.device)
+    at = torch.zeros(n, dtype=torch.int64, device=z.device)  # backtrack from the best final sum
+    for level in range(depth - 1, -1, -1):
+        codes[:, level] = chosen[level][rows, at]
+        at = parents[level][rows, at]
+    return codes
+
+
 @dataclass(frozen=True)
 class Encoded:
     """Result of an encode: ``codes [N, L] uint16`` and the projected vectors ``z [N, d]``."""
@@ -62,11 +154,15 @@ class Encoded:
 class ScaleQuantizer:
     """Projection + RVQ for one scale; ``levels`` may be fewer than the fitted depth."""
 
-    def __init__(self, mean: np.ndarray, proj: np.ndarray, codebooks: np.ndarray, levels: int) -> None:
+    def __init__(self, mean: np.ndarray, proj: np.ndarray, codebooks: np.ndarray, levels: int,
+                 beam: int = 1) -> None:
         if codebooks.ndim != 3 or proj.ndim != 2 or mean.shape != (proj.shape[0],):
             raise ValueError("inconsistent quantizer shapes")
         if not 1 <= levels <= codebooks.shape[0]:
             raise ValueError(f"levels={levels} but the codebooks have {codebooks.shape[0]}")
+        if beam < 1:
+            raise ValueError(f"beam={beam}: at least 1")
+        self.beam = beam  # partial sums kept per level by encode_torch (1: greedy)
         self.mean = mean.astype(np.float64)
         self.proj = proj.astype(np.float64)
         self.codebooks = codebooks[:levels].astype(np.float64)
@@ -132,21 +228,16 @@ class ScaleQuantizer:
                      levels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [N, D] -> (codes [N, L] int64, z [N, d])`` on x's device and dtype; ``x`` is multiplied
         by ``input_scale`` first (so video can pass raw 0-255 pixel values). ``levels``: only the first
-        that many (an overloaded daemon sheds the last levels; the codes are those of the full depth)."""
+        that many (an overloaded daemon sheds the last levels).
+
+        ``beam == 1``: greedy, and a shed row's codes are the first ``levels`` of its full-depth codes.
+        ``beam > 1``: :func:`beam_codes`; the search runs over the levels made, so a shed row gets the
+        best reconstruction the beam finds at that depth, which need not be a prefix of its full-depth
+        codes. Either way a row's codes depend on that row only, never on the others of the batch."""
         p = self.torch_params(x.device, x.dtype, input_scale)
         z = torch.addmm(p.bias, x, p.weight)
-        r = z.clone()
-        n = x.shape[0]
         depth = self.levels if levels is None else min(levels, self.levels)
-        codes = torch.empty((n, depth), dtype=torch.int64, device=x.device)
-        scores = torch.empty((n, self.codebook_size), dtype=x.dtype, device=x.device)  # reused per level
-        for level in range(depth):
-            # ||c||^2/2 - r.c in one BLAS call; its argmin is the nearest code.
-            torch.addmm(p.half_norms[level], r, p.codebooks_t[level], beta=1.0, alpha=-1.0, out=scores)
-            idx = argmin_rows(scores)
-            codes[:, level] = idx
-            if level + 1 < depth:  # the last residual is never used
-                r -= p.codebooks[level].index_select(0, idx)
+        codes = greedy_codes(p, z, depth) if self.beam == 1 else beam_codes(p, z, depth, self.beam)
         return codes, z
 
     def decode(self, codes: np.ndarray, depth: int | None = None) -> np.ndarray:

@@ -100,7 +100,7 @@ class VideoTokenizer:
         self.patch = {"fine": cfg.fine_patch, "coarse": cfg.coarse_patch}
         self.grid = {s: cfg.size // p for s, p in self.patch.items()}
         self.quantizers = {
-            s: ScaleQuantizer(arr.mean, arr.proj, arr.codebooks, getattr(cfg, s).levels)
+            s: ScaleQuantizer(arr.mean, arr.proj, arr.codebooks, getattr(cfg, s).levels, getattr(cfg, s).beam)
             for s in SCALES
             for arr in [codebooks.scale("video", s)]
         }

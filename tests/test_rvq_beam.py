@@ -1,0 +1,170 @@
+"""Beam search in the video RVQ encoder (``tokenizer.video.{fine,coarse}.beam``): never worse than greedy,
+exact when the beam holds every path, a row's codes independent of its batch, ties to the lower index,
+shed frames encoded over the levels made, and the configuration's bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from livetok.cli import main
+from livetok.config import load_config
+from livetok.config.tokenizer import CoarseRVQConfig, RVQConfig, VideoConfig, VideoRVQConfig
+from livetok.errors import ConfigError
+from livetok.media.frames import to_model_image
+from livetok.tokenizers import TokenizerConfig, Tokenizers
+from livetok.tokenizers.rvq import ScaleQuantizer, smallest
+
+
+def quantizer(seed: int, levels: int = 3, k: int = 16, d: int = 6, beam: int = 1) -> ScaleQuantizer:
+    """Random codebooks shrinking per level (as fitted ones do), an orthonormal projection D = d."""
+    rng = np.random.default_rng(seed)
+    books = rng.standard_normal((levels, k, d)) * (0.6 ** np.arange(levels))[:, None, None]
+    return ScaleQuantizer(np.zeros(d), np.eye(d), books, levels, beam)
+
+
+def sq_error(q: ScaleQuantizer, z: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Per row, in float64: ``||z - sum of the chosen codewords||^2``."""
+    s = sum(q.codebooks[lv][codes[:, lv]] for lv in range(codes.shape[1]))
+    return np.asarray(((z - s) ** 2).sum(axis=1))
+
+
+def encode(q: ScaleQuantizer, x: np.ndarray, levels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    codes, z = q.encode_torch(torch.from_numpy(x.astype(np.float32)), levels=levels)
+    return codes.numpy(), z.double().numpy()
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), beam=st.integers(2, 8), levels=st.integers(2, 4), rows=st.integers(1, 40))
+def test_beam_never_reconstructs_a_row_worse_than_greedy(seed: int, beam: int, levels: int, rows: int) -> None:
+    greedy, beamed = quantizer(seed, levels), quantizer(seed, levels, beam=beam)
+    x = np.random.default_rng(seed + 1).standard_normal((rows, 6))
+    g_codes, z = encode(greedy, x)
+    b_codes, _ = encode(beamed, x)
+    g, b = sq_error(greedy, z, g_codes), sq_error(beamed, z, b_codes)
+    assert (b <= g + 1e-5 * (1 + g)).all()  # float32 search, float64 check: rounding only
+
+
+def test_a_beam_that_holds_every_path_finds_the_best_codes() -> None:
+    k = 8
+    q = quantizer(3, levels=2, k=k, beam=k)  # every level-0 code kept: level 1 sees all k * k sums
+    x = np.random.default_rng(4).standard_normal((300, 6))
+    codes, z = encode(q, x)
+    every = (q.codebooks[0][:, None, :] + q.codebooks[1][None, :, :]).reshape(k * k, -1)
+    best = ((z[:, None, :] - every[None]) ** 2).sum(axis=2).min(axis=1)
+    assert np.allclose(sq_error(q, z, codes), best, rtol=1e-5, atol=1e-6)
+    greedy_codes, _ = encode(quantizer(3, levels=2, k=k), x)
+    assert (greedy_codes != codes).any(axis=1).sum() > 10  # the search changes something here
+
+
+@pytest.mark.parametrize("shape", [(37, 1024), (5, 4096), (64, 48), (3, 130)])
+def test_smallest_is_value_then_index_order_even_with_ties(shape: tuple[int, int]) -> None:
+    g = torch.Generator().manual_seed(shape[1])
+    values = torch.randint(0, 7, shape, generator=g).float()  # many exact ties
+    count = 5
+    want = torch.sort(values, dim=1, stable=True).indices[:, :count]  # stable: ties to the lower index
+    assert torch.equal(smallest(values.clone(), count), want)
+
+
+def test_ties_go_to_the_lower_code_at_every_level() -> None:
+    rng = np.random.default_rng(5)
+    half = rng.standard_normal((2, 8, 6))
+    books = np.concatenate([half, half], axis=1)  # code c + 8 is code c: every choice is a tie
+    q = ScaleQuantizer(np.zeros(6), np.eye(6), books, 2, beam=4)
+    codes, _ = encode(q, rng.standard_normal((200, 6)))
+    assert codes.max() < 8
+
+
+def test_a_rows_codes_do_not_depend_on_the_other_rows_of_the_batch() -> None:
+    q = quantizer(6, levels=4, k=64, d=8, beam=5)
+    x = np.random.default_rng(7).standard_normal((97, 8))
+    x[10] = x[11]  # equal rows, exact ties among themselves
+    x[12] = 0.0
+    whole, _ = encode(q, x)
+    for size in (1, 2, 13, 50):
+        parts = np.concatenate([encode(q, x[i : i + size])[0] for i in range(0, len(x), size)])
+        assert np.array_equal(parts, whole), size
+    order = np.random.default_rng(8).permutation(len(x))
+    assert np.array_equal(encode(q, x[order])[0], whole[order])
+
+
+def test_video_frames_get_the_same_codes_alone_or_batched_with_other_cameras() -> None:
+    cfg = TokenizerConfig(device="cpu", video=VideoConfig(fine=VideoRVQConfig(beam=3), coarse=CoarseRVQConfig(beam=4)))
+    video = Tokenizers.from_config(cfg).video
+    photos = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.rocket(), skimage.data.coffee()]
+    images = np.stack([to_model_image(p, 224, "crop") for p in photos])
+    batched = video.encode(images)
+    for i in range(len(images)):
+        one = video.encode(images[i : i + 1])
+        for scale in ("fine", "coarse"):
+            assert np.array_equal(batched.codes[scale][i], one.codes[scale][0]), (scale, i)
+
+
+def test_a_shed_frame_gets_the_beams_best_codes_at_the_depth_made() -> None:
+    """``levels=`` fewer than the depth: the search runs over the levels made, so the codes are what a
+    quantizer of that depth gives (not the full-depth codes cut), never worse than greedy there."""
+    full, two = quantizer(9, levels=4, k=32, beam=4), quantizer(9, levels=2, k=32, beam=4)
+    x = np.random.default_rng(10).standard_normal((200, 6))
+    shed, z = encode(full, x, levels=2)
+    assert shed.shape == (200, 2)
+    assert np.array_equal(shed, encode(two, x)[0])
+    greedy, _ = encode(quantizer(9, levels=4, k=32), x, levels=2)
+    assert (sq_error(full, z, shed) <= sq_error(full, z, greedy) + 1e-5).all()
+    assert (encode(full, x)[0][:, :2] != shed).any()  # not a prefix of the full-depth codes here
+
+
+def test_the_tokenizer_sheds_fine_levels_with_the_beam_over_the_levels_made() -> None:
+    cfg = TokenizerConfig(device="cpu", video=VideoConfig(fine=VideoRVQConfig(beam=3)))
+    video = Tokenizers.from_config(cfg).video
+    two = Tokenizers.from_config(TokenizerConfig(
+        device="cpu", video=VideoConfig(fine=VideoRVQConfig(levels=2, beam=3)))).video
+    images = np.stack([to_model_image(p, 224, "crop") for p in (skimage.data.astronaut(), skimage.data.coffee())] * 2)
+    out = video.encode(images, fine_levels=[4, 2, 0, 2])
+    full = video.encode(images)
+    assert np.array_equal(out.codes["fine"][0], full.codes["fine"][0])
+    for i in (1, 3):
+        assert np.array_equal(out.codes["fine"][i, :, :2], two.encode(images[i : i + 1]).codes["fine"][0])
+        assert not out.codes["fine"][i, :, 2:].any()
+    assert not out.codes["fine"][2].any()
+    assert np.array_equal(out.codes["coarse"], full.codes["coarse"])
+
+
+def test_beam_defaults_and_partial_sections(tmp_path: Path) -> None:
+    cfg = load_config(None).tokenizer.video
+    assert (cfg.fine.beam, cfg.coarse.beam, cfg.coarse.levels) == (1, 4, 2)
+    p = tmp_path / "c.yaml"
+    p.write_text("tokenizer:\n  video:\n    coarse: {beam: 1}\n    fine: {beam: 8}\n")
+    cfg = load_config(p).tokenizer.video
+    assert (cfg.fine.beam, cfg.fine.levels, cfg.coarse.beam, cfg.coarse.levels) == (8, 4, 1, 2)
+    assert Tokenizers.from_config(load_config(p).tokenizer).video.quantizers["coarse"].beam == 1
+    # a caller's plain RVQConfig (the model the video scales had before) keeps the scale's default beam
+    assert VideoConfig(coarse=RVQConfig(levels=1)).coarse.beam == 4
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("    coarse: {beam: 0}\n", r":4: tokenizer\.video\.coarse\.beam: .*greater than or equal to 1"),
+    ("    fine:\n      beam: 33\n", r":5: tokenizer\.video\.fine\.beam: .*less than or equal to 32"),
+    ("    fine: {beam: two}\n", r":4: tokenizer\.video\.fine\.beam: "),
+])
+def test_beam_bounds_are_refused_in_one_line_exit_78(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      text: str, where: str) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("tokenizer:\n  video:\n    size: 224\n" + text)
+    with pytest.raises(ConfigError, match=where):
+        load_config(p)
+    assert main(["check-config", "-c", str(p)]) == 78
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "beam" in err and "Traceback" not in err
+
+
+def test_audio_scales_have_no_beam(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("tokenizer:\n  audio:\n    fine: {beam: 2}\n")
+    with pytest.raises(ConfigError, match=r":3: tokenizer\.audio\.fine\.beam: unknown key"):
+        load_config(p)
