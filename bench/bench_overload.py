@@ -28,12 +28,14 @@ def main() -> None:
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--high", type=int, default=0)
+    ap.add_argument("--coarse-beam", type=int, default=None, help="tokenizer.video.coarse.beam (default: the default)")
     args = ap.parse_args()
     print_header("bench_overload")
     cfg = LivetokConfig.model_validate({
         "sources": [{"kind": "synthetic", "name": f"cam{i}", "size": args.size, "fps": args.fps,
                      "priority": 1 if i < args.high else 0} for i in range(args.streams)],
         "sinks": [{"kind": "file", "path": "/tmp/bench_overload.ltk"}],
+        **({"tokenizer": {"video": {"coarse": {"beam": args.coarse_beam}}}} if args.coarse_beam else {}),
     })
     report = run_blocking(cfg, args.seconds)
     books = report.accounting

@@ -25,10 +25,10 @@ def _slowed(monkeypatch: pytest.MonkeyPatch) -> None:
     real = VideoTokenizer.encode
 
     def encode(self: VideoTokenizer, images: np.ndarray, vectors: bool = False,
-               fine_levels: Sequence[int] | None = None) -> BatchCodes:
+               fine_levels: Sequence[int] | None = None, greedy: bool = False) -> BatchCodes:
         levels = [4] * len(images) if fine_levels is None else list(fine_levels)
         time.sleep(COARSE_S * len(images) + LEVEL_S * sum(levels))  # releases the GIL, as the real call does
-        return real(self, images, vectors, fine_levels)
+        return real(self, images, vectors, fine_levels, greedy)
 
     monkeypatch.setattr(VideoTokenizer, "encode", encode)
 
@@ -54,7 +54,7 @@ def test_twice_the_load_keeps_coarse_whole_and_sheds_fine_evenly_by_priority(
         row = books["captures"][f"cam{i}.video"]
         fine, coarse = row["scales"]["fine"], row["scales"]["coarse"]
         assert row["dropped_queue"] == row["failed"] == row["dropped_shutdown"] == 0, row
-        assert coarse == {"tokenized": row["captured"], "shed": 0}  # every captured frame has its coarse tokens
+        assert (coarse["tokenized"], coarse["shed"]) == (row["captured"], 0)  # every frame has its coarse tokens
         assert fine["tokenized"] + fine["shed"] == row["captured"]
         shares[i] = fine["tokenized"] / row["captured"]
     assert sum(books["captures"][f"cam{i}.video"]["scales"]["fine"]["shed"] for i in range(4)) > 0  # overloaded
@@ -81,3 +81,42 @@ def _check_file(out: Path, books: dict) -> None:  # type: ignore[type-arg]
                 assert f.flags & Flag.KEYFRAME
                 assert f.codes.shape[1] in (2, 4)
             had_fine = c.start_ns in with_fine
+
+
+@pytest.mark.slow
+def test_a_tokenizer_call_with_a_fixed_cost_is_caught_up_by_larger_greedy_batches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each tokenizer call costs 100 ms whatever its size (in the daemon: its torch calls waiting for the
+    GIL behind the capture threads), so calls of 8 frames make at most 80 frames/s, against 4 x 30 = 120
+    captured. Before catch-up batches the hand-overs overflowed (frames dropped whole); now a hand-over
+    7/8 full gets a batch of 32 frames, coarse only and greedy (counted as coarse degraded), and every
+    captured frame keeps its coarse tokens."""
+    real = VideoTokenizer.encode
+    calls: list[tuple[int, bool]] = []
+
+    def encode(self: VideoTokenizer, images: np.ndarray, vectors: bool = False,
+               fine_levels: Sequence[int] | None = None, greedy: bool = False) -> BatchCodes:
+        levels = [4] * len(images) if fine_levels is None else list(fine_levels)
+        calls.append((len(images), greedy))
+        time.sleep(0.1 + 0.0005 * len(images) + 0.001 * sum(levels))
+        return real(self, images, vectors, fine_levels, greedy)
+
+    monkeypatch.setattr(VideoTokenizer, "encode", encode)
+    out = tmp_path / "catch-up.ltk"
+    cfg = LivetokConfig.model_validate({
+        "sources": [{"kind": "synthetic", "name": f"cam{i}", "size": "160x120", "fps": 30} for i in range(4)],
+        "sinks": [{"kind": "file", "path": str(out)}],
+        "queues": {"video_frames": 32},
+    })
+    books = run_blocking(cfg, 6.0).accounting
+    assert books["balanced"] == 1, books
+    for i in range(4):
+        row = books["captures"][f"cam{i}.video"]
+        assert row["dropped_queue"] == row["failed"] == row["dropped_shutdown"] == 0, row
+        coarse = row["scales"]["coarse"]
+        assert coarse["tokenized"] == row["captured"] > 150, row  # every captured frame has its coarse tokens
+        assert coarse["shed"] == 0 and coarse["degraded"] > 0, row  # some made greedily, in catch-up batches
+    assert any(n > 8 and greedy for n, greedy in calls)  # the catch-up batches
+    assert all(n <= 8 for n, greedy in calls if not greedy)
+    assert all(n <= 32 for n, _ in calls)
+    _check_file(out, books)

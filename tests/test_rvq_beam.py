@@ -135,6 +135,21 @@ def test_the_tokenizer_sheds_fine_levels_with_the_beam_over_the_levels_made() ->
     assert np.array_equal(out.codes["coarse"], full.codes["coarse"])
 
 
+def test_a_catch_up_batch_is_encoded_as_with_beam_1() -> None:
+    """``greedy=True`` (an overloaded daemon's catch-up batches): every scale's codes are those of a
+    tokenizer configured with ``beam: 1``, whatever the configured beams; the fine levels still as planned."""
+    beams = Tokenizers.from_config(TokenizerConfig(
+        device="cpu", video=VideoConfig(fine=VideoRVQConfig(beam=3), coarse=CoarseRVQConfig(beam=4)))).video
+    greedy = Tokenizers.from_config(TokenizerConfig(
+        device="cpu", video=VideoConfig(fine=VideoRVQConfig(beam=1), coarse=CoarseRVQConfig(beam=1)))).video
+    images = np.stack([to_model_image(p, 224, "crop") for p in (skimage.data.astronaut(), skimage.data.coffee())])
+    for plan in (None, [0, 0], [4, 2]):
+        got, want = beams.encode(images, fine_levels=plan, greedy=True), greedy.encode(images, fine_levels=plan)
+        for scale in ("fine", "coarse"):
+            assert np.array_equal(got.codes[scale], want.codes[scale]), (plan, scale)
+    assert not np.array_equal(beams.encode(images).codes["coarse"], greedy.encode(images).codes["coarse"])
+
+
 def test_beam_defaults_and_partial_sections(tmp_path: Path) -> None:
     cfg = load_config(None).tokenizer.video
     assert (cfg.fine.beam, cfg.coarse.beam, cfg.coarse.levels) == (1, 4, 2)

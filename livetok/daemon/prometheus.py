@@ -270,8 +270,9 @@ def _scales(v: View) -> Iterable[Metric]:
                                labels=labels)
     shed = CounterMetricFamily("livetok_shed", "Frames whose tokens of this scale were shed under overload (fine "
                                "only: coarse is never shed)", labels=labels)
-    degraded = CounterMetricFamily("livetok_degraded", "Frames whose tokens of this scale were made with fewer "
-                                   "levels under overload (a part of livetok_scale_tokenized)", labels=labels)
+    degraded = CounterMetricFamily("livetok_degraded", "Frames whose tokens of this scale were made cheaper under "
+                                   "overload (fine: fewer levels; coarse: without the beam; a part of "
+                                   "livetok_scale_tokenized)", labels=labels)
     pending = GaugeMetricFamily("livetok_pending", "Frames and audio blocks in the hand-over or the tokenizer now",
                                 labels=["source", "modality"])
     for c in v.captures:

@@ -95,14 +95,15 @@ def source_streams(snap: RunSnapshot, source: str) -> list[tuple[str, str]]:
 
 def scale_books(row: dict[str, Any] | None) -> dict[str, dict[str, int]] | None:
     """Per ``video/<scale>`` of the built-in video tokenizer: ``captured = skipped_by_rate + tokenized +
-    shed + dropped + queued`` (queued: in the hand-over or in the tokenizer now); None for a source
-    without it."""
+    shed + dropped + queued`` (queued: in the hand-over or in the tokenizer now), and ``degraded``, a part
+    of ``tokenized`` made cheaper under overload; None for a source without it."""
     if row is None or "scales" not in row:
         return None
     dropped = row["dropped_queue"] + row["failed"] + row["dropped_shutdown"]
     queued = row.get("queued", 0) + row.get("in_flight", 0)
     return {f"video/{scale}": {"captured": row["captured"], "skipped_by_rate": row.get("skipped_by_rate", 0),
-                               "tokenized": r["tokenized"], "shed": r["shed"], "dropped": dropped, "queued": queued}
+                               "tokenized": r["tokenized"], "shed": r["shed"], "dropped": dropped, "queued": queued,
+                               "degraded": r["degraded"]}
             for scale, r in row["scales"].items()}
 
 

@@ -39,10 +39,13 @@ class Books:
     degraded: Counter[ScaleKey] = field(default_factory=Counter)
     scaled: set[Key] = field(default_factory=set)
 
-    def book_scales(self, source: str, fine_levels: int, levels: int) -> None:
-        """One video frame of ``source`` through the built-in tokenizer with ``fine_levels`` of ``levels``."""
+    def book_scales(self, source: str, fine_levels: int, levels: int, coarse_degraded: bool = False) -> None:
+        """One video frame of ``source`` through the built-in tokenizer with ``fine_levels`` of ``levels``;
+        ``coarse_degraded``: its coarse codes made greedily though the coarse encoder has a beam (overload)."""
         self.scaled.add((source, "video"))
-        self.scale_tokenized[(source, "video", "coarse")] += 1
+        coarse = (source, "video", "coarse")
+        self.scale_tokenized[coarse] += 1
+        self.degraded[coarse] += coarse_degraded
         fine = (source, "video", "fine")
         if fine_levels:
             self.scale_tokenized[fine] += 1
@@ -104,14 +107,12 @@ def capture_books(sources: list[RunningSource], books: Books,
 
 
 def _scale_rows(key: Key, b: Books) -> dict[str, dict[str, int]]:
-    """Per scale: of the frames tokenized, those whose tokens of that scale were made (``degraded``:
-    with fewer levels, a part of ``tokenized``) and those whose were shed."""
+    """Per scale: of the frames tokenized, those whose tokens of that scale were made (``degraded``: a
+    part of ``tokenized``, fine with fewer levels, coarse without its beam) and those whose were shed."""
     rows = {}
     for scale in SCALES:
         k = (*key, scale)
-        rows[scale] = {"tokenized": b.scale_tokenized[k], "shed": b.shed[k]}
-        if scale == "fine":
-            rows[scale]["degraded"] = b.degraded[k]
+        rows[scale] = {"tokenized": b.scale_tokenized[k], "shed": b.shed[k], "degraded": b.degraded[k]}
     return rows
 
 

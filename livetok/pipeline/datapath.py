@@ -180,13 +180,13 @@ class DataPath:
                 if not batch:
                     break
                 plan = self._plan(batch, handoffs, coarse_only=catch_up)
-                codes = await self._encode_video(batch, plan)
+                codes = await self._encode_video(batch, plan, greedy=catch_up)
                 if rest is not None:
                     await rest
                     rest = None
                 if codes is not None:
-                    rest = asyncio.create_task(self._process("video", batch, plan=plan, codes=codes[0]),
-                                               name="video-packets")
+                    rest = asyncio.create_task(self._process("video", batch, plan=plan, codes=codes[0],
+                                                             greedy=catch_up), name="video-packets")
                 if self.stopping.is_set():
                     break  # what is left goes through the final drain
         finally:
@@ -194,11 +194,12 @@ class DataPath:
                 await rest
         return True
 
-    async def _encode_video(self, caps: list[VideoCapture], plan: list[int]) -> tuple[Any] | None:
+    async def _encode_video(self, caps: list[VideoCapture], plan: list[int], greedy: bool) -> tuple[Any] | None:
         """The batch's codes from the video lane, as a 1-tuple (the codes may be None: no built-in
-        frames); None when the call failed (booked as failed, said once)."""
+        frames); None when the call failed (booked as failed, said once). ``greedy``: a catch-up batch,
+        encoded without the beam (:meth:`ShedPolicy.batch_limit`)."""
         try:
-            return (await self.video_encoder.run(self.engine.encode, caps, plan),)
+            return (await self.video_encoder.run(self.engine.encode, caps, plan, greedy),)
         except asyncio.CancelledError:
             self.books.discarded.update(Counter((c.source, "video") for c in caps))
             raise
@@ -296,10 +297,10 @@ class DataPath:
 
     async def _process(self, kind: str, caps: list[VideoCapture] | list[AudioCapture],
                        deadline: Deadline | None = None, plan: list[int] | None = None,
-                       codes: Any = _UNSET) -> None:
+                       codes: Any = _UNSET, greedy: bool = False) -> None:
         """One batch through the worker, booked whatever happens to it. ``plan``: video, the fine
         levels per frame (:meth:`_plan`); ``codes``: video, what :meth:`_encode_video` made of it
-        (else the video lane is called first)."""
+        (else the video lane is called first); ``greedy``: they were encoded without the beam."""
         keys = Counter((c.source, kind) for c in caps)
 
         async def job() -> Work:
@@ -320,9 +321,11 @@ class DataPath:
         self.books.tokenized.update(keys)
         if plan is not None:
             builtin = self._builtin()
+            # a catch-up batch's coarse codes are degraded where the coarse encoder has a beam
+            coarse_degraded = greedy and self.toks.video.quantizers["coarse"].beam > 1
             for i, levels in enumerate(plan):
                 if caps[i].source in builtin:
-                    self.books.book_scales(caps[i].source, levels, self.fine_levels)
+                    self.books.book_scales(caps[i].source, levels, self.fine_levels, coarse_degraded)
         self._fan_out(work)
 
     def _fan_out(self, work: Work) -> None:

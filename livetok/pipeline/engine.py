@@ -166,18 +166,19 @@ class Engine:
         return out
 
     # -- input -----------------------------------------------------------------------------------
-    def encode(self, caps: list[VideoCapture], fine_levels: list[int] | None = None) -> EncodedFrames | None:
+    def encode(self, caps: list[VideoCapture], fine_levels: list[int] | None = None,
+               greedy: bool = False) -> EncodedFrames | None:
         """The pure, heavy part of :meth:`on_video` — the built-in kind's batched call, ``[B, S, S, 3] ->
         codes`` — for the frames of sources that feed it (a source feeding only plug-ins costs it
         nothing). It reads one frozenset of the engine's, so the runner runs it in a thread of its own
-        while audio goes on in the engine's (None for no such frames). ``fine_levels [B]``: the
-        overload plan (:mod:`livetok.pipeline.shedding`)."""
+        while audio goes on in the engine's (None for no such frames). ``fine_levels [B]``, ``greedy``:
+        the overload plan (:mod:`livetok.pipeline.shedding`)."""
         wanted = self._builtin_video  # one read: replaced whole by add_group/remove_group, never changed
         idx = tuple(i for i, c in enumerate(caps) if c.source in wanted)
         if not idx:
             return None
         levels = None if fine_levels is None else [fine_levels[i] for i in idx]
-        return EncodedFrames(idx, encode_images(self.toks, [caps[i].image for i in idx], levels))
+        return EncodedFrames(idx, encode_images(self.toks, [caps[i].image for i in idx], levels, greedy))
 
     def on_video(self, caps: list[VideoCapture], lost: frozenset[str] = frozenset(),
                  codes: EncodedFrames | None = None) -> EngineOutput:

@@ -224,11 +224,12 @@ class ScaleQuantizer:
             )
         return self._torch[key]
 
-    def encode_torch(self, x: torch.Tensor, input_scale: float = 1.0,
-                     levels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_torch(self, x: torch.Tensor, input_scale: float = 1.0, levels: int | None = None,
+                     beam: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [N, D] -> (codes [N, L] int64, z [N, d])`` on x's device and dtype; ``x`` is multiplied
         by ``input_scale`` first (so video can pass raw 0-255 pixel values). ``levels``: only the first
-        that many (an overloaded daemon sheds the last levels).
+        that many (an overloaded daemon sheds the last levels). ``beam``: this call's beam instead of
+        the quantizer's (an overloaded daemon's catch-up batches encode greedily: ``beam=1``).
 
         ``beam == 1``: greedy, and a shed row's codes are the first ``levels`` of its full-depth codes.
         ``beam > 1``: :func:`beam_codes`; the search runs over the levels made, so a shed row gets the
@@ -237,7 +238,8 @@ class ScaleQuantizer:
         p = self.torch_params(x.device, x.dtype, input_scale)
         z = torch.addmm(p.bias, x, p.weight)
         depth = self.levels if levels is None else min(levels, self.levels)
-        codes = greedy_codes(p, z, depth) if self.beam == 1 else beam_codes(p, z, depth, self.beam)
+        beam = self.beam if beam is None else beam
+        codes = greedy_codes(p, z, depth) if beam == 1 else beam_codes(p, z, depth, beam)
         return codes, z
 
     def decode(self, codes: np.ndarray, depth: int | None = None) -> np.ndarray:

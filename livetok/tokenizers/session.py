@@ -99,10 +99,11 @@ def encode_video(toks: Tokenizers, items: Sequence[VideoItem], codes: BatchCodes
 
 
 def encode_images(toks: Tokenizers, images: Sequence[np.ndarray],
-                  fine_levels: Sequence[int] | None = None) -> BatchCodes:
+                  fine_levels: Sequence[int] | None = None, greedy: bool = False) -> BatchCodes:
     """``B x [S, S, 3]`` uint8 -> their codes, both scales: pure (no stream state), any thread.
-    ``fine_levels [B]``: an overloaded daemon's plan (:mod:`livetok.pipeline.shedding`)."""
-    return toks.video.encode(np.stack(images), vectors=toks.cfg.video.vectors, fine_levels=fine_levels)
+    ``fine_levels [B]``, ``greedy``: an overloaded daemon's plan (:mod:`livetok.pipeline.shedding`)."""
+    return toks.video.encode(np.stack(images), vectors=toks.cfg.video.vectors, fine_levels=fine_levels,
+                             greedy=greedy)
 
 
 class AudioTrack:

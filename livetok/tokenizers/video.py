@@ -112,28 +112,29 @@ class VideoTokenizer:
 
     @torch.inference_mode()
     def encode(self, images: np.ndarray, vectors: bool = False,
-               fine_levels: Sequence[int] | None = None) -> BatchCodes:
+               fine_levels: Sequence[int] | None = None, greedy: bool = False) -> BatchCodes:
         """``images [B, S, S, 3] uint8`` -> codes for every patch of every frame, both scales.
-        ``fine_levels [B]``: fine levels to make per frame (0: none), the daemon's overload plan."""
+        ``fine_levels [B]``: fine levels to make per frame (0: none), the daemon's overload plan;
+        ``greedy``: every scale encoded greedily whatever its ``beam`` (the daemon's catch-up batches)."""
         batch = torch.from_numpy(images).to(self.device, non_blocking=True)
         codes: dict[str, np.ndarray] = {}
         vecs: dict[str, np.ndarray | None] = {}
         full = self.quantizers["fine"].levels
         if fine_levels is not None and min(fine_levels, default=full) < full:
-            codes["fine"], vecs["fine"] = self._encode_some(batch, "fine", fine_levels, vectors)
+            codes["fine"], vecs["fine"] = self._encode_some(batch, "fine", fine_levels, vectors, greedy)
         for scale in SCALES:
             if scale in codes:
                 continue
             pixels = patch_pixels(batch, self.patch[scale])
-            c, z = self.quantizers[scale].encode_torch(pixels, input_scale=PIXEL_SCALE)
+            c, z = self.quantizers[scale].encode_torch(pixels, input_scale=PIXEL_SCALE, beam=1 if greedy else None)
             n = images.shape[0]
             codes[scale] = c.to(torch.int32).cpu().numpy().astype(np.uint16).reshape(n, -1, c.shape[1])
             vecs[scale] = z.to(torch.float16).cpu().numpy().reshape(n, -1, z.shape[1]) if vectors else None
         shed = None if fine_levels is None else np.minimum(np.asarray(fine_levels, np.int64), full)
         return BatchCodes(codes=codes, vectors=vecs, fine_levels=shed)
 
-    def _encode_some(self, batch: torch.Tensor, scale: str, levels: Sequence[int],
-                     vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def _encode_some(self, batch: torch.Tensor, scale: str, levels: Sequence[int], vectors: bool,
+                     greedy: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """One scale at ``levels[i]`` levels for frame i: one call per distinct depth, none for 0."""
         q, n, cells = self.quantizers[scale], batch.shape[0], self.grid[scale] ** 2
         codes = np.zeros((n, cells, q.levels), np.uint16)
@@ -142,7 +143,7 @@ class VideoTokenizer:
         for depth in sorted(set(depths.tolist()) - {0}):
             idx = np.flatnonzero(depths == depth)
             pixels = patch_pixels(batch[torch.from_numpy(idx).to(batch.device)], self.patch[scale])
-            c, z = q.encode_torch(pixels, input_scale=PIXEL_SCALE, levels=depth)
+            c, z = q.encode_torch(pixels, input_scale=PIXEL_SCALE, levels=depth, beam=1 if greedy else None)
             codes[idx, :, : c.shape[1]] = c.to(torch.int32).cpu().numpy().astype(np.uint16).reshape(len(idx), cells, -1)
             if vecs is not None:
                 vecs[idx] = z.to(torch.float16).cpu().numpy().reshape(len(idx), cells, -1)
