@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import os
 import time
 from collections import Counter
@@ -86,6 +87,11 @@ class Pipeline(Reconfigurable):
             self.outlets.join(s, self.books.emitted)
         sources = build_sources(self.cfg, self.toks.cfg.video)
         await self.worker.run(self.toks.warm_up)
+        # What start-up made (torch's modules, the codebooks, the sources' buffers: some 270 000 objects)
+        # is never garbage. Frozen out of the collector's reach, a full collection scans only what the
+        # run makes: it took up to 77 ms before, holding the GIL, and every thread stalled behind it.
+        gc.collect()
+        gc.freeze()
         if not self.stop.requested:  # a signal during start-up: nothing was captured, nothing to stop
             self._start_sources(sources)
             self.started = True
