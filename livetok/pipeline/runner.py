@@ -109,6 +109,7 @@ class Pipeline(Reconfigurable):
             self.stoppers.close()
             self.worker.close()
             self.video_encoder.close()
+            gc.unfreeze()  # a process that runs again (tests, an embedding program) collects this run's objects
 
     # -- the run ----------------------------------------------------------------------------------
     def start_tasks(self, tg: asyncio.TaskGroup,
