@@ -108,7 +108,8 @@ class _Sim:
                 batch = self._take(queues, names, limit)
                 drops = sum(self.dropped.values())
                 fill = 1.0 if coarse_only else self._fill(queues)
-                plan = policy.plan(batch, self.priorities, fill, self.feedback and drops > seen_drops)
+                plan = policy.plan(batch, self.priorities, fill, self.feedback and drops > seen_drops,
+                                   catch_up=self.feedback and coarse_only)
                 seen_drops = drops
                 credit -= self.call_cost
                 for s, lv in zip(batch, plan, strict=True):
@@ -166,10 +167,13 @@ def test_the_ceiling_halves_at_drops_and_comes_back_slowly() -> None:
     p.plan(["a"] * 8, {}, 0.0, dropped=True)
     assert p.ceiling == 0.25
     assert p.plan(["a"] * 8, {}, 0.0, dropped=True) == [0] * 8  # the drops go on: nothing fine
-    for k in range(1, 100):
+    for k in range(1, 50):
         p.plan(["a"] * 8, {}, 0.0)
-        assert p.ceiling == pytest.approx(min(1.0, 0.01 * k))
-    assert p.plan(["a"] * 8, {}, 0.0) == [4] * 8  # after 100 batches without a drop
+        assert p.ceiling == pytest.approx(min(1.0, 0.02 * k))
+    assert p.plan(["a"] * 8, {}, 0.0) == [4] * 8  # after 50 batches without a drop
+    assert p.plan(["a"] * 8, {}, 1.0, catch_up=True) == [0] * 8  # a catch-up batch: coarse only...
+    assert p.ceiling == 0.5  # ... and congestion: the fine work comes back slowly after it
+    assert p.plan(["a"] * 8, {}, 0.0) == [2] * 8  # 0.52 of the fine work: the first two levels of each
 
 
 def test_under_overload_priority_decides_who_sheds() -> None:

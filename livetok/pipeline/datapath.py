@@ -225,7 +225,8 @@ class DataPath:
         idx = [i for i, c in enumerate(batch) if c.source in builtin]
         prios = {s.name: s.priority for s in self.cfg.sources}
         plan = [0] * len(batch)
-        for i, n in zip(idx, self.shed.plan([batch[i].source for i in idx], prios, fill, dropped), strict=True):
+        plan_of = self.shed.plan([batch[i].source for i in idx], prios, fill, dropped, catch_up=coarse_only)
+        for i, n in zip(idx, plan_of, strict=True):
             plan[i] = n
         return plan
 

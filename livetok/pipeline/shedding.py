@@ -15,11 +15,13 @@ first (sources of equal priority degrade evenly). So the lowest priority sheds i
 then its fine frames, before a source of higher priority sheds anything.
 
 The fill alone reacts a batch late and forgets at once: a hand-over that overflowed is drained by a
-coarse-only batch, the fill falls, full fine work comes back and overflows it again. So a frame
-dropped whole since the last plan also sets a ceiling on the share (``ceiling``): halved at each
-such batch (nothing fine at all while the drops go on), raised by ``RECOVER`` per batch without a
-drop, so fine work comes back over a few seconds of batches (additive increase, multiplicative
-decrease, as in congestion control).
+coarse-only batch, the fill falls, full fine work comes back and overflows it again. So congestion
+also sets a ceiling on the share (``ceiling``): a frame dropped whole since the last plan halves it
+(and sets it to none while the drops go on), a catch-up batch (:meth:`ShedPolicy.batch_limit`: the
+hand-overs were about to drop) halves it, and each other batch raises it by ``RECOVER``, so fine
+work comes back over about fifty batches (additive increase, multiplicative decrease, as in
+congestion control). Measured at 12 cameras (docs/performance.md section 13): without the catch-up's
+halving, a batch of full fine work right after a catch-up batch overflowed the hand-overs.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ LOW, HIGH = 0.25, 0.75  # hand-over fill (0-1) at which shedding starts, and bey
 DECAY = 0.98
 CATCH_UP = 4  # a catch-up batch takes this many times batch_size (batch_limit)
 CATCH_FILL = 0.875  # the hand-over fill (0-1) from which batches catch up (batch_limit)
-RECOVER = 0.01  # the ceiling's rise per batch without a drop (share of the fine work; 100 batches to full)
+CATCH_UP_DECREASE = 0.5  # the ceiling's factor at a catch-up batch (settle)
+RECOVER = 0.02  # the ceiling's rise per batch without a drop (share of the fine work; 50 batches to full)
 
 
 @dataclass
@@ -69,25 +72,29 @@ class ShedPolicy:
             return batch_size * CATCH_UP, True
         return batch_size, False
 
-    def settle(self, dropped: bool) -> float:
+    def settle(self, dropped: bool, catch_up: bool = False) -> float:
         """The ceiling after one more batch: halved when frames were ``dropped`` whole since the last
-        plan (0 when it already was under half: the drops go on), else raised by ``RECOVER``."""
+        plan (0 when it already was under half: the drops go on); lowered by ``CATCH_UP_DECREASE`` for
+        a ``catch_up`` batch (the hand-overs were about to drop); else raised by ``RECOVER``."""
         if dropped:
             self.ceiling = 0.0 if self.ceiling < 0.5 else self.ceiling / 2
+        elif catch_up:
+            self.ceiling *= CATCH_UP_DECREASE
         else:
             self.ceiling = min(1.0, self.ceiling + RECOVER)
         return self.ceiling
 
     def plan(self, sources: Sequence[str], priorities: Mapping[str, int], fill: float,
-             dropped: bool = False) -> list[int]:
+             dropped: bool = False, catch_up: bool = False) -> list[int]:
         """Per frame of a batch (its source's name), the fine levels to make: ``levels``, fewer, or 0.
-        ``dropped``: a hand-over dropped frames whole since the last plan."""
+        ``dropped``: a hand-over dropped frames whole since the last plan; ``catch_up``: this is a
+        catch-up batch (:meth:`batch_limit`; plan it with ``fill=1``: no fine work)."""
         for counts in (self.given, self.seen):
             for k in counts:
                 counts[k] *= DECAY
         for s in sources:
             self.seen[s] = self.seen.get(s, 0.0) + 1
-        share = min(self.fraction(fill), self.settle(dropped))
+        share = min(self.fraction(fill), self.settle(dropped, catch_up))
         if share >= 1.0 or share <= 0.0:
             self.carry = 0.0
             out = [self.levels if share else 0] * len(sources)
