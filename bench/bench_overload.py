@@ -45,10 +45,12 @@ def main() -> None:
         fine, coarse = r["scales"]["fine"], r["scales"]["coarse"]
         n = r["captured"]
         rows.append([f"cam{i}", 1 if i < args.high else 0, n, f"{coarse['tokenized'] / n:.3f}",
-                     f"{fine['tokenized'] / n:.3f}", fine["degraded"], fine["shed"], r["dropped_queue"]])
+                     f"{fine['tokenized'] / n:.3f}", fine["degraded"], fine["shed"], coarse.get("degraded", 0),
+                     r["dropped_queue"]])
     print(f"\n{args.streams} x {args.size}@{args.fps:g} synthetic, {args.seconds:g} s; books balanced: "
           f"{books['balanced']}")
-    print(table(["source", "priority", "captured", "coarse", "fine", "fine degraded", "fine shed", "dropped"], rows))
+    print(table(["source", "priority", "captured", "coarse", "fine", "fine degraded", "fine shed", "coarse greedy",
+                 "dropped"], rows))
 
 
 if __name__ == "__main__":
