@@ -52,7 +52,7 @@ toks = Tokenizers.from_config(load_config(None).tokenizer)
 rate = {"token_fps": float(sys.argv[3])} if len(sys.argv) > 3 else {}
 t, c = time.perf_counter(), time.process_time()
 r = tokenize_files([Path(sys.argv[1])], toks, Path(sys.argv[2]), **rate)
-print(dict(r.rate) or "", time.perf_counter() - t, time.process_time() - c)
+print(dict(getattr(r, "rate", None) or {}) or "", time.perf_counter() - t, time.process_time() - c)
 """
 
 
