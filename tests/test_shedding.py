@@ -102,7 +102,8 @@ class _Sim:
                 queues[s].append(t)
             credit = min(credit + self.capacity, self.capacity)
             while credit > 0 and any(queues.values()):
-                limit, coarse_only = policy.batch_limit(self._fill(queues), self.batch)
+                backlog = sum(len(q) for q in queues.values())
+                limit, coarse_only = policy.batch_limit(self._fill(queues), self.batch, backlog)
                 if not self.catch_up:
                     limit, coarse_only = self.batch, False
                 batch = self._take(queues, names, limit)
@@ -158,6 +159,17 @@ def test_a_cost_per_call_is_caught_up_by_larger_coarse_only_batches() -> None:
     assert sum(sim.dropped.values()) == 0
     assert sim.coarse == sim.captured  # every captured frame has its coarse tokens
     assert 0 < sum(sim.fine.values()) < 0.3 * sum(sim.captured.values())  # some fine work, the rest shed
+
+
+def test_catch_up_needs_a_full_hand_over_and_more_waiting_than_a_batch_takes() -> None:
+    """One camera's burst (its 8-frame hand-over full, as a network source's start-up hold releases
+    it) is taken whole by a batch of 8 and tokenized as usual (its codes as offline); the same fill with
+    more frames waiting than a batch takes is congestion: a batch of 4 x 8, coarse only."""
+    p = ShedPolicy(levels=4, min_levels=2)
+    assert p.batch_limit(1.0, 8, backlog=8) == (8, False)
+    assert p.batch_limit(0.75, 8, backlog=60) == (8, False)  # not yet 7/8 full
+    assert p.batch_limit(0.875, 8, backlog=9) == (32, True)
+    assert p.batch_limit(1.0, 8, backlog=96) == (32, True)
 
 
 def test_the_ceiling_halves_at_drops_and_comes_back_slowly() -> None:

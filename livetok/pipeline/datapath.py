@@ -175,7 +175,8 @@ class DataPath:
         rest: asyncio.Task[None] | None = None
         try:
             while True:
-                limit, catch_up = self.shed.batch_limit(self._fill(handoffs), batch_size)
+                backlog = sum(h.depth for _, h in handoffs)
+                limit, catch_up = self.shed.batch_limit(self._fill(handoffs), batch_size, backlog)
                 batch = self._take_video(handoffs, limit)
                 if not batch:
                     break

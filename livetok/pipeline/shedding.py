@@ -60,15 +60,18 @@ class ShedPolicy:
         """The share of the fine work allowed at hand-over ``fill`` (0-1)."""
         return min(1.0, max(0.0, (self.high - fill) / (self.high - self.low)))
 
-    def batch_limit(self, fill: float, batch_size: int) -> tuple[int, bool]:
+    def batch_limit(self, fill: float, batch_size: int, backlog: int) -> tuple[int, bool]:
         """How many frames the next batch may take, and whether it is a catch-up batch (coarse only),
-        at hand-over ``fill`` before taking. Past ``high`` only coarse tokens are made; a fill that still
-        rises to ``CATCH_FILL`` means even coarse-only batches fall behind, and the next batch takes
+        at hand-over ``fill`` before taking, ``backlog`` frames waiting in all hand-overs. Past ``high``
+        only coarse tokens are made; a fill that still rises to ``CATCH_FILL`` with more frames waiting
+        than a batch takes means even coarse-only batches fall behind, and the next batch takes
         ``CATCH_UP`` times ``batch_size``, coarse only whatever the priority (a hand-over about to drop
         whole frames comes first): a coarse-only frame is cheap, and each tokenizer call also costs a
         fixed time (in the daemon: handing the GIL back and waiting for it behind the capture
-        threads), so fewer, larger calls catch up where calls of ``batch_size`` fell behind."""
-        if fill >= CATCH_FILL:
+        threads), so fewer, larger calls catch up where calls of ``batch_size`` fell behind. A backlog
+        one batch takes whole (one camera's burst, as a network source's start-up hold releases) is
+        no congestion: it is tokenized as usual, so its codes are those of the same frames offline."""
+        if fill >= CATCH_FILL and backlog > batch_size:
             return batch_size * CATCH_UP, True
         return batch_size, False
 
