@@ -8,6 +8,7 @@ The commands themselves are in :mod:`livetok.commands` (the parser's shape in
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -65,6 +66,11 @@ def _interrupted(err: BaseException) -> int:
     signum = err.signum if isinstance(err, interrupts.Interrupted) else interrupts.received()
     signum = signum or signal.SIGINT
     print(f"livetok: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+    # The outputs are cleaned up; what a third-party object cut short by the signal says as it is
+    # finalized on the way out (aiomqtt's pending task, paho's socket on a closed loop: seen once in
+    # CI as a "Task was destroyed" line and a traceback after this one) is not for the user.
+    sys.unraisablehook = lambda _unraisable: None
+    logging.getLogger("asyncio").disabled = True
     return 128 + signum
 
 
