@@ -1,11 +1,13 @@
 """Graceful overload (issue 16 §2): N synthetic cameras through the daemon, more than it sustains;
-per source, how many captured frames kept their coarse and their fine tokens, and the books.
+per source, how many captured frames kept their coarse and their fine tokens, the fine frames
+degraded and shed, the frames whose coarse codes a catch-up batch made greedily, and the books.
 
     .venv/bin/python bench/bench_overload.py [--streams 12] [--seconds 20] [--size 640x480] [--fps 30]
-                                             [--high 0]
+                                             [--high 0] [--coarse-beam B]
 
-``--high K``: the first K sources get ``priority: 1``. Run it once at the count bench_live.py finds
-sustainable and once at twice that. Figures are printed, not asserted.
+``--high K``: the first K sources get ``priority: 1``; ``--coarse-beam``: ``tokenizer.video.coarse.beam``
+(default: the default, 4). Run it once at the count bench_live.py finds sustainable and once at twice
+that. Figures are printed, not asserted.
 """
 
 from __future__ import annotations
