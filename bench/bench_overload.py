@@ -3,11 +3,11 @@ per source, how many captured frames kept their coarse and their fine tokens, th
 degraded and shed, the frames whose coarse codes a catch-up batch made greedily, and the books.
 
     .venv/bin/python bench/bench_overload.py [--streams 12] [--seconds 20] [--size 640x480] [--fps 30]
-                                             [--high 0] [--coarse-beam B]
+                                             [--high 0] [--coarse-beam B] [--queue FRAMES]
 
 ``--high K``: the first K sources get ``priority: 1``; ``--coarse-beam``: ``tokenizer.video.coarse.beam``
-(default: the default, 4). Run it once at the count bench_live.py finds sustainable and once at twice
-that. Figures are printed, not asserted.
+(default: the default, 4); ``--queue``: ``queues.video_frames`` (default: the default, 8). Run it once
+at the count bench_live.py finds sustainable and once at twice that. Figures are printed, not asserted.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--high", type=int, default=0)
     ap.add_argument("--coarse-beam", type=int, default=None, help="tokenizer.video.coarse.beam (default: the default)")
+    ap.add_argument("--queue", type=int, default=None, help="queues.video_frames (default: the default)")
     args = ap.parse_args()
     print_header("bench_overload")
     cfg = LivetokConfig.model_validate({
@@ -38,6 +39,7 @@ def main() -> None:
                      "priority": 1 if i < args.high else 0} for i in range(args.streams)],
         "sinks": [{"kind": "file", "path": "/tmp/bench_overload.ltk"}],
         **({"tokenizer": {"video": {"coarse": {"beam": args.coarse_beam}}}} if args.coarse_beam else {}),
+        **({"queues": {"video_frames": args.queue}} if args.queue else {}),
     })
     report = run_blocking(cfg, args.seconds)
     books = report.accounting
