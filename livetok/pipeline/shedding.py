@@ -36,7 +36,7 @@ DECAY = 0.98
 CATCH_UP = 4  # a catch-up batch takes this many times batch_size (batch_limit)
 CATCH_FILL = 0.875  # the hand-over fill (0-1) from which batches catch up (batch_limit)
 CATCH_UP_DECREASE = 0.5  # the ceiling's factor at a catch-up batch (settle)
-RECOVER = 0.02  # the ceiling's rise per batch without a drop (share of the fine work; 50 batches to full)
+RECOVER = 0.02  # the ceiling's rise per batch without a drop or a catch-up (share of the fine work; 50 batches to full)
 
 
 @dataclass
