@@ -19,7 +19,7 @@ from livetok.config.tokenizer import CoarseRVQConfig, RVQConfig, VideoConfig, Vi
 from livetok.errors import ConfigError
 from livetok.media.frames import to_model_image
 from livetok.tokenizers import TokenizerConfig, Tokenizers
-from livetok.tokenizers.rvq import ScaleQuantizer, smallest
+from livetok.tokenizers.rvq import ScaleQuantizer, beam_codes, smallest
 
 
 def quantizer(seed: int, levels: int = 3, k: int = 16, d: int = 6, beam: int = 1) -> ScaleQuantizer:
@@ -183,3 +183,23 @@ def test_audio_scales_have_no_beam(tmp_path: Path) -> None:
     p.write_text("tokenizer:\n  audio:\n    fine: {beam: 2}\n")
     with pytest.raises(ConfigError, match=r":3: tokenizer\.audio\.fine\.beam: unknown key"):
         load_config(p)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), beam=st.integers(2, 9), levels=st.integers(1, 4), rows=st.integers(1, 60),
+       k=st.sampled_from([16, 64, 130, 256]))
+def test_the_cpu_kernel_finds_what_the_tensor_formulation_finds(seed: int, beam: int, levels: int, rows: int,
+                                                               k: int) -> None:
+    """The CPU encodes with the jitted kernel (``rvq_beam``); other devices with :func:`beam_codes`, the
+    tensor formulation of the same search. Run both on the CPU: the same codes, but where two sums
+    tie within float32 rounding (then the same error)."""
+    q = quantizer(seed, levels, k=k, beam=beam)
+    x = torch.from_numpy(np.random.default_rng(seed + 2).standard_normal((rows, 6)).astype(np.float32))
+    p = q.torch_params(x.device, x.dtype, 1.0)
+    z = torch.addmm(p.bias, x, p.weight)
+    kernel, tensor = q.encode_torch(x)[0].numpy(), beam_codes(p, z, levels, beam).numpy()
+    zd = z.double().numpy()
+    same = (kernel == tensor).all(axis=1)
+    assert np.allclose(sq_error(q, zd, kernel)[~same], sq_error(q, zd, tensor)[~same], rtol=1e-5, atol=1e-6)
+    assert same.mean() >= 0.9
+

@@ -13,8 +13,9 @@ float64 makes chunking-independent results safe from rounding ties) and torch fo
 batches, CPU or CUDA, float32).
 
 The torch path encodes greedily (``beam=1``: the nearest code at each level) or by beam search
-(``beam=B``: the B best partial sums are kept per level, :func:`beam_codes`); the decoder and the
-codebooks are the same either way.
+(``beam=B``: the B best partial sums are kept per level): on the CPU in one jitted kernel that
+holds no GIL (:mod:`livetok.tokenizers.rvq_beam`), on other devices as tensor operations
+(:func:`beam_codes`); the decoder and the codebooks are the same either way.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from livetok.tokenizers.rvq_beam import beam_rows, gram_tables
 from livetok.tokenizers.rvq_rows import encode_rows
 
 
@@ -169,6 +171,7 @@ class ScaleQuantizer:
         self._half_norms = 0.5 * np.einsum("lkd,lkd->lk", self.codebooks, self.codebooks)
         self._books_t = np.ascontiguousarray(self.codebooks.transpose(0, 2, 1))  # [L, d, K]
         self._torch: dict[tuple[str, torch.dtype, float], TorchParams] = {}
+        self._grams: np.ndarray | None = None  # the CPU beam's Gram tables, made at its first use
         # The audio kernel streams the codebooks once per step and is bound by memory, so it reads
         # float32 copies (its sums, and the projection, stay per-row deterministic).
         self._books_t32 = self._books_t.astype(np.float32)
@@ -239,8 +242,25 @@ class ScaleQuantizer:
         z = torch.addmm(p.bias, x, p.weight)
         depth = self.levels if levels is None else min(levels, self.levels)
         beam = self.beam if beam is None else beam
-        codes = greedy_codes(p, z, depth) if beam == 1 else beam_codes(p, z, depth, beam)
+        if beam == 1:
+            codes = greedy_codes(p, z, depth)
+        elif z.device.type == "cpu":
+            codes = self._beam_cpu(p, z, depth, beam)
+        else:
+            codes = beam_codes(p, z, depth, beam)
         return codes, z
+
+    def _beam_cpu(self, p: TorchParams, z: torch.Tensor, depth: int, beam: int) -> torch.Tensor:
+        """:func:`beam_codes` on the CPU: every level's scores in one ``addmm``, then the search in one
+        jitted kernel that holds no GIL (:mod:`livetok.tokenizers.rvq_beam`)."""
+        if self._grams is None:
+            self._grams = gram_tables(self.codebooks)
+        k, d = p.codebooks.shape[1], p.codebooks.shape[2]
+        books = p.codebooks[:depth].reshape(depth * k, d)
+        scores = torch.addmm(p.half_norms[:depth].reshape(depth * k), z, books.t(), beta=1.0, alpha=-1.0)
+        codes = np.empty((z.shape[0], depth), dtype=np.int64)
+        beam_rows(scores.detach().numpy(), z.detach().numpy(), self._grams, depth, beam, codes)
+        return torch.from_numpy(codes)
 
     def decode(self, codes: np.ndarray, depth: int | None = None) -> np.ndarray:
         """``codes [N, L'] -> x_hat [N, D] float64`` using the first ``depth`` levels (default all)."""
