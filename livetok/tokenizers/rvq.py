@@ -242,7 +242,7 @@ class ScaleQuantizer:
         z = torch.addmm(p.bias, x, p.weight)
         depth = self.levels if levels is None else min(levels, self.levels)
         beam = self.beam if beam is None else beam
-        if beam == 1:
+        if beam == 1 or depth <= 1:  # one level: the beam's best sum is the nearest code
             codes = greedy_codes(p, z, depth)
         elif z.device.type == "cpu":
             codes = self._beam_cpu(p, z, depth, beam)
