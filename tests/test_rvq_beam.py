@@ -203,3 +203,24 @@ def test_the_cpu_kernel_finds_what_the_tensor_formulation_finds(seed: int, beam:
     assert np.allclose(sq_error(q, zd, kernel)[~same], sq_error(q, zd, tensor)[~same], rtol=1e-5, atol=1e-6)
     assert same.mean() >= 0.9
 
+
+
+def test_zero_and_repeated_codewords_give_the_tensor_formulations_sums() -> None:
+    """Dead codewords at zero (an extension that changes nothing: a score of exactly 0, right at the
+    kept sums' errors) and repeated ones (exact ties), with rows of zeros among the input."""
+    rng = np.random.default_rng(11)
+    books = rng.standard_normal((3, 32, 6)) * np.array([1.0, 0.5, 0.25])[:, None, None]
+    books[:, :4] = 0.0
+    books[:, 20:24] = books[:, 8:12]
+    q = ScaleQuantizer(np.zeros(6), np.eye(6), books, 3, beam=4)
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    x[::7] = 0.0
+    x[1::7] = books[0, 8] + books[1, 9]  # exactly a two-level sum
+    xt = torch.from_numpy(x)
+    p = q.torch_params(xt.device, xt.dtype, 1.0)
+    z = torch.addmm(p.bias, xt, p.weight)
+    kernel, tensor = q.encode_torch(xt)[0].numpy(), beam_codes(p, z, 3, 4).numpy()
+    zd = z.double().numpy()
+    assert np.allclose(sq_error(q, zd, kernel), sq_error(q, zd, tensor), rtol=1e-5, atol=1e-6)
+    assert (kernel == tensor).all(axis=1).mean() >= 0.9
+    assert not kernel[::7].any()  # zero rows: the first zero codeword at every level

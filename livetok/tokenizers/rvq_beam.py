@@ -63,10 +63,11 @@ CHUNK = 64  # codes per selection check: one vectorized count, then a scalar sca
 
 
 @numba.njit(cache=True, nogil=True)
-def _any_under(row: np.ndarray, start: int, stop: int, bound: float) -> bool:
-    """Whether any of ``row[start:stop]`` may lie under ``bound``: compared in ``row``'s precision
-    against ``bound`` widened by a relative 1e-5 (never misses one; the caller checks exactly)."""
-    b = row.dtype.type(bound + abs(bound) * 1e-5 + 1e-30)
+def _any_under(row: np.ndarray, start: int, stop: int, worst: float, base: float) -> bool:
+    """Whether any ``base + row[c]``, ``c`` in ``[start, stop)``, may lie under ``worst``: ``row[c]``
+    compared in its own precision with ``worst - base`` widened by 1e-5 of ``|worst| + |base|``, far
+    more than the rounding of either comparison (never misses one; the caller checks exactly)."""
+    b = row.dtype.type(worst - base + (abs(worst) + abs(base)) * 1e-5 + 1e-30)
     n = 0
     for c in range(start, stop):
         n += row[c] < b
@@ -94,7 +95,7 @@ def _select(row: np.ndarray, base: float, flat0: int, keep: int, count: int, val
     worst = val[keep - 1] if count == keep else np.inf
     for c0 in range(0, k, CHUNK):
         c1 = min(k, c0 + CHUNK)
-        if not _any_under(row, c0, c1, worst - base):
+        if not _any_under(row, c0, c1, worst, base):
             continue
         for c in range(c0, c1):
             v = base + row[c]
