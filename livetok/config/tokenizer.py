@@ -25,7 +25,8 @@ class RVQConfig(Strict):
 class VideoRVQConfig(RVQConfig):
     beam: int = Field(
         1, ge=1, le=32, description="partial sums the RVQ encoder keeps per level (count): 1 = greedy; B > 1 = "
-        "beam search, about B times the RVQ cost for a better reconstruction with the same codebooks")
+        "beam search: a better reconstruction with the same codebooks, for more CPU as B grows "
+        "(docs/performance.md, section 12)")
 
 
 class CoarseRVQConfig(VideoRVQConfig):
