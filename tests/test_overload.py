@@ -72,6 +72,9 @@ def _check_file(out: Path, books: dict) -> None:  # type: ignore[type-arg]
         fine = [p for p in video if p.scale == Scale.FINE]
         assert [p.seq for p in coarse] == list(range(row["captured"]))
         assert [p.seq for p in fine] == list(range(row["scales"]["fine"]["tokenized"]))  # no seq skipped
+        # a catch-up batch's coarse packets say so (the coarse encoder has a beam; fine's is greedy)
+        assert sum(bool(c.flags & Flag.GREEDY) for c in coarse) == row["scales"]["coarse"]["degraded"]
+        assert not any(f.flags & Flag.GREEDY for f in fine)
         with_fine = {p.start_ns for p in fine}
         had_fine = True
         for c in coarse:  # frame by frame: after a frame without fine tokens, the next fine is GAP + KEYFRAME

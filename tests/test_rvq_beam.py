@@ -20,6 +20,7 @@ from livetok.errors import ConfigError
 from livetok.media.frames import to_model_image
 from livetok.tokenizers import TokenizerConfig, Tokenizers
 from livetok.tokenizers.rvq import ScaleQuantizer, beam_codes, smallest
+from livetok.wire import Flag, Scale
 
 
 def quantizer(seed: int, levels: int = 3, k: int = 16, d: int = 6, beam: int = 1) -> ScaleQuantizer:
@@ -148,6 +149,23 @@ def test_a_catch_up_batch_is_encoded_as_with_beam_1() -> None:
         for scale in ("fine", "coarse"):
             assert np.array_equal(got.codes[scale], want.codes[scale]), (plan, scale)
     assert not np.array_equal(beams.encode(images).codes["coarse"], greedy.encode(images).codes["coarse"])
+
+
+def test_a_catch_up_batchs_packets_carry_greedy_where_the_scale_has_a_beam() -> None:
+    """Flag.GREEDY tells a consumer which packets an offline run could have coded otherwise: the scales
+    encoded greedily although configured with a beam, nothing else."""
+    tok = Tokenizers.from_config(TokenizerConfig(device="cpu", video=VideoConfig(coarse=CoarseRVQConfig(beam=4)))).video
+    images = np.stack([to_model_image(p, 224, "crop") for p in (skimage.data.astronaut(), skimage.data.coffee())])
+    stream = tok.stream("cam")
+    for greedy, plan, flagged in ((True, [0, 0], {(Scale.COARSE, 0), (Scale.COARSE, 1)}), (False, None, set()),
+                                  (True, [4, 4], {(Scale.COARSE, 4), (Scale.COARSE, 5)})):
+        codes = tok.encode(images, fine_levels=plan, greedy=greedy)
+        assert codes.greedy == (("coarse",) if greedy else ())  # fine's beam is 1: its greedy codes are its codes
+        seq0 = stream.state.seq
+        packets = [p for i in range(2)
+                   for p in stream.packets(images[i], codes, i, (seq0 + i) * 10, (seq0 + i + 1) * 10)]
+        assert {(p.scale, p.seq) for p in packets if p.flags & Flag.GREEDY} == flagged
+
 
 
 def test_beam_defaults_and_partial_sections(tmp_path: Path) -> None:

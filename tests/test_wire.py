@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 import zlib
@@ -176,6 +177,7 @@ def test_flag_names() -> None:
     assert flag_names(Flag.GAP | Flag.KEYFRAME) == ["keyframe", "gap"]
     assert flag_names(Flag.DISCONTINUITY | Flag.DELTA) == ["delta", "discontinuity"]
     assert flag_names(StepFlag.MISSING_AUDIO | StepFlag.LATE) == ["missing_audio", "late"]
+    assert flag_names(Flag.GREEDY | Flag.KEYFRAME) == ["keyframe", "greedy"]
     assert [m.name.lower() for m in Modality] == ["audio", "video"]
     assert [m.name.lower() for m in Scale] == ["fine", "coarse"]
 
@@ -195,6 +197,19 @@ def test_unknown_flag_bits_are_ignored() -> None:
     decoded = decode_packet(data)
     assert isinstance(decoded, TokenPacket)
     assert decoded.flags == Flag.GAP
+
+
+def test_the_greedy_flag_is_bit_4_and_round_trips() -> None:
+    """GREEDY (a catch-up batch's codes, docs/wire-format.md 2.4) took the first reserved bit: it is
+    kept; the bits above it are still ignored."""
+    packet = audio_packet()
+    data = bytearray(encode_packet(dataclasses.replace(packet, flags=Flag.KEYFRAME | Flag.GREEDY)))
+    assert struct.unpack_from("<H", data, 12)[0] == 0x0011
+    decoded = decode_packet(data)
+    assert isinstance(decoded, TokenPacket) and decoded.flags == Flag.KEYFRAME | Flag.GREEDY
+    data[12:14] = struct.pack("<H", 0xFFE0 | Flag.GREEDY)
+    decoded = decode_packet(data)
+    assert isinstance(decoded, TokenPacket) and decoded.flags == Flag.GREEDY
 
 
 @pytest.mark.parametrize(
@@ -263,7 +278,7 @@ def test_nested_packet_on_other_clock_is_rejected() -> None:
         ("seq", -1),
         ("seq", 2**64),
         ("end_ns", 0),  # before start_ns
-        ("flags", 16),
+        ("flags", 32),
         ("modality", 2),
         ("grid", (0, 1)),
         ("grid", (2, 2)),  # 4 cells but codes has 1 position and no positions array

@@ -91,4 +91,4 @@ class EncodedFrames:
         levels = self.codes.fine_levels
         return BatchCodes({k: v[rows] for k, v in self.codes.codes.items()},
                           {k: None if v is None else v[rows] for k, v in self.codes.vectors.items()},
-                          None if levels is None else levels[rows])
+                          None if levels is None else levels[rows], self.codes.greedy)

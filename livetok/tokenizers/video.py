@@ -83,11 +83,14 @@ def deblock(images: np.ndarray, patch: int, width: int, strength: float) -> np.n
 class BatchCodes:
     """Codes of a batch: ``codes[scale] [B, P, L] uint16``; ``vectors[scale] [B, P, d] float16`` or None.
     ``fine_levels [B]``: the fine levels made per frame when an overloaded daemon shed some (0: the
-    frame's fine tokens were shed; its rows are zeros past that depth); None: every level of every frame."""
+    frame's fine tokens were shed; its rows are zeros past that depth); None: every level of every frame.
+    ``greedy``: the scales encoded greedily although their configured beam is larger (a catch-up
+    batch): their packets carry :attr:`Flag.GREEDY`."""
 
     codes: dict[str, np.ndarray]
     vectors: dict[str, np.ndarray | None]
     fine_levels: np.ndarray | None = None
+    greedy: tuple[str, ...] = ()
 
 
 class VideoTokenizer:
@@ -131,7 +134,8 @@ class VideoTokenizer:
             codes[scale] = c.to(torch.int32).cpu().numpy().astype(np.uint16).reshape(n, -1, c.shape[1])
             vecs[scale] = z.to(torch.float16).cpu().numpy().reshape(n, -1, z.shape[1]) if vectors else None
         shed = None if fine_levels is None else np.minimum(np.asarray(fine_levels, np.int64), full)
-        return BatchCodes(codes=codes, vectors=vecs, fine_levels=shed)
+        degraded = tuple(s for s in SCALES if greedy and self.quantizers[s].beam > 1)
+        return BatchCodes(codes=codes, vectors=vecs, fine_levels=shed, greedy=degraded)
 
     def _encode_some(self, batch: torch.Tensor, scale: str, levels: Sequence[int], vectors: bool,
                      greedy: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -227,6 +231,8 @@ class VideoStream:
                 seq, flags, key = st.seq - st.fine_shed, flags | st.fine_pending, keyframe or bool(st.fine_pending)
                 st.fine_pending = Flag.NONE
             flags |= Flag.KEYFRAME if key else Flag.DELTA
+            if scale in codes.greedy:
+                flags |= Flag.GREEDY
             v = codes.vectors[scale]
             vec = None if v is None else v[index]
             positions = None

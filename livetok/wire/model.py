@@ -59,13 +59,16 @@ class Clock(enum.IntEnum):
 
 
 class Flag(enum.IntFlag):
-    """Per-packet flags. Bits 4..15 are reserved: writers send 0, readers ignore them."""
+    """Per-packet flags. Bits 5..15 are reserved: writers send 0, readers ignore them."""
 
     NONE = 0
     KEYFRAME = 1  # codes for the whole grid; a consumer can start here (every audio packet; full video grids)
     DELTA = 2  # only the positions that changed since the previous packet of the stream
     GAP = 4  # input was missing for this interval; codes may be empty
     DISCONTINUITY = 8  # timestamps or seq jumped (restart, seek, dropped input)
+    # Codes from the greedy encoder where the stream's configured beam is larger (an overloaded
+    # daemon's catch-up batch): the same codebooks, maybe not the codes an offline run gives.
+    GREEDY = 16
 
 
 class StepFlag(enum.IntFlag):
@@ -77,7 +80,7 @@ class StepFlag(enum.IntFlag):
     LATE = 4  # assembled after its deadline (some packets arrived late)
 
 
-KNOWN_FLAGS = int(Flag.KEYFRAME | Flag.DELTA | Flag.GAP | Flag.DISCONTINUITY)
+KNOWN_FLAGS = int(Flag.KEYFRAME | Flag.DELTA | Flag.GAP | Flag.DISCONTINUITY | Flag.GREEDY)
 KNOWN_STEP_FLAGS = int(StepFlag.MISSING_AUDIO | StepFlag.MISSING_VIDEO | StepFlag.LATE)
 
 # Value -> member tables: calling an enum class costs ~0.3 µs, a dict lookup ~0.03 µs, and
@@ -198,7 +201,7 @@ class TokenPacket:
             seq=_int_in(self.seq, 0, UINT64_MAX, "seq"),
             start_ns=start,
             end_ns=end,
-            flags=_member(self.flags, _FLAG_OF, "flags (v1 defines bits 0-3)"),
+            flags=_member(self.flags, _FLAG_OF, "flags (v1 defines bits 0-4)"),
             grid=(rows, cols),
         )
 
