@@ -10,8 +10,14 @@ never coffee.png), measured on mate-backgrounds' 12 photographs (``nature/``) as
 sees them, against the shipped decoder (v2 + deblocking), with the codes the shipped encoder makes
 (fine beam 1, coarse beam 4).
 
-    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python scripts/ctx_decoder_experiment.py CORPUS MATE_ROOT \
-        [--crops 15] [--net] [--out results.json]
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 19 .venv/bin/python scripts/ctx_decoder_experiment.py \
+        CORPUS MATE_ROOT [--crops 15] [--scales fine,coarse] [--hoods 3x3-edge,...] [--no-colour]
+        [--net [--epochs 8] [--hidden 128] [--layers 2] [--lr 1e-3]] [--out results.json]
+
+CORPUS: scripts/make_corpus.py's folder; MATE_ROOT: the extracted mate-backgrounds package
+(``dpkg-deb -x``). Neighbourhoods ``HOOD-PAD``: HOOD one of :data:`HOODS`, PAD ``zero`` (zeros
+plus one outside-the-grid indicator per neighbour) or ``edge`` (the edge patch repeated). The
+results (docs/performance.md, section 12, "A context decoder"): not taken, +0.1 dB fine at best.
 """
 
 from __future__ import annotations
@@ -259,7 +265,6 @@ def run_net(scale: str, dec: Decoded, pics: np.ndarray, test: Decoded, test_imgs
     deb = psnrs(test_imgs, deblock(rec, dec.patch, dw, ds))
     results[f"{scale}.net-h{hidden}x{layers}+deblock({dw},{ds})"] = deb.tolist()
     log(f"{scale} net + deblock refit {dw} px {ds}: {deb.mean():.3f} dB")
-    torch.save(net.state_dict(), f"/tmp/h16ctx/net-{scale}-h{hidden}x{layers}.pt")
 
 
 def rec_of(net: ContextNet, x: torch.Tensor, dec: Decoded, idx: np.ndarray) -> np.ndarray:
