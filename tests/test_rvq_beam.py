@@ -18,7 +18,7 @@ from livetok.config import load_config
 from livetok.config.tokenizer import CoarseRVQConfig, RVQConfig, VideoConfig, VideoRVQConfig
 from livetok.errors import ConfigError
 from livetok.media.frames import to_model_image
-from livetok.tokenizers import TokenizerConfig, Tokenizers
+from livetok.tokenizers import TokenizerConfig, Tokenizers, rvq
 from livetok.tokenizers.rvq import ScaleQuantizer, beam_codes, smallest
 from livetok.wire import Flag, Scale
 
@@ -242,3 +242,85 @@ def test_zero_and_repeated_codewords_give_the_tensor_formulations_sums() -> None
     assert np.allclose(sq_error(q, zd, kernel), sq_error(q, zd, tensor), rtol=1e-5, atol=1e-6)
     assert (kernel == tensor).all(axis=1).mean() >= 0.9
     assert not kernel[::7].any()  # zero rows: the first zero codeword at every level
+
+
+def _rules(books: np.ndarray, z: np.ndarray, beam: int) -> np.ndarray:
+    """The documented search in exact integer arithmetic, one row at a time: the ``beam`` best sums per
+    level by (error, kept-sum index * K + code), the greedy path's best extension in the last place
+    when it falls out, the best sum at the last level."""
+    levels, k, _ = books.shape
+    out = []
+    for row in z:
+        kept: list[tuple[int, tuple[int, ...]]] = [(0, ())]
+        greedy = 0
+        for lv in range(levels):
+            cands = []
+            for b, (_, codes) in enumerate(kept):
+                r = row - sum((books[j][codes[j]] for j in range(lv)), np.zeros_like(row))
+                cands += [(int(((r - books[lv][c]) ** 2).sum()), b * k + c, (*codes, c)) for c in range(k)]
+            cands.sort(key=lambda t: (t[0], t[1]))
+            keep = 1 if lv + 1 == levels else min(beam, len(kept) * k)
+            g = min((t for t in cands if t[1] // k == greedy), key=lambda t: (t[0], t[1]))
+            sel = cands[:keep]
+            if keep > 1:
+                if g not in sel:
+                    sel[-1] = g
+                greedy = sel.index(g)
+            kept = [(t[0], t[2]) for t in sel]
+        out.append(kept[0][1])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_kernel_and_the_tensor_formulation_follow_the_rules_exactly(seed: int) -> None:
+    """Small integers: every float32 sum is exact and ties are everywhere, so the selection rules (ties
+    to the lower index, the greedy path kept) are pinned row for row, not up to rounding."""
+    rng = np.random.default_rng(seed)
+    levels, k, beam = int(rng.integers(2, 4)), int(rng.choice([3, 5, 8, 70])), int(rng.integers(2, 7))
+    books = rng.integers(-2, 3, size=(levels, k, 3)).astype(np.float64)
+    z = rng.integers(-4, 5, size=(8, 3))
+    q = ScaleQuantizer(np.zeros(3), np.eye(3), books, levels, beam=beam)
+    x = torch.from_numpy(z.astype(np.float32))
+    p = q.torch_params(x.device, x.dtype, 1.0)
+    want = _rules(books.astype(np.int64), z, beam)
+    assert np.array_equal(q.encode_torch(x)[0].numpy(), want)
+    assert np.array_equal(beam_codes(p, torch.addmm(p.bias, x, p.weight), levels, beam).numpy(), want)
+
+
+def test_a_row_of_nan_gets_the_greedy_encoders_codes_whatever_came_before() -> None:
+    q = quantizer(12, levels=3, k=16, beam=4)
+    x = np.random.default_rng(13).standard_normal((5, 6)).astype(np.float32)
+    x[2] = np.nan
+    codes = q.encode_torch(torch.from_numpy(x))[0].numpy()
+    assert not codes[2].any()
+    assert np.array_equal(codes[2], quantizer(12, levels=3, k=16).encode_torch(torch.from_numpy(x[2:3]))[0].numpy()[0])
+
+
+def test_large_codebooks_and_half_precision_take_the_tensor_formulation() -> None:
+    """The kernel's Gram tables grow as K^2 per pair of levels: above 64 MiB (a 4096-code, 2-level
+    set: exactly 64 MiB, kept; 3 levels: 192 MiB) the search runs as tensor operations, as it does
+    for dtypes the kernel does not take. Same codes either way."""
+    rng = np.random.default_rng(14)
+    for levels, kernel in ((2, True), (3, False)):
+        q = ScaleQuantizer(np.zeros(4), np.eye(4), rng.standard_normal((levels, 4096, 4)), levels, beam=3)
+        assert (q._gram_bytes() <= rvq.GRAM_LIMIT_BYTES) == kernel
+        x = torch.from_numpy(rng.standard_normal((20, 4)).astype(np.float32))
+        p = q.torch_params(x.device, x.dtype, 1.0)
+        want = beam_codes(p, torch.addmm(p.bias, x, p.weight), levels, 3)
+        assert torch.equal(q.encode_torch(x)[0], want)
+        assert (q._grams is not None) == kernel
+    half = quantizer(15, levels=3, k=16, beam=4)
+    x16 = torch.from_numpy(np.random.default_rng(16).standard_normal((9, 6))).to(torch.bfloat16)
+    assert half.encode_torch(x16)[0].shape == (9, 3)
+
+
+def test_one_level_with_a_beam_is_not_flagged_greedy() -> None:
+    """A beam over one level finds the nearest code, as greedy encoding does: a catch-up batch changes
+    nothing there, so nothing is flagged (nor booked as degraded: the same ``searches`` property)."""
+    tok = Tokenizers.from_config(TokenizerConfig(
+        device="cpu", video=VideoConfig(coarse=CoarseRVQConfig(levels=1, beam=4)))).video
+    assert not tok.quantizers["coarse"].searches and tok.quantizers["coarse"].beam == 4
+    images = np.stack([to_model_image(skimage.data.astronaut(), 224, "crop")])
+    codes = tok.encode(images, fine_levels=[0], greedy=True)
+    assert codes.greedy == ()
+    assert np.array_equal(codes.codes["coarse"], tok.encode(images).codes["coarse"])

@@ -87,7 +87,7 @@ def token_packets(draw: st.DrawFn, clock: Clock | None = None) -> TokenPacket:
         end_ns=end,
         clock=clock if clock is not None else draw(st.sampled_from(Clock)),
         codebook_id=draw(st.binary(min_size=8, max_size=8)).hex(),
-        flags=Flag(draw(st.integers(0, 15))),
+        flags=Flag(draw(st.integers(0, 31))),
         grid=(rows, cols),
         codes=codes,
         positions=positions,

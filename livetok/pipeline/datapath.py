@@ -324,7 +324,7 @@ class DataPath:
         if plan is not None:
             builtin = self._builtin()
             # a catch-up batch's coarse codes are degraded where the coarse encoder has a beam
-            coarse_degraded = greedy and self.toks.video.quantizers["coarse"].beam > 1
+            coarse_degraded = greedy and self.toks.video.quantizers["coarse"].searches
             for i, levels in enumerate(plan):
                 if caps[i].source in builtin:
                     self.books.book_scales(caps[i].source, levels, self.fine_levels, coarse_degraded)

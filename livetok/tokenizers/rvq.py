@@ -145,6 +145,13 @@ def beam_codes(p: TorchParams, z: torch.Tensor, depth: int, beam: int) -> torch.
     return codes
 
 
+# The CPU kernel's limits: float32 and float64 scores (other dtypes take the tensor formulation), and
+# Gram tables of at most 64 MiB (L(L-1)/2 x K^2 float32: 4 MB for the packaged coarse codebooks, 24 MB
+# for fine; a codebook of 16384 codes would need 1 GiB, so larger sets take the tensor formulation).
+KERNEL_DTYPES = (torch.float32, torch.float64)
+GRAM_LIMIT_BYTES = 64 * 2**20
+
+
 @dataclass(frozen=True)
 class Encoded:
     """Result of an encode: ``codes [N, L] uint16`` and the projected vectors ``z [N, d]``."""
@@ -244,11 +251,21 @@ class ScaleQuantizer:
         beam = self.beam if beam is None else beam
         if beam == 1 or depth <= 1:  # one level: the beam's best sum is the nearest code
             codes = greedy_codes(p, z, depth)
-        elif z.device.type == "cpu":
+        elif z.device.type == "cpu" and z.dtype in KERNEL_DTYPES and self._gram_bytes() <= GRAM_LIMIT_BYTES:
             codes = self._beam_cpu(p, z, depth, beam)
         else:
             codes = beam_codes(p, z, depth, beam)
         return codes, z
+
+    @property
+    def searches(self) -> bool:
+        """Whether :attr:`beam` changes any code: a beam over more than one level (with one level the
+        beam's best sum is the nearest code, as greedy encoding finds)."""
+        return self.beam > 1 and self.levels > 1
+
+    def _gram_bytes(self) -> int:
+        k = self.codebook_size
+        return self.levels * (self.levels - 1) // 2 * k * k * 4
 
     def _beam_cpu(self, p: TorchParams, z: torch.Tensor, depth: int, beam: int) -> torch.Tensor:
         """:func:`beam_codes` on the CPU: every level's scores in one ``addmm``, then the search in one

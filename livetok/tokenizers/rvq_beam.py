@@ -16,8 +16,9 @@ runs without the GIL from start to end.
 
 Selection rules are those of the torch formulation: the ``beam`` best sums per level by (error,
 kept-sum index, code), the greedy path kept in place of the last one when it falls out, and the
-single best sum at the last level. Sums are formed in float64 from float32 scores; every row goes
-through the same instructions whatever the batch, so a row's codes never depend on the others.
+single best sum at the last level. A row's scores and Gram terms are added in their own precision
+(float32 in the video path), each kept sum's error in float64; every row goes through the same
+instructions whatever the batch, so a row's codes never depend on the others.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def beam_rows(
         kept_val[0] = 0.0
         for i in range(z.shape[1]):
             kept_val[0] += 0.5 * np.float64(z[n, i]) * np.float64(z[n, i])
+        kept_codes[0, :] = 0
         greedy = 0  # which kept sum is the greedy path
         for level in range(depth):
             keep = 1 if level + 1 == depth else min(beam, kept * k)
@@ -144,6 +146,10 @@ def beam_rows(
                 count = _select(row, kept_val[b], b * k, keep, count, new_val, new_flat)
                 if keep > 1 and b == greedy:
                     greedy_val, greedy_flat = _greedy_step(row, kept_val[b], b * k, count, new_val, new_flat)
+            if count == 0:  # a row of NaN (never from pixels): code 0 after the greedy path, as argmin gives
+                count = 1
+                new_val[0] = kept_val[greedy]
+                new_flat[0] = greedy * k
             if keep > 1:
                 # The greedy path's next sum is its best extension: kept if any of its extensions
                 # is; else it replaces the last kept sum.

@@ -134,7 +134,7 @@ class VideoTokenizer:
             codes[scale] = c.to(torch.int32).cpu().numpy().astype(np.uint16).reshape(n, -1, c.shape[1])
             vecs[scale] = z.to(torch.float16).cpu().numpy().reshape(n, -1, z.shape[1]) if vectors else None
         shed = None if fine_levels is None else np.minimum(np.asarray(fine_levels, np.int64), full)
-        degraded = tuple(s for s in SCALES if greedy and self.quantizers[s].beam > 1)
+        degraded = tuple(s for s in SCALES if greedy and self.quantizers[s].searches)
         return BatchCodes(codes=codes, vectors=vecs, fine_levels=shed, greedy=degraded)
 
     def _encode_some(self, batch: torch.Tensor, scale: str, levels: Sequence[int], vectors: bool,

@@ -30,8 +30,9 @@ A flattened step::
 ``<positions>`` marks a packet that lists its grid cells (delta packets, and empty gap packets);
 without it the packet covers the whole grid in order. Timestamps, sequence numbers, names and
 vectors are not tokens; :meth:`Vocabulary.unflatten` gives back modality, scale (or stream name),
-flags, positions and codes of every packet (a packet with no positions comes back with codes of
-shape [0, 0]). :meth:`Vocabulary.split` takes text and steps apart again.
+flags (all but the wire's GREEDY, which has no token), positions and codes of every packet (a
+packet with no positions comes back with codes of shape [0, 0]). :meth:`Vocabulary.split` takes
+text and steps apart again.
 """
 
 from __future__ import annotations
