@@ -323,7 +323,7 @@ class DataPath:
         self.books.tokenized.update(keys)
         if plan is not None:
             builtin = self._builtin()
-            # a catch-up batch's coarse codes are degraded where the coarse encoder has a beam
+            # a catch-up batch's coarse codes are degraded where the coarse beam searches (as flagged)
             coarse_degraded = greedy and self.toks.video.quantizers["coarse"].searches
             for i, levels in enumerate(plan):
                 if caps[i].source in builtin:

@@ -84,8 +84,8 @@ class BatchCodes:
     """Codes of a batch: ``codes[scale] [B, P, L] uint16``; ``vectors[scale] [B, P, d] float16`` or None.
     ``fine_levels [B]``: the fine levels made per frame when an overloaded daemon shed some (0: the
     frame's fine tokens were shed; its rows are zeros past that depth); None: every level of every frame.
-    ``greedy``: the scales encoded greedily although their configured beam is larger (a catch-up
-    batch): their packets carry :attr:`Flag.GREEDY`."""
+    ``greedy``: the scales encoded greedily although their configured beam would search
+    (:attr:`ScaleQuantizer.searches`; a catch-up batch): their packets carry :attr:`Flag.GREEDY`."""
 
     codes: dict[str, np.ndarray]
     vectors: dict[str, np.ndarray | None]
