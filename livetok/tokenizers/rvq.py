@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from livetok.tokenizers.rvq_beam import beam_rows, gram_tables
+from livetok.tokenizers.rvq_beam import beam_rows, gram_tables, pair_index
 from livetok.tokenizers.rvq_rows import encode_rows
 
 
@@ -264,8 +264,7 @@ class ScaleQuantizer:
         return self.beam > 1 and self.levels > 1
 
     def _gram_bytes(self) -> int:
-        k = self.codebook_size
-        return self.levels * (self.levels - 1) // 2 * k * k * 4
+        return pair_index(0, self.levels) * self.codebook_size**2 * 4
 
     def _beam_cpu(self, p: TorchParams, z: torch.Tensor, depth: int, beam: int) -> torch.Tensor:
         """:func:`beam_codes` on the CPU: every level's scores in one ``addmm``, then the search in one

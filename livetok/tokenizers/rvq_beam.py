@@ -31,8 +31,10 @@ from livetok.tokenizers.jitcache import ensure_cache_dir
 ensure_cache_dir()  # before numba picks where the cache=True kernels below are kept
 
 
+@numba.njit(cache=True, nogil=True)
 def pair_index(j: int, level: int) -> int:
-    """Where the Gram table of levels ``j < level`` lies in :func:`gram_tables`' output."""
+    """Where the Gram table of levels ``j < level`` lies in :func:`gram_tables`' output (with
+    ``j = 0, level = L``: how many tables ``L`` levels have)."""
     return level * (level - 1) // 2 + j
 
 
@@ -41,7 +43,7 @@ def gram_tables(codebooks: np.ndarray) -> np.ndarray:
     at :func:`pair_index` ``(j, l)``; formed in float64."""
     levels, k, _ = codebooks.shape
     books = codebooks.astype(np.float64)
-    out = np.empty((levels * (levels - 1) // 2, k, k), dtype=np.float32)
+    out = np.empty((pair_index(0, levels), k, k), dtype=np.float32)
     for level in range(1, levels):
         for j in range(level):
             out[pair_index(j, level)] = books[j] @ books[level].T
@@ -55,7 +57,7 @@ def _row_sums(row: np.ndarray, scores: np.ndarray, grams: np.ndarray, codes: np.
     for c in range(k):
         row[c] = scores[c]
     for j in range(level):
-        g = grams[level * (level - 1) // 2 + j, codes[j]]
+        g = grams[pair_index(j, level), codes[j]]
         for c in range(k):
             row[c] += g[c]
 
