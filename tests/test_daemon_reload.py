@@ -4,6 +4,7 @@ lost or stalls, and the books say so (issue 13, item 2)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from pathlib import Path
@@ -179,3 +180,41 @@ def test_a_bus_reconnect_loses_nothing(toks: Tokenizers, tmp_path: Path, mosquit
     bus = books["sinks"]["mqtt"]
     assert bus["reopened"] == 1 and bus["emitted"] == bus["offered"] == bus["written"] == sum(books["emitted"].values())
     assert report.sinks["mqtt"]["connects"] == 1 and report.sinks["mqtt"]["state"] == "ok"  # the new connection's
+
+
+@pytest.mark.slow
+def test_a_reload_that_changes_a_token_rate_republishes_the_sources_meta(toks: Tokenizers, tmp_path: Path,
+                                                                          mosquitto: Mosquitto) -> None:
+    """Meta is published at start *and change* (docs/bus.md): a reload that changes a source's
+    ``token_fps`` leaves the bus connected and republishes that source's retained meta with the new
+    rate (it kept saying the old one), and a source added by the reload gets its meta; the run's
+    ``started_unix_ns`` stays the one every other source's meta says."""
+    from livetok.client import Subscriber
+
+    def cfg(token_fps: float, extra: bool) -> LivetokConfig:
+        sources = [{"kind": "synthetic", "name": "cam", "size": "160x120", "fps": 10, "token_fps": token_fps},
+                   {"kind": "synthetic", "name": "still", "size": "160x120", "fps": 10}]
+        if extra:
+            sources.append({"kind": "synthetic", "name": "added", "size": "160x120", "fps": 10, "token_fps": 1})
+        return LivetokConfig.model_validate({
+            "sources": sources, "sinks": [{"kind": "file", "name": "f", "path": str(tmp_path / "a.ltk")}],
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "instance": "rm"}})
+
+    report, _ = run_with_reloads(toks, cfg(5, False), [cfg(2, True)])
+    assert report.accounting["balanced"] == 1 and report.sinks["mqtt"]["connects"] == 1  # the bus never restarted
+
+    async def retained() -> dict[str, Any]:
+        async with Subscriber(mosquitto.url, "livetok/rm/+/meta", qos=1) as sub:
+            with contextlib.suppress(TimeoutError):  # bounded: a meta never published never comes
+                async with asyncio.timeout(10):
+                    async for _ in sub:  # retained: they come at once
+                        if len(sub.meta) == 3:
+                            break
+            return {src: m for (_, src), m in sub.meta.items()}
+
+    metas = asyncio.run(retained())
+    assert set(metas) == {"cam", "still", "added"}, metas.keys()
+    assert metas["cam"].streams["video/fine"].token_fps == 2.0, metas["cam"].streams["video/fine"]
+    assert metas["added"].streams["video/coarse"].token_fps == 1.0
+    assert metas["still"].streams["video/fine"].token_fps is None
+    assert len({m.started_unix_ns for m in metas.values()}) == 1, [m.started_unix_ns for m in metas.values()]

@@ -93,6 +93,26 @@ def test_late_stalled_or_out_of_sync_is_red_with_the_reason(change: dict[str, An
     assert s.problems == [reason]
 
 
+@pytest.mark.parametrize(("token_fps", "interval_s", "stalled"), [
+    (0.1, 5.0, False),  # one token frame every 10 s: every other 5 s document counts none
+    (0.3, 5.0, False),  # 1.5 a document: a window of 0.9 interval may still hold one, or none
+    (0.5, 5.0, True),  # 2.5 a document: none is a stall
+    (1.0, 1.0, False),
+    (None, 5.0, True),
+])
+def test_zero_frames_in_an_interval_of_a_low_token_rate_is_no_stall(token_fps: float | None, interval_s: float,
+                                                                   stalled: bool) -> None:
+    """A source tokenizing one frame every 10 s (``token_fps: 0.1``) has ``fps`` 0 in every other stats
+    document of a 5 s interval: that is its rate, not a stall (it was red half the time); a camera
+    that stops delivering is its state's (stalled, backoff), as always."""
+    doc = stats_doc(fps=0.0, stats_interval_s=interval_s)
+    doc["sources"]["cam0"] |= {"token_fps": token_fps, "nominal_fps": 30.0}
+    board = Board()
+    board.stats("host1", doc, 1.0, NOW_NS / 1e9)
+    _, s = one_stream(board, 1.5)
+    assert s.token_fps == token_fps and s.problems == (["stalled: 0 video frames/s"] if stalled else [])
+
+
 def test_thresholds_are_the_flags() -> None:
     board = Board(Thresholds(late_video_ms=10, late_audio_ms=30, skew_ms=1.5))
     board.stats("host1", stats_doc(), 1.0, NOW_NS / 1e9)

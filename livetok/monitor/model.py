@@ -5,8 +5,9 @@ passes the clock, so everything here is tested without a broker or a terminal.
 A stream (one source of one instance) is shown in red, with the reason, when it is
 
 * **stalled**: its instance sent no stats for ``stale_intervals`` stats intervals, or the source is
-  not ``running`` (connecting, backoff, stopped), or it tokenized no video frame (``fps`` 0) or no
-  audio block in the last interval; or its daemon said ``stopped`` / went ``offline``;
+  not ``running`` (connecting, backoff, stopped), or it tokenized no video frame (``fps`` 0; not
+  at a token rate of fewer than 2 frames an interval, where that is the rate) or no audio block in
+  the last interval; or its daemon said ``stopped`` / went ``offline``;
 * **late**: its capture-to-publish p99 is above ``late_video_ms`` / ``late_audio_ms`` (the worse of
   the fine and coarse scales; capture-to-emit when the daemon has no bus sink), or a named stream's
   (a plug-in tokenizer's, ``latency_ms`` key ``audio/units``) is, against its modality's limit;
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_INTERVAL_S = 5.0  # the daemon's mqtt.stats_interval_s default
+SPARSE_FRAMES = 2.0  # token frames per stats interval below which 0 frames/s is no stall (sparse)
 AVAILABILITY_PROBLEMS = {"stopped": "daemon stopped", "offline": "daemon offline (connection lost)"}
 
 
@@ -243,7 +245,7 @@ class Board:
             s.problems.append("waiting: listening, no sender")
         elif s.state is not None and s.state != "running":
             s.problems.append(f"stalled: source {s.state}" + (f" ({s.last_error})" if s.last_error else ""))
-        if s.fps == 0 and s.state != "waiting":
+        if s.fps == 0 and s.state != "waiting" and not sparse(s.token_fps, inst.interval_s()):
             s.problems.append("stalled: 0 video frames/s")
         if s.audio_per_s == 0 and s.state != "waiting":
             s.problems.append("stalled: 0 audio blocks/s")
@@ -255,6 +257,12 @@ class Board:
         if s.skew_ms is not None and abs(s.skew_ms) > th.skew_ms:
             s.problems.append(f"out of sync: A/V skew {s.skew_ms:+.0f} ms, beyond ±{th.skew_ms:g}")
         return s
+
+
+def sparse(token_fps: float | None, interval_s: float) -> bool:
+    """A token rate so low that a stats interval may hold no token frame (the daemon's rate window is
+    0.9 to 1 interval long): 0 frames/s is then its rate, not a stall (a lost camera shows in its state)."""
+    return token_fps is not None and token_fps * interval_s < SPARSE_FRAMES
 
 
 def _measured(entry: Any) -> tuple[dict[str, Any], str] | None:

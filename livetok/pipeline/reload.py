@@ -177,6 +177,11 @@ class Reconfigurable(DataPath):
         for g in new.effective_groups():
             if g.name in p.add_groups:
                 await self.worker.run(self.engine.add_group, g, new)
+        if p.restart_sources | p.start_sources:  # their meta (a token rate, a new source) before their tokens
+            vocab = Vocabulary.from_codebooks(self.toks.codebooks)
+            for o in self.outlets.active:
+                if o.sink not in prepared.made.values():  # a sink made for this reload has the new config's
+                    o.sink.sources_changed(new, vocab, self.toks.plugins)
         self._start_sources(build_sources(new, self.toks.cfg.video, only=p.restart_sources | p.start_sources))
         # Sinks: swapped in the fan-out between two messages; the old ones drain and close while
         # the new ones write (or, on the same file, collect in their channel until it is theirs).

@@ -22,13 +22,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livetok.runtime.backoff import Backoff, BackoffPolicy
 from livetok.runtime.log import NOTICE
 from livetok.runtime.log import get as get_logger
 from livetok.sinks.channel import SinkChannel
 from livetok.sinks.message import STEP, Outgoing
+
+if TYPE_CHECKING:
+    from livetok.config import LivetokConfig
+    from livetok.vocab import Vocabulary
 
 _log = get_logger("sink")
 BATCH = 256  # messages taken from the channel per write
@@ -153,6 +157,11 @@ class Sink(abc.ABC):
 
     async def recover(self) -> None:  # noqa: B027 -- optional hook, nothing to do by default
         """After a failure, before the retry (a file sink reopens its file)."""
+
+    def sources_changed(self, cfg: LivetokConfig, vocab: Vocabulary,  # noqa: B027 -- optional hook
+                        plugins: dict[str, Any]) -> None:
+        """A reload changed the sources (``cfg``: the new configuration; ``vocab``: the codebooks';
+        ``plugins``: the loaded plug-in tokenizers) and this sink stays: the bus republishes their meta."""
 
     async def __aenter__(self) -> Sink:
         return self

@@ -48,14 +48,15 @@ from livetok.bus.meta import SourceMeta
 from livetok.bus.properties import packet_properties
 from livetok.bus.topics import available_topic, steps_topic, token_topic
 from livetok.bus.url import BrokerUrl
-from livetok.config import Mqtt
+from livetok.config import LivetokConfig, Mqtt
 from livetok.errors import BusError
 from livetok.runtime.log import NOTICE
 from livetok.sinks.base import Outgoing, Sink
 from livetok.sinks.channel import SinkChannel
 from livetok.sinks.mqtt_control import BusControl
 from livetok.sinks.mqtt_flight import BusStats, Flight, Lost
-from livetok.sinks.mqtt_setup import connect_options, default_instance, load_password, packet_size
+from livetok.sinks.mqtt_setup import connect_options, default_instance, load_password, packet_size, source_metas
+from livetok.vocab import Vocabulary
 
 V311_INFLIGHT = 20  # Mosquitto's max_inflight_messages default; 3.1.1 has no Receive Maximum
 MAX_WINDOW = 1000  # never more in flight than this, whatever the broker allows
@@ -87,6 +88,7 @@ class MqttSink(BusControl, Sink):
         self._client: aiomqtt.Client | None = None
         self._said: str = ""
         self._oversize_said: set[str] = set()
+        self._meta_tasks: set[asyncio.Task[None]] = set()  # metas a reload changed, being republished
         self.latency_kind = "publish"
 
     @property
@@ -114,6 +116,21 @@ class MqttSink(BusControl, Sink):
 
     def buffered(self, channel: SinkChannel | None) -> int:
         return (channel.depth if channel is not None else 0) + len(self._resend)
+
+    def sources_changed(self, cfg: LivetokConfig, vocab: Vocabulary, plugins: dict[str, Any]) -> None:
+        """A reload changed the sources: their meta as ``cfg`` has them (docs/bus.md: published at start
+        and change), the run's ``started_unix_ns`` kept; those that changed (a token rate, a new source)
+        republished now when connected, else with every meta at the next connect."""
+        started = self.metas[0].started_unix_ns if self.metas else None
+        metas = source_metas(cfg, vocab, self.run_id, self.instance, plugins, started)
+        before = {m.source: m.to_json() for m in self.metas}
+        changed = [m for m in metas if before.get(m.source) != m.to_json()]
+        self.metas = metas
+        client = self._client
+        if changed and client is not None and self.bus.connected:
+            task = asyncio.create_task(self._republish(client, changed), name=f"{self.name}-meta")
+            self._meta_tasks.add(task)
+            task.add_done_callback(self._meta_tasks.discard)
 
     # -- topics ------------------------------------------------------------------------------------
     def topic(self, item: Outgoing) -> tuple[str, bytes]:

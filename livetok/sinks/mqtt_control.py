@@ -52,6 +52,14 @@ class BusControl:
             await self._control(client, meta_topic(self.prefix, self.instance, meta.source), meta.to_json().encode(),
                                 content_type=META_CONTENT_TYPE)
 
+    async def _republish(self, client: aiomqtt.Client, metas: list[SourceMeta]) -> None:
+        """The metas a reload changed, on the connection now, while the tokens go on; one lost with the
+        connection is sent by the next one's announcement, which sends every meta."""
+        with contextlib.suppress(Lost, TimeoutError, aiomqtt.MqttError):
+            for meta in metas:
+                await self._control(client, meta_topic(self.prefix, self.instance, meta.source),
+                                    meta.to_json().encode(), content_type=META_CONTENT_TYPE)
+
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         """A clean exit: ``stopped`` (retained; the Last Will is not sent), then DISCONNECT."""
         with contextlib.suppress(Lost, TimeoutError, aiomqtt.MqttError):

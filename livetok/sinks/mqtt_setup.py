@@ -143,10 +143,11 @@ def daemon_vocabulary(cfg: LivetokConfig, vocab: Vocabulary, plugins: dict[str, 
 
 
 def source_metas(cfg: LivetokConfig, vocab: Vocabulary, run_id: str, instance: str,
-                 plugins: dict[str, Any] | None = None) -> list[SourceMeta]:
+                 plugins: dict[str, Any] | None = None, started_unix_ns: int | None = None) -> list[SourceMeta]:
     """The retained meta of every source a group uses: its streams' rates, grids, levels, the
     daemon's vocabulary (:func:`daemon_vocabulary` of ``vocab``, the codebooks' joint vocabulary),
-    and every stream's spec (``plugins``: the loaded plug-in tokenizers)."""
+    and every stream's spec (``plugins``: the loaded plug-in tokenizers). ``started_unix_ns``: when
+    the run started (None: now; a reload gives the run's)."""
     specs = stream_spec_metas(cfg, vocab, plugins or {})
     vocab = daemon_vocabulary(cfg, vocab, plugins or {})
     tok = cfg.tokenizer
@@ -155,7 +156,7 @@ def source_metas(cfg: LivetokConfig, vocab: Vocabulary, run_id: str, instance: s
     groups = cfg.effective_groups()
     video = {g.video for g in groups if g.video}
     audio = {g.audio for g in groups if g.audio}
-    started = time.time_ns()
+    started = time.time_ns() if started_unix_ns is None else started_unix_ns
     out = []
     for src in cfg.sources:
         streams = []
