@@ -379,6 +379,8 @@ class MqttSink(BusControl, Sink):
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        for task in list(self._meta_tasks):  # a reload's republish still pending: the connection ends here
+            task.cancel()
         if self._client is not None:
             force_close(self._client)
         await super().__aexit__(exc_type, exc, tb)
