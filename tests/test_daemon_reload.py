@@ -218,3 +218,32 @@ def test_a_reload_that_changes_a_token_rate_republishes_the_sources_meta(toks: T
     assert metas["added"].streams["video/coarse"].token_fps == 1.0
     assert metas["still"].streams["video/fine"].token_fps is None
     assert len({m.started_unix_ns for m in metas.values()}) == 1, [m.started_unix_ns for m in metas.values()]
+
+
+@pytest.mark.slow
+def test_a_source_a_reload_restarts_keeps_its_counts_over_the_run(toks: Tokenizers, tmp_path: Path) -> None:
+    """A reload that changes a source's ``token_fps`` restarts it (a new capture thread, new counters);
+    its reported counters (the final report's gauges, the snapshot behind the stats topic and
+    Prometheus) are the run's, as its books are: they went back to the new thread's counts, so
+    ``skipped_by_rate`` said less than the books and a Prometheus counter went down."""
+
+    def cfg(token_fps: float) -> LivetokConfig:
+        return LivetokConfig.model_validate({
+            "sources": [{"kind": "synthetic", "name": "cam", "size": "160x120", "fps": 10, "token_fps": token_fps}],
+            "sinks": [{"kind": "file", "name": "f", "path": str(tmp_path / "a.ltk")}]})
+
+    report, d = run_with_reloads(toks, cfg(5), [cfg(2)], messages_between=30)
+    row = report.accounting["captures"]["cam.video"]
+    assert report.accounting["balanced"] == 1
+    assert len(d.pipeline.retired_sources) == 1  # the reload restarted it: two capture threads in the books
+    first = d.pipeline.retired_sources[0].stats.skipped_by_rate
+    assert first > 0 and row["skipped_by_rate"] > first
+    gauges = report.metrics["gauges"]
+    assert gauges["source.cam.skipped_by_rate"] == row["skipped_by_rate"], (gauges, row)
+    frames = d.pipeline.retired_sources[0].stats.frames + d.pipeline.sources[0].stats.frames
+    assert gauges["source.cam.frames"] == frames == row["captured"] - row["skipped_by_rate"]
+    assert gauges["source.cam.connects"] == 2
+    snap = d.pipeline.snapshot()
+    (src,) = snap.sources
+    assert src.skipped_by_rate == row["skipped_by_rate"] and src.frames == frames
+    assert src.dropped["video"] == row["dropped_queue"]

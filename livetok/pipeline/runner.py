@@ -35,8 +35,8 @@ from typing import Any
 
 from livetok.pipeline.books import RunReport, accounting, capture_books, sink_report
 from livetok.pipeline.reload import Reconfigurable
-from livetok.pipeline.snapshot import RunSnapshot, SeriesSnap, SinkSnap, SourceSnap
-from livetok.pipeline.sources import build_sources
+from livetok.pipeline.snapshot import RunSnapshot, SeriesSnap, SinkSnap, SourceSnap, run_dropped, run_totals
+from livetok.pipeline.sources import RunningSource, build_sources
 from livetok.runtime.stopping import Deadline
 from livetok.sinks import Sink
 from livetok.streams.types import SourceState
@@ -195,7 +195,8 @@ class Pipeline(Reconfigurable):
                                   t["failed"], o.channel.depth, o.sink.gauges(), o.sink.state_doc(o.channel)))
         snap = RunSnapshot(
             self.run_id, now, time.time_ns(), round((now - self.started_ns) / 1e9, 3),
-            tuple(SourceSnap.of(s, active) for s in self.sources), tuple(sinks), dict(self._aligner_stats))
+            tuple(SourceSnap.of(s, active, self._earlier(s.name)) for s in self.sources), tuple(sinks),
+            dict(self._aligner_stats))
         if not series:
             return snap
         m = self.metrics
@@ -205,6 +206,10 @@ class Pipeline(Reconfigurable):
             series={k: SeriesSnap.of(s) for k, s in m.series.items()}, gauges=dict(m.gauges),
             counters=dict(m.counters))
 
+    def _earlier(self, name: str) -> list[RunningSource]:
+        """The run's earlier incarnations of source ``name``: stopped by a reload that restarted it."""
+        return [r for r in self.retired_sources if r.name == name]
+
     def _refresh_gauges(self) -> None:
         m = self.metrics
         for s in self.sources:
@@ -212,11 +217,14 @@ class Pipeline(Reconfigurable):
                 if h is not None:
                     m.set(("queue_depth", s.name, kind), h.depth)
                     m.set(("queue_max_depth", s.name, kind), h.max_depth)
-                    m.set(("dropped", s.name, kind), h.dropped)
+            for kind, n in run_dropped(s, self._earlier(s.name)).items():
+                m.set(("dropped", s.name, kind), n)
             # Every counter the capture thread keeps, so a new one is published without touching
-            # this list; the state as its index in SourceState; ``extra`` counters by their names.
-            for f in dataclasses.fields(s.stats):
-                value = getattr(s.stats, f.name)
+            # this list; the state as its index in SourceState; ``extra`` counters by their names;
+            # counts over the run (a source a reload restarted goes on from its earlier counts).
+            stats = run_totals(s.stats, [e.stats for e in self._earlier(s.name)])
+            for f in dataclasses.fields(stats):
+                value = getattr(stats, f.name)
                 if isinstance(value, SourceState):
                     m.set(("source", s.name, f.name), list(SourceState).index(value))
                 elif isinstance(value, bool):

@@ -13,15 +13,17 @@ reader takes them apart by position, never by splitting names on dots.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from livetok.pipeline.metrics import Key, Series
 from livetok.pipeline.outlets import Outlet
 from livetok.pipeline.sources import RunningSource
-from livetok.streams.types import SourceState
+from livetok.streams.types import SourceState, SourceStats
 
 
 @dataclass(frozen=True)
@@ -72,16 +74,42 @@ class SourceSnap:
     skipped_by_rate: int = 0  # video frames its token rate skipped
 
     @classmethod
-    def of(cls, src: RunningSource, outlets: list[Outlet]) -> SourceSnap:
-        st, n = src.stats, src.name
+    def of(cls, src: RunningSource, outlets: list[Outlet], earlier: Sequence[RunningSource] = ()) -> SourceSnap:
+        """``earlier``: the run's earlier incarnations of this source (a reload restarted it): its
+        counters are the run's, never back to 0 at a restart."""
+        st, n = run_totals(src.stats, [e.stats for e in earlier]), src.name
         handoffs = [(k, h) for k, h in (("video", src.video), ("audio", src.audio)) if h is not None]
         sink_drops = {o.name: sum(v for (stream, _), v in o.sink.stats.dropped_by.items() if stream == n)
                       + sum(v for (stream, _), v in o.sink.stats.failed_by.items() if stream == n)
                       for o in outlets}
         return cls(n, st.state, src.video is not None, src.audio is not None, st.frames, st.blocks, st.reconnects,
                    st.stalls, st.errors, st.last_error, src.finished, {k: h.depth for k, h in handoffs},
-                   {k: h.dropped for k, h in handoffs}, sink_drops, src.token_fps,
+                   run_dropped(src, earlier), sink_drops, src.token_fps,
                    st.nominal_fps if src.video is not None and st.nominal_fps > 0 else None, st.skipped_by_rate)
+
+
+def run_dropped(src: RunningSource, earlier: Sequence[RunningSource] = ()) -> dict[str, int]:
+    """Per modality ``src`` captures: what its hand-over queues dropped over the run, its ``earlier``
+    incarnations' included."""
+    return {kind: sum(h.dropped for e in (*earlier, src) if (h := getattr(e, kind)) is not None)
+            for kind in ("video", "audio") if getattr(src, kind) is not None}
+
+
+def run_totals(current: SourceStats, earlier: Sequence[SourceStats]) -> SourceStats:
+    """A source's counters over the run: every count (int fields, ``extra``) summed over its earlier
+    incarnations (a reload restarted it) and ``current``; its state, last error and rates are the
+    current one's. ``current`` itself when there is no earlier one."""
+    if not earlier:
+        return current
+    out = dataclasses.replace(current, extra=dict(current.extra))
+    for f in dataclasses.fields(SourceStats):
+        value = getattr(current, f.name)
+        if isinstance(value, int) and not isinstance(value, bool | SourceState):
+            setattr(out, f.name, value + sum(getattr(e, f.name) for e in earlier))
+    for e in earlier:
+        for k, v in e.extra.items():
+            out.extra[k] = out.extra.get(k, 0) + v
+    return out
 
 
 @dataclass(frozen=True)
