@@ -73,6 +73,20 @@ def test_default_groups_pair_cameras_with_microphones(tmp_path: Path) -> None:
     assert groups == [("a", "a", "m"), ("b", "b", "n"), ("o", None, "o")]
 
 
+@pytest.mark.parametrize("key", ["sources.0.token_fps", "mqtt.stats_interval_s"])
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_a_number_that_is_not_finite_is_named_so(tmp_path: Path, key: str, value: str) -> None:
+    """YAML's ``.nan`` and ``.inf`` are floats: refused as "a finite number", not as out of a bound
+    they do not break (``.nan`` was "less than or equal to 1000")."""
+    if key.startswith("sources"):
+        text, line = f"sources:\n  - kind: synthetic\n    name: s\n    token_fps: {value}\n", 4
+    else:
+        text, line = f"mqtt:\n  host: 127.0.0.1\n  stats_interval_s: {value}\n", 3
+    where = key.replace(".", "[.]")
+    with pytest.raises(ConfigError, match=rf"config.yaml:{line}: {where}: Input should be a finite number"):
+        load_config(write(tmp_path, text))
+
+
 def test_token_fps_bounds_and_refusals(tmp_path: Path) -> None:
     """``token_fps`` on any video source: frames/s from 0.01 to 1000; null (default) keeps every frame;
     a microphone has none. Each refusal is one line naming the file's line."""

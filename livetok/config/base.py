@@ -9,4 +9,4 @@ NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .nan/.inf: "a finite number"

@@ -32,7 +32,7 @@ from livetok.config.tokenizers import (
 class LivetokConfig(BaseModel):
     """Top level of config.yaml."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     tokenizer: TokenizerConfig = Field(
         TokenizerConfig(), description="the built-in audio and video tokenizers (or the tokenizers: list)")

@@ -73,7 +73,7 @@ class PluginTokenizer(_Common):
     """Any other kind: the common keys here, the kind's own options as extra keys (validated by
     the kind's registry entry, with the same ``tokenizers.N.KEY`` and line in errors)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     kind: str = Field(pattern=r"^[a-z][a-z0-9-]{0,63}$", description="the tokenizer kind (docs/tokenizers.md)")
     modality: Literal["audio", "video"] = Field(description="what it tokenizes")
