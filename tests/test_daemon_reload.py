@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,51 @@ def test_a_source_a_reload_restarts_keeps_its_counts_over_the_run(toks: Tokenize
     (src,) = snap.sources
     assert src.skipped_by_rate == row["skipped_by_rate"] and src.frames == frames
     assert src.dropped["video"] == row["dropped_queue"]
+
+
+@pytest.mark.slow
+def test_a_source_a_reload_starts_is_tokenized_while_the_others_keep_the_batches_full(
+        toks: Tokenizers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The video batch loop keeps taking batches while frames keep coming (a busy box); a source a
+    reload starts must join its next batch, not wait until the loop finds every camera's queue empty
+    (it took its hand-overs once per loop: under load the new camera's frames only queued, and dropped)."""
+    from livetok.pipeline.engine import Engine
+
+    slow = Engine.on_video
+
+    def on_video(self: Engine, *args: Any, **kw: Any) -> Any:
+        time.sleep(0.3)  # packets made slower than frames come: the loop always finds a batch
+        return slow(self, *args, **kw)
+
+    monkeypatch.setattr(Engine, "on_video", on_video)
+
+    def cfg(added: bool) -> LivetokConfig:
+        sources = [{"kind": "synthetic", "name": "busy", "size": "160x120", "fps": 30}]
+        if added:
+            sources.append({"kind": "synthetic", "name": "added", "size": "160x120", "fps": 10})
+        return LivetokConfig.model_validate({
+            "sources": sources, "sinks": [{"kind": "file", "name": "f", "path": str(tmp_path / "a.ltk")}]})
+
+    async def go() -> dict[str, Any]:
+        stop = StopControl()
+        stop.bind()
+        sinks = open_sinks(cfg(False), RUN_ID)
+        for s in sinks:
+            await s.__aenter__()
+        async with Daemon(cfg(False), toks, sinks, stop, RUN_ID, reconfigure=lambda: cfg(True)) as d:
+            task = asyncio.create_task(d.run(None))
+            await _until(lambda: d.books.tokenized[("busy", "video")] >= 10)
+            stop._hup(signal.SIGHUP, None)
+            await _until(lambda: d.metrics.counters.get("reloads", 0) >= 1)
+            with contextlib.suppress(AssertionError):  # bounded: with the defect it never comes
+                await _until(lambda: d.books.tokenized[("added", "video")] >= 3, limit_s=20)
+            during = d.books.tokenized[("added", "video")]
+            stop.request("test")
+            report = await task
+        for s in d.sinks + d.retired_sinks:
+            await s.__aexit__(None, None, None)
+        return {"during": during, "report": report}
+
+    out = asyncio.run(go())
+    assert out["report"].accounting["balanced"] == 1
+    assert out["during"] >= 3, out["report"].accounting["captures"]["added.video"]

@@ -91,6 +91,10 @@ class DataPath:
         self.stamper = WireStamper()
         self.video_ready = asyncio.Event()
         self.audio_ready = asyncio.Event()
+        # Who takes video frames: the batch loop, or a reload draining the sources it stops. The drain
+        # waits for the loop's batches in flight, so a stopped source's frames go out in their order.
+        self.video_turn = asyncio.Lock()
+        self.video_yield = False  # a reload waits for the turn: the batch loop lets go after its batch
         self.stopping = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self._said: set[str] = set()
@@ -170,11 +174,18 @@ class DataPath:
         # Wait for other cameras' frames to join the batch; with one camera there is nobody to wait for.
         if wait_s and len(handoffs) > 1 and sum(h.depth for _, h in handoffs) < batch_size:
             await asyncio.sleep(wait_s)
+        async with self.video_turn:
+            await self._video_batches(batch_size)
+        return True
+
+    async def _video_batches(self, batch_size: int) -> None:
+        """Batches while frames keep coming (or until a reload wants the turn)."""
         # Two batches in flight: the next batch's codes are computed (the video lane) while the last
         # one's packets are made in the engine's lane and fanned out; packets still leave in batch order.
         rest: asyncio.Task[None] | None = None
         try:
-            while True:
+            while not self.video_yield:
+                handoffs = self._video_handoffs()  # each batch: a source a reload started joins the next one
                 backlog = sum(h.depth for _, h in handoffs)
                 limit, catch_up = self.shed.batch_limit(self._fill(handoffs), batch_size, backlog)
                 batch = self._take_video(handoffs, limit)
@@ -193,7 +204,6 @@ class DataPath:
         finally:
             if rest is not None:
                 await rest
-        return True
 
     async def _encode_video(self, caps: list[VideoCapture], plan: list[int], greedy: bool) -> tuple[Any] | None:
         """The batch's codes from the video lane, as a 1-tuple (the codes may be None: no built-in

@@ -167,7 +167,13 @@ class Reconfigurable(DataPath):
         leaving = p.restart_sources | p.stop_sources
         stopped = [s for s in self.sources if s.name in leaving]
         await self._stop_sources(stopped, deadline)
-        await self._drain(stopped, deadline)
+        self.video_yield = True  # the batch loop's batches in flight first, then the rest in order
+        try:
+            async with self.video_turn:
+                await self._drain(stopped, deadline)
+        finally:
+            self.video_yield = False
+            self.video_ready.set()  # the loop let go with frames perhaps left: it looks again
         for name in sorted(p.remove_groups):
             self._fan_out(await self.worker.run(self._work, self.engine.remove_group, name))
         self.sources = [s for s in self.sources if s.name not in leaving]
