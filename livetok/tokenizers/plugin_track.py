@@ -113,7 +113,7 @@ class PluginAudioTrack(_Packets):
         run, self.run = self.run, None
         if run is None:
             return []
-        return run.stream.take(self.resampler.flush()) + run.stream.flush()
+        return run.stream.flush(self.resampler.flush())
 
     def emit(self, job: Any, output: Any) -> list[TokenPacket]:
         run = self.runs[id(job.stream)]

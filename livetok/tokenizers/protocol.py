@@ -11,8 +11,9 @@ source using a tokenizer and the model call itself can run in a worker thread:
    failed ``run``, ``job.stream.abandon(job)`` instead: its steps are lost and the next step emitted is
    flagged ``gap``.
 
-``stream.flush() -> list[Job]`` at the end of a stream pads with silence so that every step holding
-received input is computed (steps made only of padding are not emitted).
+``stream.flush(tail=None) -> list[Job]`` at the end of a stream takes ``tail`` (its last input) and pads
+with silence so that every step holding received input is computed (steps made only of padding are
+not emitted).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Job(Protocol):
 class TokenStream(Protocol):
     def take(self, data: Any) -> list[Any]: ...
 
-    def flush(self) -> list[Any]: ...
+    def flush(self, tail: np.ndarray | None = None) -> list[Any]: ...
 
     def emit(self, job: Any, output: Any) -> list[StepCodes]: ...
 

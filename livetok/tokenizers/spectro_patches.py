@@ -160,17 +160,18 @@ class SpectroPatchStream:
             st.mel, st.mel_first = st.mel[drop:], st.mel_first + drop
         return jobs
 
-    def flush(self) -> list[PatchJob]:
-        """End of stream: zero samples after the last one, enough to complete every step that holds a
-        received sample (steps of padding alone are not emitted)."""
+    def flush(self, tail: np.ndarray | None = None) -> list[PatchJob]:
+        """End of stream: ``tail`` (the last samples), then zero samples, enough to complete every step
+        that holds a received sample (steps of padding alone are not emitted)."""
         st, tok = self.state, self.tok
+        jobs = self.take(tail) if tail is not None and tail.size else []
         st.flushed = True
         if st.samples_in == 0:
-            return []
+            return jobs
         steps = (st.samples_in - 1) // tok.step_samples + 1
         a = tok.audio
         needed = (steps * tok.cfg.stride_frames - 1) * a.hop_length + a.win_length
-        return self._push(np.zeros(max(0, needed - st.samples_in)))
+        return jobs + self._push(np.zeros(max(0, needed - st.samples_in)))
 
     def abandon(self, job: PatchJob) -> None:
         self.state.gap = True

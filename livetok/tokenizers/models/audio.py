@@ -370,12 +370,16 @@ class AudioModelStream:
             st.buf_first += keep
         return jobs
 
-    def flush(self) -> list[AudioJob]:
-        """End of stream: silence after the last sample, enough to compute every step that holds a
-        received sample (steps of padding alone are not emitted)."""
+    def flush(self, tail: np.ndarray | None = None) -> list[AudioJob]:
+        """End of stream: ``tail`` (the last samples, e.g. what a resampler still held), then silence,
+        enough to compute every step that holds a received sample (steps of padding alone are not
+        emitted). Tail and padding go in as one push: jobs the tail completed would otherwise be in
+        flight at the flush, which a stateful stream cannot take its last chunks past."""
         st, io, enc = self.state, self.enc.io, self.enc
         if st.in_flight:
             raise RuntimeError("flush() while jobs are in flight: emit or abandon them first")
+        if tail is not None:
+            st.samples_in += tail.size
         st.flushed = True
         if st.samples_in == 0:
             return []
@@ -388,8 +392,8 @@ class AudioModelStream:
         else:
             a = self.logmel
             samples_needed = (steps_needed - 1) * a.hop + a.win
-        pad = max(0, samples_needed - st.samples_in)
-        return self._push(np.zeros(pad, np.float32))
+        pad = np.zeros(max(0, samples_needed - st.samples_in), np.float32)
+        return self._push(pad if tail is None or not tail.size else np.concatenate([tail.astype(np.float32), pad]))
 
     def abandon(self, job: AudioJob) -> None:
         """The job's model call failed: its steps are lost and the next step emitted is flagged gap
