@@ -11,6 +11,7 @@ a temporary file beside it, renamed into place only when every input was tokeniz
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import queue
 import sys
@@ -33,6 +34,7 @@ from livetok.tokenizers.session import MediaTokenizer, PreparedVideo, Tokenizers
 from livetok.wire import LtkWriter, TokenPacket
 
 QUEUE_FRAMES = 32
+BUILTIN = frozenset({"audio", "video"})  # the modalities the built-in kinds tokenize, by default both
 _END = object()
 
 
@@ -105,18 +107,19 @@ def encode_workers(toks: Tokenizers) -> int:
 
 def tokenize_file(
     path: Path, toks: Tokenizers, source: str, sink: LtkWriter | None, report: TokenizeReport, encoders: int = 0,
-    token_fps: float | None = None,
+    token_fps: float | None = None, builtin: frozenset[str] = BUILTIN,
 ) -> list[TokenPacket]:
     """Tokenize one file; packets go to ``sink`` when given, else are returned. ``encoders``: threads
     that encode video batches (0: the calling thread does); the packets are the same either way.
     ``token_fps``: at most that many video frames per second of media time are tokenized, chosen as a
-    live source with ``token_fps`` chooses them (docs/sources.md); None: every frame."""
+    live source with ``token_fps`` chooses them (docs/sources.md); None: every frame. ``builtin``: the
+    modalities the built-in kinds tokenize (``toks.plugins`` all run)."""
     rate = FileRate(token_fps) if token_fps is not None else None
     if not encoders:
-        return _tokenize_file(path, MediaTokenizer(toks, source), sink, report, rate)
+        return _tokenize_file(path, MediaTokenizer(toks, source, builtin=builtin), sink, report, rate)
     with ThreadPoolExecutor(encoders, thread_name_prefix=f"encode:{path.name}") as pool:
-        return _tokenize_file(path, MediaTokenizer(toks, source, encoder=pool, in_flight=encoders), sink, report,
-                              rate)
+        return _tokenize_file(path, MediaTokenizer(toks, source, encoder=pool, in_flight=encoders, builtin=builtin),
+                              sink, report, rate)
 
 
 def _tokenize_file(path: Path, mt: MediaTokenizer, sink: LtkWriter | None, report: TokenizeReport,
@@ -145,8 +148,8 @@ def _tokenize_file(path: Path, mt: MediaTokenizer, sink: LtkWriter | None, repor
     return kept
 
 
-def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path, token_fps: float | None = None
-                   ) -> TokenizeReport:
+def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path, token_fps: float | None = None,
+                   builtin: frozenset[str] = BUILTIN) -> TokenizeReport:
     """Tokenize ``paths`` into one .ltk file. ``out`` is written atomically: on any error it is left
     as it was (an existing file keeps its bytes), and it may not be one of the inputs. ``token_fps``:
     each file's video at that token rate (:func:`tokenize_file`)."""
@@ -164,7 +167,7 @@ def tokenize_files(paths: list[Path], toks: Tokenizers, out: Path, token_fps: fl
         try:
             with LtkWriter(tmp) as sink:
                 for path in paths:
-                    tokenize_file(path, toks, source_name(path, taken), sink, report, encoders, token_fps)
+                    tokenize_file(path, toks, source_name(path, taken), sink, report, encoders, token_fps, builtin)
         except OSError as err:
             raise OutputError(f"{out}: cannot write it: {describe_oserror(err)}") from err
     return report
@@ -180,10 +183,16 @@ def _same_file(a: Path, b: Path) -> bool:
 def command(args: argparse.Namespace) -> int:
     """``livetok tokenize INPUT... -o OUT.ltk``: the packets written, per stream, on stderr."""
     from livetok.config import load_config
+    from livetok.tokenizers.registry import load_plugins
 
     token_fps = token_fps_flag(args.token_fps)
-    toks = Tokenizers.from_config(load_config(args.config).tokenizer)
-    report = tokenize_files([Path(p) for p in args.inputs], toks, Path(args.output), token_fps)
+    cfg = load_config(args.config)
+    # Each input is a source fed by every configured tokenizer of its modalities, as a daemon's source
+    # without a `tokenizers:` key of its own: the plug-ins' streams too, the built-in ones if listed.
+    builtin = frozenset(m for m in ("audio", "video")
+                        if any(e.kind in ("logmel-rvq", "patch-rvq") for e in cfg.tokenizers_of("", m)))
+    toks = dataclasses.replace(Tokenizers.from_config(cfg.tokenizer), plugins=load_plugins(cfg))
+    report = tokenize_files([Path(p) for p in args.inputs], toks, Path(args.output), token_fps, builtin)
     total = sum(report.packets.values())
     print(f"wrote {total} packets to {args.output}", file=sys.stderr)
     for (source, modality, scale), n in sorted(report.packets.items()):

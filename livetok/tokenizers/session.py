@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -203,12 +203,21 @@ class MediaTokenizer:
     """Streaming tokenizer for one source's decoded frames (both modalities)."""
 
     def __init__(self, toks: Tokenizers, source: str, clock: Clock = Clock.MEDIA,
-                 encoder: Executor | None = None, in_flight: int = 2) -> None:
+                 encoder: Executor | None = None, in_flight: int = 2,
+                 builtin: frozenset[str] = frozenset({"audio", "video"})) -> None:
         """``encoder``: threads that encode full video batches (:func:`encode_images`) while this one
         goes on; at most ``in_flight`` batches wait for theirs. None: each batch is encoded in
         :meth:`feed`. The stream's state (sequence numbers, delta reference) is only touched here,
-        batch after batch in order, so the packets are the same either way."""
+        batch after batch in order, so the packets are the same either way. ``builtin``: the
+        modalities the built-in kinds tokenize; every plug-in of ``toks`` runs too (its model called
+        as soon as a block or frame makes a job: a failed call raises its ModelRunError)."""
+        from livetok.tokenizers.plugin_track import PluginAudioTrack, PluginVideoTrack
+
         self.toks = toks
+        self.builtin = builtin
+        plugins = toks.plugins.values()
+        self.plugin_audio = [PluginAudioTrack(p, source, clock) for p in plugins if p.modality == "audio"]
+        self.plugin_video = [PluginVideoTrack(p, source, clock) for p in plugins if p.modality == "video"]
         self.source = source
         self.clock = clock
         self.audio = AudioTrack(toks, source, clock, batch_ns=AUDIO_BATCH_NS)
@@ -237,14 +246,22 @@ class MediaTokenizer:
                 gap = item.start_ns - self._last_video_ns if self._last_video_ns is not None else 0
                 item = PreparedVideo(item.image, item.start_ns, item.start_ns + max(gap, 1))
             self._last_video_ns = item.start_ns
+            out = [p for t in self.plugin_video for p in _plugged(t, t.take(item.image, item.start_ns, item.end_ns))]
+            if "video" not in self.builtin:
+                return out
             self._batch.append(VideoItem(self.video, item.image, item.start_ns, item.end_ns))
-            return self._encode_batch() if len(self._batch) >= self.toks.cfg.video.batch_size else []
+            return out + (self._encode_batch() if len(self._batch) >= self.toks.cfg.video.batch_size else [])
         frame = item.audio
-        return self.audio.push(self._to_float.convert(frame), frame.sample_rate, item.pts_ns)
+        samples = self._to_float.convert(frame)
+        out = [p for t in self.plugin_audio for p in _plugged(t, t.take(samples, frame.sample_rate, item.pts_ns))]
+        if "audio" not in self.builtin:
+            return out
+        return out + self.audio.push(samples, frame.sample_rate, item.pts_ns)
 
     def flush(self) -> list[TokenPacket]:
-        """End of input: encode the partial video batch, wait for every batch, drain the audio stream."""
+        """End of input: encode the partial video batch, wait for every batch, drain the audio streams."""
         out = self._encode_batch()
+        out += [p for t in self.plugin_audio for p in _plugged(t, t.end())]
         return out + self._encoded(wait=len(self._encoding)) + self.audio.flush()
 
     def _encode_batch(self) -> list[TokenPacket]:
@@ -264,3 +281,12 @@ class MediaTokenizer:
             out += [p for packets in encode_video(self.toks, batch, codes.result()) for p in packets]
             wait -= 1
         return out
+
+
+def _plugged(track: Any, jobs: list[Any]) -> list[TokenPacket]:
+    """One plug-in track's jobs run at once (one model call per batch of rows), emitted in order; a
+    failed call raises (a file has no stream to flag GAP and go on with)."""
+    if not jobs:
+        return []
+    outputs = track.plugin.impl.run(jobs)
+    return [p for job, result in zip(jobs, outputs, strict=True) for p in track.emit(job, result)]
