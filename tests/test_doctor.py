@@ -220,3 +220,25 @@ def test_a_metrics_port_held_by_a_running_livetok_is_named_so(tmp_path: Path,
     finally:
         endpoint.stop()
 
+
+
+def test_plugin_tokenizers_are_loaded_and_probed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A configuration's plug-in tokenizers: their models opened and probed, their codebooks checked, as
+    `run` does at its start. Before, doctor said every part was ok (exit 0) for a configuration whose
+    model file was missing, which `run` and `check-config` refuse (exit 65)."""
+    from plugin_models import stateful_io, stateful_model
+
+    gru = stateful_model(tmp_path, "onnx")
+    io = json.dumps(stateful_io("onnx", "codes"))
+    entry = f"  - {{name: gru, kind: onnx, modality: audio, model: {{path: MODEL, io: {io}}}}}\n"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tokenizers:\n  - {name: audio, kind: logmel-rvq}\n" + entry.replace("MODEL", str(gru)))
+    code, out = run_doctor(capsys, "-c", str(cfg))
+    lines = lines_by_name(out)
+    assert set(lines) == CHECKS | {"tokenizers"} and code == 0, out
+    assert lines["tokenizers"].startswith("ok   tokenizers  gru(onnx, audio/gru, "), out
+    cfg.write_text("tokenizers:\n  - {name: audio, kind: logmel-rvq}\n" + entry.replace("MODEL", str(tmp_path / "x")))
+    code, out = run_doctor(capsys, "-c", str(cfg))
+    line = lines_by_name(out)["tokenizers"]
+    assert code == 1 and line.startswith(f"FAIL tokenizers  {cfg}:3: tokenizers.1.model.path: tokenizer 'gru': "), line
+    assert "no such file" in line and "-> " in line

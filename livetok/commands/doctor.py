@@ -170,6 +170,24 @@ def check_codebooks(config: Any) -> Check:
     return Check("codebooks", "ok", f"{path}: id {cbs.codebook_id}, loaded and checked against the configuration")
 
 
+def check_tokenizers(config: Any) -> Check:
+    """The plug-in tokenizers: options, model files opened and probed, codebooks checked, as `run` does
+    at its start (``check-config``'s lines)."""
+    from livetok.errors import LivetokError
+
+    try:
+        from livetok.daemon.preflight import check_tokenizers as load
+
+        loaded = load(config)
+    except LivetokError as err:
+        return Check("tokenizers", "fail", str(err),
+                     "fix the named key or file (docs/tokenizers.md, \"Bad input and exit codes\"); "
+                     "`livetok check-config -c FILE`")
+    except Exception as err:
+        return Check("tokenizers", "fail", f"cannot be checked: {_one_line(err)}", REINSTALL)
+    return Check("tokenizers", "ok", ", ".join(loaded) + " (models loaded and probed, codebooks checked)")
+
+
 BROKER_TIMEOUT_S = 5.0  # doctor answers soon: at most this long for the broker's CONNACK
 
 
@@ -291,6 +309,8 @@ def run_checks(config: Any | None, native_only: bool = False) -> list[Check]:
     checks.append(check_mosquitto())
     if config is not None:
         checks += [check_broker(config), check_codebooks(config), check_disk(config)]
+        if config.plugin_entries():
+            checks.append(check_tokenizers(config))
         if config.metrics.listen:
             checks.append(check_metrics(config))
     return checks
