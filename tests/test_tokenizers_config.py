@@ -113,3 +113,19 @@ def test_a_bad_option_is_78_at_check_config(tmp_path: Path, capsys: pytest.Captu
     p = write(tmp_path, LIST.replace("model: {path: MODEL}", "model: {path: MODEL, batch: 0}"))
     assert main(["check-config", "-c", str(p)]) == 78
     assert "tokenizers.2.model.batch" in capsys.readouterr().err
+
+
+def test_a_codebook_error_names_the_tokenizer_once(tmp_path: Path) -> None:
+    """Codebooks fitted for another model, kind or size: the quantizer's line already names the
+    tokenizer; the located line (check-config, the start) said it twice before
+    (``tokenizers.2.codebooks: tokenizer 'units': tokenizer 'units': codebooks ...``)."""
+    from livetok.errors import CodebookError
+    from livetok.tokenizers.registry import located
+
+    cfg = load_config(write(tmp_path, LIST.replace("model: {path: MODEL}", "model: {path: MODEL}\n    codebooks: c")))
+    err = located(cfg, 2, "units", CodebookError("tokenizer 'units': codebooks c were fitted for another model"))
+    assert str(err) == (f"{tmp_path / 'config.yaml'}:12: tokenizers.2.codebooks: tokenizer 'units': codebooks c "
+                        "were fitted for another model")
+    err = located(cfg, 2, "units", CodebookError("codebook file not found: c"))  # a line without the name
+    assert str(err) == (f"{tmp_path / 'config.yaml'}:12: tokenizers.2.codebooks: tokenizer 'units': codebook file "
+                        "not found: c")

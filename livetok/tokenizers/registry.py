@@ -89,6 +89,7 @@ def located(cfg: LivetokConfig, index: int, name: str, err: LivetokError) -> Liv
         text = m.group(2)
     elif type(err) is CodebookError:  # the codebook file itself (missing, corrupt, fitted for another model)
         key = ("codebooks",)
+        text = text.removeprefix(f"tokenizer {name!r}: ")  # named once, below
     line = f"{_loc_line(cfg, index, key)}: tokenizer {name!r}: {text}"
     return type(err)(line) if _plain(err) else err
 
