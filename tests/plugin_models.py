@@ -39,6 +39,23 @@ class StatelessConv(nn.Module):
         return self.encode(input)
 
 
+class RaisesOnCall(StatelessConv):
+    """Raises on ``count`` calls from call ``first`` on (counting every call, the load probe's too);
+    ``codes``: gives codes ``[B, T]`` int64 (``0/1``) instead of embeddings."""
+
+    def __init__(self, first: int, count: int = 10**9, codes: bool = False) -> None:
+        super().__init__()
+        self.first, self.count, self.codes = first, count, codes
+        self.calls = 0
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls >= self.first and self.calls < self.first + self.count:
+            raise ValueError("model failure on purpose")
+        out = self.encode(input)
+        return out[:, 0, :].gt(0).to(torch.int64) if self.codes else out
+
+
 class StatefulGRU(nn.Module):
     def __init__(self, hop: int = 160, context: int = 80, hidden: int = 24, dim: int = 8, k: int = 16) -> None:
         super().__init__()

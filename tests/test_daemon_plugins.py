@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from plugin_models import StatelessConv, export, seeded, stateful_io, stateful_model, video_model
+from plugin_models import RaisesOnCall, export, seeded, stateful_io, stateful_model, video_model
 
 from livetok.config import LivetokConfig
 from livetok.daemon.main import run_blocking
@@ -83,21 +83,6 @@ def test_torchscript_and_onnx_streams_run_live_beside_the_builtin_ones(tmp_path:
     assert books["balanced"] == 1
 
 
-class RaisesOnCall(StatelessConv):
-    """Raises on calls ``first`` .. ``first + 2`` (counting every call, the load probe's too)."""
-
-    def __init__(self, first: int) -> None:
-        super().__init__()
-        self.first = first
-        self.calls = 0
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls >= self.first and self.calls < self.first + 3:
-            raise ValueError("model failure on purpose")
-        return self.encode(input)
-
-
 CODES_IO = {"modality": "audio", "sample_rate": 16000, "input_name": "input", "output_name": "output",
             "output_layout": "BDT", "dim": 12, "hop": 160, "receptive_field": 400, "lookahead": 80,
             "frames_per_call": 4}
@@ -117,7 +102,8 @@ def probe_calls(tmp: Path) -> int:
 @pytest.mark.slow
 def test_a_model_that_raises_is_counted_and_its_stream_flagged_gap(tmp_path: Path) -> None:
     first = probe_calls(tmp_path) + 15  # live calls come 25 a second
-    path = export(seeded(RaisesOnCall, first=first), tmp_path / "raises.pt", "torchscript", (torch.randn(2, 880),),
+    path = export(seeded(RaisesOnCall, first=first, count=3), tmp_path / "raises.pt", "torchscript",
+                  (torch.randn(2, 880),),
                   ["input"], ["output"], CODES_IO)
     books = fit_codebooks(tmp_path, path)
     out = tmp_path / "out.ltk"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from plugin_models import StatelessConv, export, seeded, stateful_io, stateful_model, video_model
+from plugin_models import RaisesOnCall, export, seeded, stateful_io, stateful_model, video_model
 
 import livetok.pipeline.plugins as plugins_mod
 from livetok.cli import main
@@ -97,38 +97,15 @@ def test_tokenize_runs_only_the_kinds_the_configuration_names(av_clip: Path, tmp
                                                          ("video", "vq")}
 
 
-class RaisesOnCall(StatelessConv):
-    """Raises from call ``first`` on (the load probe's calls counted too)."""
-
-    def __init__(self, first: int) -> None:
-        super().__init__()
-        self.first = first
-        self.calls = 0
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls >= self.first:
-            raise ValueError("model failure on purpose")
-        return self.encode(input)
-
-
 CODES_IO = {"modality": "audio", "sample_rate": 16000, "input_name": "input", "output_name": "output",
             "output": "codes", "output_layout": "BT", "dim": 1, "codebook_size": 4, "hop": 160,
             "receptive_field": 400, "lookahead": 80, "frames_per_call": 4}
 
 
-class RaisesCodes(RaisesOnCall):
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls >= self.first:
-            raise ValueError("model failure on purpose")
-        return self.encode(input)[:, 0, :].gt(0).to(torch.int64)
-
-
 @pytest.mark.slow
 def test_a_model_failing_mid_file_is_one_line_65_and_no_output(speech_wav: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    model = export(seeded(RaisesCodes, first=30), tmp_path / "raises.pt", "torchscript",
+    model = export(seeded(RaisesOnCall, first=30, codes=True), tmp_path / "raises.pt", "torchscript",
                    (torch.randn(2, 880),), ["input"], ["output"], CODES_IO)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({"tokenizers": [{"name": "bad", "kind": "torchscript", "modality": "audio",
