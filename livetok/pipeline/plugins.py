@@ -34,8 +34,8 @@ class Batch:
         out: dict[int, list[TokenPacket]] = {}
         for name, items in self.work.items():
             packets, err = run_tokenizer(self.plugins[name], [(t, j) for t, j, _ in items])
-            if err is not None:
-                errors.append((name, err))
+            if err is not None:  # the model's failure is counted, never the daemon's end
+                errors.append((name, f"{type(err).__name__}: {err}"))
             for (_, _, owner), ps in zip(items, packets, strict=True):
                 out.setdefault(owner, []).extend(ps)
         self.work = {}

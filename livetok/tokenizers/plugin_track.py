@@ -174,15 +174,16 @@ class PluginVideoTrack(_Packets):
 Track = PluginAudioTrack | PluginVideoTrack
 
 
-def run_tokenizer(plugin: Plugin, work: list[tuple[Track, Any]]) -> tuple[list[list[TokenPacket]], str | None]:
+def run_tokenizer(plugin: Plugin, work: list[tuple[Track, Any]]) -> tuple[list[list[TokenPacket]], Exception | None]:
     """Every job of one tokenizer in one batched call: per job (in ``work``'s order) its packets, and
-    the model's error line when it failed (its jobs abandoned: each stream's next packet is GAP)."""
+    the model's error when it failed (its jobs abandoned: each stream's next packet is GAP; the daemon
+    counts it and goes on, a file's tokenization raises it)."""
     if not work:
         return [], None
     try:
         outputs = plugin.impl.run([job for _, job in work])
-    except Exception as err:  # the model's failure is counted, never the daemon's end
+    except Exception as err:
         for track, job in work:
             track.abandon(job)
-        return [[] for _ in work], f"{type(err).__name__}: {err}"
+        return [[] for _ in work], err
     return [track.emit(job, result) for (track, job), result in zip(work, outputs, strict=True)], None

@@ -284,9 +284,11 @@ class MediaTokenizer:
 
 
 def _plugged(track: Any, jobs: list[Any]) -> list[TokenPacket]:
-    """One plug-in track's jobs run at once (one model call per batch of rows), emitted in order; a
-    failed call raises (a file has no stream to flag GAP and go on with)."""
-    if not jobs:
-        return []
-    outputs = track.plugin.impl.run(jobs)
-    return [p for job, result in zip(jobs, outputs, strict=True) for p in track.emit(job, result)]
+    """One plug-in track's jobs run at once (:func:`run_tokenizer`), emitted in order; a failed call
+    raises (a file has no stream to flag GAP and go on with)."""
+    from livetok.tokenizers.plugin_track import run_tokenizer
+
+    packets, err = run_tokenizer(track.plugin, [(track, job) for job in jobs])
+    if err is not None:
+        raise err
+    return [p for ps in packets for p in ps]
